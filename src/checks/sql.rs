@@ -1,0 +1,210 @@
+//! `kind = "sql"`: a query whose result meets `expect` — a scalar compared
+//! (`equals`, `min`, `max`) or, with `no_rows = true`, a violations query
+//! whose every row is a finding.
+//!
+//! The query runs with the simple query protocol, so every value arrives as
+//! PostgreSQL's text output (PostgreSQL docs, 55.2.2 "Simple Query"):
+//! numbers compare as numbers whatever their SQL type, booleans read `t`/`f`.
+
+use std::time::Duration;
+
+use tokio_postgres::SimpleQueryMessage;
+
+use super::{CheckError, Conclusion, Finding};
+use crate::config::SqlExpect;
+use crate::sandbox::Sandbox;
+
+/// Violating rows listed in the report; the rest are counted.
+const MAX_ROWS_REPORTED: usize = 10;
+
+pub(super) async fn run(
+    sandbox: &Sandbox,
+    dbname: &str,
+    query: &str,
+    expect: &SqlExpect,
+    timeout: Duration,
+) -> Result<Conclusion, CheckError> {
+    let (client, conn) = sandbox
+        .pg_config(dbname)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| CheckError::Connect {
+            dbname: dbname.into(),
+            detail: e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()),
+        })?;
+    let conn = tokio::spawn(conn);
+    let cancel = client.cancel_token();
+    let result = tokio::time::timeout(timeout, client.simple_query(query)).await;
+    let messages = match result {
+        Ok(Ok(m)) => m,
+        Ok(Err(e)) => {
+            return Err(CheckError::Query(
+                e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()),
+            ))
+        }
+        Err(_) => {
+            let _ = cancel.cancel_query(tokio_postgres::NoTls).await;
+            return Err(CheckError::Timeout(timeout));
+        }
+    };
+    drop(client);
+    let _ = conn.await;
+
+    let rows: Vec<Vec<(String, Option<String>)>> = messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| (r.columns()[i].name().to_string(), r.get(i).map(str::to_string)))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect();
+    judge(&rows, expect)
+}
+
+/// Judge the rows (column name, text value or NULL) against `expect`.
+pub(super) fn judge(rows: &[Vec<(String, Option<String>)>], expect: &SqlExpect) -> Result<Conclusion, CheckError> {
+    if expect.no_rows {
+        let findings: Vec<Finding> = rows
+            .iter()
+            .take(MAX_ROWS_REPORTED)
+            .map(|r| {
+                Finding(
+                    r.iter()
+                        .map(|(c, v)| format!("{c}={}", v.as_deref().unwrap_or("NULL")))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )
+            })
+            .collect();
+        let detail = match rows.len() {
+            0 => "no violating rows".to_string(),
+            n if n > MAX_ROWS_REPORTED => format!("{n} violating rows (first {MAX_ROWS_REPORTED} listed)"),
+            n => format!("{n} violating rows"),
+        };
+        return Ok(Conclusion { detail, findings });
+    }
+
+    let value = match rows {
+        [row] if row.len() == 1 => row[0].1.clone(),
+        _ => {
+            return Err(CheckError::Shape(format!(
+                "expected one row with one column for a scalar comparison, got {} rows{}",
+                rows.len(),
+                rows.first().map(|r| format!(" of {} columns", r.len())).unwrap_or_default()
+            )))
+        }
+    };
+    let Some(value) = value else {
+        return Ok(Conclusion {
+            detail: "value is NULL".into(),
+            findings: vec![Finding(format!("the query returned NULL; expected {}", describe(expect)))],
+        });
+    };
+    let number = value.trim().parse::<f64>().ok();
+    let need_number = |what: &str| {
+        CheckError::Shape(format!("value `{value}` is not a number, so `{what}` cannot be judged"))
+    };
+    let mut findings = Vec::new();
+    if let Some(eq) = &expect.equals {
+        let ok = match eq {
+            toml::Value::Integer(i) => number.ok_or_else(|| need_number("equals"))? == *i as f64,
+            toml::Value::Float(f) => number.ok_or_else(|| need_number("equals"))? == *f,
+            toml::Value::Boolean(b) => value == if *b { "t" } else { "f" },
+            toml::Value::String(s) => value == *s,
+            _ => false,
+        };
+        if !ok {
+            findings.push(Finding(format!("value is {value}, expected {}", display_value(eq))));
+        }
+    }
+    if let Some(min) = expect.min {
+        if number.ok_or_else(|| need_number("min"))? < min {
+            findings.push(Finding(format!("value is {value}, expected at least {min}")));
+        }
+    }
+    if let Some(max) = expect.max {
+        if number.ok_or_else(|| need_number("max"))? > max {
+            findings.push(Finding(format!("value is {value}, expected at most {max}")));
+        }
+    }
+    Ok(Conclusion {
+        detail: format!("value {value} (expected {})", describe(expect)),
+        findings,
+    })
+}
+
+fn display_value(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => format!("`{s}`"),
+        other => other.to_string(),
+    }
+}
+
+fn describe(e: &SqlExpect) -> String {
+    let mut parts = Vec::new();
+    if let Some(v) = &e.equals {
+        parts.push(format!("= {}", display_value(v)));
+    }
+    if let Some(m) = e.min {
+        parts.push(format!("≥ {m}"));
+    }
+    if let Some(m) = e.max {
+        parts.push(format!("≤ {m}"));
+    }
+    parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scalar(v: Option<&str>) -> Vec<Vec<(String, Option<String>)>> {
+        vec![vec![("count".into(), v.map(str::to_string))]]
+    }
+
+    fn expect(equals: Option<toml::Value>, min: Option<f64>, max: Option<f64>) -> SqlExpect {
+        SqlExpect {
+            equals,
+            min,
+            max,
+            no_rows: false,
+        }
+    }
+
+    #[test]
+    fn scalar_comparisons() {
+        let e = expect(Some(toml::Value::Integer(16044)), None, None);
+        assert!(judge(&scalar(Some("16044")), &e).unwrap().findings.is_empty());
+        assert_eq!(judge(&scalar(Some("16043")), &e).unwrap().findings.len(), 1);
+        let e = expect(None, Some(1.0), Some(10.0));
+        assert!(judge(&scalar(Some("1.00")), &e).unwrap().findings.is_empty());
+        assert_eq!(judge(&scalar(Some("0")), &e).unwrap().findings.len(), 1);
+        assert_eq!(judge(&scalar(Some("11")), &e).unwrap().findings.len(), 1);
+        assert!(judge(&scalar(Some("abc")), &e).is_err());
+        assert_eq!(judge(&scalar(None), &e).unwrap().findings.len(), 1, "NULL is never a pass");
+        assert!(judge(&[], &e).is_err(), "no row is never a pass");
+        let e = expect(Some(toml::Value::Boolean(true)), None, None);
+        assert!(judge(&scalar(Some("t")), &e).unwrap().findings.is_empty());
+    }
+
+    #[test]
+    fn violations() {
+        let e = SqlExpect {
+            equals: None,
+            min: None,
+            max: None,
+            no_rows: true,
+        };
+        assert!(judge(&[], &e).unwrap().findings.is_empty());
+        let rows: Vec<_> = (0..12)
+            .map(|i| vec![("entry".to_string(), Some(i.to_string())), ("diff".to_string(), None)])
+            .collect();
+        let c = judge(&rows, &e).unwrap();
+        assert_eq!(c.findings.len(), MAX_ROWS_REPORTED);
+        assert_eq!(c.findings[0].0, "entry=0, diff=NULL");
+        assert!(c.detail.contains("12 violating rows"));
+    }
+}

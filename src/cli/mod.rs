@@ -1,0 +1,181 @@
+//! Command-line types and dispatch; the only place that knows exit codes.
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | drill passed: every configured check passed |
+//! | 1 | the backup is bad: a restore or check failed, or a policy limit was exceeded |
+//! | 2 | usage or configuration error |
+//! | 3 | no verdict: the environment prevented the drill |
+//! | 4 | drill passed but the notification could not be delivered |
+
+mod progress;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::clock::SystemClock;
+use crate::config;
+use crate::drill::{self, RunError, RunOptions};
+use crate::report::Verdict;
+
+/// Exit code: drill passed.
+pub const EXIT_PASSED: u8 = 0;
+/// Exit code: the backup is bad.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: usage or configuration error.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: no verdict (environment).
+pub const EXIT_ENVIRONMENT: u8 = 3;
+
+/// drill proves that PostgreSQL backups in restic repositories restore.
+///
+/// `drill` alone means `drill run`, so `drill --tier cold` works.
+#[derive(Debug, Parser)]
+#[command(name = "drill", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    /// Config file (default: ./drill.toml, then ~/.config/drill/drill.toml).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Print the machine-readable result (the JSON report) on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    /// More output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors and the verdict.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// One drill: restore a snapshot of a tier, check it, report.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+struct RunArgs {
+    /// Tier to drill (default: the first of `fallback`, else the only tier, else `local`).
+    #[arg(long, value_name = "T")]
+    tier: Option<String>,
+    /// Snapshot to restore: `latest` or an id (prefix).
+    #[arg(long, value_name = "ID|latest", default_value = "latest")]
+    snapshot: String,
+    /// Restore only this database (repeatable).
+    #[arg(long = "database", value_name = "D")]
+    databases: Vec<String>,
+    /// Run only this check (repeatable).
+    #[arg(long = "check", value_name = "NAME")]
+    checks: Vec<String>,
+    /// Keep the sandboxes after the run and print how to connect.
+    #[arg(long)]
+    keep: bool,
+    /// Do not post the report to Slack.
+    #[arg(long)]
+    no_notify: bool,
+}
+
+/// Parse the command line, run, and return the process exit code.
+pub fn main() -> u8 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => EXIT_PASSED,
+                _ => EXIT_USAGE,
+            };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("drill: failed to start the async runtime: {e}");
+            return EXIT_ENVIRONMENT;
+        }
+    };
+    let args = match &cli.command {
+        Some(Command::Run(a)) => a.clone(),
+        None => cli.run.clone(),
+    };
+    runtime.block_on(run(&cli, args))
+}
+
+async fn run(cli: &Cli, args: RunArgs) -> u8 {
+    let config = match config::discover(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("drill: failed to load the configuration: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let _ = args.no_notify; // nothing is posted by this version
+    let clock = SystemClock;
+    let opts = RunOptions {
+        run_id: drill::new_run_id(&clock),
+        tier: args.tier,
+        snapshot: args.snapshot,
+        databases: args.databases,
+        checks: args.checks,
+        keep: args.keep,
+    };
+    let sink = progress::Terminal::new(cli.quiet, cli.verbose, config.timezone);
+    let work = std::panic::AssertUnwindSafe(drill::run(&config, &opts, &clock, &sink));
+    let outcome = tokio::select! {
+        r = futures_util::FutureExt::catch_unwind(work) => r,
+        signal = shutdown_signal() => {
+            eprintln!("drill: interrupted by {signal}; removing this run's sandboxes");
+            if let Ok(ids) = drill::sweep(&opts.run_id).await {
+                eprintln!("drill: removed {} sandbox(es) of run {}", ids.len(), opts.run_id);
+            }
+            return EXIT_ENVIRONMENT;
+        }
+    };
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(_) => {
+            eprintln!("drill: internal error (panic); removing this run's sandboxes; no verdict");
+            let _ = drill::sweep(&opts.run_id).await;
+            return EXIT_ENVIRONMENT;
+        }
+    };
+    match outcome {
+        Ok(o) => {
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&o.report).expect("report serializes"));
+            }
+            progress::summary(&o, cli.quiet);
+            match o.report.verdict {
+                Verdict::Passed => EXIT_PASSED,
+                Verdict::Failed => EXIT_FAILED,
+                Verdict::Error => EXIT_ENVIRONMENT,
+            }
+        }
+        Err(RunError::Usage(m)) => {
+            eprintln!("drill: {m}");
+            EXIT_USAGE
+        }
+        Err(e @ RunError::Report(_)) => {
+            eprintln!("drill: failed to {e}; no verdict recorded");
+            EXIT_ENVIRONMENT
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM, naming the signal.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}

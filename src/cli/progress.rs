@@ -1,0 +1,121 @@
+//! Progress on stderr: one plain line per phase, fit for a terminal, launchd
+//! logs and CI alike.
+
+use std::io::Write;
+
+use crate::drill::RunOutcome;
+use crate::report::{Event, EventSink, Status, Verdict};
+
+/// Prints events as lines on stderr.
+pub struct Terminal {
+    quiet: bool,
+    verbose: u8,
+    tz: chrono_tz::Tz,
+}
+
+impl Terminal {
+    /// A printer; `quiet` keeps only warnings and the verdict.
+    pub fn new(quiet: bool, verbose: u8, tz: chrono_tz::Tz) -> Self {
+        Terminal { quiet, verbose, tz }
+    }
+
+    fn line(&self, text: &str) {
+        let now = chrono::Utc::now().with_timezone(&self.tz).format("%H:%M:%S");
+        let _ = writeln!(std::io::stderr().lock(), "[{now}] {text}");
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn age(seconds: f64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(seconds.max(0.0) as u64)).to_string()
+}
+
+impl EventSink for Terminal {
+    fn emit(&self, event: &Event) {
+        if self.quiet && !matches!(event, Event::Warning { .. } | Event::Kept { .. }) {
+            return;
+        }
+        match event {
+            Event::Started { run_id, tier, repository } => {
+                self.line(&format!("drill {run_id}: tier {tier} ({repository})"))
+            }
+            Event::SnapshotSelected {
+                short_id,
+                time,
+                age_seconds,
+            } => self.line(&format!("snapshot {short_id} taken {time} ({} old)", age(*age_seconds))),
+            Event::Planned { plan } => {
+                if self.verbose > 0 {
+                    self.line(&format!("plan {plan}"))
+                }
+            }
+            Event::SandboxStarting { database, image } => {
+                self.line(&format!("{database}: starting sandbox ({image})"))
+            }
+            Event::SandboxReady {
+                database,
+                server_version,
+                seconds,
+            } => self.line(&format!("{database}: sandbox ready, PostgreSQL {server_version}, {seconds:.1} s")),
+            Event::RestoreStarted { database, bytes } => {
+                self.line(&format!("{database}: restoring {}", mib(*bytes)))
+            }
+            Event::RestoreFinished {
+                database,
+                status,
+                bytes,
+                seconds,
+                error,
+            } => match status {
+                Status::Passed => self.line(&format!(
+                    "{database}: restore passed, {} in {seconds:.1} s",
+                    mib(*bytes)
+                )),
+                s => self.line(&format!(
+                    "{database}: restore {}: {}",
+                    s.as_str(),
+                    error.as_deref().unwrap_or("")
+                )),
+            },
+            Event::CheckFinished {
+                database,
+                name,
+                status,
+                detail,
+            } => self.line(&format!("{database}: check {name} {}: {detail}", status.as_str())),
+            Event::Kept {
+                database,
+                container,
+                port,
+                user,
+                dbname,
+            } => self.line(&format!(
+                "{database}: sandbox kept: `docker exec -it {container} psql -U {user} -d {dbname}` \
+                 (or host 127.0.0.1 port {port} user {user}; its password: \
+                 `docker exec {container} printenv POSTGRES_PASSWORD`); remove with `docker rm -f {container}`"
+            )),
+            Event::Warning { message } => self.line(&format!("warning: {message}")),
+            Event::Finished { .. } => {}
+        }
+    }
+}
+
+/// The closing lines: verdict, reasons, where the report is.
+pub fn summary(o: &RunOutcome, quiet: bool) {
+    let r = &o.report;
+    let mut err = std::io::stderr().lock();
+    let rto = r.rto_seconds.map(|s| format!(", RTO {s:.1} s")).unwrap_or_default();
+    let _ = writeln!(err, "verdict: {}{rto}", r.verdict.as_str().to_uppercase());
+    if r.verdict != Verdict::Passed {
+        for reason in r.reasons.iter().take(if quiet { 3 } else { 20 }) {
+            let _ = writeln!(err, "  - {reason}");
+        }
+    }
+    let _ = writeln!(err, "report: {}", o.written.json.display());
+    if !quiet {
+        let _ = writeln!(err, "        {}", o.written.markdown.display());
+    }
+}

@@ -1,0 +1,658 @@
+//! `drill.toml` and `checks/*.toml`: raw serde types, validation, defaults.
+//!
+//! The format is the contract in the project's spec (`drill.md`, section
+//! Configuration). Every table denies unknown keys; every error names the
+//! file, the key (as a dotted path such as `tiers.local.password_file`), the
+//! line when known, and what was expected. Relative paths in the config
+//! (`reports_dir`, `checks_dir`, `password_file`, a local repository path)
+//! are resolved against the directory holding the config file, so a run from
+//! launchd (whose working directory is `/`) reads the same files as a run
+//! from a shell.
+
+mod checks;
+
+pub use checks::{CheckDefinition, CheckSpec, SqlExpect};
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The sandbox superuser name drill uses inside every sandbox.
+///
+/// It is deliberately not `postgres`: a `pg_dumpall` dump issues
+/// `CREATE ROLE` for every role of the source cluster, including its bootstrap
+/// superuser (usually `postgres`), and with `ON_ERROR_STOP` a clash with the
+/// sandbox's own bootstrap superuser would abort the restore (PostgreSQL docs,
+/// `pg_dumpall`, Notes).
+pub const SANDBOX_SUPERUSER: &str = "drill_sandbox";
+
+/// A configuration or check-file error: exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or a key does not fit its schema.
+    #[error("{path}{line}: key `{key}`: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// `:LINE` when known, else empty.
+        line: String,
+        /// Dotted key path, `.` for the top level.
+        key: String,
+        /// What was wrong and what is expected.
+        message: String,
+    },
+    /// A value parsed but is not acceptable.
+    #[error("{path}: key `{key}`: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Dotted key path.
+        key: String,
+        /// What was wrong and what to do.
+        message: String,
+    },
+    /// No config file was given and none was found at the default places.
+    #[error("no config file found (looked at {looked}); pass --config PATH")]
+    NotFound {
+        /// The places searched, comma-separated.
+        looked: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(path: &Path, key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Deserialize `text` (the contents of `path`) into `T`, reporting the key
+/// path and line of the first error.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> Result<T, ConfigError> {
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        let line = inner
+            .span()
+            .map(|s| format!(":{}", text[..s.start.min(text.len())].matches('\n').count() + 1))
+            .unwrap_or_default();
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            line,
+            key,
+            message: inner.message().trim().to_string(),
+        }
+    })
+}
+
+/// How the drill's restic password is obtained for one tier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    /// A shell command whose standard output (trailing newline removed) is the
+    /// password, e.g. `security find-generic-password -w -s NAME`.
+    Command(String),
+    /// A file holding the password (restic's `--password-file` semantics).
+    File(PathBuf),
+    /// Asked on the terminal (not echoed).
+    Prompt,
+    /// Whatever restic finds in the environment: `RESTIC_PASSWORD`,
+    /// `RESTIC_PASSWORD_FILE` or `RESTIC_PASSWORD_COMMAND`.
+    Environment,
+}
+
+/// Dump formats drill restores. Compression is separate (by file suffix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DumpFormat {
+    /// A plain SQL cluster dump made by `pg_dumpall`; restored with `psql`.
+    PgDumpall,
+    /// A plain SQL dump made by `pg_dump` (with or without `--create`);
+    /// restored with `psql`.
+    Plain,
+    /// A custom-format archive made by `pg_dump -Fc`; restored with
+    /// `pg_restore`.
+    Custom,
+}
+
+impl DumpFormat {
+    /// The spelling used in config and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DumpFormat::PgDumpall => "pg_dumpall",
+            DumpFormat::Plain => "plain",
+            DumpFormat::Custom => "custom",
+        }
+    }
+}
+
+/// Compression of a dump file, chosen by its suffix (`.gz`, `.zst`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// No compression.
+    None,
+    /// gzip (RFC 1952), possibly several members.
+    Gzip,
+    /// Zstandard (RFC 8878).
+    Zstd,
+}
+
+impl Compression {
+    /// Compression implied by the file name's suffix.
+    pub fn from_path(path: &str) -> Self {
+        if path.ends_with(".gz") {
+            Compression::Gzip
+        } else if path.ends_with(".zst") || path.ends_with(".zstd") {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+}
+
+/// Sandbox engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// A Docker container driven through the Docker API.
+    #[default]
+    Docker,
+    /// `initdb`/`pg_ctl` from this host's PostgreSQL binaries.
+    Local,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    timezone: Option<String>,
+    reports_dir: Option<PathBuf>,
+    checks_dir: Option<PathBuf>,
+    schedule: Option<String>,
+    fallback: Option<Vec<String>>,
+    restic: Option<PathBuf>,
+    #[serde(default)]
+    policy: RawPolicy,
+    #[serde(default)]
+    tiers: BTreeMap<String, RawTier>,
+    #[serde(default)]
+    sandbox: RawSandbox,
+    #[serde(default)]
+    databases: Vec<RawDatabase>,
+    slack: Option<SlackConfig>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default, with = "humantime_serde")]
+    max_rto: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    max_snapshot_age: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTier {
+    repository: String,
+    password_command: Option<String>,
+    password_file: Option<PathBuf>,
+    #[serde(default)]
+    password_prompt: bool,
+    disks: Option<Vec<u32>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSandbox {
+    #[serde(default)]
+    engine: Engine,
+    image: Option<String>,
+    memory: Option<bytesize::ByteSize>,
+    cpus: Option<f64>,
+    #[serde(default, with = "humantime_serde")]
+    startup_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    name: String,
+    path: String,
+    format: DumpFormat,
+    image: Option<String>,
+    dbname: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+/// `[slack]`: where the drill report is posted. Secrets are read from a
+/// command, never written in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// Shell command printing the incoming-webhook URL.
+    pub webhook_url_command: Option<String>,
+    /// Shell command printing a bot token (used with `channel`).
+    pub token_command: Option<String>,
+    /// Channel for `chat.postMessage`, e.g. `#ops`.
+    pub channel: Option<String>,
+}
+
+/// `[policy]`: the limits a drill is judged against.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Restore + checks must finish within this (RTO).
+    pub max_rto: Option<Duration>,
+    /// The restored snapshot must be at most this old at the start of the run
+    /// (RPO).
+    pub max_snapshot_age: Option<Duration>,
+}
+
+/// One `[tiers.NAME]` entry: a restic repository.
+#[derive(Debug, Clone)]
+pub struct TierConfig {
+    /// The tier's name (`local`, `ring`, `cold`, …).
+    pub name: String,
+    /// The repository as restic spells it (a path, `sftp:…`, …). A relative
+    /// local path is already resolved against the config directory.
+    pub repository: String,
+    /// Where the password comes from.
+    pub password: PasswordSource,
+    /// Rotation disks for a `{disk}` placeholder in `repository`.
+    pub disks: Option<Vec<u32>>,
+}
+
+/// `[sandbox]`: the throwaway PostgreSQL servers.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Which engine runs sandboxes.
+    pub engine: Engine,
+    /// Default image (`postgres:16`).
+    pub image: String,
+    /// Memory cap in bytes.
+    pub memory_bytes: u64,
+    /// CPU cap (number of CPUs, fractional allowed).
+    pub cpus: f64,
+    /// How long a sandbox may take to accept connections.
+    pub startup_timeout: Duration,
+}
+
+/// One `[[databases]]` entry: a dump inside each snapshot.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// Name used in reports, check files and `--database`.
+    pub name: String,
+    /// Absolute path of the dump inside the snapshot.
+    pub path: String,
+    /// How the dump was made.
+    pub format: DumpFormat,
+    /// Compression, from the path's suffix.
+    pub compression: Compression,
+    /// Sandbox image for this database.
+    pub image: String,
+    /// The PostgreSQL database inside the restored dump that checks connect
+    /// to (defaults to `name`).
+    pub dbname: String,
+    /// Roles created (NOLOGIN) in the sandbox before the restore, for
+    /// `pg_dump` dumps whose objects are owned by or granted to roles that
+    /// only a `pg_dumpall` dump would create.
+    pub roles: Vec<String>,
+}
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Time zone for display and schedules (IANA name).
+    pub timezone: chrono_tz::Tz,
+    /// Where reports and `history.csv` are written.
+    pub reports_dir: PathBuf,
+    /// Where `*.toml` check definitions are read from.
+    pub checks_dir: PathBuf,
+    /// Cron expression with a seconds field (used by `drill schedule`).
+    pub schedule: Option<String>,
+    /// Tier order for fallback.
+    pub fallback: Vec<String>,
+    /// The restic binary (default: `restic` on `PATH`).
+    pub restic: PathBuf,
+    /// Limits the drill is judged against.
+    pub policy: Policy,
+    /// Tiers by name.
+    pub tiers: BTreeMap<String, TierConfig>,
+    /// Sandbox settings.
+    pub sandbox: SandboxConfig,
+    /// Databases in config order.
+    pub databases: Vec<DatabaseConfig>,
+    /// Slack settings, if any.
+    pub slack: Option<SlackConfig>,
+    /// Checks from `checks_dir`, sorted by name.
+    pub checks: Vec<CheckDefinition>,
+}
+
+/// Default places for the config: `./drill.toml`, then the user config dir
+/// (`$XDG_CONFIG_HOME/drill/drill.toml` or `~/.config/drill/drill.toml`).
+pub fn default_paths() -> Vec<PathBuf> {
+    let mut v = vec![PathBuf::from("drill.toml")];
+    if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME") {
+        v.push(PathBuf::from(dir).join("drill/drill.toml"));
+    } else if let Some(home) = std::env::var_os("HOME") {
+        v.push(PathBuf::from(home).join(".config/drill/drill.toml"));
+    }
+    v
+}
+
+/// Find and load the config: `explicit` if given, else the first of
+/// [`default_paths`] that exists.
+///
+/// # Errors
+/// [`ConfigError`] naming the file and key; `NotFound` when nothing exists.
+pub fn discover(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+    if let Some(p) = explicit {
+        return load(p);
+    }
+    let candidates = default_paths();
+    for c in &candidates {
+        if c.exists() {
+            return load(c);
+        }
+    }
+    Err(ConfigError::NotFound {
+        looked: candidates
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Load and validate the config at `path` and the checks in its `checks_dir`.
+///
+/// # Errors
+/// [`ConfigError`] naming the file, the key and what is expected.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = read(path)?;
+    let raw: RawConfig = parse_toml(path, &text)?;
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+
+    let tz_name = raw.timezone.clone().unwrap_or_else(|| "UTC".into());
+    let timezone: chrono_tz::Tz = tz_name.parse().map_err(|_| {
+        ConfigError::invalid(
+            path,
+            "timezone",
+            format!("unknown time zone `{tz_name}`; expected an IANA name such as `Asia/Seoul`"),
+        )
+    })?;
+
+    let mut tiers = BTreeMap::new();
+    for (name, t) in raw.tiers {
+        let key = format!("tiers.{name}");
+        let sources = [
+            t.password_command.is_some(),
+            t.password_file.is_some(),
+            t.password_prompt,
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if sources > 1 {
+            return Err(ConfigError::invalid(
+                path,
+                key,
+                "give at most one of password_command, password_file, password_prompt",
+            ));
+        }
+        let password = if let Some(c) = t.password_command {
+            PasswordSource::Command(c)
+        } else if let Some(f) = t.password_file {
+            PasswordSource::File(resolve(&f))
+        } else if t.password_prompt {
+            PasswordSource::Prompt
+        } else {
+            PasswordSource::Environment
+        };
+        if t.repository.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                path,
+                format!("{key}.repository"),
+                "is empty; expected a restic repository (a path or `sftp:user@host:/path`)",
+            ));
+        }
+        let repository = if looks_like_local_path(&t.repository) {
+            resolve(Path::new(&t.repository)).display().to_string()
+        } else {
+            t.repository
+        };
+        if repository.contains("{disk}") && t.disks.as_ref().is_none_or(|d| d.is_empty()) {
+            return Err(ConfigError::invalid(
+                path,
+                format!("{key}.disks"),
+                "repository has a `{disk}` placeholder, so `disks` must list the disk numbers, e.g. disks = [1, 2, 3]",
+            ));
+        }
+        tiers.insert(
+            name.clone(),
+            TierConfig {
+                name,
+                repository,
+                password,
+                disks: t.disks,
+            },
+        );
+    }
+
+    let fallback = raw.fallback.unwrap_or_default();
+    for (i, f) in fallback.iter().enumerate() {
+        if !tiers.contains_key(f) {
+            return Err(ConfigError::invalid(
+                path,
+                format!("fallback[{i}]"),
+                format!("names tier `{f}`, which has no [tiers.{f}] table"),
+            ));
+        }
+    }
+
+    let cpus = raw.sandbox.cpus.unwrap_or(1.0);
+    if !(cpus > 0.0 && cpus.is_finite()) {
+        return Err(ConfigError::invalid(
+            path,
+            "sandbox.cpus",
+            "must be a positive number of CPUs, e.g. 1.0",
+        ));
+    }
+    let memory_bytes = raw
+        .sandbox
+        .memory
+        .map(|m| m.as_u64())
+        .unwrap_or(2 * 1024 * 1024 * 1024);
+    if memory_bytes < 64 * 1024 * 1024 {
+        return Err(ConfigError::invalid(
+            path,
+            "sandbox.memory",
+            "is below 64 MiB, too little for PostgreSQL; give e.g. \"2GiB\"",
+        ));
+    }
+    let sandbox = SandboxConfig {
+        engine: raw.sandbox.engine,
+        image: raw.sandbox.image.unwrap_or_else(|| "postgres:16".into()),
+        memory_bytes,
+        cpus,
+        startup_timeout: raw
+            .sandbox
+            .startup_timeout
+            .unwrap_or(Duration::from_secs(120)),
+    };
+
+    let mut databases: Vec<DatabaseConfig> = Vec::new();
+    for (i, d) in raw.databases.into_iter().enumerate() {
+        let key = format!("databases[{i}]");
+        if d.name.is_empty() || !d.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(ConfigError::invalid(
+                path,
+                format!("{key}.name"),
+                format!("`{}` is not a valid name; use letters, digits, `-` and `_`", d.name),
+            ));
+        }
+        if databases.iter().any(|x| x.name == d.name) {
+            return Err(ConfigError::invalid(
+                path,
+                format!("{key}.name"),
+                format!("database `{}` is listed twice", d.name),
+            ));
+        }
+        if !d.path.starts_with('/') {
+            return Err(ConfigError::invalid(
+                path,
+                format!("{key}.path"),
+                format!(
+                    "`{}` is not absolute; give the dump's path inside the snapshot as `restic ls` shows it, e.g. /dumps/frame-postgres.sql",
+                    d.path
+                ),
+            ));
+        }
+        databases.push(DatabaseConfig {
+            compression: Compression::from_path(&d.path),
+            dbname: d.dbname.unwrap_or_else(|| d.name.clone()),
+            image: d.image.unwrap_or_else(|| sandbox.image.clone()),
+            name: d.name,
+            path: d.path,
+            format: d.format,
+            roles: d.roles,
+        });
+    }
+
+    let reports_dir = resolve(&raw.reports_dir.unwrap_or_else(|| PathBuf::from("reports")));
+    let checks_dir = resolve(&raw.checks_dir.unwrap_or_else(|| PathBuf::from("checks")));
+    let checks = checks::load_dir(&checks_dir, &databases)?;
+
+    Ok(Config {
+        path: path.to_path_buf(),
+        timezone,
+        reports_dir,
+        checks_dir,
+        schedule: raw.schedule,
+        fallback,
+        restic: raw.restic.map(|p| resolve(&p)).unwrap_or_else(|| PathBuf::from("restic")),
+        policy: Policy {
+            max_rto: raw.policy.max_rto,
+            max_snapshot_age: raw.policy.max_snapshot_age,
+        },
+        tiers,
+        sandbox,
+        databases,
+        slack: raw.slack,
+        checks,
+    })
+}
+
+/// Whether restic would treat `repo` as a local path (no `backend:` prefix).
+fn looks_like_local_path(repo: &str) -> bool {
+    const BACKENDS: [&str; 8] = ["sftp:", "rest:", "s3:", "b2:", "azure:", "gs:", "rclone:", "swift:"];
+    let r = repo.strip_prefix("local:").unwrap_or(repo);
+    !BACKENDS.iter().any(|b| r.starts_with(b))
+}
+
+impl Config {
+    /// The tier a run uses when `--tier` is not given: the first of
+    /// `fallback`, else the only tier, else `local`.
+    pub fn default_tier(&self) -> Option<&str> {
+        if let Some(f) = self.fallback.first() {
+            return Some(f);
+        }
+        if self.tiers.len() == 1 {
+            return self.tiers.keys().next().map(String::as_str);
+        }
+        self.tiers.get("local").map(|t| t.name.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn unknown_key_names_file_key_and_line() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            d.path(),
+            "drill.toml",
+            "[tiers.local]\nrepository = \"/r\"\npasword_file = \"x\"\n",
+        );
+        let e = load(&p).unwrap_err().to_string();
+        assert!(e.contains("drill.toml:3"), "{e}");
+        assert!(e.contains("tiers.local"), "{e}");
+        assert!(e.contains("pasword_file"), "{e}");
+        assert!(e.contains("password_file"), "expected keys listed: {e}");
+    }
+
+    #[test]
+    fn bad_format_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            d.path(),
+            "drill.toml",
+            "[[databases]]\nname = \"a\"\npath = \"/a.sql\"\nformat = \"tar\"\n",
+        );
+        let e = load(&p).unwrap_err().to_string();
+        assert!(e.contains("databases[0].format") || e.contains("databases.0.format"), "{e}");
+        assert!(e.contains("pg_dumpall"), "{e}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_config_dir() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            d.path(),
+            "conf/drill.toml",
+            "[tiers.local]\nrepository = \"repo\"\npassword_file = \"pw\"\n",
+        );
+        let c = load(&p).unwrap();
+        let t = &c.tiers["local"];
+        assert_eq!(t.repository, d.path().join("conf/repo").display().to_string());
+        assert_eq!(t.password, PasswordSource::File(d.path().join("conf/pw")));
+        assert_eq!(c.reports_dir, d.path().join("conf/reports"));
+    }
+
+    #[test]
+    fn compression_by_suffix() {
+        assert_eq!(Compression::from_path("/d/x.sql.gz"), Compression::Gzip);
+        assert_eq!(Compression::from_path("/d/x.sql.zst"), Compression::Zstd);
+        assert_eq!(Compression::from_path("/d/x.dump"), Compression::None);
+    }
+}

@@ -1,0 +1,482 @@
+//! The orchestrator: tier → sandbox → restore → checks → report.
+//!
+//! Every outcome, good or bad, ends in a [`Report`]; only usage errors (an
+//! unknown tier, database, check or snapshot id on the command line) and a
+//! report that cannot be written are `Err`. Sandboxes are removed at the end
+//! of the run whatever happened (unless `keep`), first one by one and then by
+//! a sweep over the run's label.
+
+use std::time::Instant;
+
+use crate::checks;
+use crate::clock::Clock;
+use crate::config::{CheckDefinition, Config, DatabaseConfig, Engine};
+use crate::report::{
+    self, CheckReport, DatabaseReport, Event, EventSink, PolicyLimit, PolicyReport, PolicyStatus, Report, RestoreReport,
+    SnapshotReport, Status, Verdict, WrittenReport,
+};
+use crate::restore;
+use crate::sandbox::{DockerEngine, Sandbox, SandboxRequest};
+use crate::tier::{Repository, Snapshot};
+
+/// What to drill.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Run id (see [`new_run_id`]); labels the sandboxes.
+    pub run_id: String,
+    /// Tier; `None` = the config's default tier.
+    pub tier: Option<String>,
+    /// `latest` or a snapshot id (prefix).
+    pub snapshot: String,
+    /// Restore only these databases (empty = all).
+    pub databases: Vec<String>,
+    /// Run only these checks (empty = all of the restored databases).
+    pub checks: Vec<String>,
+    /// Keep the sandboxes for inspection.
+    pub keep: bool,
+}
+
+/// Errors that prevent a drill from producing a report.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The command line names something the config lacks.
+    #[error("{0}")]
+    Usage(String),
+    /// The report could not be written.
+    #[error(transparent)]
+    Report(#[from] report::ReportError),
+}
+
+/// A finished drill.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The record.
+    pub report: Report,
+    /// Where it was written.
+    pub written: WrittenReport,
+}
+
+/// A fresh run id: UTC time plus 6 random characters, lower case, usable in
+/// container names (e.g. `20261124t031500z-k3x9qa`).
+pub fn new_run_id(clock: &dyn Clock) -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    let suffix = Alphanumeric.sample_string(&mut rand::rng(), 6).to_lowercase();
+    format!("{}-{suffix}", clock.now().format("%Y%m%dt%H%M%Sz"))
+}
+
+/// Remove every sandbox labelled with `run_id`; returns their ids. Used at
+/// the end of a run and on interruption.
+///
+/// # Errors
+/// The engine cannot be reached or listed.
+pub async fn sweep(run_id: &str) -> Result<Vec<String>, crate::sandbox::SandboxError> {
+    let engine = DockerEngine::connect().await?;
+    let ids = engine.containers_of_run(run_id).await?;
+    for id in &ids {
+        engine.remove(id).await;
+    }
+    Ok(ids)
+}
+
+struct DbRun<'a> {
+    config: &'a DatabaseConfig,
+    checks: Vec<&'a CheckDefinition>,
+    report: DatabaseReport,
+}
+
+impl DbRun<'_> {
+    fn set_restore(&mut self, status: Status, error: String) {
+        self.report.restore.status = status;
+        self.report.restore.error = Some(error);
+    }
+
+    fn checks_not_run(&mut self, why: &str) {
+        self.report.checks = self.checks.iter().map(|c| checks::not_run(c, why)).collect();
+    }
+}
+
+/// Run one drill and write its report.
+///
+/// # Errors
+/// [`RunError::Usage`] for names the config lacks; [`RunError::Report`] when
+/// the report cannot be written.
+pub async fn run(config: &Config, opts: &RunOptions, clock: &dyn Clock, events: &dyn EventSink) -> Result<RunOutcome, RunError> {
+    let started_at = clock.now();
+    let tier_name = match &opts.tier {
+        Some(t) => t.clone(),
+        None => config
+            .default_tier()
+            .ok_or_else(|| RunError::Usage("no tier given and no default: pass --tier NAME".into()))?
+            .to_string(),
+    };
+    let tier = config.tiers.get(&tier_name).ok_or_else(|| {
+        RunError::Usage(format!(
+            "tier `{tier_name}` is not configured in {} (known: {})",
+            config.path.display(),
+            config.tiers.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    for d in &opts.databases {
+        if !config.databases.iter().any(|x| &x.name == d) {
+            return Err(RunError::Usage(format!(
+                "database `{d}` is not a [[databases]] entry in {}",
+                config.path.display()
+            )));
+        }
+    }
+    for c in &opts.checks {
+        if !config.checks.iter().any(|x| &x.name == c) {
+            return Err(RunError::Usage(format!(
+                "check `{c}` is not defined in {}",
+                config.checks_dir.display()
+            )));
+        }
+    }
+    if config.sandbox.engine == Engine::Local {
+        return Err(RunError::Usage(
+            "sandbox.engine = \"local\" is not supported by this version of drill; use \"docker\"".into(),
+        ));
+    }
+    if config.databases.is_empty() {
+        return Err(RunError::Usage(format!(
+            "{} lists no [[databases]]: nothing to drill",
+            config.path.display()
+        )));
+    }
+
+    let mut dbs: Vec<DbRun> = config
+        .databases
+        .iter()
+        .filter(|d| opts.databases.is_empty() || opts.databases.contains(&d.name))
+        .map(|d| DbRun {
+            config: d,
+            checks: config
+                .checks
+                .iter()
+                .filter(|c| c.database == d.name && (opts.checks.is_empty() || opts.checks.contains(&c.name)))
+                .collect(),
+            report: DatabaseReport {
+                name: d.name.clone(),
+                path: d.path.clone(),
+                format: d.format.as_str().into(),
+                dbname: d.dbname.clone(),
+                restore: RestoreReport {
+                    status: Status::NotRun,
+                    bytes: 0,
+                    restored_bytes: 0,
+                    seconds: 0.0,
+                    error: None,
+                    tool: None,
+                    image: d.image.clone(),
+                    server_version: None,
+                    sandbox_seconds: None,
+                },
+                checks: vec![],
+            },
+        })
+        .collect();
+
+    let display_repo = crate::secret::redact_url(&tier.repository);
+    events.emit(&Event::Started {
+        run_id: opts.run_id.clone(),
+        tier: tier_name.clone(),
+        repository: display_repo.clone(),
+    });
+
+    let mut reasons: Vec<String> = Vec::new();
+    let mut backup_missing = false;
+    let mut snapshot: Option<Snapshot> = None;
+
+    let repo = match Repository::open(tier, &config.restic).await {
+        Ok(r) => Some(r),
+        Err(e) => {
+            reasons.push(e.to_string());
+            None
+        }
+    };
+    if let Some(repo) = &repo {
+        match repo.select_snapshot(&opts.snapshot).await {
+            Ok(Some(s)) => snapshot = Some(s),
+            Ok(None) => {
+                backup_missing = true;
+                reasons.push(format!("repository {display_repo} of tier `{tier_name}` has no snapshots"));
+            }
+            Err(e) if e.is_usage() => return Err(RunError::Usage(e.to_string())),
+            Err(e) => reasons.push(e.to_string()),
+        }
+    }
+    let snapshot_report = snapshot.as_ref().map(|s| {
+        let age = (started_at - s.time.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1000.0;
+        SnapshotReport {
+            id: s.id.clone(),
+            short_id: s.short_id.clone(),
+            time: s.time,
+            age_seconds: age.max(0.0),
+            hostname: s.hostname.clone(),
+            tags: s.tags.clone(),
+        }
+    });
+    if let Some(s) = &snapshot_report {
+        events.emit(&Event::SnapshotSelected {
+            short_id: s.short_id.clone(),
+            time: s.time.to_rfc3339(),
+            age_seconds: s.age_seconds,
+        });
+    }
+
+    // Plan: find every dump in the snapshot before starting any sandbox.
+    let mut plans: Vec<Option<restore::RestorePlan>> = Vec::new();
+    for db in dbs.iter_mut() {
+        let (Some(repo), Some(snap)) = (&repo, &snapshot) else {
+            db.set_restore(Status::NotRun, "no snapshot to restore from".into());
+            db.checks_not_run("no snapshot to restore from");
+            plans.push(None);
+            continue;
+        };
+        match repo.find_file(snap, &db.config.path).await {
+            Ok(Some(file)) if file.node_type == "file" => {
+                let plan = restore::plan(db.config, file);
+                events.emit(&Event::Planned { plan: plan.to_string() });
+                db.report.restore.tool = Some(plan.tool().into());
+                plans.push(Some(plan));
+            }
+            Ok(Some(file)) => {
+                db.set_restore(
+                    Status::Failed,
+                    format!("{} in snapshot {} is a {}, not a file", file.path, snap.short_id, file.node_type),
+                );
+                db.checks_not_run("the restore did not pass");
+                plans.push(None);
+            }
+            Ok(None) => {
+                db.set_restore(
+                    Status::Failed,
+                    format!(
+                        "snapshot {} does not hold the dump {} of database `{}`",
+                        snap.short_id, db.config.path, db.config.name
+                    ),
+                );
+                db.checks_not_run("the restore did not pass");
+                plans.push(None);
+            }
+            Err(e) => {
+                db.set_restore(Status::Error, e.to_string());
+                db.checks_not_run("the restore did not run");
+                plans.push(None);
+            }
+        }
+    }
+
+    let mut engine: Option<DockerEngine> = None;
+    if plans.iter().any(Option::is_some) {
+        match DockerEngine::connect().await {
+            Ok(e) => engine = Some(e),
+            Err(e) => {
+                for (db, plan) in dbs.iter_mut().zip(plans.iter_mut()) {
+                    if plan.take().is_some() {
+                        db.set_restore(Status::Error, e.to_string());
+                        db.checks_not_run("the restore did not run");
+                    }
+                }
+            }
+        }
+    }
+
+    if let (Some(engine), Some(repo), Some(snap)) = (&engine, &repo, &snapshot) {
+        for (db, plan) in dbs.iter_mut().zip(plans.iter()) {
+            let Some(plan) = plan else { continue };
+            drill_database(config, opts, &tier_name, engine, repo, snap, plan, db, events).await;
+        }
+        if !opts.keep {
+            for id in engine.containers_of_run(&opts.run_id).await.unwrap_or_default() {
+                engine.remove(&id).await;
+            }
+        }
+    }
+    let checks_done = clock.now();
+
+    // Judge.
+    let all_restored = !dbs.is_empty() && dbs.iter().all(|d| d.report.restore.status == Status::Passed);
+    let rto_seconds =
+        all_restored.then(|| (checks_done - started_at).num_milliseconds() as f64 / 1000.0);
+    let policy = PolicyReport {
+        max_rto: PolicyLimit::judge(config.policy.max_rto, rto_seconds),
+        max_snapshot_age: PolicyLimit::judge(
+            config.policy.max_snapshot_age,
+            snapshot_report.as_ref().map(|s| s.age_seconds),
+        ),
+    };
+    let mut failed = backup_missing;
+    let mut errored = repo.is_none() || (snapshot.is_none() && !backup_missing);
+    for d in &dbs {
+        let r = &d.report.restore;
+        match r.status {
+            Status::Passed => {}
+            Status::Failed => {
+                failed = true;
+                reasons.push(format!("{}: restore failed: {}", d.report.name, r.error.as_deref().unwrap_or("")));
+            }
+            Status::Error => {
+                errored = true;
+                reasons.push(format!("{}: restore could not run: {}", d.report.name, r.error.as_deref().unwrap_or("")));
+            }
+            Status::NotRun => errored = true,
+        }
+        for c in &d.report.checks {
+            match c.status {
+                Status::Passed => {}
+                Status::Failed => {
+                    failed = true;
+                    let first = c.findings.first().map(|f| format!(" — {f}")).unwrap_or_default();
+                    reasons.push(format!("{}: check `{}` failed: {}{first}", d.report.name, c.name, c.detail));
+                }
+                Status::Error => {
+                    errored = true;
+                    reasons.push(format!("{}: check `{}` {}", d.report.name, c.name, c.detail));
+                }
+                Status::NotRun => errored = true,
+            }
+        }
+    }
+    for (name, limit) in [("max_rto", &policy.max_rto), ("max_snapshot_age", &policy.max_snapshot_age)] {
+        if limit.status == PolicyStatus::Failed {
+            failed = true;
+            reasons.push(format!(
+                "policy {name}: {:.0} s exceeds the limit of {:.0} s",
+                limit.actual_seconds.unwrap_or_default(),
+                limit.limit_seconds.unwrap_or_default()
+            ));
+        }
+    }
+    let verdict = if failed {
+        Verdict::Failed
+    } else if errored {
+        Verdict::Error
+    } else {
+        Verdict::Passed
+    };
+
+    let report = Report {
+        format_version: report::FORMAT_VERSION,
+        run_id: opts.run_id.clone(),
+        drill_version: env!("CARGO_PKG_VERSION").into(),
+        tier: tier_name,
+        repository: display_repo,
+        verdict,
+        reasons,
+        started_at,
+        finished_at: clock.now(),
+        rto_seconds,
+        snapshot: snapshot_report,
+        policy,
+        databases: dbs.into_iter().map(|d| d.report).collect(),
+    };
+    let written = report::write(&report, &config.reports_dir, config.timezone)?;
+    events.emit(&Event::Finished {
+        verdict: report.verdict,
+        rto_seconds: report.rto_seconds,
+    });
+    Ok(RunOutcome { report, written })
+}
+
+/// Sandbox, restore and checks for one database. Fills `db.report`.
+#[allow(clippy::too_many_arguments)]
+async fn drill_database(
+    config: &Config,
+    opts: &RunOptions,
+    tier: &str,
+    engine: &DockerEngine,
+    repo: &Repository,
+    snapshot: &Snapshot,
+    plan: &restore::RestorePlan,
+    db: &mut DbRun<'_>,
+    events: &dyn EventSink,
+) {
+    let name = db.config.name.clone();
+    let image = db.config.image.clone();
+    events.emit(&Event::SandboxStarting {
+        database: name.clone(),
+        image: image.clone(),
+    });
+    let boot_started = Instant::now();
+    let sandbox: Result<Sandbox, _> = async {
+        engine.ensure_image(&image, config.sandbox.startup_timeout).await?;
+        engine
+            .start(&SandboxRequest {
+                run_id: opts.run_id.clone(),
+                tier: tier.into(),
+                database: name.clone(),
+                image: image.clone(),
+                memory_bytes: config.sandbox.memory_bytes,
+                cpus: config.sandbox.cpus,
+                startup_timeout: config.sandbox.startup_timeout,
+            })
+            .await
+    }
+    .await;
+    let sandbox = match sandbox {
+        Ok(s) => s,
+        Err(e) => {
+            db.set_restore(Status::Error, e.to_string());
+            db.checks_not_run("the restore did not run");
+            return;
+        }
+    };
+    let boot_seconds = boot_started.elapsed().as_secs_f64();
+    db.report.restore.sandbox_seconds = Some(boot_seconds);
+    db.report.restore.server_version = Some(sandbox.server_version.clone());
+    events.emit(&Event::SandboxReady {
+        database: name.clone(),
+        server_version: sandbox.server_version.clone(),
+        seconds: boot_seconds,
+    });
+
+    events.emit(&Event::RestoreStarted {
+        database: name.clone(),
+        bytes: plan.file.size,
+    });
+    let outcome = restore::execute(plan, repo, snapshot, &sandbox).await;
+    let r = &mut db.report.restore;
+    r.status = outcome.status;
+    r.bytes = outcome.bytes;
+    r.restored_bytes = outcome.restored_bytes;
+    r.seconds = outcome.seconds;
+    r.error = outcome.error.clone();
+    events.emit(&Event::RestoreFinished {
+        database: name.clone(),
+        status: outcome.status,
+        bytes: outcome.bytes,
+        seconds: outcome.seconds,
+        error: outcome.error,
+    });
+
+    if outcome.status == Status::Passed {
+        let mut results: Vec<CheckReport> = Vec::new();
+        for def in &db.checks {
+            let dbname = def.dbname.as_deref().unwrap_or(&db.config.dbname);
+            let result = checks::run(def, &sandbox, dbname).await;
+            events.emit(&Event::CheckFinished {
+                database: name.clone(),
+                name: result.name.clone(),
+                status: result.status,
+                detail: result.detail.clone(),
+            });
+            results.push(result);
+        }
+        db.report.checks = results;
+    } else {
+        db.checks_not_run("the restore did not pass");
+    }
+
+    if opts.keep {
+        events.emit(&Event::Kept {
+            database: name,
+            container: sandbox.name.clone(),
+            port: sandbox.port,
+            user: sandbox.user.clone(),
+            dbname: db.config.dbname.clone(),
+        });
+    } else {
+        sandbox.remove().await;
+    }
+}

@@ -1,0 +1,118 @@
+//! Events the orchestrator emits; the CLI's progress display listens.
+//! The library never prints.
+
+use super::{Status, Verdict};
+
+/// Something that happened during a drill.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The run began.
+    Started {
+        /// Run id.
+        run_id: String,
+        /// Tier.
+        tier: String,
+        /// Repository, redacted.
+        repository: String,
+    },
+    /// A snapshot was chosen.
+    SnapshotSelected {
+        /// Short id.
+        short_id: String,
+        /// Time as restic recorded it (RFC 3339).
+        time: String,
+        /// Age at the start of the run, seconds.
+        age_seconds: f64,
+    },
+    /// A restore was planned (the plan, printable).
+    Planned {
+        /// The plan's description.
+        plan: String,
+    },
+    /// A sandbox is being started.
+    SandboxStarting {
+        /// Database.
+        database: String,
+        /// Image.
+        image: String,
+    },
+    /// A sandbox accepts connections.
+    SandboxReady {
+        /// Database.
+        database: String,
+        /// Server version.
+        server_version: String,
+        /// Seconds from creation to ready.
+        seconds: f64,
+    },
+    /// Streaming began.
+    RestoreStarted {
+        /// Database.
+        database: String,
+        /// Dump size in bytes as stored.
+        bytes: u64,
+    },
+    /// A restore ended.
+    RestoreFinished {
+        /// Database.
+        database: String,
+        /// Outcome.
+        status: Status,
+        /// Bytes read from the repository.
+        bytes: u64,
+        /// Seconds.
+        seconds: f64,
+        /// Why it did not pass.
+        error: Option<String>,
+    },
+    /// A check ended.
+    CheckFinished {
+        /// Database.
+        database: String,
+        /// Check name.
+        name: String,
+        /// Outcome.
+        status: Status,
+        /// Summary.
+        detail: String,
+    },
+    /// A sandbox was kept (`--keep`): how to connect.
+    Kept {
+        /// Database.
+        database: String,
+        /// Container name.
+        container: String,
+        /// Host port on 127.0.0.1.
+        port: u16,
+        /// Superuser.
+        user: String,
+        /// Database to connect to.
+        dbname: String,
+    },
+    /// Something worth telling the operator that is not a failure.
+    Warning {
+        /// The message.
+        message: String,
+    },
+    /// The run ended.
+    Finished {
+        /// The verdict.
+        verdict: Verdict,
+        /// RTO seconds, if measured.
+        rto_seconds: Option<f64>,
+    },
+}
+
+/// Receives events. Implementations must be cheap: they are called on the
+/// orchestrator's path.
+pub trait EventSink: Send + Sync {
+    /// Handle one event.
+    fn emit(&self, event: &Event);
+}
+
+/// Discards events.
+pub struct NullSink;
+
+impl EventSink for NullSink {
+    fn emit(&self, _event: &Event) {}
+}

@@ -1,0 +1,126 @@
+//! The Markdown rendering of a report, for a person.
+
+use std::fmt::Write;
+
+use super::{PolicyLimit, PolicyStatus, Report, Status};
+
+fn secs(v: Option<f64>) -> String {
+    match v {
+        Some(s) => humantime::format_duration(std::time::Duration::from_secs(s.round() as u64)).to_string(),
+        None => "unknown".into(),
+    }
+}
+
+fn limit(l: &PolicyLimit) -> String {
+    match l.status {
+        PolicyStatus::NotConfigured => format!("{} (no limit configured)", secs(l.actual_seconds)),
+        s => format!(
+            "{} / limit {} — **{}**",
+            secs(l.actual_seconds),
+            secs(l.limit_seconds),
+            match s {
+                PolicyStatus::Passed => "passed",
+                PolicyStatus::Failed => "failed",
+                _ => "unknown",
+            }
+        ),
+    }
+}
+
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// Render `r` with times shown in `tz`.
+pub(super) fn render(r: &Report, tz: chrono_tz::Tz) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "# Restore drill — {} — {}\n", r.tier, r.verdict.as_str().to_uppercase());
+    let _ = writeln!(o, "- run: `{}` (drill {})", r.run_id, r.drill_version);
+    let _ = writeln!(o, "- repository: `{}`", r.repository);
+    let _ = writeln!(
+        o,
+        "- started: {} — finished: {}",
+        r.started_at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z"),
+        r.finished_at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z")
+    );
+    match &r.snapshot {
+        Some(s) => {
+            let _ = writeln!(
+                o,
+                "- snapshot: `{}` taken {} on {}",
+                s.short_id,
+                s.time.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z"),
+                if s.hostname.is_empty() { "?" } else { &s.hostname }
+            );
+        }
+        None => {
+            let _ = writeln!(o, "- snapshot: none");
+        }
+    }
+    let _ = writeln!(o, "- RTO: {}", limit(&r.policy.max_rto));
+    let _ = writeln!(o, "- snapshot age (RPO): {}", limit(&r.policy.max_snapshot_age));
+    if !r.reasons.is_empty() {
+        let _ = writeln!(o, "\n## Why not passed\n");
+        for reason in &r.reasons {
+            let _ = writeln!(o, "- {}", reason.replace('\n', " "));
+        }
+    }
+    let _ = writeln!(o, "\n## Databases\n");
+    let _ = writeln!(o, "| database | dump | restore | bytes | seconds | checks |");
+    let _ = writeln!(o, "|---|---|---|---:|---:|---|");
+    for d in &r.databases {
+        let passed = d.checks.iter().filter(|c| c.status == Status::Passed).count();
+        let _ = writeln!(
+            o,
+            "| {} | `{}` ({}) | {} | {} | {:.1} | {}/{} passed |",
+            d.name,
+            d.path,
+            d.format,
+            d.restore.status.as_str(),
+            d.restore.bytes,
+            d.restore.seconds,
+            passed,
+            d.checks.len()
+        );
+    }
+    for d in &r.databases {
+        let _ = writeln!(o, "\n### {}\n", d.name);
+        let _ = writeln!(
+            o,
+            "Restore: **{}** with {} into {}{}.",
+            d.restore.status.as_str(),
+            d.restore.tool.as_deref().unwrap_or("-"),
+            d.restore.image,
+            d.restore
+                .server_version
+                .as_deref()
+                .map(|v| format!(" (PostgreSQL {v})"))
+                .unwrap_or_default()
+        );
+        if let Some(e) = &d.restore.error {
+            let _ = writeln!(o, "\n> {}", e.replace('\n', " "));
+        }
+        if !d.checks.is_empty() {
+            let _ = writeln!(o, "\n| check | kind | status | seconds | detail |");
+            let _ = writeln!(o, "|---|---|---|---:|---|");
+            for c in &d.checks {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {:.2} | {} |",
+                    c.name,
+                    c.kind,
+                    c.status.as_str(),
+                    c.seconds,
+                    cell(&c.detail)
+                );
+            }
+            for c in d.checks.iter().filter(|c| !c.findings.is_empty()) {
+                let _ = writeln!(o, "\nFindings of `{}`:\n", c.name);
+                for f in &c.findings {
+                    let _ = writeln!(o, "- {}", f.replace('\n', " "));
+                }
+            }
+        }
+    }
+    o
+}

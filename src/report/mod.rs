@@ -1,0 +1,363 @@
+//! The report model (versioned), its writers (JSON, Markdown, `history.csv`)
+//! and the events the orchestrator emits while it works.
+
+mod events;
+mod markdown;
+
+pub use events::{Event, EventSink, NullSink};
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The JSON report's `format_version`. Change it deliberately: consumers
+/// (history, dashboards) key on it.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Outcome of a restore, a check, a policy limit or a whole drill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Proven good.
+    Passed,
+    /// Proven bad: the backup is damaged or a check found a problem.
+    Failed,
+    /// Could not be judged: the environment prevented it. Never a pass.
+    Error,
+    /// Not attempted because an earlier step did not pass. Never a pass.
+    NotRun,
+}
+
+impl Status {
+    /// Lower-case name as in the JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Passed => "passed",
+            Status::Failed => "failed",
+            Status::Error => "error",
+            Status::NotRun => "not_run",
+        }
+    }
+}
+
+/// The drill's overall verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Every restore and check passed and every configured policy limit held.
+    Passed,
+    /// The backup is bad: a restore or check failed, or a policy limit was
+    /// exceeded.
+    Failed,
+    /// No verdict: the environment prevented the drill.
+    Error,
+}
+
+impl Verdict {
+    /// Lower-case name as in the JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Passed => "passed",
+            Verdict::Failed => "failed",
+            Verdict::Error => "error",
+        }
+    }
+}
+
+/// A policy limit's judgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyStatus {
+    /// Within the limit.
+    Passed,
+    /// Beyond the limit.
+    Failed,
+    /// No limit configured.
+    NotConfigured,
+    /// The value could not be measured (e.g. a restore did not finish).
+    Unknown,
+}
+
+/// One policy limit with the measured value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyLimit {
+    /// Judgement.
+    pub status: PolicyStatus,
+    /// The limit in seconds, if configured.
+    pub limit_seconds: Option<f64>,
+    /// The measured value in seconds, if known.
+    pub actual_seconds: Option<f64>,
+}
+
+impl PolicyLimit {
+    /// Judge `actual` against `limit`.
+    pub fn judge(limit: Option<std::time::Duration>, actual: Option<f64>) -> Self {
+        let limit_seconds = limit.map(|d| d.as_secs_f64());
+        let status = match (limit_seconds, actual) {
+            (None, _) => PolicyStatus::NotConfigured,
+            (Some(_), None) => PolicyStatus::Unknown,
+            (Some(l), Some(a)) if a <= l => PolicyStatus::Passed,
+            (Some(_), Some(_)) => PolicyStatus::Failed,
+        };
+        PolicyLimit {
+            status,
+            limit_seconds,
+            actual_seconds: actual,
+        }
+    }
+}
+
+/// `policy` in the report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyReport {
+    /// RTO: restore + checks within `max_rto`.
+    pub max_rto: PolicyLimit,
+    /// RPO: snapshot age at the start of the run within `max_snapshot_age`.
+    pub max_snapshot_age: PolicyLimit,
+}
+
+/// `snapshot` in the report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotReport {
+    /// Full id.
+    pub id: String,
+    /// Short id.
+    pub short_id: String,
+    /// When it was taken (RFC 3339, as restic recorded it).
+    pub time: DateTime<chrono::FixedOffset>,
+    /// Age at the start of the run, seconds (the RPO measure).
+    pub age_seconds: f64,
+    /// Host it was taken on.
+    pub hostname: String,
+    /// Tags.
+    pub tags: Vec<String>,
+}
+
+/// `restore` of one database.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestoreReport {
+    /// `passed`, `failed`, `error` or `not_run`.
+    pub status: Status,
+    /// Bytes read from the repository (the dump as stored).
+    pub bytes: u64,
+    /// Bytes fed to the restore tool after decompression.
+    pub restored_bytes: u64,
+    /// Seconds from the start of streaming to the end of the restore.
+    pub seconds: f64,
+    /// Why it did not pass.
+    pub error: Option<String>,
+    /// `psql` or `pg_restore`.
+    pub tool: Option<String>,
+    /// Sandbox image.
+    pub image: String,
+    /// Server version in the sandbox, e.g. `16.4`.
+    pub server_version: Option<String>,
+    /// Seconds the sandbox took from creation to accepting connections.
+    pub sandbox_seconds: Option<f64>,
+}
+
+/// One check's result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckReport {
+    /// Check name (its file stem).
+    pub name: String,
+    /// Kind (`sql`, …).
+    pub kind: String,
+    /// `passed`, `failed`, `error` or `not_run`.
+    pub status: Status,
+    /// Wall time, seconds.
+    pub seconds: f64,
+    /// One-line summary.
+    pub detail: String,
+    /// Problems found (for `failed`), as data.
+    pub findings: Vec<String>,
+}
+
+/// One database of the drill.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatabaseReport {
+    /// `[[databases]]` name.
+    pub name: String,
+    /// Dump path inside the snapshot.
+    pub path: String,
+    /// Dump format.
+    pub format: String,
+    /// The PostgreSQL database checks ran in.
+    pub dbname: String,
+    /// The restore.
+    pub restore: RestoreReport,
+    /// The checks, in name order.
+    pub checks: Vec<CheckReport>,
+}
+
+/// The full record of one drill: `<UTC timestamp>-<tier>.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// Always [`FORMAT_VERSION`]; first in the file.
+    pub format_version: u32,
+    /// Unique id of the run (also the sandboxes' `drill.run-id` label).
+    pub run_id: String,
+    /// drill's version.
+    pub drill_version: String,
+    /// Tier name.
+    pub tier: String,
+    /// Repository location, passwords redacted.
+    pub repository: String,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Why the verdict is not `passed`: the first reasons, one per line.
+    pub reasons: Vec<String>,
+    /// Start of the run.
+    pub started_at: DateTime<Utc>,
+    /// End of the run.
+    pub finished_at: DateTime<Utc>,
+    /// Seconds from the start of the run to the end of the last check of the
+    /// last database; `null` when a restore did not finish.
+    pub rto_seconds: Option<f64>,
+    /// The snapshot restored, if one was selected.
+    pub snapshot: Option<SnapshotReport>,
+    /// Policy judgements.
+    pub policy: PolicyReport,
+    /// Per database, in config order.
+    pub databases: Vec<DatabaseReport>,
+}
+
+impl Report {
+    /// Checks that passed and that did not (failed, error, not run).
+    pub fn check_counts(&self) -> (usize, usize) {
+        let all = self.databases.iter().flat_map(|d| d.checks.iter());
+        let passed = all.clone().filter(|c| c.status == Status::Passed).count();
+        (passed, all.count() - passed)
+    }
+
+    /// Bytes read from the repository, all databases.
+    pub fn bytes_restored(&self) -> u64 {
+        self.databases.iter().map(|d| d.restore.bytes).sum()
+    }
+
+    /// Markdown for a person.
+    pub fn to_markdown(&self, tz: chrono_tz::Tz) -> String {
+        markdown::render(self, tz)
+    }
+}
+
+/// Files written for one run.
+#[derive(Debug, Clone)]
+pub struct WrittenReport {
+    /// The JSON report.
+    pub json: PathBuf,
+    /// The Markdown report.
+    pub markdown: PathBuf,
+    /// The history file appended to.
+    pub history: PathBuf,
+}
+
+/// Why a report could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("write report {path}: {source}")]
+pub struct ReportError {
+    /// The file.
+    pub path: PathBuf,
+    /// The error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
+    move |source| ReportError {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Columns of `history.csv`, one row per drill.
+pub const HISTORY_COLUMNS: [&str; 12] = [
+    "started_at",
+    "tier",
+    "snapshot",
+    "snapshot_time",
+    "verdict",
+    "rto_seconds",
+    "snapshot_age_seconds",
+    "bytes_restored",
+    "checks_passed",
+    "checks_failed",
+    "run_id",
+    "report",
+];
+
+/// Write `<UTC timestamp>-<tier>.json` and `.md` under `dir` and append a
+/// row to `dir/history.csv` (created with a header row when new).
+///
+/// # Errors
+/// [`ReportError`] naming the file.
+pub fn write(report: &Report, dir: &Path, tz: chrono_tz::Tz) -> Result<WrittenReport, ReportError> {
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let stem = format!("{}-{}", report.started_at.format("%Y%m%dT%H%M%SZ"), report.tier);
+    let json = dir.join(format!("{stem}.json"));
+    let markdown = dir.join(format!("{stem}.md"));
+    let history = dir.join("history.csv");
+
+    let mut text = serde_json::to_string_pretty(report).expect("report serializes");
+    text.push('\n');
+    write_atomic(&json, text.as_bytes())?;
+    write_atomic(&markdown, report.to_markdown(tz).as_bytes())?;
+
+    let new = !history.exists();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&history)
+        .map_err(io_err(&history))?;
+    let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(file);
+    let csv_err = |e: csv::Error| ReportError {
+        path: history.clone(),
+        source: std::io::Error::other(e),
+    };
+    if new {
+        w.write_record(HISTORY_COLUMNS).map_err(csv_err)?;
+    }
+    let (passed, failed) = report.check_counts();
+    let fmt_opt = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_default();
+    w.write_record([
+        report.started_at.to_rfc3339(),
+        report.tier.clone(),
+        report.snapshot.as_ref().map(|s| s.id.clone()).unwrap_or_default(),
+        report.snapshot.as_ref().map(|s| s.time.to_rfc3339()).unwrap_or_default(),
+        report.verdict.as_str().to_string(),
+        fmt_opt(report.rto_seconds),
+        fmt_opt(report.snapshot.as_ref().map(|s| s.age_seconds)),
+        report.bytes_restored().to_string(),
+        passed.to_string(),
+        failed.to_string(),
+        report.run_id.clone(),
+        json.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+    ])
+    .map_err(csv_err)?;
+    w.flush().map_err(io_err(&history))?;
+    Ok(WrittenReport { json, markdown, history })
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(bytes).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn policy_judgement() {
+        assert_eq!(PolicyLimit::judge(None, Some(1.0)).status, PolicyStatus::NotConfigured);
+        assert_eq!(PolicyLimit::judge(Some(Duration::from_secs(10)), None).status, PolicyStatus::Unknown);
+        assert_eq!(PolicyLimit::judge(Some(Duration::from_secs(10)), Some(10.0)).status, PolicyStatus::Passed);
+        assert_eq!(PolicyLimit::judge(Some(Duration::from_secs(10)), Some(10.5)).status, PolicyStatus::Failed);
+    }
+}

@@ -1,0 +1,344 @@
+//! Plan a restore, then stream dump → sandbox.
+//!
+//! The dump leaves the repository through `restic dump`, is decompressed in
+//! drill when its name ends in `.gz` or `.zst`, and goes straight into the
+//! restore tool running inside the sandbox (through a Docker exec's standard
+//! input): nothing is staged on disk, and memory use does not depend on the
+//! dump's size.
+//!
+//! | format | tool | connects to |
+//! |---|---|---|
+//! | `pg_dumpall` | `psql -X -q -v ON_ERROR_STOP=1` | `postgres` (the dump creates its databases) |
+//! | `plain` with `CREATE DATABASE` (`pg_dump --create`) | same | `postgres` |
+//! | `plain` without it | same | `dbname`, created first |
+//! | `custom` (`pg_dump -Fc`) | `pg_restore --exit-on-error` | `dbname`, created first |
+//!
+//! Whether a plain dump creates its database is read from its head: the first
+//! statement after the preamble of comments, `SET`s and
+//! `set_config` calls is `CREATE DATABASE` exactly when it was made with
+//! `--create` (PostgreSQL docs, `pg_dump`).
+//!
+//! A restore passes only when restic exits 0 (every blob read and verified),
+//! the tool exits 0 having read all of its input, a plain dump ends with its
+//! completeness trailer, and the database checks will connect to exists.
+
+mod stream;
+
+use std::fmt;
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::config::{Compression, DatabaseConfig, DumpFormat, SANDBOX_SUPERUSER};
+use crate::report::Status;
+use crate::sandbox::Sandbox;
+use crate::tier::{DumpError, Repository, Snapshot, SnapshotFile};
+
+pub use stream::{has_trailer, plain_creates_database, Tap};
+
+/// Bytes read from the head of a dump to decide how to restore it.
+const HEAD_BYTES: usize = 64 * 1024;
+/// Magic at the start of a custom-format archive (PostgreSQL
+/// `pg_backup_archiver.c`).
+const CUSTOM_MAGIC: &[u8] = b"PGDMP";
+
+/// What will be restored, from where, with which tool. Printable.
+#[derive(Debug, Clone)]
+pub struct RestorePlan {
+    /// The `[[databases]]` entry.
+    pub database: DatabaseConfig,
+    /// The dump as found in the snapshot (size in bytes).
+    pub file: SnapshotFile,
+}
+
+/// Build the plan for one database whose dump was found in the snapshot.
+pub fn plan(database: &DatabaseConfig, file: SnapshotFile) -> RestorePlan {
+    RestorePlan {
+        database: database.clone(),
+        file,
+    }
+}
+
+impl RestorePlan {
+    /// The restore tool, as named in reports (`psql` or `pg_restore`).
+    pub fn tool(&self) -> &'static str {
+        match self.database.format {
+            DumpFormat::Custom => "pg_restore",
+            DumpFormat::Plain | DumpFormat::PgDumpall => "psql",
+        }
+    }
+}
+
+impl fmt::Display for RestorePlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = &self.database;
+        write!(
+            f,
+            "{}: {} ({}, {} bytes{}) → {} in a {} sandbox, database `{}`",
+            d.name,
+            d.path,
+            d.format.as_str(),
+            self.file.size,
+            match d.compression {
+                Compression::None => "",
+                Compression::Gzip => ", gzip",
+                Compression::Zstd => ", zstd",
+            },
+            self.tool(),
+            d.image,
+            d.dbname
+        )
+    }
+}
+
+/// How one restore went.
+#[derive(Debug, Clone)]
+pub struct RestoreOutcome {
+    /// `passed`, `failed` (the dump or repository content is bad) or `error`
+    /// (the environment prevented the restore).
+    pub status: Status,
+    /// Bytes read from the repository (the dump as stored).
+    pub bytes: u64,
+    /// Bytes fed to the restore tool (after decompression).
+    pub restored_bytes: u64,
+    /// Wall time from the start of `restic dump` to the end of the restore.
+    pub seconds: f64,
+    /// Why it did not pass.
+    pub error: Option<String>,
+}
+
+impl RestoreOutcome {
+    fn new(status: Status, error: Option<String>) -> Self {
+        RestoreOutcome {
+            status,
+            bytes: 0,
+            restored_bytes: 0,
+            seconds: 0.0,
+            error,
+        }
+    }
+}
+
+/// Quote an SQL identifier (PostgreSQL docs, 4.1.1).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Run statements as the sandbox superuser in database `postgres`.
+async fn admin(sandbox: &Sandbox, sql: &str) -> Result<(), String> {
+    let (client, conn) = sandbox
+        .pg_config("postgres")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| e.to_string())?;
+    let conn = tokio::spawn(conn);
+    let r = client.batch_execute(sql).await.map_err(|e| match e.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None => e.to_string(),
+    });
+    drop(client);
+    let _ = conn.await;
+    r
+}
+
+async fn database_exists(sandbox: &Sandbox, dbname: &str) -> Result<bool, String> {
+    let (client, conn) = sandbox
+        .pg_config("postgres")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| e.to_string())?;
+    let conn = tokio::spawn(conn);
+    let r = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&dbname])
+        .await
+        .map(|row| row.is_some())
+        .map_err(|e| e.to_string());
+    drop(client);
+    let _ = conn.await;
+    r
+}
+
+/// Stream the planned dump from `repo` into `sandbox` and judge the result.
+/// Never returns a pass without proof: see the module docs.
+pub async fn execute(plan: &RestorePlan, repo: &Repository, snapshot: &Snapshot, sandbox: &Sandbox) -> RestoreOutcome {
+    let started = Instant::now();
+    let db = &plan.database;
+
+    if !db.roles.is_empty() {
+        let sql: String = db
+            .roles
+            .iter()
+            .map(|r| format!("CREATE ROLE {} NOLOGIN;", quote_ident(r)))
+            .collect();
+        if let Err(e) = admin(sandbox, &sql).await {
+            return RestoreOutcome::new(Status::Error, Some(format!("create roles {:?} in the sandbox: {e}", db.roles)));
+        }
+    }
+
+    let mut dump = match repo.dump(snapshot, &db.path) {
+        Ok(d) => d,
+        Err(e) => return RestoreOutcome::new(Status::Error, Some(e.to_string())),
+    };
+    let stored = Tap::new(dump.take_stdout(), 0);
+    let stored_counter = stored.counter();
+    let buffered = tokio::io::BufReader::with_capacity(256 * 1024, stored);
+    let decoded: Box<dyn AsyncRead + Unpin + Send> = match db.compression {
+        Compression::None => Box::new(buffered),
+        Compression::Gzip => {
+            let mut d = async_compression::tokio::bufread::GzipDecoder::new(buffered);
+            d.multiple_members(true);
+            Box::new(d)
+        }
+        Compression::Zstd => {
+            let mut d = async_compression::tokio::bufread::ZstdDecoder::new(buffered);
+            d.multiple_members(true);
+            Box::new(d)
+        }
+    };
+    let keep_tail = if db.format == DumpFormat::Custom { 0 } else { 4096 };
+    let mut tap = Tap::new(decoded, keep_tail);
+
+    // Read the head to choose how to restore; it is then replayed in front
+    // of the rest of the stream.
+    let mut head = Vec::with_capacity(HEAD_BYTES);
+    let head_result = (&mut tap).take(HEAD_BYTES as u64).read_to_end(&mut head).await;
+    let finish = |status: Status, error: Option<String>, restored_bytes: u64| RestoreOutcome {
+        status,
+        bytes: stored_counter.get(),
+        restored_bytes,
+        seconds: started.elapsed().as_secs_f64(),
+        error,
+    };
+    if let Err(e) = head_result {
+        let restic = dump.stop().await;
+        return match restic {
+            Err(r) => {
+                let status = restic_status(&r);
+                finish(status, Some(r.to_string()), tap.bytes())
+            }
+            Ok(()) => finish(
+                Status::Failed,
+                Some(format!("read the start of {}: {e} (is the file really {:?}-compressed?)", db.path, db.compression)),
+                tap.bytes(),
+            ),
+        };
+    }
+
+    let (connect_db, pre_create) = match db.format {
+        DumpFormat::PgDumpall => ("postgres".to_string(), false),
+        DumpFormat::Plain if plain_creates_database(&head) => ("postgres".to_string(), false),
+        DumpFormat::Plain => (db.dbname.clone(), true),
+        DumpFormat::Custom => {
+            if !head.starts_with(CUSTOM_MAGIC) {
+                let _ = dump.stop().await;
+                return finish(
+                    Status::Failed,
+                    Some(format!(
+                        "{} is not a pg_dump custom-format archive (it does not start with PGDMP); check `format` of database `{}`",
+                        db.path, db.name
+                    )),
+                    tap.bytes(),
+                );
+            }
+            (db.dbname.clone(), true)
+        }
+    };
+    if pre_create {
+        if let Err(e) = admin(sandbox, &format!("CREATE DATABASE {}", quote_ident(&connect_db))).await {
+            let _ = dump.stop().await;
+            return finish(Status::Error, Some(format!("create database `{connect_db}` in the sandbox: {e}")), tap.bytes());
+        }
+    }
+
+    let user_flag = format!("--username={SANDBOX_SUPERUSER}");
+    let db_flag = format!("--dbname={connect_db}");
+    let cmd: Vec<&str> = match db.format {
+        DumpFormat::Custom => vec!["pg_restore", "--exit-on-error", "--no-password", &user_flag, &db_flag],
+        _ => vec![
+            "psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "--no-password",
+            "--output=/dev/null",
+            &user_flag,
+            &db_flag,
+        ],
+    };
+    let mut input = std::io::Cursor::new(head).chain(&mut tap);
+    let exec = sandbox.exec_with_input(&cmd, Some(&mut input)).await;
+    let exec = match exec {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = dump.stop().await;
+            return finish(Status::Error, Some(e.to_string()), tap.bytes());
+        }
+    };
+
+    // restic's verdict on the bytes it sent comes first: a damaged
+    // repository explains any later failure.
+    let restic = if exec.stdin_error.is_none() && tap.read_error().is_none() {
+        dump.finish().await
+    } else {
+        dump.stop().await
+    };
+    if let Err(r) = restic {
+        let status = restic_status(&r);
+        return finish(status, Some(r.to_string()), tap.bytes());
+    }
+    if let Some(e) = tap.read_error() {
+        return finish(
+            Status::Failed,
+            Some(format!("decompress {}: {e}; the dump is damaged", db.path)),
+            tap.bytes(),
+        );
+    }
+    if !exec.succeeded() {
+        if let Err(e) = sandbox.check_alive().await {
+            return finish(Status::Error, Some(e.to_string()), tap.bytes());
+        }
+        let what = match exec.exit_code {
+            Some(c) => format!("{} exited with {c}", plan.tool()),
+            None => format!("{} did not report an exit code", plan.tool()),
+        };
+        let why = if exec.output.errors.is_empty() && exec.output.tail.is_empty() {
+            exec.stdin_error.clone().unwrap_or_default()
+        } else {
+            exec.output.summary(3)
+        };
+        return finish(Status::Failed, Some(sandbox.password.redact(&format!("{what}: {why}"))), tap.bytes());
+    }
+    if db.format != DumpFormat::Custom && !has_trailer(&tap.tail(), db.format) {
+        return finish(
+            Status::Failed,
+            Some(format!(
+                "{} is truncated: it does not end with the `-- PostgreSQL database {}dump complete` trailer",
+                db.path,
+                if db.format == DumpFormat::PgDumpall { "cluster " } else { "" }
+            )),
+            tap.bytes(),
+        );
+    }
+    match database_exists(sandbox, &db.dbname).await {
+        Ok(true) => finish(Status::Passed, None, tap.bytes()),
+        Ok(false) => finish(
+            Status::Failed,
+            Some(format!(
+                "the restore finished but database `{}` does not exist in the sandbox; the dump does not hold it (or set `dbname` of database `{}`)",
+                db.dbname, db.name
+            )),
+            tap.bytes(),
+        ),
+        Err(e) => finish(Status::Error, Some(format!("look up database `{}` after the restore: {e}", db.dbname)), tap.bytes()),
+    }
+}
+
+/// Damaged repository content is a verdict on the backup; anything else
+/// restic fails at is the environment's fault.
+fn restic_status(e: &DumpError) -> Status {
+    match e {
+        DumpError::Damaged { .. } => Status::Failed,
+        DumpError::Tier(_) => Status::Error,
+    }
+}

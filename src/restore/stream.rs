@@ -1,0 +1,181 @@
+//! The dump stream's taps: byte counting, the tail kept for the trailer
+//! check, and the head sniffed for `CREATE DATABASE`.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, ReadBuf};
+
+use crate::config::DumpFormat;
+
+/// A shared byte counter.
+#[derive(Debug, Clone, Default)]
+pub struct Counter(Arc<AtomicU64>);
+
+impl Counter {
+    /// Bytes counted so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// An `AsyncRead` pass-through that counts bytes, keeps the last `keep`
+/// bytes (a bounded window, for the trailer check) and remembers the first
+/// read error (so a decompression error is not mistaken for a write error).
+pub struct Tap<R> {
+    inner: R,
+    count: Counter,
+    keep: usize,
+    tail: Vec<u8>,
+    read_error: Option<String>,
+}
+
+impl<R> Tap<R> {
+    /// Wrap `inner`, keeping the last `keep` bytes.
+    pub fn new(inner: R, keep: usize) -> Self {
+        Tap {
+            inner,
+            count: Counter::default(),
+            keep,
+            tail: Vec::with_capacity(keep * 2),
+            read_error: None,
+        }
+    }
+
+    /// A handle on the byte count that outlives the tap.
+    pub fn counter(&self) -> Counter {
+        self.count.clone()
+    }
+
+    /// Bytes passed through.
+    pub fn bytes(&self) -> u64 {
+        self.count.get()
+    }
+
+    /// The last bytes passed through (at most `keep`).
+    pub fn tail(&self) -> Vec<u8> {
+        let start = self.tail.len().saturating_sub(self.keep);
+        self.tail[start..].to_vec()
+    }
+
+    /// The first read error, if any.
+    pub fn read_error(&self) -> Option<&str> {
+        self.read_error.as_deref()
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Tap<R> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let new = &buf.filled()[before..];
+                this.count.0.fetch_add(new.len() as u64, Ordering::Relaxed);
+                if this.keep > 0 && !new.is_empty() {
+                    let take = new.len().min(this.keep);
+                    this.tail.extend_from_slice(&new[new.len() - take..]);
+                    if this.tail.len() > this.keep * 2 {
+                        let cut = this.tail.len() - this.keep;
+                        this.tail.drain(..cut);
+                    }
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => {
+                if this.read_error.is_none() {
+                    this.read_error = Some(e.to_string());
+                }
+                Poll::Ready(Err(e))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Whether a plain `pg_dump` script creates its database: its first
+/// statement after the preamble (comments, `SET`, `set_config`, psql
+/// meta-commands such as `\restrict`) is `CREATE DATABASE`.
+pub fn plain_creates_database(head: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(head);
+    for line in text.lines() {
+        let t = line.trim();
+        if t.is_empty()
+            || t.starts_with("--")
+            || t.starts_with('\\')
+            || t.starts_with("SET ")
+            || t.starts_with("SELECT pg_catalog.set_config")
+        {
+            continue;
+        }
+        return t.starts_with("CREATE DATABASE ");
+    }
+    false
+}
+
+/// Whether the end of a plain dump is its completeness trailer (PostgreSQL
+/// `pg_backup_archiver.c` / `pg_dumpall.c`):
+///
+/// ```text
+/// --
+/// -- PostgreSQL database dump complete
+/// --
+/// ```
+///
+/// (`database cluster dump complete` for `pg_dumpall`). Blank lines and the
+/// `\unrestrict` meta-command that recent releases put around the trailer
+/// are ignored. A custom-format archive has no trailer: `pg_restore` checks
+/// its structure.
+pub fn has_trailer(tail: &[u8], format: DumpFormat) -> bool {
+    let marker = match format {
+        DumpFormat::PgDumpall => "-- PostgreSQL database cluster dump complete",
+        DumpFormat::Plain => "-- PostgreSQL database dump complete",
+        DumpFormat::Custom => return true,
+    };
+    let text = String::from_utf8_lossy(tail);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty() && !l.starts_with("\\unrestrict"))
+        .collect();
+    matches!(lines.as_slice(), [.., "--", m, "--"] if *m == marker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[test]
+    fn create_database_is_sniffed() {
+        let with = b"--\n-- PostgreSQL database dump\n--\n\\restrict abc\nSET statement_timeout = 0;\nSELECT pg_catalog.set_config('search_path', '', false);\n\n--\n-- Name: hive; Type: DATABASE\n--\n\nCREATE DATABASE hive WITH TEMPLATE = template0;\n";
+        let without = b"--\nSET statement_timeout = 0;\n\nCREATE TABLE public.users (id int);\n";
+        assert!(plain_creates_database(with));
+        assert!(!plain_creates_database(without));
+        assert!(!plain_creates_database(b""));
+    }
+
+    #[test]
+    fn trailer_is_required() {
+        let ok = b"COPY ...\n\\.\n\n--\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict abc\n\n";
+        assert!(has_trailer(ok, DumpFormat::Plain));
+        assert!(!has_trailer(ok, DumpFormat::PgDumpall));
+        let cluster = b"--\n-- PostgreSQL database dump complete\n--\n\n--\n-- PostgreSQL database cluster dump complete\n--\n\n";
+        assert!(has_trailer(cluster, DumpFormat::PgDumpall));
+        assert!(!has_trailer(b"1\tfoo\n2\tbar\n", DumpFormat::Plain));
+        assert!(!has_trailer(b"--\n-- PostgreSQL database dump complete\n--\nCREATE TABLE x();\n", DumpFormat::Plain));
+    }
+
+    #[tokio::test]
+    async fn tap_counts_and_keeps_tail() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut tap = Tap::new(std::io::Cursor::new(data.clone()), 100);
+        let mut out = Vec::new();
+        tap.read_to_end(&mut out).await.unwrap();
+        assert_eq!(out, data);
+        assert_eq!(tap.bytes(), 100_000);
+        assert_eq!(tap.tail(), data[data.len() - 100..].to_vec());
+    }
+}

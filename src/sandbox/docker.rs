@@ -1,0 +1,485 @@
+//! Sandboxes as Docker containers, driven through the Docker Engine API
+//! (bollard), never the docker CLI.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use tokio::io::{AsyncRead, AsyncWriteExt};
+
+use super::{ExecOutcome, OutputLog, SandboxError, LABEL_DATABASE, LABEL_MANAGED, LABEL_RUN_ID, LABEL_TIER};
+use crate::config::SANDBOX_SUPERUSER;
+use crate::secret::Secret;
+
+/// Port PostgreSQL listens on inside the container.
+const PG_PORT: &str = "5432/tcp";
+/// `/dev/shm` size for the sandbox (bytes); Docker's 64 MiB default is too
+/// small for parallel queries and index builds.
+const SHM_BYTES: i64 = 256 * 1024 * 1024;
+/// Read/write timeout for Docker API calls (seconds).
+const API_TIMEOUT_S: u64 = 600;
+
+/// A connection to a Docker engine.
+#[derive(Clone)]
+pub struct DockerEngine {
+    docker: Docker,
+    endpoint: String,
+}
+
+/// What a sandbox is made from and how it is capped.
+#[derive(Debug, Clone)]
+pub struct SandboxRequest {
+    /// The run id (label `drill.run-id`).
+    pub run_id: String,
+    /// Tier name (label).
+    pub tier: String,
+    /// `[[databases]]` name (label, container name).
+    pub database: String,
+    /// Image reference, e.g. `postgres:16`.
+    pub image: String,
+    /// Memory cap in bytes (swap is capped to the same, i.e. none extra).
+    pub memory_bytes: u64,
+    /// CPU cap.
+    pub cpus: f64,
+    /// Readiness deadline.
+    pub startup_timeout: Duration,
+}
+
+/// A running sandbox container.
+#[derive(Clone)]
+pub struct Sandbox {
+    docker: Docker,
+    /// Container id.
+    pub id: String,
+    /// Container name (`drill-<run id>-<database>`).
+    pub name: String,
+    /// Image it runs.
+    pub image: String,
+    /// Host address of the published port (always 127.0.0.1).
+    pub host: String,
+    /// Host port mapped to the server's 5432.
+    pub port: u16,
+    /// Superuser name.
+    pub user: String,
+    /// Superuser password, random for this run.
+    pub password: Secret,
+    /// Server version as `server_version` reports it, e.g. `16.4`.
+    pub server_version: String,
+}
+
+/// Where Docker tools look for the engine when `DOCKER_HOST` is unset:
+/// the default socket, then Docker Desktop's, Colima's and Rancher
+/// Desktop's per-user sockets on macOS.
+fn socket_candidates() -> Vec<PathBuf> {
+    let mut v = vec![PathBuf::from("/var/run/docker.sock")];
+    if let Some(home) = std::env::var_os("HOME") {
+        let home = PathBuf::from(home);
+        v.push(home.join(".docker/run/docker.sock"));
+        v.push(home.join(".docker/desktop/docker.sock"));
+        v.push(home.join(".colima/default/docker.sock"));
+        v.push(home.join(".rd/docker.sock"));
+    }
+    v
+}
+
+fn api_error(action: &'static str, name: &str, e: bollard::errors::Error) -> SandboxError {
+    SandboxError::Api {
+        action,
+        name: name.into(),
+        detail: e.to_string(),
+    }
+}
+
+impl DockerEngine {
+    /// Connect like the Docker tools do (`DOCKER_HOST`, else the first
+    /// existing default socket), negotiate the API version with the engine
+    /// and ping it.
+    ///
+    /// # Errors
+    /// [`SandboxError::EngineUnreachable`].
+    pub async fn connect() -> Result<Self, SandboxError> {
+        let (docker, endpoint) = match std::env::var("DOCKER_HOST") {
+            Ok(host) if !host.is_empty() => (Docker::connect_with_defaults(), host),
+            _ => {
+                let path = socket_candidates()
+                    .into_iter()
+                    .find(|p| p.exists())
+                    .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"));
+                let endpoint = format!("unix://{}", path.display());
+                (
+                    Docker::connect_with_unix(&endpoint, API_TIMEOUT_S, bollard::API_DEFAULT_VERSION),
+                    endpoint,
+                )
+            }
+        };
+        let unreachable = |detail: String| SandboxError::EngineUnreachable {
+            endpoint: endpoint.clone(),
+            detail,
+        };
+        let docker = docker.map_err(|e| unreachable(e.to_string()))?;
+        let docker = tokio::time::timeout(Duration::from_secs(15), docker.negotiate_version())
+            .await
+            .map_err(|_| unreachable("no answer within 15 s".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        tokio::time::timeout(Duration::from_secs(15), docker.ping())
+            .await
+            .map_err(|_| unreachable("no answer within 15 s".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        Ok(DockerEngine { docker, endpoint })
+    }
+
+    /// The endpoint connected to, e.g. `unix:///var/run/docker.sock`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Make sure `image` is present, pulling it when it is not.
+    ///
+    /// # Errors
+    /// [`SandboxError::ImageMissing`] when it is absent and cannot be pulled
+    /// within `timeout`.
+    pub async fn ensure_image(&self, image: &str, timeout: Duration) -> Result<(), SandboxError> {
+        if self.docker.inspect_image(image).await.is_ok() {
+            return Ok(());
+        }
+        let pull = async {
+            let opts = CreateImageOptionsBuilder::new().from_image(image).build();
+            let mut stream = self.docker.create_image(Some(opts), None, None);
+            while let Some(item) = stream.next().await {
+                item.map_err(|e| e.to_string())?;
+            }
+            Ok::<(), String>(())
+        };
+        match tokio::time::timeout(timeout, pull).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(detail)) => Err(SandboxError::ImageMissing {
+                image: image.into(),
+                detail: format!("not present locally and the pull failed: {detail}"),
+            }),
+            Err(_) => Err(SandboxError::ImageMissing {
+                image: image.into(),
+                detail: format!("not present locally and the pull did not finish within {} s", timeout.as_secs()),
+            }),
+        }
+    }
+
+    /// Create and start a sandbox and wait until it accepts connections on
+    /// its published port. On any failure the container is removed before
+    /// returning.
+    ///
+    /// # Errors
+    /// [`SandboxError`] for API failures, a dead container or a readiness
+    /// timeout.
+    pub async fn start(&self, req: &SandboxRequest) -> Result<Sandbox, SandboxError> {
+        let name = format!("drill-{}-{}", req.run_id, req.database);
+        let password = Secret::random();
+        let labels: HashMap<String, String> = [
+            (LABEL_MANAGED, "true"),
+            (LABEL_RUN_ID, req.run_id.as_str()),
+            (LABEL_TIER, req.tier.as_str()),
+            (LABEL_DATABASE, req.database.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let ports = HashMap::from([(
+            PG_PORT.to_string(),
+            Some(vec![PortBinding {
+                host_ip: Some("127.0.0.1".into()),
+                host_port: Some(String::new()),
+            }]),
+        )]);
+        let memory = i64::try_from(req.memory_bytes).unwrap_or(i64::MAX);
+        let body = ContainerCreateBody {
+            image: Some(req.image.clone()),
+            env: Some(vec![
+                format!("POSTGRES_PASSWORD={}", password.expose()),
+                format!("POSTGRES_USER={SANDBOX_SUPERUSER}"),
+            ]),
+            labels: Some(labels),
+            exposed_ports: Some(HashMap::from([(PG_PORT.to_string(), HashMap::new())])),
+            host_config: Some(HostConfig {
+                port_bindings: Some(ports),
+                memory: Some(memory),
+                memory_swap: Some(memory),
+                nano_cpus: Some((req.cpus * 1e9) as i64),
+                shm_size: Some(SHM_BYTES.min(memory / 4)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::new().name(&name).build();
+        let created = self
+            .docker
+            .create_container(Some(opts), body)
+            .await
+            .map_err(|e| api_error("create", &name, e))?;
+        let mut sandbox = Sandbox {
+            docker: self.docker.clone(),
+            id: created.id,
+            name,
+            image: req.image.clone(),
+            host: "127.0.0.1".into(),
+            port: 0,
+            user: SANDBOX_SUPERUSER.into(),
+            password,
+            server_version: String::new(),
+        };
+        match sandbox.boot(req.startup_timeout).await {
+            Ok(()) => Ok(sandbox),
+            Err(e) => {
+                sandbox.remove().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Ids of containers carrying `drill.run-id = run_id`.
+    ///
+    /// # Errors
+    /// [`SandboxError::Api`].
+    pub async fn containers_of_run(&self, run_id: &str) -> Result<Vec<String>, SandboxError> {
+        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_RUN_ID}={run_id}")])]);
+        let opts = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| api_error("list", run_id, e))?;
+        Ok(list.into_iter().filter_map(|c| c.id).collect())
+    }
+
+    /// Force-remove a container by id (with its anonymous volumes).
+    pub async fn remove(&self, id: &str) {
+        let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+        let _ = self.docker.remove_container(id, Some(opts)).await;
+    }
+}
+
+impl Sandbox {
+    async fn boot(&mut self, timeout: Duration) -> Result<(), SandboxError> {
+        self.docker
+            .start_container(&self.id, None::<bollard::query_parameters::StartContainerOptions>)
+            .await
+            .map_err(|e| api_error("start", &self.name, e))?;
+        let info = self
+            .docker
+            .inspect_container(&self.id, None::<bollard::query_parameters::InspectContainerOptions>)
+            .await
+            .map_err(|e| api_error("inspect", &self.name, e))?;
+        self.port = info
+            .network_settings
+            .and_then(|n| n.ports)
+            .and_then(|p| p.get(PG_PORT).cloned().flatten())
+            .and_then(|b| b.into_iter().find_map(|b| b.host_port))
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| SandboxError::Api {
+                action: "inspect",
+                name: self.name.clone(),
+                detail: "Docker reports no published port for 5432/tcp".into(),
+            })?;
+        self.wait_ready(timeout).await
+    }
+
+    /// Probe until the server answers `SELECT` over the published port, the
+    /// way a client will use it; never sleep blindly.
+    async fn wait_ready(&mut self, timeout: Duration) -> Result<(), SandboxError> {
+        let started = Instant::now();
+        let mut last_error;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            self.check_alive().await?;
+            let probe = async {
+                let (client, conn) = self.pg_config(SANDBOX_SUPERUSER).connect(tokio_postgres::NoTls).await?;
+                let conn = tokio::spawn(conn);
+                let v = client.query_one("SHOW server_version", &[]).await;
+                drop(client);
+                let _ = conn.await;
+                v.map(|row| row.get::<_, String>(0))
+            };
+            match tokio::time::timeout(Duration::from_secs(5), probe).await {
+                Ok(Ok(version)) => {
+                    self.server_version = version;
+                    return Ok(());
+                }
+                Ok(Err(e)) => last_error = e.to_string(),
+                Err(_) => last_error = "probe timed out after 5 s".into(),
+            }
+            if started.elapsed() >= timeout {
+                return Err(SandboxError::StartupTimeout {
+                    name: self.name.clone(),
+                    seconds: timeout.as_secs(),
+                    last_error,
+                    log_tail: self.log_tail().await,
+                });
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// Fail if the container is no longer running, saying why (exit code,
+    /// OOM kill) with the end of its log.
+    ///
+    /// # Errors
+    /// [`SandboxError::Died`] or [`SandboxError::Api`].
+    pub async fn check_alive(&self) -> Result<(), SandboxError> {
+        let info = self
+            .docker
+            .inspect_container(&self.id, None::<bollard::query_parameters::InspectContainerOptions>)
+            .await
+            .map_err(|e| api_error("inspect", &self.name, e))?;
+        let state = info.state.unwrap_or_default();
+        if state.running == Some(true) {
+            return Ok(());
+        }
+        Err(SandboxError::Died {
+            name: self.name.clone(),
+            exit_code: state.exit_code.unwrap_or(-1),
+            oom: if state.oom_killed == Some(true) {
+                ", killed for memory (OOM)".into()
+            } else {
+                String::new()
+            },
+            log_tail: self.log_tail().await,
+        })
+    }
+
+    /// The last lines of the container's log, one line, secrets redacted.
+    pub async fn log_tail(&self) -> String {
+        let opts = LogsOptionsBuilder::new().stdout(true).stderr(true).tail("8").build();
+        let mut stream = self.docker.logs(&self.id, Some(opts));
+        let mut log = OutputLog::default();
+        while let Some(Ok(chunk)) = stream.next().await {
+            log.push(&chunk.into_bytes());
+        }
+        log.finish();
+        self.password.redact(&log.tail.iter().cloned().collect::<Vec<_>>().join(" | "))
+    }
+
+    /// Connection settings for `dbname` over the published port.
+    pub fn pg_config(&self, dbname: &str) -> tokio_postgres::Config {
+        let mut c = tokio_postgres::Config::new();
+        c.host(&self.host)
+            .port(self.port)
+            .user(&self.user)
+            .password(self.password.expose())
+            .dbname(dbname)
+            .application_name("drill")
+            .connect_timeout(Duration::from_secs(5));
+        c
+    }
+
+    /// Run `cmd` inside the sandbox as the `postgres` OS user, feeding it
+    /// `input` on standard input (then closing it), and collect its output.
+    /// If the process exits before taking all input, feeding stops and
+    /// `stdin_error` says so.
+    ///
+    /// # Errors
+    /// [`SandboxError::Api`] when the exec cannot be created or inspected.
+    pub async fn exec_with_input<R>(&self, cmd: &[&str], input: Option<R>) -> Result<ExecOutcome, SandboxError>
+    where
+        R: AsyncRead + Unpin,
+    {
+        use bollard::exec::{CreateExecOptions, StartExecResults};
+        let exec = self
+            .docker
+            .create_exec(
+                &self.id,
+                CreateExecOptions {
+                    attach_stdin: Some(input.is_some()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                    user: Some("postgres".to_string()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| api_error("exec in", &self.name, e))?;
+        let started = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|e| api_error("exec in", &self.name, e))?;
+        let StartExecResults::Attached { mut output, input: mut stdin } = started else {
+            return Err(SandboxError::Api {
+                action: "exec in",
+                name: self.name.clone(),
+                detail: "Docker started the exec detached".into(),
+            });
+        };
+        let mut outcome = ExecOutcome::default();
+        let mut log = OutputLog::default();
+        let collect = async {
+            while let Some(item) = output.next().await {
+                match item {
+                    Ok(chunk) => log.push(&chunk.into_bytes()),
+                    Err(e) => {
+                        log.push(format!("\nerror: output stream broke: {e}\n").as_bytes());
+                        break;
+                    }
+                }
+            }
+        };
+        match input {
+            None => {
+                drop(stdin);
+                collect.await;
+            }
+            Some(mut reader) => {
+                let feed = async {
+                    let n = tokio::io::copy(&mut reader, &mut stdin).await?;
+                    stdin.shutdown().await?;
+                    Ok::<u64, std::io::Error>(n)
+                };
+                tokio::pin!(feed);
+                tokio::pin!(collect);
+                tokio::select! {
+                    fed = &mut feed => {
+                        match fed {
+                            Ok(n) => outcome.stdin_bytes = n,
+                            Err(e) => outcome.stdin_error = Some(e.to_string()),
+                        }
+                        collect.await;
+                    }
+                    () = &mut collect => {
+                        // The process ended (or its output broke). It may
+                        // have read everything just before exiting: give the
+                        // feed a moment to reach the end of its input.
+                        match tokio::time::timeout(Duration::from_secs(2), &mut feed).await {
+                            Ok(Ok(n)) => outcome.stdin_bytes = n,
+                            Ok(Err(e)) => outcome.stdin_error = Some(format!("the process stopped reading its input: {e}")),
+                            Err(_) => outcome.stdin_error = Some("the process exited before reading all of its input".into()),
+                        }
+                    }
+                }
+            }
+        }
+        log.finish();
+        outcome.output = log;
+        let inspect = self
+            .docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(|e| api_error("inspect exec in", &self.name, e))?;
+        outcome.exit_code = inspect.exit_code;
+        if inspect.running == Some(true) {
+            outcome.exit_code = None;
+        }
+        Ok(outcome)
+    }
+
+    /// Remove the container (force, with its anonymous volumes).
+    pub async fn remove(&self) {
+        let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+        let _ = self.docker.remove_container(&self.id, Some(opts)).await;
+    }
+}

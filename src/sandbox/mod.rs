@@ -1,0 +1,194 @@
+//! Throwaway PostgreSQL servers ("sandboxes") that dumps are restored into.
+//!
+//! A sandbox is a container made from the configured image (the Docker Hub
+//! `postgres` image, or the project's offline build that behaves like it),
+//! with a random superuser password, its port published on 127.0.0.1 only,
+//! capped in memory and CPUs, and labelled with the run id so that `drill
+//! reap` can find leftovers. It is removed when the run ends unless `--keep`.
+
+mod docker;
+
+pub use docker::{DockerEngine, Sandbox, SandboxRequest};
+
+use std::collections::VecDeque;
+
+/// Label carrying the run id on every sandbox.
+pub const LABEL_RUN_ID: &str = "drill.run-id";
+/// Label carrying the `[[databases]]` name on every sandbox.
+pub const LABEL_DATABASE: &str = "drill.database";
+/// Label carrying the tier on every sandbox.
+pub const LABEL_TIER: &str = "drill.tier";
+/// Label marking a container as a drill sandbox.
+pub const LABEL_MANAGED: &str = "drill.sandbox";
+
+/// Why a sandbox could not be provided or used. All of these are
+/// environment problems (exit 3), never a verdict on the backup.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The Docker engine could not be reached.
+    #[error("reach the Docker engine at {endpoint}: {detail}; is Docker running? (set DOCKER_HOST to use another engine)")]
+    EngineUnreachable {
+        /// The endpoint tried.
+        endpoint: String,
+        /// The underlying error.
+        detail: String,
+    },
+    /// The image is not present and could not be pulled.
+    #[error("get sandbox image `{image}`: {detail}; pull it (`docker pull {image}`) or build the offline image (`scripts/build-image.sh`) and set `image` in [sandbox]")]
+    ImageMissing {
+        /// The image reference.
+        image: String,
+        /// Why it is unavailable.
+        detail: String,
+    },
+    /// A Docker API call failed.
+    #[error("{action} sandbox {name}: {detail}")]
+    Api {
+        /// What was being done (`create`, `start`, `inspect`, `exec in`).
+        action: &'static str,
+        /// Container name.
+        name: String,
+        /// The API error.
+        detail: String,
+    },
+    /// The server did not accept connections in time.
+    #[error("sandbox {name} did not accept connections within {seconds} s (sandbox.startup_timeout); last error: {last_error}; container log ends: {log_tail}")]
+    StartupTimeout {
+        /// Container name.
+        name: String,
+        /// The timeout in seconds.
+        seconds: u64,
+        /// The last probe error.
+        last_error: String,
+        /// The end of the container's log.
+        log_tail: String,
+    },
+    /// The container stopped while drill needed it.
+    #[error("sandbox {name} stopped unexpectedly (exit code {exit_code}{oom}); container log ends: {log_tail}")]
+    Died {
+        /// Container name.
+        name: String,
+        /// The container's exit code.
+        exit_code: i64,
+        /// `, killed for memory (OOM)` when Docker says so.
+        oom: String,
+        /// The end of the container's log.
+        log_tail: String,
+    },
+}
+
+/// What a process run inside a sandbox did.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOutcome {
+    /// Its exit code (`None` if Docker could not tell).
+    pub exit_code: Option<i64>,
+    /// Bytes written to its standard input.
+    pub stdin_bytes: u64,
+    /// Why feeding standard input stopped early, if it did.
+    pub stdin_error: Option<String>,
+    /// Its output, bounded.
+    pub output: OutputLog,
+}
+
+impl ExecOutcome {
+    /// Exited 0 and took all of its input.
+    pub fn succeeded(&self) -> bool {
+        self.exit_code == Some(0) && self.stdin_error.is_none()
+    }
+}
+
+/// Output of a sandbox process, bounded: the first lines that report an
+/// error (PostgreSQL's `ERROR:`/`FATAL:`/`PANIC:` and client tools'
+/// `error:`) and the last lines of everything.
+#[derive(Debug, Clone, Default)]
+pub struct OutputLog {
+    /// First error lines, at most [`OutputLog::MAX_ERRORS`].
+    pub errors: Vec<String>,
+    /// Last lines, at most [`OutputLog::MAX_TAIL`].
+    pub tail: VecDeque<String>,
+    partial: String,
+}
+
+impl OutputLog {
+    /// Error lines kept.
+    pub const MAX_ERRORS: usize = 10;
+    /// Tail lines kept.
+    pub const MAX_TAIL: usize = 20;
+    const MAX_LINE: usize = 1000;
+
+    /// Add a chunk of output.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.partial.push_str(&String::from_utf8_lossy(bytes));
+        while let Some(nl) = self.partial.find('\n') {
+            let line: String = self.partial[..nl].trim_end().to_string();
+            self.partial.drain(..=nl);
+            self.line(line);
+        }
+        if self.partial.len() > Self::MAX_LINE * 4 {
+            let line = std::mem::take(&mut self.partial);
+            self.line(line);
+        }
+    }
+
+    /// Flush a final unterminated line.
+    pub fn finish(&mut self) {
+        if !self.partial.trim().is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            self.line(line);
+        }
+    }
+
+    fn line(&mut self, mut line: String) {
+        if line.trim().is_empty() {
+            return;
+        }
+        if line.len() > Self::MAX_LINE {
+            let mut cut = Self::MAX_LINE;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            line.truncate(cut);
+            line.push('…');
+        }
+        let is_error = ["ERROR:", "FATAL:", "PANIC:", "error:", "fatal:"]
+            .iter()
+            .any(|m| line.contains(m));
+        if is_error && self.errors.len() < Self::MAX_ERRORS {
+            self.errors.push(line.clone());
+        }
+        self.tail.push_back(line);
+        if self.tail.len() > Self::MAX_TAIL {
+            self.tail.pop_front();
+        }
+    }
+
+    /// The most telling lines: the first error lines if any, else the tail.
+    pub fn summary(&self, n: usize) -> String {
+        let lines: Vec<&String> = if self.errors.is_empty() {
+            let skip = self.tail.len().saturating_sub(n);
+            self.tail.iter().skip(skip).collect()
+        } else {
+            self.errors.iter().take(n).collect()
+        };
+        lines.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" | ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_log_keeps_errors_and_tail() {
+        let mut log = OutputLog::default();
+        for i in 0..50 {
+            log.push(format!("line {i}\n").as_bytes());
+        }
+        log.push(b"psql:<stdin>:12: ERROR:  relation \"x\" does not exist\nlast");
+        log.finish();
+        assert_eq!(log.errors.len(), 1);
+        assert_eq!(log.tail.len(), OutputLog::MAX_TAIL);
+        assert_eq!(log.tail.back().unwrap(), "last");
+        assert!(log.summary(3).contains("does not exist"));
+    }
+}

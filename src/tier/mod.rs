@@ -1,0 +1,578 @@
+//! Restic repositories: listing snapshots, finding a dump inside one, and
+//! streaming it out.
+//!
+//! drill drives the `restic` CLI and reads its JSON output (restic docs,
+//! "Scripting": `snapshots --json`, `ls --json`). It only ever runs read
+//! commands, always with `--no-lock` (so a read-only cold disk works and a
+//! running backup is never disturbed) and `--no-cache` (so a damaged tree or
+//! index in the repository cannot hide behind a good local cache copy).
+//! The repository and its password reach restic through the environment
+//! (`RESTIC_REPOSITORY`, `RESTIC_PASSWORD`, `RESTIC_PASSWORD_FILE`), never
+//! through argv.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use chrono::{DateTime, FixedOffset};
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+
+use crate::config::{PasswordSource, TierConfig};
+use crate::secret::Secret;
+
+/// restic's exit code for "repository does not exist" (restic ≥ 0.17).
+const EXIT_NO_REPOSITORY: i32 = 10;
+/// restic's exit code for "wrong password" (restic ≥ 0.17).
+const EXIT_WRONG_PASSWORD: i32 = 12;
+/// How much of restic's stderr is kept for error messages (bytes).
+const STDERR_KEEP: usize = 4096;
+
+/// Why a tier could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum TierError {
+    /// The restic binary could not be started.
+    #[error("run restic ({restic}): {source}; is restic (≥ 0.17) installed and on PATH, or set `restic = \"/path/to/restic\"` in drill.toml")]
+    ResticNotFound {
+        /// The binary tried.
+        restic: PathBuf,
+        /// Why it could not start.
+        source: std::io::Error,
+    },
+    /// restic says the repository does not exist.
+    #[error("open repository {repository} of tier `{tier}`: it does not exist ({detail}); is the path right and the disk mounted?")]
+    RepositoryMissing {
+        /// Tier name.
+        tier: String,
+        /// Repository location, password-free.
+        repository: String,
+        /// restic's message.
+        detail: String,
+    },
+    /// restic rejected the password.
+    #[error("open repository {repository} of tier `{tier}`: wrong password (restic found no key for it); check the tier's password source")]
+    WrongPassword {
+        /// Tier name.
+        tier: String,
+        /// Repository location, password-free.
+        repository: String,
+    },
+    /// The configured password source did not yield a password.
+    #[error("get the password of tier `{tier}`: {message}")]
+    Password {
+        /// Tier name.
+        tier: String,
+        /// What went wrong and what to do.
+        message: String,
+    },
+    /// Any other restic failure while listing.
+    #[error("restic {command} on tier `{tier}` exited with {status}: {stderr}")]
+    Restic {
+        /// Tier name.
+        tier: String,
+        /// The restic subcommand.
+        command: String,
+        /// Exit status text.
+        status: String,
+        /// The end of restic's stderr.
+        stderr: String,
+    },
+    /// restic's output could not be parsed.
+    #[error("parse the output of restic {command} on tier `{tier}`: {message}")]
+    Output {
+        /// Tier name.
+        tier: String,
+        /// The restic subcommand.
+        command: String,
+        /// Parser message.
+        message: String,
+    },
+    /// No snapshot matches the requested id.
+    #[error("tier `{tier}` has no snapshot `{wanted}`; `drill snapshots --tier {tier}` or `restic snapshots` lists them")]
+    SnapshotNotFound {
+        /// Tier name.
+        tier: String,
+        /// The id asked for.
+        wanted: String,
+    },
+    /// The id prefix matches several snapshots.
+    #[error("snapshot id `{wanted}` is ambiguous on tier `{tier}`: it matches {matches}; give more characters")]
+    SnapshotAmbiguous {
+        /// Tier name.
+        tier: String,
+        /// The id asked for.
+        wanted: String,
+        /// Matching short ids.
+        matches: String,
+    },
+}
+
+impl TierError {
+    /// Whether the error is about the command line (a snapshot id that does
+    /// not exist) rather than the environment.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, TierError::SnapshotNotFound { .. } | TierError::SnapshotAmbiguous { .. })
+    }
+}
+
+/// One snapshot, as `restic snapshots --json` describes it.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct Snapshot {
+    /// Full snapshot id (64 hex digits).
+    pub id: String,
+    /// restic's 8-digit short id.
+    #[serde(default)]
+    pub short_id: String,
+    /// When the backup was taken.
+    pub time: DateTime<FixedOffset>,
+    /// Host the backup was taken on.
+    #[serde(default)]
+    pub hostname: String,
+    /// Paths backed up.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// A file found in a snapshot by `restic ls --json`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SnapshotFile {
+    /// Absolute path inside the snapshot.
+    pub path: String,
+    /// `file`, `dir`, `symlink`, …
+    #[serde(rename = "type")]
+    pub node_type: String,
+    /// Size in bytes (files only).
+    #[serde(default)]
+    pub size: u64,
+}
+
+/// An open restic repository of one tier, with its password resolved.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    tier: String,
+    location: String,
+    restic: PathBuf,
+    password: ChildPassword,
+}
+
+#[derive(Debug, Clone)]
+enum ChildPassword {
+    Value(Secret),
+    File(PathBuf),
+    Environment,
+}
+
+/// Run a password command through `sh -c` and return its first line.
+async fn run_password_command(tier: &str, command: &str) -> Result<Secret, TierError> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| TierError::Password {
+            tier: tier.into(),
+            message: format!("could not run password_command: {e}"),
+        })?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(TierError::Password {
+            tier: tier.into(),
+            message: format!(
+                "password_command exited with {}: {}",
+                out.status,
+                err.lines().next().unwrap_or("").trim()
+            ),
+        });
+    }
+    let text = String::from_utf8(out.stdout).map_err(|_| TierError::Password {
+        tier: tier.into(),
+        message: "password_command printed bytes that are not UTF-8".into(),
+    })?;
+    let pw = text.lines().next().unwrap_or("").to_string();
+    if pw.is_empty() {
+        return Err(TierError::Password {
+            tier: tier.into(),
+            message: "password_command printed nothing".into(),
+        });
+    }
+    Ok(Secret::new(pw))
+}
+
+impl Repository {
+    /// Resolve the tier's password source (running `password_command` once)
+    /// and return a handle for read commands. Does not contact the
+    /// repository.
+    ///
+    /// # Errors
+    /// [`TierError::Password`] when the source yields no password.
+    pub async fn open(tier: &TierConfig, restic: &Path) -> Result<Self, TierError> {
+        let password = match &tier.password {
+            PasswordSource::Command(c) => ChildPassword::Value(run_password_command(&tier.name, c).await?),
+            PasswordSource::File(f) => {
+                if !f.is_file() {
+                    return Err(TierError::Password {
+                        tier: tier.name.clone(),
+                        message: format!("password_file {} does not exist or is not a file", f.display()),
+                    });
+                }
+                ChildPassword::File(f.clone())
+            }
+            PasswordSource::Prompt => {
+                return Err(TierError::Password {
+                    tier: tier.name.clone(),
+                    message: "password_prompt is not supported by this version of drill; use password_command or password_file".into(),
+                })
+            }
+            PasswordSource::Environment => {
+                let set = ["RESTIC_PASSWORD", "RESTIC_PASSWORD_FILE", "RESTIC_PASSWORD_COMMAND"]
+                    .iter()
+                    .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()));
+                if !set {
+                    return Err(TierError::Password {
+                        tier: tier.name.clone(),
+                        message: format!(
+                            "no password source: set password_command or password_file in [tiers.{}], or RESTIC_PASSWORD_FILE in the environment",
+                            tier.name
+                        ),
+                    });
+                }
+                ChildPassword::Environment
+            }
+        };
+        Ok(Repository {
+            tier: tier.name.clone(),
+            location: tier.repository.clone(),
+            restic: restic.to_path_buf(),
+            password,
+        })
+    }
+
+    /// The tier's name.
+    pub fn tier(&self) -> &str {
+        &self.tier
+    }
+
+    /// The repository location with any URL password redacted.
+    pub fn display_location(&self) -> String {
+        crate::secret::redact_url(&self.location)
+    }
+
+    /// A restic command with the repository and password in its environment.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.restic);
+        cmd.args(args)
+            .arg("--no-lock")
+            .arg("--no-cache")
+            .env("RESTIC_REPOSITORY", &self.location)
+            .env_remove("RESTIC_REPOSITORY_FILE")
+            .env("RESTIC_PROGRESS_FPS", "0.0001")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        match &self.password {
+            ChildPassword::Value(s) => {
+                cmd.env("RESTIC_PASSWORD", s.expose())
+                    .env_remove("RESTIC_PASSWORD_FILE")
+                    .env_remove("RESTIC_PASSWORD_COMMAND");
+            }
+            ChildPassword::File(f) => {
+                cmd.env("RESTIC_PASSWORD_FILE", f)
+                    .env_remove("RESTIC_PASSWORD")
+                    .env_remove("RESTIC_PASSWORD_COMMAND");
+            }
+            ChildPassword::Environment => {}
+        }
+        cmd
+    }
+
+    fn spawn_error(&self, e: std::io::Error) -> TierError {
+        TierError::ResticNotFound {
+            restic: self.restic.clone(),
+            source: e,
+        }
+    }
+
+    /// Map a failed restic run to an error by its exit code (restic docs,
+    /// "Exit codes").
+    fn failure(&self, command: &str, status: std::process::ExitStatus, stderr: &str) -> TierError {
+        let detail = last_lines(stderr, 3);
+        match status.code() {
+            Some(EXIT_NO_REPOSITORY) => TierError::RepositoryMissing {
+                tier: self.tier.clone(),
+                repository: self.display_location(),
+                detail,
+            },
+            Some(EXIT_WRONG_PASSWORD) => TierError::WrongPassword {
+                tier: self.tier.clone(),
+                repository: self.display_location(),
+            },
+            _ => TierError::Restic {
+                tier: self.tier.clone(),
+                command: command.into(),
+                status: status.to_string(),
+                stderr: detail,
+            },
+        }
+    }
+
+    async fn run_json(&self, command: &str, args: &[&str]) -> Result<Vec<u8>, TierError> {
+        let out = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .await
+            .map_err(|e| self.spawn_error(e))?;
+        if !out.status.success() {
+            return Err(self.failure(command, out.status, &String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(out.stdout)
+    }
+
+    /// All snapshots, oldest first.
+    ///
+    /// # Errors
+    /// [`TierError`]: repository missing, wrong password, restic failure.
+    pub async fn snapshots(&self) -> Result<Vec<Snapshot>, TierError> {
+        let out = self.run_json("snapshots", &["snapshots", "--json"]).await?;
+        let mut snaps: Vec<Snapshot> = serde_json::from_slice(&out).map_err(|e| TierError::Output {
+            tier: self.tier.clone(),
+            command: "snapshots".into(),
+            message: e.to_string(),
+        })?;
+        for s in &mut snaps {
+            if s.short_id.is_empty() {
+                s.short_id = s.id.chars().take(8).collect();
+            }
+        }
+        snaps.sort_by_key(|s| s.time);
+        Ok(snaps)
+    }
+
+    /// Pick a snapshot: `latest` (newest by time) or an id or unique id
+    /// prefix. `Ok(None)` when the repository has no snapshots at all.
+    ///
+    /// # Errors
+    /// [`TierError::SnapshotNotFound`], [`TierError::SnapshotAmbiguous`], or a
+    /// listing failure.
+    pub async fn select_snapshot(&self, wanted: &str) -> Result<Option<Snapshot>, TierError> {
+        let snaps = self.snapshots().await?;
+        if snaps.is_empty() {
+            return Ok(None);
+        }
+        if wanted == "latest" {
+            return Ok(snaps.last().cloned());
+        }
+        let hits: Vec<&Snapshot> = snaps.iter().filter(|s| s.id.starts_with(wanted)).collect();
+        match hits.as_slice() {
+            [one] if !wanted.is_empty() => Ok(Some((*one).clone())),
+            [] | [_] => Err(TierError::SnapshotNotFound {
+                tier: self.tier.clone(),
+                wanted: wanted.into(),
+            }),
+            many => Err(TierError::SnapshotAmbiguous {
+                tier: self.tier.clone(),
+                wanted: wanted.into(),
+                matches: many.iter().map(|s| s.short_id.as_str()).collect::<Vec<_>>().join(", "),
+            }),
+        }
+    }
+
+    /// Find `path` in `snapshot` with `restic ls --json`. `Ok(None)` when the
+    /// snapshot does not hold it.
+    ///
+    /// # Errors
+    /// [`TierError`] when restic fails or prints something unparsable.
+    pub async fn find_file(&self, snapshot: &Snapshot, path: &str) -> Result<Option<SnapshotFile>, TierError> {
+        let out = self.run_json("ls", &["ls", "--json", &snapshot.id, path]).await?;
+        for line in out.split(|b| *b == b'\n') {
+            if line.is_empty() {
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_slice(line).map_err(|e| TierError::Output {
+                tier: self.tier.clone(),
+                command: "ls".into(),
+                message: e.to_string(),
+            })?;
+            let is_node = v.get("message_type").or_else(|| v.get("struct_type")).and_then(|t| t.as_str()) == Some("node");
+            if !is_node {
+                continue;
+            }
+            let node: SnapshotFile = serde_json::from_value(v).map_err(|e| TierError::Output {
+                tier: self.tier.clone(),
+                command: "ls".into(),
+                message: e.to_string(),
+            })?;
+            if node.path == path {
+                return Ok(Some(node));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Start `restic dump` of `path` in `snapshot`; its standard output is the
+    /// file's bytes. The caller must call [`DumpStream::finish`] to learn
+    /// whether restic read everything intact.
+    ///
+    /// # Errors
+    /// [`TierError::ResticNotFound`] when restic cannot start.
+    pub fn dump(&self, snapshot: &Snapshot, path: &str) -> Result<DumpStream, TierError> {
+        let mut child = self
+            .command(&["dump", "--quiet", &snapshot.id, path])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| self.spawn_error(e))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let stderr_task = tokio::spawn(async move {
+            let mut keep = Vec::new();
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                keep.extend_from_slice(line.as_bytes());
+                keep.push(b'\n');
+                if keep.len() > STDERR_KEEP * 2 {
+                    keep.drain(..keep.len() - STDERR_KEEP);
+                }
+            }
+            String::from_utf8_lossy(&keep).into_owned()
+        });
+        Ok(DumpStream {
+            repo: self.clone(),
+            snapshot: snapshot.short_id.clone(),
+            path: path.into(),
+            child,
+            stdout: Some(stdout),
+            stderr_task,
+        })
+    }
+}
+
+/// A running `restic dump`.
+pub struct DumpStream {
+    repo: Repository,
+    snapshot: String,
+    path: String,
+    child: Child,
+    stdout: Option<ChildStdout>,
+    stderr_task: tokio::task::JoinHandle<String>,
+}
+
+/// How a `restic dump` ended badly.
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    /// restic reported damaged repository content (a pack or blob that fails
+    /// decryption or verification, or is missing): the backup is bad.
+    #[error("restic could not read {path} from snapshot {snapshot} intact: the repository is damaged ({detail})")]
+    Damaged {
+        /// Snapshot short id.
+        snapshot: String,
+        /// Dump path.
+        path: String,
+        /// restic's message.
+        detail: String,
+    },
+    /// restic failed for another reason (repository gone, I/O, killed).
+    #[error(transparent)]
+    Tier(#[from] TierError),
+}
+
+/// Phrases restic prints when repository content is damaged (restic
+/// `internal/repository`, `internal/crypto`).
+const DAMAGE_MARKERS: [&str; 10] = [
+    "ciphertext verification failed",
+    "invalid data returned",
+    "hash mismatch",
+    "does not match",
+    "decrypting blob",
+    "decrypt",
+    "not found in index",
+    "unknown blob",
+    "corrupt",
+    "no such file or directory",
+];
+
+impl DumpStream {
+    /// The dump's bytes. Can be taken once.
+    pub fn take_stdout(&mut self) -> ChildStdout {
+        self.stdout.take().expect("stdout taken once")
+    }
+
+    /// Stop restic when the consumer gave up early. If restic had already
+    /// exited with a failure, that failure is returned (it may be why the
+    /// consumer gave up); a restic still running is killed and `Ok` means
+    /// only "restic reported nothing".
+    ///
+    /// # Errors
+    /// As [`DumpStream::finish`], for a restic that had already failed.
+    pub async fn stop(mut self) -> Result<(), DumpError> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                let stderr = std::mem::replace(&mut self.stderr_task, tokio::spawn(async { String::new() }))
+                    .await
+                    .unwrap_or_default();
+                self.evaluate(status, &stderr)
+            }
+            _ => {
+                let _ = self.child.kill().await;
+                self.stderr_task.abort();
+                Ok(())
+            }
+        }
+    }
+
+    /// Wait for restic to exit and check its status: a zero exit is the only
+    /// proof that every byte of the file was read and verified.
+    ///
+    /// # Errors
+    /// [`DumpError::Damaged`] for damaged content, [`DumpError::Tier`] otherwise.
+    pub async fn finish(mut self) -> Result<(), DumpError> {
+        // Drain what is left so restic is not blocked on a full pipe.
+        if let Some(mut out) = self.stdout.take() {
+            let mut sink = vec![0u8; 64 * 1024];
+            while matches!(out.read(&mut sink).await, Ok(n) if n > 0) {}
+        }
+        let status = self.child.wait().await.map_err(|e| self.repo.spawn_error(e))?;
+        let stderr = std::mem::replace(&mut self.stderr_task, tokio::spawn(async { String::new() }))
+            .await
+            .unwrap_or_default();
+        self.evaluate(status, &stderr)
+    }
+
+    fn evaluate(&self, status: std::process::ExitStatus, stderr: &str) -> Result<(), DumpError> {
+        if status.success() {
+            return Ok(());
+        }
+        let lower = stderr.to_lowercase();
+        let code = status.code();
+        if code != Some(EXIT_NO_REPOSITORY)
+            && code != Some(EXIT_WRONG_PASSWORD)
+            && DAMAGE_MARKERS.iter().any(|m| lower.contains(m))
+        {
+            return Err(DumpError::Damaged {
+                snapshot: self.snapshot.clone(),
+                path: self.path.clone(),
+                detail: last_lines(stderr, 3),
+            });
+        }
+        Err(DumpError::Tier(self.repo.failure("dump", status, stderr)))
+    }
+}
+
+/// The last `n` non-empty lines of `text`, joined with ` | `.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let start = lines.len().saturating_sub(n);
+    let s = lines[start..].join(" | ");
+    if s.is_empty() {
+        "no message".into()
+    } else {
+        s
+    }
+}
