@@ -32,7 +32,7 @@ pub const EXIT_ENVIRONMENT: u8 = 3;
 ///
 /// `drill` alone means `drill run`, so `drill --tier cold` works.
 #[derive(Debug, Parser)]
-#[command(name = "drill", version, args_conflicts_with_subcommands = true)]
+#[command(name = "drill", version)]
 struct Cli {
     /// Config file (default: ./drill.toml, then ~/.config/drill/drill.toml).
     #[arg(long, global = true, value_name = "PATH")]

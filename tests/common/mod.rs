@@ -1,0 +1,260 @@
+//! Shared test harness: real restic repositories made by restic from the
+//! fixture dumps, real drill runs against the real Docker engine.
+//!
+//! Nothing here skips: a missing Docker engine, restic, image or fixture is a
+//! test failure with the command that fixes it.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Sandbox image used by tests (built offline by `scripts/build-image.sh`).
+pub fn image() -> String {
+    std::env::var("DRILL_TEST_IMAGE").unwrap_or_else(|_| "drill-postgres:15".into())
+}
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The generated fixture dumps (`fixtures/generate.sh`).
+pub fn dumps() -> PathBuf {
+    let d = root().join("fixtures/dumps");
+    assert!(
+        d.join("source-facts.json").is_file(),
+        "fixture dumps are missing in {}: run scripts/setup.sh (or fixtures/generate.sh)",
+        d.display()
+    );
+    d
+}
+
+/// Facts queried from the fixtures' source servers.
+pub fn source_facts() -> Value {
+    serde_json::from_slice(&std::fs::read(dumps().join("source-facts.json")).unwrap()).unwrap()
+}
+
+/// Fail (never skip) unless restic, the Docker engine and the image exist.
+pub fn require_environment() {
+    let restic = Command::new("restic").arg("version").output();
+    assert!(
+        restic.as_ref().is_ok_and(|o| o.status.success()),
+        "restic is not installed: run scripts/setup.sh"
+    );
+    let img = Command::new("docker").args(["image", "inspect", &image()]).output();
+    assert!(
+        img.as_ref().is_ok_and(|o| o.status.success()),
+        "the Docker engine is unreachable or image {} is missing: run scripts/setup.sh",
+        image()
+    );
+}
+
+/// A restic repository holding the given files under `/dumps/`.
+pub struct TestRepo {
+    pub dir: tempfile::TempDir,
+    pub repo: PathBuf,
+    pub password_file: PathBuf,
+}
+
+impl TestRepo {
+    /// `files`: (source file, name inside `/dumps/`). One snapshot.
+    pub fn new(files: &[(&Path, &str)]) -> TestRepo {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        let password_file = dir.path().join("restic-password");
+        std::fs::write(&password_file, "correct horse battery staple\n").unwrap();
+        let r = TestRepo {
+            dir,
+            repo,
+            password_file,
+        };
+        r.restic(&["init", "-q"], None);
+        r.backup(files);
+        r
+    }
+
+    /// Add a snapshot holding exactly `files` under `/dumps/`.
+    pub fn backup(&self, files: &[(&Path, &str)]) {
+        let stage = self.dir.path().join("stage");
+        let _ = std::fs::remove_dir_all(&stage);
+        std::fs::create_dir_all(stage.join("dumps")).unwrap();
+        for (src, name) in files {
+            std::fs::copy(src, stage.join("dumps").join(name)).unwrap();
+        }
+        self.restic(&["backup", "-q", "--host", "fixture-host", "dumps"], Some(&stage));
+    }
+
+    pub fn restic(&self, args: &[&str], cwd: Option<&Path>) -> String {
+        let mut c = Command::new("restic");
+        c.args(args)
+            .env("RESTIC_REPOSITORY", &self.repo)
+            .env("RESTIC_PASSWORD_FILE", &self.password_file)
+            .env_remove("RESTIC_PASSWORD");
+        if let Some(d) = cwd {
+            c.current_dir(d);
+        }
+        let o = c.output().expect("run restic");
+        assert!(o.status.success(), "restic {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Flip bytes in the middle of the largest pack file (the dump data).
+    pub fn damage_largest_pack(&self) -> PathBuf {
+        let mut packs: Vec<(u64, PathBuf)> = walk(&self.repo.join("data"))
+            .into_iter()
+            .map(|p| (std::fs::metadata(&p).unwrap().len(), p))
+            .collect();
+        packs.sort();
+        let (len, pack) = packs.pop().expect("a pack file");
+        let mut perms = std::fs::metadata(&pack).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perms.set_readonly(false);
+        std::fs::set_permissions(&pack, perms).unwrap();
+        let mut bytes = std::fs::read(&pack).unwrap();
+        let mid = (len / 2) as usize;
+        for b in &mut bytes[mid..mid + 16] {
+            *b ^= 0xff;
+        }
+        std::fs::write(&pack, bytes).unwrap();
+        pack
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// One `[[databases]]` entry for a test config.
+pub struct Db {
+    pub name: &'static str,
+    pub path: &'static str,
+    pub format: &'static str,
+    pub roles: &'static [&'static str],
+}
+
+/// The six healthy fixture databases, as the demo and tests configure them.
+pub const HEALTHY: [(&str, Db); 6] = [
+    ("frame-postgres.sql", Db { name: "frame", path: "/dumps/frame-postgres.sql", format: "pg_dumpall", roles: &[] }),
+    ("index-postgres.sql.gz", Db { name: "index", path: "/dumps/index-postgres.sql.gz", format: "pg_dumpall", roles: &[] }),
+    ("hive-postgres.sql", Db { name: "hive", path: "/dumps/hive-postgres.sql", format: "plain", roles: &["hive_app", "hive_readonly"] }),
+    ("mysrt-postgres.sql.zst", Db { name: "mysrt", path: "/dumps/mysrt-postgres.sql.zst", format: "plain", roles: &["mysrt_app"] }),
+    ("blueprint-postgres.dump", Db { name: "blueprint", path: "/dumps/blueprint-postgres.dump", format: "custom", roles: &["blueprint_app"] }),
+    ("pagila.dump", Db { name: "pagila", path: "/dumps/pagila.dump", format: "custom", roles: &["postgres"] }),
+];
+
+/// A drill config in `dir` for `repo`, with `checks` as (file name, TOML).
+pub fn write_config(dir: &Path, repo: &TestRepo, dbs: &[&Db], checks: &[(&str, String)]) -> PathBuf {
+    let mut t = format!(
+        "timezone = \"Asia/Seoul\"\nreports_dir = \"reports\"\nchecks_dir = \"checks\"\n\n\
+         [policy]\nmax_rto = \"1h\"\nmax_snapshot_age = \"26h\"\n\n\
+         [tiers.local]\nrepository = \"{}\"\npassword_file = \"{}\"\n\n\
+         [sandbox]\nimage = \"{}\"\nmemory = \"1GiB\"\ncpus = 1.0\nstartup_timeout = \"120s\"\n",
+        repo.repo.display(),
+        repo.password_file.display(),
+        image()
+    );
+    for d in dbs {
+        let roles: Vec<String> = d.roles.iter().map(|r| format!("\"{r}\"")).collect();
+        t.push_str(&format!(
+            "\n[[databases]]\nname = \"{}\"\npath = \"{}\"\nformat = \"{}\"\nroles = [{}]\n",
+            d.name,
+            d.path,
+            d.format,
+            roles.join(", ")
+        ));
+    }
+    std::fs::create_dir_all(dir.join("checks")).unwrap();
+    for (name, body) in checks {
+        std::fs::write(dir.join("checks").join(name), body).unwrap();
+    }
+    let p = dir.join("drill.toml");
+    std::fs::write(&p, t).unwrap();
+    p
+}
+
+/// The result of one `drill` invocation.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn drill(config: &Path, args: &[&str]) -> Run {
+    drill_env(config, args, &[])
+}
+
+pub fn drill_env(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_drill"));
+    c.arg("--config").arg(config).args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.env_remove("RESTIC_PASSWORD").env_remove("RESTIC_PASSWORD_FILE");
+    let o = c.output().expect("run drill");
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// The newest JSON report `run` wrote in `reports_dir`.
+pub fn report_of(run: &Run, reports_dir: &Path) -> (PathBuf, Value) {
+    let mut jsons: Vec<PathBuf> = std::fs::read_dir(reports_dir)
+        .unwrap_or_else(|e| {
+            panic!(
+                "no reports in {}: {e}\nexit code {}\nstderr:\n{}",
+                reports_dir.display(),
+                run.code,
+                run.stderr
+            )
+        })
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    jsons.sort();
+    let p = jsons.pop().expect("a JSON report");
+    let v = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    (p, v)
+}
+
+/// The database entry `name` of a report.
+pub fn database<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == name)
+        .unwrap_or_else(|| panic!("database {name} in report"))
+}
+
+/// Assert no container labelled with `run_id` remains.
+pub fn assert_no_sandbox_left(run_id: &str) {
+    let o = Command::new("docker")
+        .args(["ps", "-a", "-q", "--filter", &format!("label=drill.run-id={run_id}")])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let left = String::from_utf8_lossy(&o.stdout);
+    assert!(left.trim().is_empty(), "sandboxes of run {run_id} remain: {left}");
+}
+
+/// All drill sandboxes currently present (any run).
+pub fn all_sandboxes() -> Vec<String> {
+    let o = Command::new("docker")
+        .args(["ps", "-a", "-q", "--filter", "label=drill.sandbox"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect()
+}

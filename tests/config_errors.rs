@@ -1,0 +1,82 @@
+//! Configuration errors exit 2 and name the file, the key and what is
+//! expected; every example config the project ships parses.
+
+mod common;
+
+use std::path::Path;
+
+use common::{drill, root};
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const BASE: &str = "[tiers.local]\nrepository = \"/nonexistent\"\npassword_file = \"/nonexistent\"\n\n[[databases]]\nname = \"pagila\"\npath = \"/dumps/pagila.dump\"\nformat = \"custom\"\n";
+
+#[test]
+fn unknown_key_in_config_exits_2_naming_file_and_key() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write(d.path(), "drill.toml", &format!("{BASE}\n[sandbox]\nimage = \"postgres:16\"\nmemroy = \"1GiB\"\n"));
+    let run = drill(&cfg, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("drill.toml:12"), "{}", run.stderr);
+    assert!(run.stderr.contains("sandbox.memroy"), "{}", run.stderr);
+    assert!(run.stderr.contains("`memory`"), "lists the expected keys: {}", run.stderr);
+}
+
+#[test]
+fn typo_in_check_kind_exits_2_naming_the_check_file() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write(d.path(), "drill.toml", BASE);
+    write(
+        d.path(),
+        "checks/rentals.toml",
+        "kind = \"sqll\"\ndatabase = \"pagila\"\nquery = \"select 1\"\n[expect]\nequals = 1\n",
+    );
+    let run = drill(&cfg, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("checks/rentals.toml"), "{}", run.stderr);
+    assert!(run.stderr.contains("unknown check kind `sqll`"), "{}", run.stderr);
+}
+
+#[test]
+fn bad_duration_and_unknown_tier_exit_2() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write(d.path(), "drill.toml", &format!("[policy]\nmax_rto = \"4 hours-ish\"\n{BASE}"));
+    let run = drill(&cfg, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("policy.max_rto"), "{}", run.stderr);
+
+    let cfg = write(d.path(), "drill.toml", BASE);
+    let run = drill(&cfg, &["--tier", "cold"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("tier `cold` is not configured"), "{}", run.stderr);
+}
+
+#[test]
+fn missing_config_file_exits_2() {
+    let run = drill(Path::new("/nonexistent/drill.toml"), &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("/nonexistent/drill.toml"), "{}", run.stderr);
+}
+
+#[test]
+fn every_shipped_example_config_parses() {
+    let examples = [root().join("examples/drill.toml"), root().join("examples/demo.toml")];
+    for e in &examples {
+        let c = drill::config::load(e).unwrap_or_else(|err| panic!("{}: {err}", e.display()));
+        assert!(!c.databases.is_empty(), "{}", e.display());
+    }
+    // The spec's example, verbatim, is examples/drill.toml.
+    let spec = drill::config::load(&examples[0]).unwrap();
+    assert_eq!(spec.timezone, chrono_tz::Asia::Seoul);
+    assert_eq!(spec.fallback, ["local", "ring", "cold"]);
+    assert_eq!(spec.databases[1].image, "postgres:17");
+    assert_eq!(spec.sandbox.memory_bytes, 2 * 1024 * 1024 * 1024);
+    // Every shipped check file parses against the demo config's databases.
+    let demo = drill::config::load(&examples[1]).unwrap();
+    assert!(!demo.checks.is_empty(), "the demo runs the shipped checks");
+}
