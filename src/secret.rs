@@ -92,9 +92,18 @@ mod tests {
 
     #[test]
     fn url_passwords_are_redacted() {
-        assert_eq!(redact_url("rest:https://u:p4ss@host:8000/repo"), "rest:https://u:***@host:8000/repo");
+        assert_eq!(
+            redact_url("rest:https://u:p4ss@host:8000/repo"),
+            "rest:https://u:***@host:8000/repo"
+        );
         assert_eq!(redact_url("sftp:user@host:/path"), "sftp:user@host:/path");
-        assert_eq!(redact_url("/Volumes/axe-cold-1/restic-repo"), "/Volumes/axe-cold-1/restic-repo");
-        assert_eq!(redact_url("s3:https://host/bucket"), "s3:https://host/bucket");
+        assert_eq!(
+            redact_url("/Volumes/axe-cold-1/restic-repo"),
+            "/Volumes/axe-cold-1/restic-repo"
+        );
+        assert_eq!(
+            redact_url("s3:https://host/bucket"),
+            "s3:https://host/bucket"
+        );
     }
 }

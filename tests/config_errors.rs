@@ -19,12 +19,20 @@ const BASE: &str = "[tiers.local]\nrepository = \"/nonexistent\"\npassword_file 
 #[test]
 fn unknown_key_in_config_exits_2_naming_file_and_key() {
     let d = tempfile::tempdir().unwrap();
-    let cfg = write(d.path(), "drill.toml", &format!("{BASE}\n[sandbox]\nimage = \"postgres:16\"\nmemroy = \"1GiB\"\n"));
+    let cfg = write(
+        d.path(),
+        "drill.toml",
+        &format!("{BASE}\n[sandbox]\nimage = \"postgres:16\"\nmemroy = \"1GiB\"\n"),
+    );
     let run = drill(&cfg, &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("drill.toml:12"), "{}", run.stderr);
     assert!(run.stderr.contains("sandbox.memroy"), "{}", run.stderr);
-    assert!(run.stderr.contains("`memory`"), "lists the expected keys: {}", run.stderr);
+    assert!(
+        run.stderr.contains("`memory`"),
+        "lists the expected keys: {}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -39,13 +47,21 @@ fn typo_in_check_kind_exits_2_naming_the_check_file() {
     let run = drill(&cfg, &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("checks/rentals.toml"), "{}", run.stderr);
-    assert!(run.stderr.contains("unknown check kind `sqll`"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("unknown check kind `sqll`"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn bad_duration_and_unknown_tier_exit_2() {
     let d = tempfile::tempdir().unwrap();
-    let cfg = write(d.path(), "drill.toml", &format!("[policy]\nmax_rto = \"4 hours-ish\"\n{BASE}"));
+    let cfg = write(
+        d.path(),
+        "drill.toml",
+        &format!("[policy]\nmax_rto = \"4 hours-ish\"\n{BASE}"),
+    );
     let run = drill(&cfg, &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("policy.max_rto"), "{}", run.stderr);
@@ -53,19 +69,30 @@ fn bad_duration_and_unknown_tier_exit_2() {
     let cfg = write(d.path(), "drill.toml", BASE);
     let run = drill(&cfg, &["--tier", "cold"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("tier `cold` is not configured"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("tier `cold` is not configured"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn missing_config_file_exits_2() {
     let run = drill(Path::new("/nonexistent/drill.toml"), &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("/nonexistent/drill.toml"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("/nonexistent/drill.toml"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn every_shipped_example_config_parses() {
-    let examples = [root().join("examples/drill.toml"), root().join("examples/demo.toml")];
+    let examples = [
+        root().join("examples/drill.toml"),
+        root().join("examples/demo.toml"),
+    ];
     for e in &examples {
         let c = drill::config::load(e).unwrap_or_else(|err| panic!("{}: {err}", e.display()));
         assert!(!c.databases.is_empty(), "{}", e.display());

@@ -12,7 +12,9 @@ fn healthy_files() -> Vec<(std::path::PathBuf, &'static str)> {
     HEALTHY.iter().map(|(f, _)| (d.join(f), *f)).collect()
 }
 
-fn as_refs<'a>(v: &'a [(std::path::PathBuf, &'static str)]) -> Vec<(&'a std::path::Path, &'static str)> {
+fn as_refs<'a>(
+    v: &'a [(std::path::PathBuf, &'static str)],
+) -> Vec<(&'a std::path::Path, &'static str)> {
     v.iter().map(|(p, n)| (p.as_path(), *n)).collect()
 }
 
@@ -71,7 +73,11 @@ fn healthy_snapshot_of_six_databases_passes() {
         let d = database(&report, db.name);
         assert_eq!(d["restore"]["status"], "passed", "{}: {d:#}", db.name);
         assert!(d["restore"]["bytes"].as_u64().unwrap() > 0, "{}", db.name);
-        assert!(d["restore"]["seconds"].as_f64().unwrap() > 0.0, "{}", db.name);
+        assert!(
+            d["restore"]["seconds"].as_f64().unwrap() > 0.0,
+            "{}",
+            db.name
+        );
         let checks = d["checks"].as_array().unwrap();
         assert_eq!(checks.len(), 1, "{}", db.name);
         assert_eq!(checks[0]["status"], "passed", "{}: {d:#}", db.name);
@@ -81,17 +87,26 @@ fn healthy_snapshot_of_six_databases_passes() {
     assert!(index["restore"]["restored_bytes"].as_u64() > index["restore"]["bytes"].as_u64());
     let rentals = &database(&report, "pagila")["checks"][0];
     assert!(
-        rentals["detail"].as_str().unwrap().contains(&format!("value {}", facts["pagila"]["rental"])),
+        rentals["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("value {}", facts["pagila"]["rental"])),
         "{rentals}"
     );
 
     let md = std::fs::read_to_string(json_path.with_extension("md")).unwrap();
-    assert!(md.contains("PASSED") && md.contains("pagila-rentals"), "{md}");
+    assert!(
+        md.contains("PASSED") && md.contains("pagila-rentals"),
+        "{md}"
+    );
     let history = std::fs::read_to_string(work.path().join("reports/history.csv")).unwrap();
     let rows: Vec<&str> = history.lines().collect();
     assert_eq!(rows.len(), 2, "{history}");
     assert!(rows[0].starts_with("started_at,tier,snapshot"));
-    assert!(rows[1].contains(",local,") && rows[1].contains(",passed,"), "{history}");
+    assert!(
+        rows[1].contains(",local,") && rows[1].contains(",passed,"),
+        "{history}"
+    );
     assert_no_sandbox_left(report["run_id"].as_str().unwrap());
 }
 
@@ -111,8 +126,14 @@ fn hive_dump_fails(file: &std::path::Path, reason: &str) {
     assert_eq!(d["restore"]["status"], "failed", "{d:#}");
     let error = d["restore"]["error"].as_str().unwrap();
     assert!(error.contains(reason), "expected `{reason}` in: {error}");
-    assert!(report["reasons"][0].as_str().unwrap().starts_with("hive: restore failed"));
-    assert!(report["rto_seconds"].is_null(), "no RTO without a complete restore");
+    assert!(report["reasons"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("hive: restore failed"));
+    assert!(
+        report["rto_seconds"].is_null(),
+        "no RTO without a complete restore"
+    );
     assert_eq!(report["policy"]["max_rto"]["status"], "unknown");
     assert_no_sandbox_left(report["run_id"].as_str().unwrap());
 }
@@ -184,7 +205,10 @@ fn wrong_password_exits_3_without_a_sandbox() {
     assert!(run.stderr.contains("wrong password"), "{}", run.stderr);
     let (_, report) = report_of(&run, &work.path().join("reports"));
     assert_eq!(report["verdict"], "error");
-    assert!(report["reasons"][0].as_str().unwrap().contains("wrong password"));
+    assert!(report["reasons"][0]
+        .as_str()
+        .unwrap()
+        .contains("wrong password"));
     assert_no_sandbox_left(report["run_id"].as_str().unwrap());
 }
 
@@ -199,7 +223,11 @@ fn missing_repository_exits_3_without_a_sandbox() {
     let run = drill(&config, &[]);
     assert_eq!(run.code, 3, "stderr:\n{}", run.stderr);
     assert!(run.stderr.contains("does not exist"), "{}", run.stderr);
-    assert!(run.stderr.contains(&repo.repo.display().to_string()), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&repo.repo.display().to_string()),
+        "{}",
+        run.stderr
+    );
     let (_, report) = report_of(&run, &work.path().join("reports"));
     assert_eq!(report["verdict"], "error");
     assert_no_sandbox_left(report["run_id"].as_str().unwrap());
@@ -212,24 +240,41 @@ fn failing_sql_check_exits_1_with_its_finding_reported() {
     let repo = TestRepo::new(&[(&d.join("pagila.dump"), "pagila.dump")]);
     let work = tempfile::tempdir().unwrap();
     let checks = vec![
-        ("rentals-wrong.toml", sql_check("pagila", "select count(*) from rental", "equals = 1")),
+        (
+            "rentals-wrong.toml",
+            sql_check("pagila", "select count(*) from rental", "equals = 1"),
+        ),
         (
             "no-long-titles.toml",
-            sql_check("pagila", "select film_id, title from film where film_id <= 2 order by film_id", "no_rows = true"),
+            sql_check(
+                "pagila",
+                "select film_id, title from film where film_id <= 2 order by film_id",
+                "no_rows = true",
+            ),
         ),
     ];
     let config = write_config(work.path(), &repo, &[&HEALTHY[5].1], &checks);
     let run = drill(&config, &["--json"]);
     assert_eq!(run.code, 1, "stderr:\n{}", run.stderr);
-    let stdout: serde_json::Value = serde_json::from_str(&run.stdout).expect("--json prints the report");
+    let stdout: serde_json::Value =
+        serde_json::from_str(&run.stdout).expect("--json prints the report");
     assert_eq!(stdout["verdict"], "failed");
     let (json_path, report) = report_of(&run, &work.path().join("reports"));
-    let checks = database(&report, "pagila")["checks"].as_array().unwrap().clone();
-    let wrong = checks.iter().find(|c| c["name"] == "rentals-wrong").unwrap();
+    let checks = database(&report, "pagila")["checks"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let wrong = checks
+        .iter()
+        .find(|c| c["name"] == "rentals-wrong")
+        .unwrap();
     assert_eq!(wrong["status"], "failed");
     assert_eq!(wrong["kind"], "sql");
     assert_eq!(wrong["findings"][0], "value is 16044, expected 1");
-    let titles = checks.iter().find(|c| c["name"] == "no-long-titles").unwrap();
+    let titles = checks
+        .iter()
+        .find(|c| c["name"] == "no-long-titles")
+        .unwrap();
     assert_eq!(titles["status"], "failed");
     assert_eq!(titles["findings"][0], "film_id=1, title=ACADEMY DINOSAUR");
     let md = std::fs::read_to_string(json_path.with_extension("md")).unwrap();
@@ -244,7 +289,10 @@ fn check_that_cannot_run_is_an_error_not_a_pass() {
     let d = dumps();
     let repo = TestRepo::new(&[(&d.join("hive-postgres.sql"), "hive-postgres.sql")]);
     let work = tempfile::tempdir().unwrap();
-    let checks = vec![("broken-query.toml", sql_check("hive", "select count(*) from no_such_table", "min = 1"))];
+    let checks = vec![(
+        "broken-query.toml",
+        sql_check("hive", "select count(*) from no_such_table", "min = 1"),
+    )];
     let config = write_config(work.path(), &repo, &[&HEALTHY[2].1], &checks);
     let run = drill(&config, &[]);
     assert_eq!(run.code, 3, "stderr:\n{}", run.stderr);
@@ -252,6 +300,9 @@ fn check_that_cannot_run_is_an_error_not_a_pass() {
     assert_eq!(report["verdict"], "error");
     let c = &database(&report, "hive")["checks"][0];
     assert_eq!(c["status"], "error");
-    assert!(c["detail"].as_str().unwrap().contains("no_such_table"), "{c}");
+    assert!(
+        c["detail"].as_str().unwrap().contains("no_such_table"),
+        "{c}"
+    );
     assert_no_sandbox_left(report["run_id"].as_str().unwrap());
 }

@@ -52,11 +52,17 @@ pub struct Conclusion {
 pub async fn run(def: &CheckDefinition, sandbox: &Sandbox, dbname: &str) -> CheckReport {
     let started = Instant::now();
     let result = match &def.spec {
-        CheckSpec::Sql { query, expect } => sql::run(sandbox, dbname, query, expect, def.timeout).await,
+        CheckSpec::Sql { query, expect } => {
+            sql::run(sandbox, dbname, query, expect, def.timeout).await
+        }
     };
     let (status, detail, findings) = match result {
         Ok(c) if c.findings.is_empty() => (Status::Passed, c.detail, vec![]),
-        Ok(c) => (Status::Failed, c.detail, c.findings.into_iter().map(|f| f.0).collect()),
+        Ok(c) => (
+            Status::Failed,
+            c.detail,
+            c.findings.into_iter().map(|f| f.0).collect(),
+        ),
         Err(e) => (Status::Error, format!("could not run: {e}"), vec![]),
     };
     CheckReport {
@@ -65,7 +71,10 @@ pub async fn run(def: &CheckDefinition, sandbox: &Sandbox, dbname: &str) -> Chec
         status,
         seconds: started.elapsed().as_secs_f64(),
         detail: sandbox.password.redact(&detail),
-        findings: findings.iter().map(|f| sandbox.password.redact(f)).collect(),
+        findings: findings
+            .iter()
+            .map(|f| sandbox.password.redact(f))
+            .collect(),
     }
 }
 

@@ -30,7 +30,10 @@ pub(super) async fn run(
         .await
         .map_err(|e| CheckError::Connect {
             dbname: dbname.into(),
-            detail: e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()),
+            detail: e
+                .as_db_error()
+                .map(|d| d.message().to_string())
+                .unwrap_or_else(|| e.to_string()),
         })?;
     let conn = tokio::spawn(conn);
     let cancel = client.cancel_token();
@@ -39,7 +42,9 @@ pub(super) async fn run(
         Ok(Ok(m)) => m,
         Ok(Err(e)) => {
             return Err(CheckError::Query(
-                e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()),
+                e.as_db_error()
+                    .map(|d| d.message().to_string())
+                    .unwrap_or_else(|| e.to_string()),
             ))
         }
         Err(_) => {
@@ -55,7 +60,12 @@ pub(super) async fn run(
         .filter_map(|m| match m {
             SimpleQueryMessage::Row(r) => Some(
                 (0..r.len())
-                    .map(|i| (r.columns()[i].name().to_string(), r.get(i).map(str::to_string)))
+                    .map(|i| {
+                        (
+                            r.columns()[i].name().to_string(),
+                            r.get(i).map(str::to_string),
+                        )
+                    })
                     .collect(),
             ),
             _ => None,
@@ -65,7 +75,10 @@ pub(super) async fn run(
 }
 
 /// Judge the rows (column name, text value or NULL) against `expect`.
-pub(super) fn judge(rows: &[Vec<(String, Option<String>)>], expect: &SqlExpect) -> Result<Conclusion, CheckError> {
+pub(super) fn judge(
+    rows: &[Vec<(String, Option<String>)>],
+    expect: &SqlExpect,
+) -> Result<Conclusion, CheckError> {
     if expect.no_rows {
         let findings: Vec<Finding> = rows
             .iter()
@@ -81,7 +94,9 @@ pub(super) fn judge(rows: &[Vec<(String, Option<String>)>], expect: &SqlExpect) 
             .collect();
         let detail = match rows.len() {
             0 => "no violating rows".to_string(),
-            n if n > MAX_ROWS_REPORTED => format!("{n} violating rows (first {MAX_ROWS_REPORTED} listed)"),
+            n if n > MAX_ROWS_REPORTED => {
+                format!("{n} violating rows (first {MAX_ROWS_REPORTED} listed)")
+            }
             n => format!("{n} violating rows"),
         };
         return Ok(Conclusion { detail, findings });
@@ -93,19 +108,26 @@ pub(super) fn judge(rows: &[Vec<(String, Option<String>)>], expect: &SqlExpect) 
             return Err(CheckError::Shape(format!(
                 "expected one row with one column for a scalar comparison, got {} rows{}",
                 rows.len(),
-                rows.first().map(|r| format!(" of {} columns", r.len())).unwrap_or_default()
+                rows.first()
+                    .map(|r| format!(" of {} columns", r.len()))
+                    .unwrap_or_default()
             )))
         }
     };
     let Some(value) = value else {
         return Ok(Conclusion {
             detail: "value is NULL".into(),
-            findings: vec![Finding(format!("the query returned NULL; expected {}", describe(expect)))],
+            findings: vec![Finding(format!(
+                "the query returned NULL; expected {}",
+                describe(expect)
+            ))],
         });
     };
     let number = value.trim().parse::<f64>().ok();
     let need_number = |what: &str| {
-        CheckError::Shape(format!("value `{value}` is not a number, so `{what}` cannot be judged"))
+        CheckError::Shape(format!(
+            "value `{value}` is not a number, so `{what}` cannot be judged"
+        ))
     };
     let mut findings = Vec::new();
     if let Some(eq) = &expect.equals {
@@ -117,12 +139,17 @@ pub(super) fn judge(rows: &[Vec<(String, Option<String>)>], expect: &SqlExpect) 
             _ => false,
         };
         if !ok {
-            findings.push(Finding(format!("value is {value}, expected {}", display_value(eq))));
+            findings.push(Finding(format!(
+                "value is {value}, expected {}",
+                display_value(eq)
+            )));
         }
     }
     if let Some(min) = expect.min {
         if number.ok_or_else(|| need_number("min"))? < min {
-            findings.push(Finding(format!("value is {value}, expected at least {min}")));
+            findings.push(Finding(format!(
+                "value is {value}, expected at least {min}"
+            )));
         }
     }
     if let Some(max) = expect.max {
@@ -177,14 +204,24 @@ mod tests {
     #[test]
     fn scalar_comparisons() {
         let e = expect(Some(toml::Value::Integer(16044)), None, None);
-        assert!(judge(&scalar(Some("16044")), &e).unwrap().findings.is_empty());
+        assert!(judge(&scalar(Some("16044")), &e)
+            .unwrap()
+            .findings
+            .is_empty());
         assert_eq!(judge(&scalar(Some("16043")), &e).unwrap().findings.len(), 1);
         let e = expect(None, Some(1.0), Some(10.0));
-        assert!(judge(&scalar(Some("1.00")), &e).unwrap().findings.is_empty());
+        assert!(judge(&scalar(Some("1.00")), &e)
+            .unwrap()
+            .findings
+            .is_empty());
         assert_eq!(judge(&scalar(Some("0")), &e).unwrap().findings.len(), 1);
         assert_eq!(judge(&scalar(Some("11")), &e).unwrap().findings.len(), 1);
         assert!(judge(&scalar(Some("abc")), &e).is_err());
-        assert_eq!(judge(&scalar(None), &e).unwrap().findings.len(), 1, "NULL is never a pass");
+        assert_eq!(
+            judge(&scalar(None), &e).unwrap().findings.len(),
+            1,
+            "NULL is never a pass"
+        );
         assert!(judge(&[], &e).is_err(), "no row is never a pass");
         let e = expect(Some(toml::Value::Boolean(true)), None, None);
         assert!(judge(&scalar(Some("t")), &e).unwrap().findings.is_empty());
@@ -200,7 +237,12 @@ mod tests {
         };
         assert!(judge(&[], &e).unwrap().findings.is_empty());
         let rows: Vec<_> = (0..12)
-            .map(|i| vec![("entry".to_string(), Some(i.to_string())), ("diff".to_string(), None)])
+            .map(|i| {
+                vec![
+                    ("entry".to_string(), Some(i.to_string())),
+                    ("diff".to_string(), None),
+                ]
+            })
             .collect();
         let c = judge(&rows, &e).unwrap();
         assert_eq!(c.findings.len(), MAX_ROWS_REPORTED);

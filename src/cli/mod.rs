@@ -87,12 +87,17 @@ pub fn main() -> u8 {
         Err(e) => {
             let _ = e.print();
             return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => EXIT_PASSED,
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    EXIT_PASSED
+                }
                 _ => EXIT_USAGE,
             };
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("drill: failed to start the async runtime: {e}");
@@ -147,7 +152,10 @@ async fn run(cli: &Cli, args: RunArgs) -> u8 {
     match outcome {
         Ok(o) => {
             if cli.json {
-                println!("{}", serde_json::to_string_pretty(&o.report).expect("report serializes"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&o.report).expect("report serializes")
+                );
             }
             progress::summary(&o, cli.quiet);
             match o.report.verdict {

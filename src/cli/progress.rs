@@ -20,7 +20,9 @@ impl Terminal {
     }
 
     fn line(&self, text: &str) {
-        let now = chrono::Utc::now().with_timezone(&self.tz).format("%H:%M:%S");
+        let now = chrono::Utc::now()
+            .with_timezone(&self.tz)
+            .format("%H:%M:%S");
         let _ = writeln!(std::io::stderr().lock(), "[{now}] {text}");
     }
 }
@@ -107,7 +109,10 @@ impl EventSink for Terminal {
 pub fn summary(o: &RunOutcome, quiet: bool) {
     let r = &o.report;
     let mut err = std::io::stderr().lock();
-    let rto = r.rto_seconds.map(|s| format!(", RTO {s:.1} s")).unwrap_or_default();
+    let rto = r
+        .rto_seconds
+        .map(|s| format!(", RTO {s:.1} s"))
+        .unwrap_or_default();
     let _ = writeln!(err, "verdict: {}{rto}", r.verdict.as_str().to_uppercase());
     if r.verdict != Verdict::Passed {
         for reason in r.reasons.iter().take(if quiet { 3 } else { 20 }) {

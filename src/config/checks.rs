@@ -113,10 +113,7 @@ pub(super) fn load_dir(
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     files.sort();
-    files
-        .iter()
-        .map(|f| load_file(f, databases))
-        .collect()
+    files.iter().map(|f| load_file(f, databases)).collect()
 }
 
 /// Load one check file.
@@ -124,7 +121,10 @@ pub(super) fn load_dir(
 /// # Errors
 /// [`ConfigError`] naming the file and key: an unknown kind, an unknown key,
 /// a database not in `drill.toml`, an `expect` that cannot be judged.
-pub fn load_file(path: &Path, databases: &[DatabaseConfig]) -> Result<CheckDefinition, ConfigError> {
+pub fn load_file(
+    path: &Path,
+    databases: &[DatabaseConfig],
+) -> Result<CheckDefinition, ConfigError> {
     let text = super::read(path)?;
     let name = path
         .file_stem()
@@ -153,7 +153,10 @@ pub fn load_file(path: &Path, databases: &[DatabaseConfig]) -> Result<CheckDefin
             if let Some(v) = &e.equals {
                 if !matches!(
                     v,
-                    toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::String(_) | toml::Value::Boolean(_)
+                    toml::Value::Integer(_)
+                        | toml::Value::Float(_)
+                        | toml::Value::String(_)
+                        | toml::Value::Boolean(_)
                 ) {
                     return Err(ConfigError::invalid(
                         path,
@@ -194,7 +197,12 @@ pub fn load_file(path: &Path, databases: &[DatabaseConfig]) -> Result<CheckDefin
                 "kind",
                 format!(
                     "unknown check kind `{k}`; expected one of {}",
-                    KNOWN_KINDS.iter().chain(PLANNED_KINDS.iter()).copied().collect::<Vec<_>>().join(", ")
+                    KNOWN_KINDS
+                        .iter()
+                        .chain(PLANNED_KINDS.iter())
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ))
         }
@@ -206,7 +214,11 @@ pub fn load_file(path: &Path, databases: &[DatabaseConfig]) -> Result<CheckDefin
             format!(
                 "names `{}`, which is not a [[databases]] entry in drill.toml (known: {})",
                 def.database,
-                databases.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+                databases
+                    .iter()
+                    .map(|d| d.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ));
     }
@@ -239,15 +251,22 @@ mod tests {
 
     #[test]
     fn typo_in_kind_is_named() {
-        let e = load_text("kind = \"sqll\"\ndatabase = \"pagila\"\n").unwrap_err().to_string();
-        assert!(e.contains("c.toml") && e.contains("`kind`") && e.contains("sqll"), "{e}");
+        let e = load_text("kind = \"sqll\"\ndatabase = \"pagila\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("c.toml") && e.contains("`kind`") && e.contains("sqll"),
+            "{e}"
+        );
     }
 
     #[test]
     fn unknown_database_is_named() {
-        let e = load_text("kind = \"sql\"\ndatabase = \"nope\"\nquery = \"select 1\"\n[expect]\nequals = 1\n")
-            .unwrap_err()
-            .to_string();
+        let e = load_text(
+            "kind = \"sql\"\ndatabase = \"nope\"\nquery = \"select 1\"\n[expect]\nequals = 1\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("nope") && e.contains("pagila"), "{e}");
     }
 
@@ -263,9 +282,11 @@ mod tests {
 
     #[test]
     fn unknown_key_in_expect() {
-        let e = load_text("kind = \"sql\"\ndatabase = \"pagila\"\nquery = \"select 1\"\n[expect]\nequal = 1\n")
-            .unwrap_err()
-            .to_string();
+        let e = load_text(
+            "kind = \"sql\"\ndatabase = \"pagila\"\nquery = \"select 1\"\n[expect]\nequal = 1\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("expect") && e.contains("equal"), "{e}");
     }
 }

@@ -91,7 +91,12 @@ pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
         let inner = e.into_inner();
         let line = inner
             .span()
-            .map(|s| format!(":{}", text[..s.start.min(text.len())].matches('\n').count() + 1))
+            .map(|s| {
+                format!(
+                    ":{}",
+                    text[..s.start.min(text.len())].matches('\n').count() + 1
+                )
+            })
             .unwrap_or_default();
         ConfigError::Parse {
             path: path.to_path_buf(),
@@ -400,9 +405,15 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let base = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        .unwrap_or(Path::new("."));
+    let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+    let resolve = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
 
     let tz_name = raw.timezone.clone().unwrap_or_else(|| "UTC".into());
     let timezone: chrono_tz::Tz = tz_name.parse().map_err(|_| {
@@ -515,11 +526,19 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let mut databases: Vec<DatabaseConfig> = Vec::new();
     for (i, d) in raw.databases.into_iter().enumerate() {
         let key = format!("databases[{i}]");
-        if d.name.is_empty() || !d.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if d.name.is_empty()
+            || !d
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(ConfigError::invalid(
                 path,
                 format!("{key}.name"),
-                format!("`{}` is not a valid name; use letters, digits, `-` and `_`", d.name),
+                format!(
+                    "`{}` is not a valid name; use letters, digits, `-` and `_`",
+                    d.name
+                ),
             ));
         }
         if databases.iter().any(|x| x.name == d.name) {
@@ -537,6 +556,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
                     "`{}` is not absolute; give the dump's path inside the snapshot as `restic ls` shows it, e.g. /dumps/frame-postgres.sql",
                     d.path
                 ),
+            ));
+        }
+        if d.format == DumpFormat::PgDumpall && !d.roles.is_empty() {
+            return Err(ConfigError::invalid(
+                path,
+                format!("{key}.roles"),
+                "a pg_dumpall dump creates its own roles (pre-creating them would make its CREATE ROLE fail); remove `roles`",
             ));
         }
         databases.push(DatabaseConfig {
@@ -561,7 +587,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         checks_dir,
         schedule: raw.schedule,
         fallback,
-        restic: raw.restic.map(|p| resolve(&p)).unwrap_or_else(|| PathBuf::from("restic")),
+        restic: raw
+            .restic
+            .map(|p| resolve(&p))
+            .unwrap_or_else(|| PathBuf::from("restic")),
         policy: Policy {
             max_rto: raw.policy.max_rto,
             max_snapshot_age: raw.policy.max_snapshot_age,
@@ -576,7 +605,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Whether restic would treat `repo` as a local path (no `backend:` prefix).
 fn looks_like_local_path(repo: &str) -> bool {
-    const BACKENDS: [&str; 8] = ["sftp:", "rest:", "s3:", "b2:", "azure:", "gs:", "rclone:", "swift:"];
+    const BACKENDS: [&str; 8] = [
+        "sftp:", "rest:", "s3:", "b2:", "azure:", "gs:", "rclone:", "swift:",
+    ];
     let r = repo.strip_prefix("local:").unwrap_or(repo);
     !BACKENDS.iter().any(|b| r.starts_with(b))
 }
@@ -630,7 +661,10 @@ mod tests {
             "[[databases]]\nname = \"a\"\npath = \"/a.sql\"\nformat = \"tar\"\n",
         );
         let e = load(&p).unwrap_err().to_string();
-        assert!(e.contains("databases[0].format") || e.contains("databases.0.format"), "{e}");
+        assert!(
+            e.contains("databases[0].format") || e.contains("databases.0.format"),
+            "{e}"
+        );
         assert!(e.contains("pg_dumpall"), "{e}");
     }
 
@@ -644,7 +678,10 @@ mod tests {
         );
         let c = load(&p).unwrap();
         let t = &c.tiers["local"];
-        assert_eq!(t.repository, d.path().join("conf/repo").display().to_string());
+        assert_eq!(
+            t.repository,
+            d.path().join("conf/repo").display().to_string()
+        );
         assert_eq!(t.password, PasswordSource::File(d.path().join("conf/pw")));
         assert_eq!(c.reports_dir, d.path().join("conf/reports"));
     }

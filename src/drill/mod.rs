@@ -12,8 +12,8 @@ use crate::checks;
 use crate::clock::Clock;
 use crate::config::{CheckDefinition, Config, DatabaseConfig, Engine};
 use crate::report::{
-    self, CheckReport, DatabaseReport, Event, EventSink, PolicyLimit, PolicyReport, PolicyStatus, Report, RestoreReport,
-    SnapshotReport, Status, Verdict, WrittenReport,
+    self, CheckReport, DatabaseReport, Event, EventSink, PolicyLimit, PolicyReport, PolicyStatus,
+    Report, RestoreReport, SnapshotReport, Status, Verdict, WrittenReport,
 };
 use crate::restore;
 use crate::sandbox::{DockerEngine, Sandbox, SandboxRequest};
@@ -60,7 +60,9 @@ pub struct RunOutcome {
 /// container names (e.g. `20261124t031500z-k3x9qa`).
 pub fn new_run_id(clock: &dyn Clock) -> String {
     use rand::distr::{Alphanumeric, SampleString};
-    let suffix = Alphanumeric.sample_string(&mut rand::rng(), 6).to_lowercase();
+    let suffix = Alphanumeric
+        .sample_string(&mut rand::rng(), 6)
+        .to_lowercase();
     format!("{}-{suffix}", clock.now().format("%Y%m%dt%H%M%Sz"))
 }
 
@@ -91,7 +93,11 @@ impl DbRun<'_> {
     }
 
     fn checks_not_run(&mut self, why: &str) {
-        self.report.checks = self.checks.iter().map(|c| checks::not_run(c, why)).collect();
+        self.report.checks = self
+            .checks
+            .iter()
+            .map(|c| checks::not_run(c, why))
+            .collect();
     }
 }
 
@@ -100,13 +106,20 @@ impl DbRun<'_> {
 /// # Errors
 /// [`RunError::Usage`] for names the config lacks; [`RunError::Report`] when
 /// the report cannot be written.
-pub async fn run(config: &Config, opts: &RunOptions, clock: &dyn Clock, events: &dyn EventSink) -> Result<RunOutcome, RunError> {
+pub async fn run(
+    config: &Config,
+    opts: &RunOptions,
+    clock: &dyn Clock,
+    events: &dyn EventSink,
+) -> Result<RunOutcome, RunError> {
     let started_at = clock.now();
     let tier_name = match &opts.tier {
         Some(t) => t.clone(),
         None => config
             .default_tier()
-            .ok_or_else(|| RunError::Usage("no tier given and no default: pass --tier NAME".into()))?
+            .ok_or_else(|| {
+                RunError::Usage("no tier given and no default: pass --tier NAME".into())
+            })?
             .to_string(),
     };
     let tier = config.tiers.get(&tier_name).ok_or_else(|| {
@@ -134,7 +147,8 @@ pub async fn run(config: &Config, opts: &RunOptions, clock: &dyn Clock, events: 
     }
     if config.sandbox.engine == Engine::Local {
         return Err(RunError::Usage(
-            "sandbox.engine = \"local\" is not supported by this version of drill; use \"docker\"".into(),
+            "sandbox.engine = \"local\" is not supported by this version of drill; use \"docker\""
+                .into(),
         ));
     }
     if config.databases.is_empty() {
@@ -153,7 +167,10 @@ pub async fn run(config: &Config, opts: &RunOptions, clock: &dyn Clock, events: 
             checks: config
                 .checks
                 .iter()
-                .filter(|c| c.database == d.name && (opts.checks.is_empty() || opts.checks.contains(&c.name)))
+                .filter(|c| {
+                    c.database == d.name
+                        && (opts.checks.is_empty() || opts.checks.contains(&c.name))
+                })
                 .collect(),
             report: DatabaseReport {
                 name: d.name.clone(),
@@ -199,14 +216,17 @@ pub async fn run(config: &Config, opts: &RunOptions, clock: &dyn Clock, events: 
             Ok(Some(s)) => snapshot = Some(s),
             Ok(None) => {
                 backup_missing = true;
-                reasons.push(format!("repository {display_repo} of tier `{tier_name}` has no snapshots"));
+                reasons.push(format!(
+                    "repository {display_repo} of tier `{tier_name}` has no snapshots"
+                ));
             }
             Err(e) if e.is_usage() => return Err(RunError::Usage(e.to_string())),
             Err(e) => reasons.push(e.to_string()),
         }
     }
     let snapshot_report = snapshot.as_ref().map(|s| {
-        let age = (started_at - s.time.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1000.0;
+        let age =
+            (started_at - s.time.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1000.0;
         SnapshotReport {
             id: s.id.clone(),
             short_id: s.short_id.clone(),
@@ -236,14 +256,19 @@ pub async fn run(config: &Config, opts: &RunOptions, clock: &dyn Clock, events: 
         match repo.find_file(snap, &db.config.path).await {
             Ok(Some(file)) if file.node_type == "file" => {
                 let plan = restore::plan(db.config, file);
-                events.emit(&Event::Planned { plan: plan.to_string() });
+                events.emit(&Event::Planned {
+                    plan: plan.to_string(),
+                });
                 db.report.restore.tool = Some(plan.tool().into());
                 plans.push(Some(plan));
             }
             Ok(Some(file)) => {
                 db.set_restore(
                     Status::Failed,
-                    format!("{} in snapshot {} is a {}, not a file", file.path, snap.short_id, file.node_type),
+                    format!(
+                        "{} in snapshot {} is a {}, not a file",
+                        file.path, snap.short_id, file.node_type
+                    ),
                 );
                 db.checks_not_run("the restore did not pass");
                 plans.push(None);
@@ -285,10 +310,17 @@ pub async fn run(config: &Config, opts: &RunOptions, clock: &dyn Clock, events: 
     if let (Some(engine), Some(repo), Some(snap)) = (&engine, &repo, &snapshot) {
         for (db, plan) in dbs.iter_mut().zip(plans.iter()) {
             let Some(plan) = plan else { continue };
-            drill_database(config, opts, &tier_name, engine, repo, snap, plan, db, events).await;
+            drill_database(
+                config, opts, &tier_name, engine, repo, snap, plan, db, events,
+            )
+            .await;
         }
         if !opts.keep {
-            for id in engine.containers_of_run(&opts.run_id).await.unwrap_or_default() {
+            for id in engine
+                .containers_of_run(&opts.run_id)
+                .await
+                .unwrap_or_default()
+            {
                 engine.remove(&id).await;
             }
         }
@@ -296,7 +328,10 @@ pub async fn run(config: &Config, opts: &RunOptions, clock: &dyn Clock, events: 
     let checks_done = clock.now();
 
     // Judge.
-    let all_restored = !dbs.is_empty() && dbs.iter().all(|d| d.report.restore.status == Status::Passed);
+    let all_restored = !dbs.is_empty()
+        && dbs
+            .iter()
+            .all(|d| d.report.restore.status == Status::Passed);
     let rto_seconds =
         all_restored.then(|| (checks_done - started_at).num_milliseconds() as f64 / 1000.0);
     let policy = PolicyReport {
@@ -314,11 +349,19 @@ pub async fn run(config: &Config, opts: &RunOptions, clock: &dyn Clock, events: 
             Status::Passed => {}
             Status::Failed => {
                 failed = true;
-                reasons.push(format!("{}: restore failed: {}", d.report.name, r.error.as_deref().unwrap_or("")));
+                reasons.push(format!(
+                    "{}: restore failed: {}",
+                    d.report.name,
+                    r.error.as_deref().unwrap_or("")
+                ));
             }
             Status::Error => {
                 errored = true;
-                reasons.push(format!("{}: restore could not run: {}", d.report.name, r.error.as_deref().unwrap_or("")));
+                reasons.push(format!(
+                    "{}: restore could not run: {}",
+                    d.report.name,
+                    r.error.as_deref().unwrap_or("")
+                ));
             }
             Status::NotRun => errored = true,
         }
@@ -327,18 +370,31 @@ pub async fn run(config: &Config, opts: &RunOptions, clock: &dyn Clock, events: 
                 Status::Passed => {}
                 Status::Failed => {
                     failed = true;
-                    let first = c.findings.first().map(|f| format!(" — {f}")).unwrap_or_default();
-                    reasons.push(format!("{}: check `{}` failed: {}{first}", d.report.name, c.name, c.detail));
+                    let first = c
+                        .findings
+                        .first()
+                        .map(|f| format!(" — {f}"))
+                        .unwrap_or_default();
+                    reasons.push(format!(
+                        "{}: check `{}` failed: {}{first}",
+                        d.report.name, c.name, c.detail
+                    ));
                 }
                 Status::Error => {
                     errored = true;
-                    reasons.push(format!("{}: check `{}` {}", d.report.name, c.name, c.detail));
+                    reasons.push(format!(
+                        "{}: check `{}` {}",
+                        d.report.name, c.name, c.detail
+                    ));
                 }
                 Status::NotRun => errored = true,
             }
         }
     }
-    for (name, limit) in [("max_rto", &policy.max_rto), ("max_snapshot_age", &policy.max_snapshot_age)] {
+    for (name, limit) in [
+        ("max_rto", &policy.max_rto),
+        ("max_snapshot_age", &policy.max_snapshot_age),
+    ] {
         if limit.status == PolicyStatus::Failed {
             failed = true;
             reasons.push(format!(
@@ -400,7 +456,9 @@ async fn drill_database(
     });
     let boot_started = Instant::now();
     let sandbox: Result<Sandbox, _> = async {
-        engine.ensure_image(&image, config.sandbox.startup_timeout).await?;
+        engine
+            .ensure_image(&image, config.sandbox.startup_timeout)
+            .await?;
         engine
             .start(&SandboxRequest {
                 run_id: opts.run_id.clone(),

@@ -6,7 +6,9 @@ use super::{PolicyLimit, PolicyStatus, Report, Status};
 
 fn secs(v: Option<f64>) -> String {
     match v {
-        Some(s) => humantime::format_duration(std::time::Duration::from_secs(s.round() as u64)).to_string(),
+        Some(s) => {
+            humantime::format_duration(std::time::Duration::from_secs(s.round() as u64)).to_string()
+        }
         None => "unknown".into(),
     }
 }
@@ -34,14 +36,23 @@ fn cell(s: &str) -> String {
 /// Render `r` with times shown in `tz`.
 pub(super) fn render(r: &Report, tz: chrono_tz::Tz) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "# Restore drill — {} — {}\n", r.tier, r.verdict.as_str().to_uppercase());
+    let _ = writeln!(
+        o,
+        "# Restore drill — {} — {}\n",
+        r.tier,
+        r.verdict.as_str().to_uppercase()
+    );
     let _ = writeln!(o, "- run: `{}` (drill {})", r.run_id, r.drill_version);
     let _ = writeln!(o, "- repository: `{}`", r.repository);
     let _ = writeln!(
         o,
         "- started: {} — finished: {}",
-        r.started_at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z"),
-        r.finished_at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z")
+        r.started_at
+            .with_timezone(&tz)
+            .format("%Y-%m-%d %H:%M:%S %Z"),
+        r.finished_at
+            .with_timezone(&tz)
+            .format("%Y-%m-%d %H:%M:%S %Z")
     );
     match &r.snapshot {
         Some(s) => {
@@ -50,7 +61,11 @@ pub(super) fn render(r: &Report, tz: chrono_tz::Tz) -> String {
                 "- snapshot: `{}` taken {} on {}",
                 s.short_id,
                 s.time.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z"),
-                if s.hostname.is_empty() { "?" } else { &s.hostname }
+                if s.hostname.is_empty() {
+                    "?"
+                } else {
+                    &s.hostname
+                }
             );
         }
         None => {
@@ -58,7 +73,11 @@ pub(super) fn render(r: &Report, tz: chrono_tz::Tz) -> String {
         }
     }
     let _ = writeln!(o, "- RTO: {}", limit(&r.policy.max_rto));
-    let _ = writeln!(o, "- snapshot age (RPO): {}", limit(&r.policy.max_snapshot_age));
+    let _ = writeln!(
+        o,
+        "- snapshot age (RPO): {}",
+        limit(&r.policy.max_snapshot_age)
+    );
     if !r.reasons.is_empty() {
         let _ = writeln!(o, "\n## Why not passed\n");
         for reason in &r.reasons {
@@ -66,10 +85,17 @@ pub(super) fn render(r: &Report, tz: chrono_tz::Tz) -> String {
         }
     }
     let _ = writeln!(o, "\n## Databases\n");
-    let _ = writeln!(o, "| database | dump | restore | bytes | seconds | checks |");
+    let _ = writeln!(
+        o,
+        "| database | dump | restore | bytes | seconds | checks |"
+    );
     let _ = writeln!(o, "|---|---|---|---:|---:|---|");
     for d in &r.databases {
-        let passed = d.checks.iter().filter(|c| c.status == Status::Passed).count();
+        let passed = d
+            .checks
+            .iter()
+            .filter(|c| c.status == Status::Passed)
+            .count();
         let _ = writeln!(
             o,
             "| {} | `{}` ({}) | {} | {} | {:.1} | {}/{} passed |",

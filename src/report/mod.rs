@@ -295,7 +295,11 @@ pub const HISTORY_COLUMNS: [&str; 12] = [
 /// [`ReportError`] naming the file.
 pub fn write(report: &Report, dir: &Path, tz: chrono_tz::Tz) -> Result<WrittenReport, ReportError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let stem = format!("{}-{}", report.started_at.format("%Y%m%dT%H%M%SZ"), report.tier);
+    let stem = format!(
+        "{}-{}",
+        report.started_at.format("%Y%m%dT%H%M%SZ"),
+        report.tier
+    );
     let json = dir.join(format!("{stem}.json"));
     let markdown = dir.join(format!("{stem}.md"));
     let history = dir.join("history.csv");
@@ -311,7 +315,9 @@ pub fn write(report: &Report, dir: &Path, tz: chrono_tz::Tz) -> Result<WrittenRe
         .append(true)
         .open(&history)
         .map_err(io_err(&history))?;
-    let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(file);
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(file);
     let csv_err = |e: csv::Error| ReportError {
         path: history.clone(),
         source: std::io::Error::other(e),
@@ -324,8 +330,16 @@ pub fn write(report: &Report, dir: &Path, tz: chrono_tz::Tz) -> Result<WrittenRe
     w.write_record([
         report.started_at.to_rfc3339(),
         report.tier.clone(),
-        report.snapshot.as_ref().map(|s| s.id.clone()).unwrap_or_default(),
-        report.snapshot.as_ref().map(|s| s.time.to_rfc3339()).unwrap_or_default(),
+        report
+            .snapshot
+            .as_ref()
+            .map(|s| s.id.clone())
+            .unwrap_or_default(),
+        report
+            .snapshot
+            .as_ref()
+            .map(|s| s.time.to_rfc3339())
+            .unwrap_or_default(),
         report.verdict.as_str().to_string(),
         fmt_opt(report.rto_seconds),
         fmt_opt(report.snapshot.as_ref().map(|s| s.age_seconds)),
@@ -333,11 +347,17 @@ pub fn write(report: &Report, dir: &Path, tz: chrono_tz::Tz) -> Result<WrittenRe
         passed.to_string(),
         failed.to_string(),
         report.run_id.clone(),
-        json.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+        json.file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default(),
     ])
     .map_err(csv_err)?;
     w.flush().map_err(io_err(&history))?;
-    Ok(WrittenReport { json, markdown, history })
+    Ok(WrittenReport {
+        json,
+        markdown,
+        history,
+    })
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
@@ -355,9 +375,21 @@ mod tests {
 
     #[test]
     fn policy_judgement() {
-        assert_eq!(PolicyLimit::judge(None, Some(1.0)).status, PolicyStatus::NotConfigured);
-        assert_eq!(PolicyLimit::judge(Some(Duration::from_secs(10)), None).status, PolicyStatus::Unknown);
-        assert_eq!(PolicyLimit::judge(Some(Duration::from_secs(10)), Some(10.0)).status, PolicyStatus::Passed);
-        assert_eq!(PolicyLimit::judge(Some(Duration::from_secs(10)), Some(10.5)).status, PolicyStatus::Failed);
+        assert_eq!(
+            PolicyLimit::judge(None, Some(1.0)).status,
+            PolicyStatus::NotConfigured
+        );
+        assert_eq!(
+            PolicyLimit::judge(Some(Duration::from_secs(10)), None).status,
+            PolicyStatus::Unknown
+        );
+        assert_eq!(
+            PolicyLimit::judge(Some(Duration::from_secs(10)), Some(10.0)).status,
+            PolicyStatus::Passed
+        );
+        assert_eq!(
+            PolicyLimit::judge(Some(Duration::from_secs(10)), Some(10.5)).status,
+            PolicyStatus::Failed
+        );
     }
 }

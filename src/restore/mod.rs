@@ -132,10 +132,13 @@ async fn admin(sandbox: &Sandbox, sql: &str) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let conn = tokio::spawn(conn);
-    let r = client.batch_execute(sql).await.map_err(|e| match e.as_db_error() {
-        Some(db) => db.message().to_string(),
-        None => e.to_string(),
-    });
+    let r = client
+        .batch_execute(sql)
+        .await
+        .map_err(|e| match e.as_db_error() {
+            Some(db) => db.message().to_string(),
+            None => e.to_string(),
+        });
     drop(client);
     let _ = conn.await;
     r
@@ -160,7 +163,12 @@ async fn database_exists(sandbox: &Sandbox, dbname: &str) -> Result<bool, String
 
 /// Stream the planned dump from `repo` into `sandbox` and judge the result.
 /// Never returns a pass without proof: see the module docs.
-pub async fn execute(plan: &RestorePlan, repo: &Repository, snapshot: &Snapshot, sandbox: &Sandbox) -> RestoreOutcome {
+pub async fn execute(
+    plan: &RestorePlan,
+    repo: &Repository,
+    snapshot: &Snapshot,
+    sandbox: &Sandbox,
+) -> RestoreOutcome {
     let started = Instant::now();
     let db = &plan.database;
 
@@ -171,7 +179,10 @@ pub async fn execute(plan: &RestorePlan, repo: &Repository, snapshot: &Snapshot,
             .map(|r| format!("CREATE ROLE {} NOLOGIN;", quote_ident(r)))
             .collect();
         if let Err(e) = admin(sandbox, &sql).await {
-            return RestoreOutcome::new(Status::Error, Some(format!("create roles {:?} in the sandbox: {e}", db.roles)));
+            return RestoreOutcome::new(
+                Status::Error,
+                Some(format!("create roles {:?} in the sandbox: {e}", db.roles)),
+            );
         }
     }
 
@@ -195,13 +206,20 @@ pub async fn execute(plan: &RestorePlan, repo: &Repository, snapshot: &Snapshot,
             Box::new(d)
         }
     };
-    let keep_tail = if db.format == DumpFormat::Custom { 0 } else { 4096 };
+    let keep_tail = if db.format == DumpFormat::Custom {
+        0
+    } else {
+        4096
+    };
     let mut tap = Tap::new(decoded, keep_tail);
 
     // Read the head to choose how to restore; it is then replayed in front
     // of the rest of the stream.
     let mut head = Vec::with_capacity(HEAD_BYTES);
-    let head_result = (&mut tap).take(HEAD_BYTES as u64).read_to_end(&mut head).await;
+    let head_result = (&mut tap)
+        .take(HEAD_BYTES as u64)
+        .read_to_end(&mut head)
+        .await;
     let finish = |status: Status, error: Option<String>, restored_bytes: u64| RestoreOutcome {
         status,
         bytes: stored_counter.get(),
@@ -218,7 +236,10 @@ pub async fn execute(plan: &RestorePlan, repo: &Repository, snapshot: &Snapshot,
             }
             Ok(()) => finish(
                 Status::Failed,
-                Some(format!("read the start of {}: {e} (is the file really {:?}-compressed?)", db.path, db.compression)),
+                Some(format!(
+                    "read the start of {}: {e} (is the file really {:?}-compressed?)",
+                    db.path, db.compression
+                )),
                 tap.bytes(),
             ),
         };
@@ -244,16 +265,33 @@ pub async fn execute(plan: &RestorePlan, repo: &Repository, snapshot: &Snapshot,
         }
     };
     if pre_create {
-        if let Err(e) = admin(sandbox, &format!("CREATE DATABASE {}", quote_ident(&connect_db))).await {
+        if let Err(e) = admin(
+            sandbox,
+            &format!("CREATE DATABASE {}", quote_ident(&connect_db)),
+        )
+        .await
+        {
             let _ = dump.stop().await;
-            return finish(Status::Error, Some(format!("create database `{connect_db}` in the sandbox: {e}")), tap.bytes());
+            return finish(
+                Status::Error,
+                Some(format!(
+                    "create database `{connect_db}` in the sandbox: {e}"
+                )),
+                tap.bytes(),
+            );
         }
     }
 
     let user_flag = format!("--username={SANDBOX_SUPERUSER}");
     let db_flag = format!("--dbname={connect_db}");
     let cmd: Vec<&str> = match db.format {
-        DumpFormat::Custom => vec!["pg_restore", "--exit-on-error", "--no-password", &user_flag, &db_flag],
+        DumpFormat::Custom => vec![
+            "pg_restore",
+            "--exit-on-error",
+            "--no-password",
+            &user_flag,
+            &db_flag,
+        ],
         _ => vec![
             "psql",
             "-X",
@@ -307,7 +345,11 @@ pub async fn execute(plan: &RestorePlan, repo: &Repository, snapshot: &Snapshot,
         } else {
             exec.output.summary(3)
         };
-        return finish(Status::Failed, Some(sandbox.password.redact(&format!("{what}: {why}"))), tap.bytes());
+        return finish(
+            Status::Failed,
+            Some(sandbox.password.redact(&format!("{what}: {why}"))),
+            tap.bytes(),
+        );
     }
     if db.format != DumpFormat::Custom && !has_trailer(&tap.tail(), db.format) {
         return finish(

@@ -67,7 +67,11 @@ impl<R> Tap<R> {
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for Tap<R> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
@@ -165,7 +169,10 @@ mod tests {
         let cluster = b"--\n-- PostgreSQL database dump complete\n--\n\n--\n-- PostgreSQL database cluster dump complete\n--\n\n";
         assert!(has_trailer(cluster, DumpFormat::PgDumpall));
         assert!(!has_trailer(b"1\tfoo\n2\tbar\n", DumpFormat::Plain));
-        assert!(!has_trailer(b"--\n-- PostgreSQL database dump complete\n--\nCREATE TABLE x();\n", DumpFormat::Plain));
+        assert!(!has_trailer(
+            b"--\n-- PostgreSQL database dump complete\n--\nCREATE TABLE x();\n",
+            DumpFormat::Plain
+        ));
     }
 
     #[tokio::test]

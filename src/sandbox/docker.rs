@@ -7,14 +7,16 @@ use std::time::{Duration, Instant};
 
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 
-use super::{ExecOutcome, OutputLog, SandboxError, LABEL_DATABASE, LABEL_MANAGED, LABEL_RUN_ID, LABEL_TIER};
+use super::{
+    ExecOutcome, OutputLog, SandboxError, LABEL_DATABASE, LABEL_MANAGED, LABEL_RUN_ID, LABEL_TIER,
+};
 use crate::config::SANDBOX_SUPERUSER;
 use crate::secret::Secret;
 
@@ -114,7 +116,11 @@ impl DockerEngine {
                     .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"));
                 let endpoint = format!("unix://{}", path.display());
                 (
-                    Docker::connect_with_unix(&endpoint, API_TIMEOUT_S, bollard::API_DEFAULT_VERSION),
+                    Docker::connect_with_unix(
+                        &endpoint,
+                        API_TIMEOUT_S,
+                        bollard::API_DEFAULT_VERSION,
+                    ),
                     endpoint,
                 )
             }
@@ -165,7 +171,10 @@ impl DockerEngine {
             }),
             Err(_) => Err(SandboxError::ImageMissing {
                 image: image.into(),
-                detail: format!("not present locally and the pull did not finish within {} s", timeout.as_secs()),
+                detail: format!(
+                    "not present locally and the pull did not finish within {} s",
+                    timeout.as_secs()
+                ),
             }),
         }
     }
@@ -246,8 +255,14 @@ impl DockerEngine {
     /// # Errors
     /// [`SandboxError::Api`].
     pub async fn containers_of_run(&self, run_id: &str) -> Result<Vec<String>, SandboxError> {
-        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_RUN_ID}={run_id}")])]);
-        let opts = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{LABEL_RUN_ID}={run_id}")],
+        )]);
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
         let list = self
             .docker
             .list_containers(Some(opts))
@@ -258,7 +273,10 @@ impl DockerEngine {
 
     /// Force-remove a container by id (with its anonymous volumes).
     pub async fn remove(&self, id: &str) {
-        let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+        let opts = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
         let _ = self.docker.remove_container(id, Some(opts)).await;
     }
 }
@@ -266,12 +284,18 @@ impl DockerEngine {
 impl Sandbox {
     async fn boot(&mut self, timeout: Duration) -> Result<(), SandboxError> {
         self.docker
-            .start_container(&self.id, None::<bollard::query_parameters::StartContainerOptions>)
+            .start_container(
+                &self.id,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
             .await
             .map_err(|e| api_error("start", &self.name, e))?;
         let info = self
             .docker
-            .inspect_container(&self.id, None::<bollard::query_parameters::InspectContainerOptions>)
+            .inspect_container(
+                &self.id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
             .await
             .map_err(|e| api_error("inspect", &self.name, e))?;
         self.port = info
@@ -297,7 +321,10 @@ impl Sandbox {
         loop {
             self.check_alive().await?;
             let probe = async {
-                let (client, conn) = self.pg_config(SANDBOX_SUPERUSER).connect(tokio_postgres::NoTls).await?;
+                let (client, conn) = self
+                    .pg_config(SANDBOX_SUPERUSER)
+                    .connect(tokio_postgres::NoTls)
+                    .await?;
                 let conn = tokio::spawn(conn);
                 let v = client.query_one("SHOW server_version", &[]).await;
                 drop(client);
@@ -333,7 +360,10 @@ impl Sandbox {
     pub async fn check_alive(&self) -> Result<(), SandboxError> {
         let info = self
             .docker
-            .inspect_container(&self.id, None::<bollard::query_parameters::InspectContainerOptions>)
+            .inspect_container(
+                &self.id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
             .await
             .map_err(|e| api_error("inspect", &self.name, e))?;
         let state = info.state.unwrap_or_default();
@@ -354,14 +384,19 @@ impl Sandbox {
 
     /// The last lines of the container's log, one line, secrets redacted.
     pub async fn log_tail(&self) -> String {
-        let opts = LogsOptionsBuilder::new().stdout(true).stderr(true).tail("8").build();
+        let opts = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .tail("8")
+            .build();
         let mut stream = self.docker.logs(&self.id, Some(opts));
         let mut log = OutputLog::default();
         while let Some(Ok(chunk)) = stream.next().await {
             log.push(&chunk.into_bytes());
         }
         log.finish();
-        self.password.redact(&log.tail.iter().cloned().collect::<Vec<_>>().join(" | "))
+        self.password
+            .redact(&log.tail.iter().cloned().collect::<Vec<_>>().join(" | "))
     }
 
     /// Connection settings for `dbname` over the published port.
@@ -384,7 +419,11 @@ impl Sandbox {
     ///
     /// # Errors
     /// [`SandboxError::Api`] when the exec cannot be created or inspected.
-    pub async fn exec_with_input<R>(&self, cmd: &[&str], input: Option<R>) -> Result<ExecOutcome, SandboxError>
+    pub async fn exec_with_input<R>(
+        &self,
+        cmd: &[&str],
+        input: Option<R>,
+    ) -> Result<ExecOutcome, SandboxError>
     where
         R: AsyncRead + Unpin,
     {
@@ -409,7 +448,11 @@ impl Sandbox {
             .start_exec(&exec.id, None)
             .await
             .map_err(|e| api_error("exec in", &self.name, e))?;
-        let StartExecResults::Attached { mut output, input: mut stdin } = started else {
+        let StartExecResults::Attached {
+            mut output,
+            input: mut stdin,
+        } = started
+        else {
             return Err(SandboxError::Api {
                 action: "exec in",
                 name: self.name.clone(),
@@ -479,7 +522,10 @@ impl Sandbox {
 
     /// Remove the container (force, with its anonymous volumes).
     pub async fn remove(&self) {
-        let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+        let opts = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
         let _ = self.docker.remove_container(&self.id, Some(opts)).await;
     }
 }

@@ -170,7 +170,11 @@ impl OutputLog {
         } else {
             self.errors.iter().take(n).collect()
         };
-        lines.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" | ")
+        lines
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" | ")
     }
 }
 

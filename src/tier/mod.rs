@@ -111,7 +111,10 @@ impl TierError {
     /// Whether the error is about the command line (a snapshot id that does
     /// not exist) rather than the environment.
     pub fn is_usage(&self) -> bool {
-        matches!(self, TierError::SnapshotNotFound { .. } | TierError::SnapshotAmbiguous { .. })
+        matches!(
+            self,
+            TierError::SnapshotNotFound { .. } | TierError::SnapshotAmbiguous { .. }
+        )
     }
 }
 
@@ -341,11 +344,12 @@ impl Repository {
     /// [`TierError`]: repository missing, wrong password, restic failure.
     pub async fn snapshots(&self) -> Result<Vec<Snapshot>, TierError> {
         let out = self.run_json("snapshots", &["snapshots", "--json"]).await?;
-        let mut snaps: Vec<Snapshot> = serde_json::from_slice(&out).map_err(|e| TierError::Output {
-            tier: self.tier.clone(),
-            command: "snapshots".into(),
-            message: e.to_string(),
-        })?;
+        let mut snaps: Vec<Snapshot> =
+            serde_json::from_slice(&out).map_err(|e| TierError::Output {
+                tier: self.tier.clone(),
+                command: "snapshots".into(),
+                message: e.to_string(),
+            })?;
         for s in &mut snaps {
             if s.short_id.is_empty() {
                 s.short_id = s.id.chars().take(8).collect();
@@ -379,7 +383,11 @@ impl Repository {
             many => Err(TierError::SnapshotAmbiguous {
                 tier: self.tier.clone(),
                 wanted: wanted.into(),
-                matches: many.iter().map(|s| s.short_id.as_str()).collect::<Vec<_>>().join(", "),
+                matches: many
+                    .iter()
+                    .map(|s| s.short_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             }),
         }
     }
@@ -389,18 +397,29 @@ impl Repository {
     ///
     /// # Errors
     /// [`TierError`] when restic fails or prints something unparsable.
-    pub async fn find_file(&self, snapshot: &Snapshot, path: &str) -> Result<Option<SnapshotFile>, TierError> {
-        let out = self.run_json("ls", &["ls", "--json", &snapshot.id, path]).await?;
+    pub async fn find_file(
+        &self,
+        snapshot: &Snapshot,
+        path: &str,
+    ) -> Result<Option<SnapshotFile>, TierError> {
+        let out = self
+            .run_json("ls", &["ls", "--json", &snapshot.id, path])
+            .await?;
         for line in out.split(|b| *b == b'\n') {
             if line.is_empty() {
                 continue;
             }
-            let v: serde_json::Value = serde_json::from_slice(line).map_err(|e| TierError::Output {
-                tier: self.tier.clone(),
-                command: "ls".into(),
-                message: e.to_string(),
-            })?;
-            let is_node = v.get("message_type").or_else(|| v.get("struct_type")).and_then(|t| t.as_str()) == Some("node");
+            let v: serde_json::Value =
+                serde_json::from_slice(line).map_err(|e| TierError::Output {
+                    tier: self.tier.clone(),
+                    command: "ls".into(),
+                    message: e.to_string(),
+                })?;
+            let is_node = v
+                .get("message_type")
+                .or_else(|| v.get("struct_type"))
+                .and_then(|t| t.as_str())
+                == Some("node");
             if !is_node {
                 continue;
             }
@@ -514,9 +533,10 @@ impl DumpStream {
     pub async fn stop(mut self) -> Result<(), DumpError> {
         match self.child.try_wait() {
             Ok(Some(status)) => {
-                let stderr = std::mem::replace(&mut self.stderr_task, tokio::spawn(async { String::new() }))
-                    .await
-                    .unwrap_or_default();
+                let stderr =
+                    std::mem::replace(&mut self.stderr_task, tokio::spawn(async { String::new() }))
+                        .await
+                        .unwrap_or_default();
                 self.evaluate(status, &stderr)
             }
             _ => {
@@ -538,10 +558,15 @@ impl DumpStream {
             let mut sink = vec![0u8; 64 * 1024];
             while matches!(out.read(&mut sink).await, Ok(n) if n > 0) {}
         }
-        let status = self.child.wait().await.map_err(|e| self.repo.spawn_error(e))?;
-        let stderr = std::mem::replace(&mut self.stderr_task, tokio::spawn(async { String::new() }))
+        let status = self
+            .child
+            .wait()
             .await
-            .unwrap_or_default();
+            .map_err(|e| self.repo.spawn_error(e))?;
+        let stderr =
+            std::mem::replace(&mut self.stderr_task, tokio::spawn(async { String::new() }))
+                .await
+                .unwrap_or_default();
         self.evaluate(status, &stderr)
     }
 
@@ -567,7 +592,11 @@ impl DumpStream {
 
 /// The last `n` non-empty lines of `text`, joined with ` | `.
 fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     let start = lines.len().saturating_sub(n);
     let s = lines[start..].join(" | ");
     if s.is_empty() {

@@ -43,7 +43,9 @@ pub fn require_environment() {
         restic.as_ref().is_ok_and(|o| o.status.success()),
         "restic is not installed: run scripts/setup.sh"
     );
-    let img = Command::new("docker").args(["image", "inspect", &image()]).output();
+    let img = Command::new("docker")
+        .args(["image", "inspect", &image()])
+        .output();
     assert!(
         img.as_ref().is_ok_and(|o| o.status.success()),
         "the Docker engine is unreachable or image {} is missing: run scripts/setup.sh",
@@ -83,7 +85,10 @@ impl TestRepo {
         for (src, name) in files {
             std::fs::copy(src, stage.join("dumps").join(name)).unwrap();
         }
-        self.restic(&["backup", "-q", "--host", "fixture-host", "dumps"], Some(&stage));
+        self.restic(
+            &["backup", "-q", "--host", "fixture-host", "dumps"],
+            Some(&stage),
+        );
     }
 
     pub fn restic(&self, args: &[&str], cwd: Option<&Path>) -> String {
@@ -96,7 +101,11 @@ impl TestRepo {
             c.current_dir(d);
         }
         let o = c.output().expect("run restic");
-        assert!(o.status.success(), "restic {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "restic {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
@@ -145,16 +154,69 @@ pub struct Db {
 
 /// The six healthy fixture databases, as the demo and tests configure them.
 pub const HEALTHY: [(&str, Db); 6] = [
-    ("frame-postgres.sql", Db { name: "frame", path: "/dumps/frame-postgres.sql", format: "pg_dumpall", roles: &[] }),
-    ("index-postgres.sql.gz", Db { name: "index", path: "/dumps/index-postgres.sql.gz", format: "pg_dumpall", roles: &[] }),
-    ("hive-postgres.sql", Db { name: "hive", path: "/dumps/hive-postgres.sql", format: "plain", roles: &["hive_app", "hive_readonly"] }),
-    ("mysrt-postgres.sql.zst", Db { name: "mysrt", path: "/dumps/mysrt-postgres.sql.zst", format: "plain", roles: &["mysrt_app"] }),
-    ("blueprint-postgres.dump", Db { name: "blueprint", path: "/dumps/blueprint-postgres.dump", format: "custom", roles: &["blueprint_app"] }),
-    ("pagila.dump", Db { name: "pagila", path: "/dumps/pagila.dump", format: "custom", roles: &["postgres"] }),
+    (
+        "frame-postgres.sql",
+        Db {
+            name: "frame",
+            path: "/dumps/frame-postgres.sql",
+            format: "pg_dumpall",
+            roles: &[],
+        },
+    ),
+    (
+        "index-postgres.sql.gz",
+        Db {
+            name: "index",
+            path: "/dumps/index-postgres.sql.gz",
+            format: "pg_dumpall",
+            roles: &[],
+        },
+    ),
+    (
+        "hive-postgres.sql",
+        Db {
+            name: "hive",
+            path: "/dumps/hive-postgres.sql",
+            format: "plain",
+            roles: &["hive_app", "hive_readonly"],
+        },
+    ),
+    (
+        "mysrt-postgres.sql.zst",
+        Db {
+            name: "mysrt",
+            path: "/dumps/mysrt-postgres.sql.zst",
+            format: "plain",
+            roles: &["mysrt_app"],
+        },
+    ),
+    (
+        "blueprint-postgres.dump",
+        Db {
+            name: "blueprint",
+            path: "/dumps/blueprint-postgres.dump",
+            format: "custom",
+            roles: &["blueprint_app"],
+        },
+    ),
+    (
+        "pagila.dump",
+        Db {
+            name: "pagila",
+            path: "/dumps/pagila.dump",
+            format: "custom",
+            roles: &["postgres"],
+        },
+    ),
 ];
 
 /// A drill config in `dir` for `repo`, with `checks` as (file name, TOML).
-pub fn write_config(dir: &Path, repo: &TestRepo, dbs: &[&Db], checks: &[(&str, String)]) -> PathBuf {
+pub fn write_config(
+    dir: &Path,
+    repo: &TestRepo,
+    dbs: &[&Db],
+    checks: &[(&str, String)],
+) -> PathBuf {
     let mut t = format!(
         "timezone = \"Asia/Seoul\"\nreports_dir = \"reports\"\nchecks_dir = \"checks\"\n\n\
          [policy]\nmax_rto = \"1h\"\nmax_snapshot_age = \"26h\"\n\n\
@@ -200,7 +262,8 @@ pub fn drill_env(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     for (k, v) in env {
         c.env(k, v);
     }
-    c.env_remove("RESTIC_PASSWORD").env_remove("RESTIC_PASSWORD_FILE");
+    c.env_remove("RESTIC_PASSWORD")
+        .env_remove("RESTIC_PASSWORD_FILE");
     let o = c.output().expect("run drill");
     Run {
         code: o.status.code().unwrap_or(-1),
@@ -242,12 +305,21 @@ pub fn database<'a>(report: &'a Value, name: &str) -> &'a Value {
 /// Assert no container labelled with `run_id` remains.
 pub fn assert_no_sandbox_left(run_id: &str) {
     let o = Command::new("docker")
-        .args(["ps", "-a", "-q", "--filter", &format!("label=drill.run-id={run_id}")])
+        .args([
+            "ps",
+            "-a",
+            "-q",
+            "--filter",
+            &format!("label=drill.run-id={run_id}"),
+        ])
         .output()
         .unwrap();
     assert!(o.status.success());
     let left = String::from_utf8_lossy(&o.stdout);
-    assert!(left.trim().is_empty(), "sandboxes of run {run_id} remain: {left}");
+    assert!(
+        left.trim().is_empty(),
+        "sandboxes of run {run_id} remain: {left}"
+    );
 }
 
 /// All drill sandboxes currently present (any run).
@@ -256,5 +328,8 @@ pub fn all_sandboxes() -> Vec<String> {
         .args(["ps", "-a", "-q", "--filter", "label=drill.sandbox"])
         .output()
         .unwrap();
-    String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect()
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
