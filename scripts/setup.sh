@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# One-stop set-up for drill's demo and tests on a Debian bookworm host:
+#   1. scripts/install-deps.sh   Debian packages, restic 0.18, Docker check
+#   2. scripts/build-image.sh 15 drill-postgres:15 (skipped when up to date);
+#      after a fresh build, scripts/test-image.sh 15 exercises it
+#   3. fixtures/generate.sh      test fixtures (only if present and executable)
+# Idempotent: when everything is in place it takes a few seconds.
+# Prints one summary line per step with its elapsed time.
+set -euo pipefail
+
+PROG=setup.sh
+log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
+die() { printf '%s: ERROR: %s\n' "$PROG" "$*" >&2; exit 1; }
+
+SCRIPTS=$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")
+REPO_ROOT=$(dirname -- "$SCRIPTS")
+PG_MAJOR=15
+export LC_NUMERIC=C   # "." in $EPOCHREALTIME
+IMAGE=${DRILL_IMAGE_REPO:-drill-postgres}:$PG_MAJOR
+
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null 2>&1 || die "must run as root (and sudo is not available)"
+  log "not root; re-running with sudo"
+  exec sudo --preserve-env -- "$0" "$@"
+fi
+
+SUMMARY=()
+run_step() { # name command...
+  local name=$1; shift
+  local t0=$EPOCHREALTIME rc=0
+  log "--- $name: $*"
+  "$@" || rc=$?
+  local secs
+  secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+  if ((rc == 0)); then
+    SUMMARY+=("ok      $name (${secs}s)")
+    log "ok: $name (${secs}s)"
+  else
+    SUMMARY+=("FAILED  $name (${secs}s, exit $rc)")
+    print_summary
+    die "step '$name' failed (exit $rc) after ${secs}s"
+  fi
+}
+print_summary() {
+  local l
+  for l in "${SUMMARY[@]}"; do log "$l"; done
+}
+
+T0=$EPOCHREALTIME
+run_step install-deps "$SCRIPTS/install-deps.sh"
+
+before=$(docker image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
+run_step "build-image $PG_MAJOR" "$SCRIPTS/build-image.sh" "$PG_MAJOR"
+after=$(docker image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
+if [[ $before != "$after" ]]; then
+  run_step "test-image $PG_MAJOR (new image)" "$SCRIPTS/test-image.sh" "$PG_MAJOR"
+else
+  SUMMARY+=("skipped test-image $PG_MAJOR (image unchanged)")
+fi
+
+GEN=$REPO_ROOT/fixtures/generate.sh
+if [[ -f $GEN && -x $GEN ]]; then
+  run_step fixtures "$GEN"
+elif [[ -e $GEN ]]; then
+  die "$GEN exists but is not executable (chmod +x it)"
+else
+  SUMMARY+=("skipped fixtures (fixtures/generate.sh not present)")
+fi
+
+print_summary
+log "done in $(awk -v a="$T0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')s"
