@@ -27,7 +27,7 @@ for f in frame-postgres.sql index-postgres.sql.gz hive-postgres.sql \
   cp "fixtures/dumps/$f" demo/stage/dumps/
 done
 ( umask 077; head -c 32 /dev/urandom | base64 > demo/restic-password )
-export RESTIC_REPOSITORY=demo/repo RESTIC_PASSWORD_FILE=demo/restic-password
+export RESTIC_REPOSITORY="$PWD/demo/repo" RESTIC_PASSWORD_FILE="$PWD/demo/restic-password"
 restic init --quiet
 ( cd demo/stage && restic backup --quiet --host demo dumps )
 restic snapshots --compact
