@@ -28,7 +28,7 @@ impl Terminal {
 }
 
 fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+    bytesize::ByteSize(bytes).to_string()
 }
 
 fn age(seconds: f64) -> String {

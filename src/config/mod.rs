@@ -408,11 +408,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         .unwrap_or(Path::new("."));
     let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
     let resolve = |p: &Path| {
-        if p.is_absolute() {
+        lexical_clean(&if p.is_absolute() {
             p.to_path_buf()
         } else {
             base.join(p)
-        }
+        })
     };
 
     let tz_name = raw.timezone.clone().unwrap_or_else(|| "UTC".into());
@@ -603,6 +603,25 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     })
 }
 
+/// `path` with `.` and `name/..` components removed, without touching the
+/// file system (so a repository on an unmounted disk still resolves).
+fn lexical_clean(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
 /// Whether restic would treat `repo` as a local path (no `backend:` prefix).
 fn looks_like_local_path(repo: &str) -> bool {
     const BACKENDS: [&str; 8] = [
@@ -684,6 +703,10 @@ mod tests {
         );
         assert_eq!(t.password, PasswordSource::File(d.path().join("conf/pw")));
         assert_eq!(c.reports_dir, d.path().join("conf/reports"));
+        assert_eq!(
+            lexical_clean(Path::new("/a/b/../c/./d")),
+            PathBuf::from("/a/c/d")
+        );
     }
 
     #[test]
