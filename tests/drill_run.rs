@@ -306,3 +306,76 @@ fn check_that_cannot_run_is_an_error_not_a_pass() {
     );
     assert_no_sandbox_left(report["run_id"].as_str().unwrap());
 }
+
+#[test]
+fn snapshot_id_selects_an_older_snapshot_and_keep_leaves_it_running() {
+    require_environment();
+    let d = dumps();
+    let repo = TestRepo::new(&[(&d.join("hive-postgres.sql"), "hive-postgres.sql")]);
+    repo.backup(&[(&d.join("broken/hive-truncated.sql"), "hive-postgres.sql")]);
+    let snaps: serde_json::Value = serde_json::from_str(&repo.restic(&["snapshots", "--json"], None)).unwrap();
+    let first = snaps[0]["id"].as_str().unwrap().to_string();
+    let work = tempfile::tempdir().unwrap();
+    let config = write_config(work.path(), &repo, &[&HEALTHY[2].1], &[]);
+
+    // latest is the truncated one
+    let run = drill(&config, &[]);
+    assert_eq!(run.code, 1, "stderr:\n{}", run.stderr);
+
+    // an unknown id is a usage error
+    let run = drill(&config, &["--snapshot", "deadbeef"]);
+    assert_eq!(run.code, 2, "stderr:\n{}", run.stderr);
+    assert!(run.stderr.contains("no snapshot `deadbeef`"), "{}", run.stderr);
+
+    // the first snapshot by id prefix passes; --keep leaves its sandbox
+    let run = drill(&config, &["run", "--snapshot", &first[..8], "--keep"]);
+    let (_, report) = report_of(&run, &work.path().join("reports"));
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert_eq!(report["snapshot"]["id"], first.as_str());
+    let run_id = report["run_id"].as_str().unwrap();
+    let ids = std::process::Command::new("docker")
+        .args(["ps", "-q", "--filter", &format!("label=drill.run-id={run_id}")])
+        .output()
+        .unwrap();
+    let id = String::from_utf8_lossy(&ids.stdout).trim().to_string();
+    assert!(!id.is_empty(), "--keep keeps the sandbox running");
+    assert!(run.stderr.contains("docker exec -it"), "{}", run.stderr);
+    let inspect = std::process::Command::new("docker")
+        .args(["inspect", "--format", "{{json .HostConfig.PortBindings}} {{json .Config.Labels}}", &id])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&inspect.stdout).to_string();
+    let _ = std::process::Command::new("docker").args(["rm", "-f", &id]).output();
+    assert!(text.contains("\"HostIp\":\"127.0.0.1\""), "published on loopback only: {text}");
+    assert!(!text.contains("\"HostIp\":\"\""), "published on loopback only: {text}");
+    assert!(text.contains(&format!("\"drill.run-id\":\"{run_id}\"")), "{text}");
+    assert!(text.contains("\"drill.database\":\"hive\""), "{text}");
+}
+
+#[test]
+fn password_command_supplies_the_password() {
+    require_environment();
+    let d = dumps();
+    let repo = TestRepo::new(&[(&d.join("mysrt-postgres.sql.zst"), "mysrt-postgres.sql.zst")]);
+    let work = tempfile::tempdir().unwrap();
+    let config = write_config(work.path(), &repo, &[&HEALTHY[3].1], &[]);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("password_file = \"{}\"", repo.password_file.display()),
+        &format!("password_command = \"cat '{}'\"", repo.password_file.display()),
+    );
+    assert!(text.contains("password_command"));
+    std::fs::write(&config, text).unwrap();
+    let run = drill(&config, &[]);
+    let (_, report) = report_of(&run, &work.path().join("reports"));
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert_eq!(database(&report, "mysrt")["restore"]["status"], "passed");
+    assert_no_sandbox_left(report["run_id"].as_str().unwrap());
+
+    // a failing password command is an environment error naming the tier
+    let text = std::fs::read_to_string(&config).unwrap();
+    let broken = text.replace("password_command = \"cat '", "password_command = \"cat '/nonexistent");
+    std::fs::write(&config, broken).unwrap();
+    let run = drill(&config, &[]);
+    assert_eq!(run.code, 3, "stderr:\n{}", run.stderr);
+    assert!(run.stderr.contains("password of tier `local`"), "{}", run.stderr);
+}
