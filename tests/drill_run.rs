@@ -313,7 +313,8 @@ fn snapshot_id_selects_an_older_snapshot_and_keep_leaves_it_running() {
     let d = dumps();
     let repo = TestRepo::new(&[(&d.join("hive-postgres.sql"), "hive-postgres.sql")]);
     repo.backup(&[(&d.join("broken/hive-truncated.sql"), "hive-postgres.sql")]);
-    let snaps: serde_json::Value = serde_json::from_str(&repo.restic(&["snapshots", "--json"], None)).unwrap();
+    let snaps: serde_json::Value =
+        serde_json::from_str(&repo.restic(&["snapshots", "--json"], None)).unwrap();
     let first = snaps[0]["id"].as_str().unwrap().to_string();
     let work = tempfile::tempdir().unwrap();
     let config = write_config(work.path(), &repo, &[&HEALTHY[2].1], &[]);
@@ -325,7 +326,11 @@ fn snapshot_id_selects_an_older_snapshot_and_keep_leaves_it_running() {
     // an unknown id is a usage error
     let run = drill(&config, &["--snapshot", "deadbeef"]);
     assert_eq!(run.code, 2, "stderr:\n{}", run.stderr);
-    assert!(run.stderr.contains("no snapshot `deadbeef`"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no snapshot `deadbeef`"),
+        "{}",
+        run.stderr
+    );
 
     // the first snapshot by id prefix passes; --keep leaves its sandbox
     let run = drill(&config, &["run", "--snapshot", &first[..8], "--keep"]);
@@ -334,21 +339,42 @@ fn snapshot_id_selects_an_older_snapshot_and_keep_leaves_it_running() {
     assert_eq!(report["snapshot"]["id"], first.as_str());
     let run_id = report["run_id"].as_str().unwrap();
     let ids = std::process::Command::new("docker")
-        .args(["ps", "-q", "--filter", &format!("label=drill.run-id={run_id}")])
+        .args([
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=drill.run-id={run_id}"),
+        ])
         .output()
         .unwrap();
     let id = String::from_utf8_lossy(&ids.stdout).trim().to_string();
     assert!(!id.is_empty(), "--keep keeps the sandbox running");
     assert!(run.stderr.contains("docker exec -it"), "{}", run.stderr);
     let inspect = std::process::Command::new("docker")
-        .args(["inspect", "--format", "{{json .HostConfig.PortBindings}} {{json .Config.Labels}}", &id])
+        .args([
+            "inspect",
+            "--format",
+            "{{json .HostConfig.PortBindings}} {{json .Config.Labels}}",
+            &id,
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&inspect.stdout).to_string();
-    let _ = std::process::Command::new("docker").args(["rm", "-f", &id]).output();
-    assert!(text.contains("\"HostIp\":\"127.0.0.1\""), "published on loopback only: {text}");
-    assert!(!text.contains("\"HostIp\":\"\""), "published on loopback only: {text}");
-    assert!(text.contains(&format!("\"drill.run-id\":\"{run_id}\"")), "{text}");
+    let _ = std::process::Command::new("docker")
+        .args(["rm", "-f", &id])
+        .output();
+    assert!(
+        text.contains("\"HostIp\":\"127.0.0.1\""),
+        "published on loopback only: {text}"
+    );
+    assert!(
+        !text.contains("\"HostIp\":\"\""),
+        "published on loopback only: {text}"
+    );
+    assert!(
+        text.contains(&format!("\"drill.run-id\":\"{run_id}\"")),
+        "{text}"
+    );
     assert!(text.contains("\"drill.database\":\"hive\""), "{text}");
 }
 
@@ -361,7 +387,10 @@ fn password_command_supplies_the_password() {
     let config = write_config(work.path(), &repo, &[&HEALTHY[3].1], &[]);
     let text = std::fs::read_to_string(&config).unwrap().replace(
         &format!("password_file = \"{}\"", repo.password_file.display()),
-        &format!("password_command = \"cat '{}'\"", repo.password_file.display()),
+        &format!(
+            "password_command = \"cat '{}'\"",
+            repo.password_file.display()
+        ),
     );
     assert!(text.contains("password_command"));
     std::fs::write(&config, text).unwrap();
@@ -373,9 +402,78 @@ fn password_command_supplies_the_password() {
 
     // a failing password command is an environment error naming the tier
     let text = std::fs::read_to_string(&config).unwrap();
-    let broken = text.replace("password_command = \"cat '", "password_command = \"cat '/nonexistent");
+    let broken = text.replace(
+        "password_command = \"cat '",
+        "password_command = \"cat '/nonexistent",
+    );
     std::fs::write(&config, broken).unwrap();
     let run = drill(&config, &[]);
     assert_eq!(run.code, 3, "stderr:\n{}", run.stderr);
-    assert!(run.stderr.contains("password of tier `local`"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("password of tier `local`"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn sigint_removes_the_runs_sandboxes() {
+    use std::io::{BufRead, BufReader};
+    require_environment();
+    let d = dumps();
+    let repo = TestRepo::new(&[(&d.join("pagila.dump"), "pagila.dump")]);
+    let work = tempfile::tempdir().unwrap();
+    let config = write_config(work.path(), &repo, &[&HEALTHY[5].1], &[]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_drill"))
+        .arg("--config")
+        .arg(&config)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut run_id = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("drill ").nth(1) {
+            if run_id.is_empty() {
+                run_id = rest.split(':').next().unwrap().to_string();
+            }
+        }
+        if line.contains("starting sandbox") {
+            break;
+        }
+    }
+    assert!(!run_id.is_empty());
+    // Wait until the sandbox exists, then interrupt.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let o = std::process::Command::new("docker")
+            .args([
+                "ps",
+                "-a",
+                "-q",
+                "--filter",
+                &format!("label=drill.run-id={run_id}"),
+            ])
+            .output()
+            .unwrap();
+        if !o.stdout.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no sandbox appeared");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "stderr: {rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("interrupted by SIGINT")),
+        "{rest:?}"
+    );
+    assert_no_sandbox_left(&run_id);
 }

@@ -135,9 +135,17 @@ async fn run(cli: &Cli, args: RunArgs) -> u8 {
         r = futures_util::FutureExt::catch_unwind(work) => r,
         signal = shutdown_signal() => {
             eprintln!("drill: interrupted by {signal}; removing this run's sandboxes");
-            if let Ok(ids) = drill::sweep(&opts.run_id).await {
-                eprintln!("drill: removed {} sandbox(es) of run {}", ids.len(), opts.run_id);
+            // A create request in flight when the signal came may land after
+            // the first sweep: sweep again a moment later.
+            let mut removed = 0;
+            for pause in [0, 1500] {
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                match drill::sweep(&opts.run_id).await {
+                    Ok(ids) => removed += ids.len(),
+                    Err(e) => eprintln!("drill: could not remove the sandboxes of run {}: {e}", opts.run_id),
+                }
             }
+            eprintln!("drill: removed {removed} sandbox(es) of run {}", opts.run_id);
             return EXIT_ENVIRONMENT;
         }
     };
