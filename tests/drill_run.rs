@@ -338,17 +338,9 @@ fn snapshot_id_selects_an_older_snapshot_and_keep_leaves_it_running() {
     assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
     assert_eq!(report["snapshot"]["id"], first.as_str());
     let run_id = report["run_id"].as_str().unwrap();
-    let ids = std::process::Command::new("docker")
-        .args([
-            "ps",
-            "-q",
-            "--filter",
-            &format!("label=drill.run-id={run_id}"),
-        ])
-        .output()
-        .unwrap();
-    let id = String::from_utf8_lossy(&ids.stdout).trim().to_string();
-    assert!(!id.is_empty(), "--keep keeps the sandbox running");
+    let running = sandboxes_of_run(run_id, true);
+    assert_eq!(running.len(), 1, "--keep keeps the sandbox running");
+    let id = running[0].clone();
     assert!(run.stderr.contains("docker exec -it"), "{}", run.stderr);
     let inspect = std::process::Command::new("docker")
         .args([
@@ -447,17 +439,7 @@ fn sigint_removes_the_runs_sandboxes() {
     // Wait until the sandbox exists, then interrupt.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let o = std::process::Command::new("docker")
-            .args([
-                "ps",
-                "-a",
-                "-q",
-                "--filter",
-                &format!("label=drill.run-id={run_id}"),
-            ])
-            .output()
-            .unwrap();
-        if !o.stdout.is_empty() {
+        if !sandboxes_of_run(&run_id, false).is_empty() {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "no sandbox appeared");

@@ -99,6 +99,16 @@ fn api_error(action: &'static str, name: &str, e: bollard::errors::Error) -> San
     }
 }
 
+/// Force-remove container `id` with its anonymous volumes. Removal is
+/// best-effort by design: the run's label sweep catches what this misses.
+async fn force_remove(docker: &Docker, id: &str) {
+    let opts = RemoveContainerOptionsBuilder::new()
+        .force(true)
+        .v(true)
+        .build();
+    let _ = docker.remove_container(id, Some(opts)).await;
+}
+
 impl DockerEngine {
     /// Connect like the Docker tools do (`DOCKER_HOST`, else the first
     /// existing default socket), negotiate the API version with the engine
@@ -273,11 +283,7 @@ impl DockerEngine {
 
     /// Force-remove a container by id (with its anonymous volumes).
     pub async fn remove(&self, id: &str) {
-        let opts = RemoveContainerOptionsBuilder::new()
-            .force(true)
-            .v(true)
-            .build();
-        let _ = self.docker.remove_container(id, Some(opts)).await;
+        force_remove(&self.docker, id).await;
     }
 }
 
@@ -522,10 +528,6 @@ impl Sandbox {
 
     /// Remove the container (force, with its anonymous volumes).
     pub async fn remove(&self) {
-        let opts = RemoveContainerOptionsBuilder::new()
-            .force(true)
-            .v(true)
-            .build();
-        let _ = self.docker.remove_container(&self.id, Some(opts)).await;
+        force_remove(&self.docker, &self.id).await;
     }
 }

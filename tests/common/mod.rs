@@ -302,34 +302,31 @@ pub fn database<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("database {name} in report"))
 }
 
-/// Assert no container labelled with `run_id` remains.
-pub fn assert_no_sandbox_left(run_id: &str) {
-    let o = Command::new("docker")
-        .args([
-            "ps",
-            "-a",
-            "-q",
-            "--filter",
-            &format!("label=drill.run-id={run_id}"),
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    let left = String::from_utf8_lossy(&o.stdout);
+/// Ids of containers labelled with `run_id`; `running_only` leaves out
+/// stopped ones.
+pub fn sandboxes_of_run(run_id: &str, running_only: bool) -> Vec<String> {
+    let filter = format!("label=drill.run-id={run_id}");
+    let mut args = vec!["ps", "-q", "--filter", &filter];
+    if !running_only {
+        args.push("-a");
+    }
+    let o = Command::new("docker").args(&args).output().unwrap();
     assert!(
-        left.trim().is_empty(),
-        "sandboxes of run {run_id} remain: {left}"
+        o.status.success(),
+        "docker ps: {}",
+        String::from_utf8_lossy(&o.stderr)
     );
-}
-
-/// All drill sandboxes currently present (any run).
-pub fn all_sandboxes() -> Vec<String> {
-    let o = Command::new("docker")
-        .args(["ps", "-a", "-q", "--filter", "label=drill.sandbox"])
-        .output()
-        .unwrap();
     String::from_utf8_lossy(&o.stdout)
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+/// Assert no container labelled with `run_id` remains.
+pub fn assert_no_sandbox_left(run_id: &str) {
+    let left = sandboxes_of_run(run_id, false);
+    assert!(
+        left.is_empty(),
+        "sandboxes of run {run_id} remain: {left:?}"
+    );
 }
