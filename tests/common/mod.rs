@@ -36,7 +36,8 @@ pub fn source_facts() -> Value {
     serde_json::from_slice(&std::fs::read(dumps().join("source-facts.json")).unwrap()).unwrap()
 }
 
-/// Fail (never skip) unless restic, the Docker engine and the image exist.
+/// Assert that restic, the Docker engine and the image exist: a missing one
+/// fails the test with the command that installs it.
 pub fn require_environment() {
     let restic = Command::new("restic").arg("version").output();
     assert!(
