@@ -12,7 +12,7 @@ use tokio_postgres::SimpleQueryMessage;
 
 use super::{CheckError, Conclusion, Finding};
 use crate::config::SqlExpect;
-use crate::sandbox::Sandbox;
+use crate::sandbox::{pg_message, Sandbox};
 
 /// Violating rows listed in the report; the rest are counted.
 const MAX_ROWS_REPORTED: usize = 10;
@@ -24,36 +24,24 @@ pub(super) async fn run(
     expect: &SqlExpect,
     timeout: Duration,
 ) -> Result<Conclusion, CheckError> {
-    let (client, conn) = sandbox
-        .pg_config(dbname)
-        .connect(tokio_postgres::NoTls)
+    let client = sandbox
+        .connect(dbname)
         .await
         .map_err(|e| CheckError::Connect {
             dbname: dbname.into(),
-            detail: e
-                .as_db_error()
-                .map(|d| d.message().to_string())
-                .unwrap_or_else(|| e.to_string()),
+            detail: pg_message(&e),
         })?;
-    let conn = tokio::spawn(conn);
     let cancel = client.cancel_token();
     let result = tokio::time::timeout(timeout, client.simple_query(query)).await;
     let messages = match result {
         Ok(Ok(m)) => m,
-        Ok(Err(e)) => {
-            return Err(CheckError::Query(
-                e.as_db_error()
-                    .map(|d| d.message().to_string())
-                    .unwrap_or_else(|| e.to_string()),
-            ))
-        }
+        Ok(Err(e)) => return Err(CheckError::Query(pg_message(&e))),
         Err(_) => {
             let _ = cancel.cancel_query(tokio_postgres::NoTls).await;
             return Err(CheckError::Timeout(timeout));
         }
     };
     drop(client);
-    let _ = conn.await;
 
     let rows: Vec<Vec<(String, Option<String>)>> = messages
         .iter()

@@ -27,7 +27,7 @@ impl Terminal {
     }
 }
 
-fn mib(bytes: u64) -> String {
+fn size(bytes: u64) -> String {
     bytesize::ByteSize(bytes).to_string()
 }
 
@@ -63,7 +63,7 @@ impl EventSink for Terminal {
                 seconds,
             } => self.line(&format!("{database}: sandbox ready, PostgreSQL {server_version}, {seconds:.1} s")),
             Event::RestoreStarted { database, bytes } => {
-                self.line(&format!("{database}: restoring {}", mib(*bytes)))
+                self.line(&format!("{database}: restoring {}", size(*bytes)))
             }
             Event::RestoreFinished {
                 database,
@@ -74,7 +74,7 @@ impl EventSink for Terminal {
             } => match status {
                 Status::Passed => self.line(&format!(
                     "{database}: restore passed, {} in {seconds:.1} s",
-                    mib(*bytes)
+                    size(*bytes)
                 )),
                 s => self.line(&format!(
                     "{database}: restore {}: {}",

@@ -193,7 +193,7 @@ struct RawConfig {
     fallback: Option<Vec<String>>,
     restic: Option<PathBuf>,
     #[serde(default)]
-    policy: RawPolicy,
+    policy: Policy,
     #[serde(default)]
     tiers: BTreeMap<String, RawTier>,
     #[serde(default)]
@@ -201,15 +201,6 @@ struct RawConfig {
     #[serde(default)]
     databases: Vec<RawDatabase>,
     slack: Option<SlackConfig>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawPolicy {
-    #[serde(default, with = "humantime_serde")]
-    max_rto: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    max_snapshot_age: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -261,12 +252,15 @@ pub struct SlackConfig {
 }
 
 /// `[policy]`: the limits a drill is judged against.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Policy {
     /// Restore + checks must finish within this (RTO).
+    #[serde(default, with = "humantime_serde")]
     pub max_rto: Option<Duration>,
     /// The restored snapshot must be at most this old at the start of the run
     /// (RPO).
+    #[serde(default, with = "humantime_serde")]
     pub max_snapshot_age: Option<Duration>,
 }
 
@@ -591,10 +585,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             .restic
             .map(|p| resolve(&p))
             .unwrap_or_else(|| PathBuf::from("restic")),
-        policy: Policy {
-            max_rto: raw.policy.max_rto,
-            max_snapshot_age: raw.policy.max_snapshot_age,
-        },
+        policy: raw.policy,
         tiers,
         sandbox,
         databases,

@@ -31,7 +31,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::config::{Compression, DatabaseConfig, DumpFormat, SANDBOX_SUPERUSER};
 use crate::report::Status;
-use crate::sandbox::Sandbox;
+use crate::sandbox::{pg_message, Sandbox};
 use crate::tier::{DumpError, Repository, Snapshot, SnapshotFile};
 
 pub use stream::{has_trailer, plain_creates_database, Tap};
@@ -126,39 +126,23 @@ pub fn quote_ident(name: &str) -> String {
 
 /// Run statements as the sandbox superuser in database `postgres`.
 async fn admin(sandbox: &Sandbox, sql: &str) -> Result<(), String> {
-    let (client, conn) = sandbox
-        .pg_config("postgres")
-        .connect(tokio_postgres::NoTls)
+    let client = sandbox
+        .connect("postgres")
         .await
-        .map_err(|e| e.to_string())?;
-    let conn = tokio::spawn(conn);
-    let r = client
-        .batch_execute(sql)
-        .await
-        .map_err(|e| match e.as_db_error() {
-            Some(db) => db.message().to_string(),
-            None => e.to_string(),
-        });
-    drop(client);
-    let _ = conn.await;
-    r
+        .map_err(|e| pg_message(&e))?;
+    client.batch_execute(sql).await.map_err(|e| pg_message(&e))
 }
 
 async fn database_exists(sandbox: &Sandbox, dbname: &str) -> Result<bool, String> {
-    let (client, conn) = sandbox
-        .pg_config("postgres")
-        .connect(tokio_postgres::NoTls)
+    let client = sandbox
+        .connect("postgres")
         .await
-        .map_err(|e| e.to_string())?;
-    let conn = tokio::spawn(conn);
-    let r = client
+        .map_err(|e| pg_message(&e))?;
+    client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&dbname])
         .await
         .map(|row| row.is_some())
-        .map_err(|e| e.to_string());
-    drop(client);
-    let _ = conn.await;
-    r
+        .map_err(|e| pg_message(&e))
 }
 
 /// Stream the planned dump from `repo` into `sandbox` and judge the result.

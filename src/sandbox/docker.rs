@@ -32,7 +32,6 @@ const API_TIMEOUT_S: u64 = 600;
 #[derive(Clone)]
 pub struct DockerEngine {
     docker: Docker,
-    endpoint: String,
 }
 
 /// What a sandbox is made from and how it is capped.
@@ -148,12 +147,7 @@ impl DockerEngine {
             .await
             .map_err(|_| unreachable("no answer within 15 s".into()))?
             .map_err(|e| unreachable(e.to_string()))?;
-        Ok(DockerEngine { docker, endpoint })
-    }
-
-    /// The endpoint connected to, e.g. `unix:///var/run/docker.sock`.
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
+        Ok(DockerEngine { docker })
     }
 
     /// Make sure `image` is present, pulling it when it is not.
@@ -327,15 +321,9 @@ impl Sandbox {
         loop {
             self.check_alive().await?;
             let probe = async {
-                let (client, conn) = self
-                    .pg_config(SANDBOX_SUPERUSER)
-                    .connect(tokio_postgres::NoTls)
-                    .await?;
-                let conn = tokio::spawn(conn);
-                let v = client.query_one("SHOW server_version", &[]).await;
-                drop(client);
-                let _ = conn.await;
-                v.map(|row| row.get::<_, String>(0))
+                let client = self.connect(SANDBOX_SUPERUSER).await?;
+                let row = client.query_one("SHOW server_version", &[]).await?;
+                Ok::<String, tokio_postgres::Error>(row.get(0))
             };
             match tokio::time::timeout(Duration::from_secs(5), probe).await {
                 Ok(Ok(version)) => {
@@ -403,6 +391,23 @@ impl Sandbox {
         log.finish();
         self.password
             .redact(&log.tail.iter().cloned().collect::<Vec<_>>().join(" | "))
+    }
+
+    /// Connect to `dbname` over the published port as the superuser. The
+    /// connection runs on its own task, which ends when the client is dropped.
+    ///
+    /// # Errors
+    /// The driver's error (see [`super::pg_message`]).
+    pub async fn connect(
+        &self,
+        dbname: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let (client, conn) = self
+            .pg_config(dbname)
+            .connect(tokio_postgres::NoTls)
+            .await?;
+        tokio::spawn(conn);
+        Ok(client)
     }
 
     /// Connection settings for `dbname` over the published port.

@@ -77,6 +77,13 @@ pub enum SandboxError {
     },
 }
 
+/// The server's message for a PostgreSQL error, else the driver's text.
+pub fn pg_message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_else(|| e.to_string())
+}
+
 /// What a process run inside a sandbox did.
 #[derive(Debug, Clone, Default)]
 pub struct ExecOutcome {

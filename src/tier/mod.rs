@@ -257,11 +257,6 @@ impl Repository {
         })
     }
 
-    /// The tier's name.
-    pub fn tier(&self) -> &str {
-        &self.tier
-    }
-
     /// The repository location with any URL password redacted.
     pub fn display_location(&self) -> String {
         crate::secret::redact_url(&self.location)
@@ -504,12 +499,11 @@ pub enum DumpError {
 
 /// Phrases restic prints when repository content is damaged (restic
 /// `internal/repository`, `internal/crypto`).
-const DAMAGE_MARKERS: [&str; 10] = [
+const DAMAGE_MARKERS: [&str; 9] = [
     "ciphertext verification failed",
     "invalid data returned",
     "hash mismatch",
     "does not match",
-    "decrypting blob",
     "decrypt",
     "not found in index",
     "unknown blob",
