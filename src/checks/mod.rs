@@ -1,15 +1,23 @@
-//! Integrity checks on a restored database. One file per kind.
+//! Integrity checks on a restored database. One file per kind:
+//! [`sql`](self) queries, row counts against the tier's history, bytea blob
+//! round-trips, external commands and `pg_amcheck`.
 //!
 //! A check *finding* a problem returns it as data ([`Finding`]); `Err` means
-//! the check could not run (bad query, connection lost, timeout). Both reach
-//! the report; neither is a pass.
+//! the check could not run (bad query, connection lost, timeout, no
+//! program). Both reach the report; neither is a pass.
 
+mod amcheck;
+mod blob;
+mod command;
+mod row_counts;
 mod sql;
 
 use std::time::{Duration, Instant};
 
 use crate::config::{CheckDefinition, CheckSpec};
-use crate::report::{CheckReport, Status};
+use crate::report::history::Baselines;
+use crate::report::{CheckReport, CountReport, Status};
+use crate::restore::quote_ident;
 use crate::sandbox::Sandbox;
 
 /// One problem a check found, e.g. a violating row.
@@ -27,55 +35,163 @@ pub enum CheckError {
         /// Driver error.
         detail: String,
     },
-    /// The query failed.
+    /// A query failed.
     #[error("query failed: {0}")]
     Query(String),
-    /// The result cannot be judged against `expect`.
+    /// The result cannot be judged.
     #[error("{0}")]
     Shape(String),
     /// The check did not finish in time.
     #[error("did not finish within {} (the check's timeout)", humantime::format_duration(*.0))]
     Timeout(Duration),
+    /// The tier's history, needed for a baseline, cannot be read.
+    #[error("{0}")]
+    History(String),
+    /// The program could not be started or did not finish normally.
+    #[error("{0}")]
+    Program(String),
+    /// The sandbox could not run the tool.
+    #[error("{0}")]
+    Sandbox(String),
 }
 
-/// What a check concluded: a summary and its findings (none = passed).
-#[derive(Debug, Clone)]
+/// What a check concluded: a summary, its findings (none = passed) and what
+/// it measured.
+#[derive(Debug, Clone, Default)]
 pub struct Conclusion {
     /// One line for the report.
     pub detail: String,
     /// Problems found.
     pub findings: Vec<Finding>,
+    /// What could not be judged (never a reason to pass).
+    pub notes: Vec<String>,
+    /// `row-counts`: each item.
+    pub counts: Vec<CountReport>,
+    /// `blob-roundtrip`: rows verified.
+    pub rows_verified: Option<u64>,
+    /// `blob-roundtrip`: bytes verified.
+    pub bytes_verified: Option<u64>,
+    /// `command`, `amcheck`: bounded output.
+    pub output: Vec<String>,
 }
 
-/// Run `def` against `dbname` in `sandbox`, bounded by the check's timeout,
-/// and turn the result into a report entry.
-pub async fn run(def: &CheckDefinition, sandbox: &Sandbox, dbname: &str) -> CheckReport {
+/// A check that could not run, with whatever output it produced.
+#[derive(Debug)]
+pub struct Incomplete {
+    /// Why.
+    pub error: CheckError,
+    /// Output so far (bounded).
+    pub output: Vec<String>,
+}
+
+impl From<CheckError> for Incomplete {
+    fn from(error: CheckError) -> Self {
+        Incomplete {
+            error,
+            output: vec![],
+        }
+    }
+}
+
+/// Where a check runs.
+pub struct CheckContext<'a> {
+    /// The sandbox holding the restored database.
+    pub sandbox: &'a Sandbox,
+    /// The `[[databases]]` entry.
+    pub database: &'a str,
+    /// The PostgreSQL database to connect to.
+    pub dbname: &'a str,
+    /// Tier name (for baselines and messages).
+    pub tier: &'a str,
+    /// Row counts of the tier's last passed drills, or why they cannot be
+    /// read.
+    pub baselines: &'a Result<Baselines, String>,
+}
+
+/// Extra time a kind gets past its own timeout handling before drill stops
+/// waiting for it (each kind cancels its own work at the timeout).
+const GRACE: Duration = Duration::from_secs(15);
+
+/// Run `def` in `ctx`, bounded by the check's timeout, and turn the result
+/// into a report entry. Passwords of the sandbox are redacted from every
+/// text the entry carries.
+pub async fn run(def: &CheckDefinition, ctx: &CheckContext<'_>) -> CheckReport {
     let started = Instant::now();
-    let result = match &def.spec {
-        CheckSpec::Sql { query, expect } => {
-            sql::run(sandbox, dbname, query, expect, def.timeout).await
+    let work = async {
+        match &def.spec {
+            CheckSpec::Sql { query, expect } => sql::run(ctx, query, expect, def.timeout)
+                .await
+                .map_err(Incomplete::from),
+            CheckSpec::RowCounts { tables, groups } => {
+                row_counts::run(ctx, &def.name, tables, groups, def.timeout)
+                    .await
+                    .map_err(Incomplete::from)
+            }
+            CheckSpec::BlobRoundtrip {
+                table,
+                id_column,
+                data_column,
+                digest_column,
+            } => blob::run(
+                ctx,
+                &blob::Target {
+                    table,
+                    id_column,
+                    data_column,
+                    digest_column,
+                },
+                def.timeout,
+            )
+            .await
+            .map_err(Incomplete::from),
+            CheckSpec::Command { argv, workdir, env } => {
+                command::run(ctx, argv, workdir, env, def.timeout).await
+            }
+            CheckSpec::Amcheck {
+                heapallindexed,
+                parent_check,
+            } => amcheck::run(ctx, *heapallindexed, *parent_check, def.timeout).await,
         }
     };
-    let (status, detail, findings) = match result {
-        Ok(c) if c.findings.is_empty() => (Status::Passed, c.detail, vec![]),
-        Ok(c) => (
-            Status::Failed,
-            c.detail,
-            c.findings.into_iter().map(|f| f.0).collect(),
-        ),
-        Err(e) => (Status::Error, format!("could not run: {e}"), vec![]),
+    let result = match tokio::time::timeout(def.timeout + GRACE, work).await {
+        Ok(r) => r,
+        Err(_) => Err(CheckError::Timeout(def.timeout).into()),
     };
-    CheckReport {
+    let redact = |s: &str| ctx.sandbox.password.redact(s);
+    let mut report = CheckReport {
         name: def.name.clone(),
         kind: def.spec.kind().into(),
-        status,
+        status: Status::Error,
         seconds: started.elapsed().as_secs_f64(),
-        detail: sandbox.password.redact(&detail),
-        findings: findings
-            .iter()
-            .map(|f| sandbox.password.redact(f))
-            .collect(),
+        detail: String::new(),
+        findings: vec![],
+        notes: vec![],
+        counts: vec![],
+        rows_verified: None,
+        bytes_verified: None,
+        output: vec![],
+    };
+    match result {
+        Ok(c) => {
+            report.status = if c.findings.is_empty() {
+                Status::Passed
+            } else {
+                Status::Failed
+            };
+            report.detail = redact(&c.detail);
+            report.findings = c.findings.iter().map(|f| redact(&f.0)).collect();
+            report.notes = c.notes.iter().map(|n| redact(n)).collect();
+            report.counts = c.counts;
+            report.rows_verified = c.rows_verified;
+            report.bytes_verified = c.bytes_verified;
+            report.output = c.output.iter().map(|l| redact(l)).collect();
+        }
+        Err(i) => {
+            report.detail = redact(&format!("could not run: {}", i.error));
+            report.output = i.output.iter().map(|l| redact(l)).collect();
+        }
     }
+    report
 }
 
 /// A report entry for a check that was not attempted.
@@ -87,5 +203,43 @@ pub fn not_run(def: &CheckDefinition, why: &str) -> CheckReport {
         seconds: 0.0,
         detail: why.into(),
         findings: vec![],
+        notes: vec![],
+        counts: vec![],
+        rows_verified: None,
+        bytes_verified: None,
+        output: vec![],
     }
+}
+
+/// Connect to the context's database, mapping the error.
+async fn connect(ctx: &CheckContext<'_>) -> Result<tokio_postgres::Client, CheckError> {
+    ctx.sandbox
+        .connect(ctx.dbname)
+        .await
+        .map_err(|e| CheckError::Connect {
+            dbname: ctx.dbname.into(),
+            detail: crate::sandbox::pg_message(&e),
+        })
+}
+
+/// `schema.table` or `table` as a quoted SQL name.
+fn quote_table(name: &str) -> String {
+    match crate::config::split_table(name) {
+        Some((Some(s), t)) => format!("{}.{}", quote_ident(s), quote_ident(t)),
+        Some((None, t)) => quote_ident(t),
+        None => quote_ident(name),
+    }
+}
+
+/// Text values of the rows returned by a simple query.
+fn text_rows(messages: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
+            _ => None,
+        })
+        .collect()
 }

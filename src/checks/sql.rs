@@ -10,27 +10,20 @@ use std::time::Duration;
 
 use tokio_postgres::SimpleQueryMessage;
 
-use super::{CheckError, Conclusion, Finding};
+use super::{CheckContext, CheckError, Conclusion, Finding};
 use crate::config::SqlExpect;
-use crate::sandbox::{pg_message, Sandbox};
+use crate::sandbox::pg_message;
 
 /// Violating rows listed in the report; the rest are counted.
 const MAX_ROWS_REPORTED: usize = 10;
 
 pub(super) async fn run(
-    sandbox: &Sandbox,
-    dbname: &str,
+    ctx: &CheckContext<'_>,
     query: &str,
     expect: &SqlExpect,
     timeout: Duration,
 ) -> Result<Conclusion, CheckError> {
-    let client = sandbox
-        .connect(dbname)
-        .await
-        .map_err(|e| CheckError::Connect {
-            dbname: dbname.into(),
-            detail: pg_message(&e),
-        })?;
+    let client = super::connect(ctx).await?;
     let cancel = client.cancel_token();
     let result = tokio::time::timeout(timeout, client.simple_query(query)).await;
     let messages = match result {
@@ -87,7 +80,11 @@ pub(super) fn judge(
             }
             n => format!("{n} violating rows"),
         };
-        return Ok(Conclusion { detail, findings });
+        return Ok(Conclusion {
+            detail,
+            findings,
+            ..Default::default()
+        });
     }
 
     let value = match rows {
@@ -109,6 +106,7 @@ pub(super) fn judge(
                 "the query returned NULL; expected {}",
                 describe(expect)
             ))],
+            ..Default::default()
         });
     };
     let number = value.trim().parse::<f64>().ok();
@@ -148,6 +146,7 @@ pub(super) fn judge(
     Ok(Conclusion {
         detail: format!("value {value} (expected {})", describe(expect)),
         findings,
+        ..Default::default()
     })
 }
 

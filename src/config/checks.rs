@@ -1,6 +1,10 @@
 //! `checks/*.toml`: one check per file. The file's stem is the check's name;
 //! `kind` selects the schema of the rest of the file.
+//!
+//! Every kind shares `kind`, `database`, `dbname`, `description` and
+//! `timeout`; the kind-specific keys are documented on [`CheckSpec`].
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -8,10 +12,11 @@ use serde::Deserialize;
 
 use super::{parse_toml, ConfigError, DatabaseConfig};
 
-/// Check kinds this version of drill runs.
-const KNOWN_KINDS: [&str; 1] = ["sql"];
-/// Kinds of the spec that a later version adds.
-const PLANNED_KINDS: [&str; 4] = ["row-counts", "blob-roundtrip", "command", "amcheck"];
+/// Check kinds this version of drill runs (the spec's Checks section).
+pub const KINDS: [&str; 5] = ["sql", "row-counts", "blob-roundtrip", "command", "amcheck"];
+
+/// Default for `timeout` when a check file gives none: 10 minutes.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// What an `sql` check expects of its query's result.
 ///
@@ -33,15 +38,88 @@ pub struct SqlExpect {
     pub no_rows: bool,
 }
 
+/// One `[[tables]]` entry of a `row-counts` check: `count(*)` of a table.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CountedTable {
+    /// `schema.table` or `table` (search path), as identifiers: each part is
+    /// quoted by drill, so `"Workspace"` is written `Workspace`.
+    pub table: String,
+    /// The table must hold at least this many rows.
+    pub min: u64,
+    /// The count may fall by at most this fraction (0.0–1.0) against the
+    /// last passed drill of the same tier.
+    pub max_drop: Option<f64>,
+}
+
+/// One `[[groups]]` entry of a `row-counts` check: a query returning one row
+/// per group, `(group text, count bigint)`; each group is judged on its own
+/// and reported as `name[group]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CountedGroup {
+    /// Prefix of the groups' names in the report, e.g. `employees`.
+    pub name: String,
+    /// The grouped query: two columns, the group's name and its count.
+    pub query: String,
+    /// Groups that must be present; a missing one counts 0 rows (a grouped
+    /// query cannot return a group whose rows were all deleted).
+    #[serde(default)]
+    pub expect: Vec<String>,
+    /// Each group must hold at least this many rows.
+    pub min: u64,
+    /// Each group's count may fall by at most this fraction (0.0–1.0)
+    /// against the last passed drill of the same tier.
+    pub max_drop: Option<f64>,
+}
+
 /// The kind-specific part of a check.
 #[derive(Debug, Clone)]
 pub enum CheckSpec {
-    /// `kind = "sql"`.
+    /// `kind = "sql"`: `query`, `[expect]`.
     Sql {
         /// The query, run with the simple query protocol (one statement).
         query: String,
         /// What the result must satisfy.
         expect: SqlExpect,
+    },
+    /// `kind = "row-counts"`: `[[tables]]` and/or `[[groups]]`.
+    RowCounts {
+        /// Tables counted.
+        tables: Vec<CountedTable>,
+        /// Grouped queries counted.
+        groups: Vec<CountedGroup>,
+    },
+    /// `kind = "blob-roundtrip"`: `table`, `id_column` (default `id`),
+    /// `data_column` (bytea), `digest_column` (hex SHA-256 text).
+    BlobRoundtrip {
+        /// `schema.table` or `table`, as identifiers.
+        table: String,
+        /// Column naming the row in findings.
+        id_column: String,
+        /// The bytea column.
+        data_column: String,
+        /// The stored digest: lower- or upper-case hex SHA-256, as text.
+        digest_column: String,
+    },
+    /// `kind = "command"`: `command` (argv, no shell), `workdir`, `env`.
+    Command {
+        /// Program and arguments. A relative program path containing `/` is
+        /// resolved against the check file's folder.
+        argv: Vec<String>,
+        /// Working directory (default: the check file's folder).
+        workdir: PathBuf,
+        /// Extra environment variables.
+        env: BTreeMap<String, String>,
+    },
+    /// `kind = "amcheck"`: `pg_amcheck` in the sandbox.
+    Amcheck {
+        /// `--heapallindexed`: every heap tuple must be found in each B-tree
+        /// index (default true).
+        heapallindexed: bool,
+        /// `--parent-check`: also check parent/child invariants (default
+        /// true; takes a ShareLock, harmless in a sandbox).
+        parent_check: bool,
     },
 }
 
@@ -50,7 +128,18 @@ impl CheckSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             CheckSpec::Sql { .. } => "sql",
+            CheckSpec::RowCounts { .. } => "row-counts",
+            CheckSpec::BlobRoundtrip { .. } => "blob-roundtrip",
+            CheckSpec::Command { .. } => "command",
+            CheckSpec::Amcheck { .. } => "amcheck",
         }
+    }
+
+    /// Whether the check only reads the restored database, so it may run
+    /// beside the database's other checks. An external `command` may do
+    /// anything, so it runs alone.
+    pub fn concurrent(&self) -> bool {
+        !matches!(self, CheckSpec::Command { .. })
     }
 }
 
@@ -61,21 +150,29 @@ pub struct CheckDefinition {
     pub name: String,
     /// The file it came from.
     pub file: PathBuf,
-    /// The `[[databases]]` entry it runs against.
-    pub database: String,
+    /// The `[[databases]]` entry it runs against; `None` (only `amcheck`
+    /// may omit `database`) = every restored database.
+    pub database: Option<String>,
     /// The PostgreSQL database to connect to, overriding the entry's `dbname`.
     pub dbname: Option<String>,
     /// Free text for reports.
     pub description: Option<String>,
-    /// How long the check may run (default 10 minutes).
+    /// How long the check may run (default [`DEFAULT_TIMEOUT`]).
     pub timeout: Duration,
     /// Kind and parameters.
     pub spec: CheckSpec,
 }
 
+impl CheckDefinition {
+    /// Whether this check runs in the `[[databases]]` entry `database`.
+    pub fn applies_to(&self, database: &str) -> bool {
+        self.database.as_deref().is_none_or(|d| d == database)
+    }
+}
+
 #[derive(Deserialize)]
 struct KindOnly {
-    kind: Option<String>,
+    kind: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -91,6 +188,90 @@ struct RawSql {
     query: String,
     expect: SqlExpect,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRowCounts {
+    #[allow(dead_code)]
+    kind: String,
+    database: String,
+    dbname: Option<String>,
+    description: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+    #[serde(default)]
+    tables: Vec<CountedTable>,
+    #[serde(default)]
+    groups: Vec<CountedGroup>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBlob {
+    #[allow(dead_code)]
+    kind: String,
+    database: String,
+    dbname: Option<String>,
+    description: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+    table: String,
+    #[serde(default = "default_id_column")]
+    id_column: String,
+    data_column: String,
+    digest_column: String,
+}
+
+fn default_id_column() -> String {
+    "id".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommand {
+    #[allow(dead_code)]
+    kind: String,
+    database: String,
+    dbname: Option<String>,
+    description: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+    command: Vec<String>,
+    workdir: Option<PathBuf>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAmcheck {
+    #[allow(dead_code)]
+    kind: String,
+    database: Option<String>,
+    dbname: Option<String>,
+    description: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+    #[serde(default = "yes")]
+    heapallindexed: bool,
+    #[serde(default = "yes")]
+    parent_check: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Environment variables drill sets for a `command` check; `env` may not
+/// override them.
+pub const COMMAND_ENV: [&str; 6] = [
+    "DATABASE_URL",
+    "PGHOST",
+    "PGPORT",
+    "PGUSER",
+    "PGPASSWORD",
+    "PGDATABASE",
+];
 
 /// Load every `*.toml` in `dir` (sorted by name). A missing directory means
 /// no checks.
@@ -120,7 +301,8 @@ pub(super) fn load_dir(
 ///
 /// # Errors
 /// [`ConfigError`] naming the file and key: an unknown kind, an unknown key,
-/// a database not in `drill.toml`, an `expect` that cannot be judged.
+/// a database not in `drill.toml`, an `expect` that cannot be judged, a
+/// `max_drop` outside 0–1, an empty command.
 pub fn load_file(
     path: &Path,
     databases: &[DatabaseConfig],
@@ -130,43 +312,201 @@ pub fn load_file(
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let folder = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
     let kind: KindOnly = parse_toml(path, &text)?;
-    let kind = kind.kind.ok_or_else(|| {
-        ConfigError::invalid(
-            path,
-            "kind",
-            format!("is missing; expected one of {}", KNOWN_KINDS.join(", ")),
-        )
-    })?;
+    let kind = match kind.kind {
+        Some(toml::Value::String(k)) => k,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                path,
+                "kind",
+                format!(
+                    "must be a string, got {}; expected one of {}",
+                    other.type_str(),
+                    KINDS.join(", ")
+                ),
+            ))
+        }
+        None => {
+            return Err(ConfigError::invalid(
+                path,
+                "kind",
+                format!("is missing; expected one of {}", KINDS.join(", ")),
+            ))
+        }
+    };
+    let invalid = |key: &str, message: String| ConfigError::invalid(path, key, message);
+    let timeout = |t: Option<Duration>| -> Result<Duration, ConfigError> {
+        match t {
+            Some(d) if d.is_zero() => Err(invalid("timeout", "must be longer than 0 s".into())),
+            Some(d) => Ok(d),
+            None => Ok(DEFAULT_TIMEOUT),
+        }
+    };
     let def = match kind.as_str() {
         "sql" => {
             let raw: RawSql = parse_toml(path, &text)?;
-            let e = &raw.expect;
-            let scalar = e.equals.is_some() || e.min.is_some() || e.max.is_some();
-            if scalar == e.no_rows {
-                return Err(ConfigError::invalid(
-                    path,
-                    "expect",
-                    "give either a scalar comparison (equals, min, max) or no_rows = true",
+            validate_expect(path, &raw.expect)?;
+            if raw.query.trim().is_empty() {
+                return Err(invalid("query", "is empty".into()));
+            }
+            CheckDefinition {
+                name,
+                file: path.to_path_buf(),
+                database: Some(raw.database),
+                dbname: raw.dbname,
+                description: raw.description,
+                timeout: timeout(raw.timeout)?,
+                spec: CheckSpec::Sql {
+                    query: raw.query,
+                    expect: raw.expect,
+                },
+            }
+        }
+        "row-counts" => {
+            let raw: RawRowCounts = parse_toml(path, &text)?;
+            if raw.tables.is_empty() && raw.groups.is_empty() {
+                return Err(invalid(
+                    "tables",
+                    "a row-counts check needs at least one [[tables]] or [[groups]] entry".into(),
                 ));
             }
-            if let Some(v) = &e.equals {
-                if !matches!(
-                    v,
-                    toml::Value::Integer(_)
-                        | toml::Value::Float(_)
-                        | toml::Value::String(_)
-                        | toml::Value::Boolean(_)
-                ) {
-                    return Err(ConfigError::invalid(
-                        path,
-                        "expect.equals",
-                        "must be a number, a string or a boolean",
+            let mut names = std::collections::BTreeSet::new();
+            for (i, t) in raw.tables.iter().enumerate() {
+                let key = format!("tables[{i}]");
+                if split_table(&t.table).is_none() {
+                    return Err(invalid(
+                        &format!("{key}.table"),
+                        format!("`{}` is not `table` or `schema.table`", t.table),
+                    ));
+                }
+                validate_drop(path, &key, t.max_drop)?;
+                if !names.insert(t.table.clone()) {
+                    return Err(invalid(
+                        &format!("{key}.table"),
+                        format!("`{}` is listed twice", t.table),
                     ));
                 }
             }
-            if raw.query.trim().is_empty() {
-                return Err(ConfigError::invalid(path, "query", "is empty"));
+            for (i, g) in raw.groups.iter().enumerate() {
+                let key = format!("groups[{i}]");
+                if g.name.trim().is_empty() {
+                    return Err(invalid(&format!("{key}.name"), "is empty".into()));
+                }
+                if g.query.trim().is_empty() {
+                    return Err(invalid(&format!("{key}.query"), "is empty".into()));
+                }
+                validate_drop(path, &key, g.max_drop)?;
+                if !names.insert(g.name.clone()) {
+                    return Err(invalid(
+                        &format!("{key}.name"),
+                        format!("`{}` is used twice", g.name),
+                    ));
+                }
+            }
+            CheckDefinition {
+                name,
+                file: path.to_path_buf(),
+                database: Some(raw.database),
+                dbname: raw.dbname,
+                description: raw.description,
+                timeout: timeout(raw.timeout)?,
+                spec: CheckSpec::RowCounts {
+                    tables: raw.tables,
+                    groups: raw.groups,
+                },
+            }
+        }
+        "blob-roundtrip" => {
+            let raw: RawBlob = parse_toml(path, &text)?;
+            if split_table(&raw.table).is_none() {
+                return Err(invalid(
+                    "table",
+                    format!("`{}` is not `table` or `schema.table`", raw.table),
+                ));
+            }
+            for (key, v) in [
+                ("id_column", &raw.id_column),
+                ("data_column", &raw.data_column),
+                ("digest_column", &raw.digest_column),
+            ] {
+                if v.trim().is_empty() {
+                    return Err(invalid(key, "is empty".into()));
+                }
+            }
+            CheckDefinition {
+                name,
+                file: path.to_path_buf(),
+                database: Some(raw.database),
+                dbname: raw.dbname,
+                description: raw.description,
+                timeout: timeout(raw.timeout)?,
+                spec: CheckSpec::BlobRoundtrip {
+                    table: raw.table,
+                    id_column: raw.id_column,
+                    data_column: raw.data_column,
+                    digest_column: raw.digest_column,
+                },
+            }
+        }
+        "command" => {
+            let raw: RawCommand = parse_toml(path, &text)?;
+            let mut argv = raw.command;
+            match argv.first() {
+                None => {
+                    return Err(invalid(
+                        "command",
+                        "is empty; give the program and its arguments, e.g. [\"python3\", \"-m\", \"frame.cli\", \"integrity-check\"]".into(),
+                    ))
+                }
+                Some(p) if p.trim().is_empty() => {
+                    return Err(invalid("command", "names an empty program".into()))
+                }
+                Some(p) if p.contains('/') && Path::new(p).is_relative() => {
+                    argv[0] = folder.join(p).to_string_lossy().into_owned();
+                }
+                Some(_) => {}
+            }
+            for k in raw.env.keys() {
+                if k.starts_with("PG") || k == "DATABASE_URL" {
+                    return Err(invalid(
+                        &format!("env.{k}"),
+                        format!(
+                            "drill sets the connection variables ({}) to the sandbox itself and clears every other PG* variable; remove `{k}`",
+                            COMMAND_ENV.join(", ")
+                        ),
+                    ));
+                }
+            }
+            let workdir = match raw.workdir {
+                Some(w) if w.is_relative() => folder.join(w),
+                Some(w) => w,
+                None => folder.clone(),
+            };
+            CheckDefinition {
+                name,
+                file: path.to_path_buf(),
+                database: Some(raw.database),
+                dbname: raw.dbname,
+                description: raw.description,
+                timeout: timeout(raw.timeout)?,
+                spec: CheckSpec::Command {
+                    argv,
+                    workdir,
+                    env: raw.env,
+                },
+            }
+        }
+        "amcheck" => {
+            let raw: RawAmcheck = parse_toml(path, &text)?;
+            if raw.database.is_none() && raw.dbname.is_some() {
+                return Err(invalid(
+                    "dbname",
+                    "needs `database`: without it the check runs in every restored database, each in its own dbname".into(),
+                ));
             }
             CheckDefinition {
                 name,
@@ -174,57 +514,91 @@ pub fn load_file(
                 database: raw.database,
                 dbname: raw.dbname,
                 description: raw.description,
-                timeout: raw.timeout.unwrap_or(Duration::from_secs(600)),
-                spec: CheckSpec::Sql {
-                    query: raw.query,
-                    expect: raw.expect,
+                timeout: timeout(raw.timeout)?,
+                spec: CheckSpec::Amcheck {
+                    heapallindexed: raw.heapallindexed,
+                    parent_check: raw.parent_check,
                 },
             }
         }
-        k if PLANNED_KINDS.contains(&k) => {
-            return Err(ConfigError::invalid(
-                path,
-                "kind",
-                format!(
-                    "check kind `{k}` is not supported by this version of drill (supported: {})",
-                    KNOWN_KINDS.join(", ")
-                ),
-            ))
-        }
         k => {
-            return Err(ConfigError::invalid(
-                path,
+            return Err(invalid(
                 "kind",
                 format!(
                     "unknown check kind `{k}`; expected one of {}",
-                    KNOWN_KINDS
-                        .iter()
-                        .chain(PLANNED_KINDS.iter())
-                        .copied()
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    KINDS.join(", ")
                 ),
             ))
         }
     };
-    if !databases.iter().any(|d| d.name == def.database) {
-        return Err(ConfigError::invalid(
-            path,
-            "database",
-            format!(
-                "names `{}`, which is not a [[databases]] entry in drill.toml (known: {})",
-                def.database,
-                databases
-                    .iter()
-                    .map(|d| d.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
+    if let Some(db) = &def.database {
+        if !databases.iter().any(|d| &d.name == db) {
+            return Err(ConfigError::invalid(
+                path,
+                "database",
+                format!(
+                    "names `{db}`, which is not a [[databases]] entry in drill.toml (known: {})",
+                    databases
+                        .iter()
+                        .map(|d| d.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
     }
     Ok(def)
 }
 
+fn validate_expect(path: &Path, e: &SqlExpect) -> Result<(), ConfigError> {
+    let scalar = e.equals.is_some() || e.min.is_some() || e.max.is_some();
+    if scalar == e.no_rows {
+        return Err(ConfigError::invalid(
+            path,
+            "expect",
+            "give either a scalar comparison (equals, min, max) or no_rows = true",
+        ));
+    }
+    if let Some(v) = &e.equals {
+        if !matches!(
+            v,
+            toml::Value::Integer(_)
+                | toml::Value::Float(_)
+                | toml::Value::String(_)
+                | toml::Value::Boolean(_)
+        ) {
+            return Err(ConfigError::invalid(
+                path,
+                "expect.equals",
+                "must be a number, a string or a boolean",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_drop(path: &Path, key: &str, max_drop: Option<f64>) -> Result<(), ConfigError> {
+    match max_drop {
+        Some(d) if !(0.0..=1.0).contains(&d) => Err(ConfigError::invalid(
+            path,
+            format!("{key}.max_drop"),
+            format!("is {d}; give a fraction from 0.0 to 1.0 (0.1 = the count may fall by 10 %)"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Split `schema.table` or `table` into its identifiers (not SQL: drill
+/// quotes each part). `None` when a part is empty or there are more than two.
+pub fn split_table(name: &str) -> Option<(Option<&str>, &str)> {
+    let mut parts = name.split('.');
+    let (a, b, rest) = (parts.next(), parts.next(), parts.next());
+    match (a, b, rest) {
+        (Some(t), None, None) if !t.is_empty() => Some((None, t)),
+        (Some(s), Some(t), None) if !s.is_empty() && !t.is_empty() => Some((Some(s), t)),
+        _ => None,
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;

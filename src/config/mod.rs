@@ -11,7 +11,10 @@
 
 mod checks;
 
-pub use checks::{CheckDefinition, CheckSpec, SqlExpect};
+pub use checks::{
+    split_table, CheckDefinition, CheckSpec, CountedGroup, CountedTable, SqlExpect, COMMAND_ENV,
+    DEFAULT_TIMEOUT, KINDS,
+};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

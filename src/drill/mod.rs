@@ -168,7 +168,7 @@ pub async fn run(
                 .checks
                 .iter()
                 .filter(|c| {
-                    c.database == d.name
+                    c.applies_to(&d.name)
                         && (opts.checks.is_empty() || opts.checks.contains(&c.name))
                 })
                 .collect(),
@@ -307,13 +307,19 @@ pub async fn run(
         }
     }
 
+    // Row counts of this tier's last passed drills, for `max_drop`.
+    let baselines = report::history::baselines(&config.reports_dir, &tier_name);
     if let (Some(engine), Some(repo), Some(snap)) = (&engine, &repo, &snapshot) {
         for (db, plan) in dbs.iter_mut().zip(plans.iter()) {
             let Some(plan) = plan else { continue };
-            drill_database(
-                config, opts, &tier_name, engine, repo, snap, plan, db, events,
-            )
-            .await;
+            let target = Target {
+                tier: &tier_name,
+                engine,
+                repo,
+                snapshot: snap,
+                baselines: &baselines,
+            };
+            drill_database(config, opts, &target, plan, db, events).await;
         }
         if !opts.keep {
             for id in engine
@@ -341,6 +347,14 @@ pub async fn run(
             snapshot_report.as_ref().map(|s| s.age_seconds),
         ),
     };
+    let mut warnings: Vec<String> = Vec::new();
+    for d in &dbs {
+        for c in &d.report.checks {
+            for n in &c.notes {
+                warnings.push(format!("{}: check `{}`: {n}", d.report.name, c.name));
+            }
+        }
+    }
     let mut failed = backup_missing;
     let mut errored = repo.is_none() || (snapshot.is_none() && !backup_missing);
     for d in &dbs {
@@ -426,6 +440,7 @@ pub async fn run(
         snapshot: snapshot_report,
         policy,
         databases: dbs.into_iter().map(|d| d.report).collect(),
+        warnings,
     };
     let written = report::write(&report, &config.reports_dir, config.timezone)?;
     events.emit(&Event::Finished {
@@ -435,19 +450,34 @@ pub async fn run(
     Ok(RunOutcome { report, written })
 }
 
+/// Checks of one database that run at once (those that only read).
+pub const CHECK_PARALLELISM: usize = 4;
+
+/// What every database of a run is drilled from.
+struct Target<'a> {
+    tier: &'a str,
+    engine: &'a DockerEngine,
+    repo: &'a Repository,
+    snapshot: &'a Snapshot,
+    baselines: &'a Result<report::history::Baselines, String>,
+}
+
 /// Sandbox, restore and checks for one database. Fills `db.report`.
-#[allow(clippy::too_many_arguments)]
 async fn drill_database(
     config: &Config,
     opts: &RunOptions,
-    tier: &str,
-    engine: &DockerEngine,
-    repo: &Repository,
-    snapshot: &Snapshot,
+    target: &Target<'_>,
     plan: &restore::RestorePlan,
     db: &mut DbRun<'_>,
     events: &dyn EventSink,
 ) {
+    let Target {
+        tier,
+        engine,
+        repo,
+        snapshot,
+        baselines,
+    } = *target;
     let name = db.config.name.clone();
     let image = db.config.image.clone();
     events.emit(&Event::SandboxStarting {
@@ -509,19 +539,8 @@ async fn drill_database(
     });
 
     if outcome.status == Status::Passed {
-        let mut results: Vec<CheckReport> = Vec::new();
-        for def in &db.checks {
-            let dbname = def.dbname.as_deref().unwrap_or(&db.config.dbname);
-            let result = checks::run(def, &sandbox, dbname).await;
-            events.emit(&Event::CheckFinished {
-                database: name.clone(),
-                name: result.name.clone(),
-                status: result.status,
-                detail: result.detail.clone(),
-            });
-            results.push(result);
-        }
-        db.report.checks = results;
+        db.report.checks =
+            run_checks(&db.checks, &sandbox, db.config, tier, baselines, events).await;
     } else {
         db.checks_not_run("the restore did not pass");
     }
@@ -537,4 +556,50 @@ async fn drill_database(
     } else {
         sandbox.remove().await;
     }
+}
+
+/// Run `defs` against the restored database: the read-only ones
+/// concurrently (at most [`CHECK_PARALLELISM`] at once), then the rest (an
+/// external `command` may write) one at a time. Results in `defs` order.
+async fn run_checks(
+    defs: &[&CheckDefinition],
+    sandbox: &Sandbox,
+    database: &DatabaseConfig,
+    tier: &str,
+    baselines: &Result<report::history::Baselines, String>,
+    events: &dyn EventSink,
+) -> Vec<CheckReport> {
+    use futures_util::StreamExt;
+    let run_one = |def: &CheckDefinition| {
+        let def = def.clone();
+        async move {
+            let ctx = checks::CheckContext {
+                sandbox,
+                database: &database.name,
+                dbname: def.dbname.as_deref().unwrap_or(&database.dbname),
+                tier,
+                baselines,
+            };
+            let result = checks::run(&def, &ctx).await;
+            events.emit(&Event::CheckFinished {
+                database: database.name.clone(),
+                name: result.name.clone(),
+                status: result.status,
+                detail: result.detail.clone(),
+            });
+            result
+        }
+    };
+    let (shared, alone): (Vec<&CheckDefinition>, Vec<&CheckDefinition>) =
+        defs.iter().copied().partition(|d| d.spec.concurrent());
+    let mut results: Vec<CheckReport> = futures_util::stream::iter(shared)
+        .map(run_one)
+        .buffer_unordered(CHECK_PARALLELISM)
+        .collect()
+        .await;
+    for def in alone {
+        results.push(run_one(def).await);
+    }
+    results.sort_by_key(|r| defs.iter().position(|d| d.name == r.name));
+    results
 }

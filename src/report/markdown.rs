@@ -29,6 +29,15 @@ fn limit(l: &PolicyLimit) -> String {
     }
 }
 
+fn policy_word(s: PolicyStatus) -> &'static str {
+    match s {
+        PolicyStatus::Passed => "passed",
+        PolicyStatus::Failed => "failed",
+        PolicyStatus::NotConfigured => "not configured",
+        PolicyStatus::Unknown => "unknown",
+    }
+}
+
 fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
@@ -82,6 +91,12 @@ pub(super) fn render(r: &Report, tz: chrono_tz::Tz) -> String {
         let _ = writeln!(o, "\n## Why not passed\n");
         for reason in &r.reasons {
             let _ = writeln!(o, "- {}", reason.replace('\n', " "));
+        }
+    }
+    if !r.warnings.is_empty() {
+        let _ = writeln!(o, "\n## Warnings\n");
+        for w in &r.warnings {
+            let _ = writeln!(o, "- {}", w.replace('\n', " "));
         }
     }
     let _ = writeln!(o, "\n## Databases\n");
@@ -140,10 +155,51 @@ pub(super) fn render(r: &Report, tz: chrono_tz::Tz) -> String {
                     cell(&c.detail)
                 );
             }
-            for c in d.checks.iter().filter(|c| !c.findings.is_empty()) {
-                let _ = writeln!(o, "\nFindings of `{}`:\n", c.name);
-                for f in &c.findings {
-                    let _ = writeln!(o, "- {}", f.replace('\n', " "));
+            for c in &d.checks {
+                if !c.findings.is_empty() {
+                    let _ = writeln!(o, "\nFindings of `{}`:\n", c.name);
+                    for f in &c.findings {
+                        let _ = writeln!(o, "- {}", f.replace('\n', " "));
+                    }
+                }
+                if !c.notes.is_empty() {
+                    let _ = writeln!(o, "\nNotes of `{}`:\n", c.name);
+                    for n in &c.notes {
+                        let _ = writeln!(o, "- {}", n.replace('\n', " "));
+                    }
+                }
+                if !c.counts.is_empty() {
+                    let _ = writeln!(o, "\nRow counts of `{}`:\n", c.name);
+                    let _ = writeln!(o, "| table | rows | min | baseline | drop | max_drop |");
+                    let _ = writeln!(o, "|---|---:|---:|---:|---:|---|");
+                    for n in &c.counts {
+                        let _ = writeln!(
+                            o,
+                            "| {} | {} | {} ({}) | {} | {} | {} |",
+                            cell(&n.name),
+                            n.rows,
+                            n.min,
+                            n.min_status.as_str(),
+                            n.baseline_rows
+                                .map(|b| b.to_string())
+                                .unwrap_or_else(|| "-".into()),
+                            n.drop
+                                .map(|d| format!("{:.1} %", d * 100.0))
+                                .unwrap_or_else(|| "-".into()),
+                            match (n.max_drop, n.max_drop_status) {
+                                (Some(m), st) =>
+                                    format!("{:.1} % ({})", m * 100.0, policy_word(st)),
+                                (None, _) => "not configured".into(),
+                            }
+                        );
+                    }
+                }
+                if !c.output.is_empty() {
+                    let _ = writeln!(o, "\nOutput of `{}`:\n\n```", c.name);
+                    for l in &c.output {
+                        let _ = writeln!(o, "{}", l.replace("```", "'''"));
+                    }
+                    let _ = writeln!(o, "```");
                 }
             }
         }

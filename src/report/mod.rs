@@ -2,6 +2,7 @@
 //! and the events the orchestrator emits while it works.
 
 mod events;
+pub mod history;
 mod markdown;
 
 pub use events::{Event, EventSink, NullSink};
@@ -173,6 +174,49 @@ pub struct CheckReport {
     pub detail: String,
     /// Problems found (for `failed`), as data.
     pub findings: Vec<String>,
+    /// What the check could not judge or wants the operator to know (e.g. a
+    /// `max_drop` without a baseline); never a reason to pass.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// `row-counts`: each table or group counted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub counts: Vec<CountReport>,
+    /// `blob-roundtrip`: rows whose bytes were verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_verified: Option<u64>,
+    /// `blob-roundtrip`: bytes verified (exported, hashed and imported back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_verified: Option<u64>,
+    /// `command`, `amcheck`: the program's output, bounded (first and last
+    /// lines), passwords redacted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub output: Vec<String>,
+}
+
+/// One table or group of a `row-counts` check.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CountReport {
+    /// `schema.table`, or `name[group]` for a grouped query.
+    pub name: String,
+    /// Rows counted now.
+    pub rows: u64,
+    /// The configured minimum.
+    pub min: u64,
+    /// `passed` or `failed` (`rows ≥ min`).
+    pub min_status: Status,
+    /// Rows in the baseline: the last passed drill of the same tier that
+    /// counted this item.
+    pub baseline_rows: Option<u64>,
+    /// Run id of that drill.
+    pub baseline_run_id: Option<String>,
+    /// Fall against the baseline as a fraction (0.25 = a quarter of the
+    /// rows are gone; negative = grew).
+    pub drop: Option<f64>,
+    /// The configured limit on `drop`.
+    pub max_drop: Option<f64>,
+    /// `passed`, `failed`, `not_configured`, or `unknown` (no baseline: the
+    /// first drill of the tier).
+    pub max_drop_status: PolicyStatus,
 }
 
 /// One database of the drill.
@@ -222,6 +266,10 @@ pub struct Report {
     pub policy: PolicyReport,
     /// Per database, in config order.
     pub databases: Vec<DatabaseReport>,
+    /// Things the operator should know that did not change the verdict
+    /// (e.g. a `max_drop` that had no baseline).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl Report {

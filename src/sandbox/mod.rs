@@ -104,24 +104,49 @@ impl ExecOutcome {
     }
 }
 
-/// Output of a sandbox process, bounded: the first lines that report an
-/// error (PostgreSQL's `ERROR:`/`FATAL:`/`PANIC:` and client tools'
-/// `error:`) and the last lines of everything.
+/// Output of a process, bounded: the first lines, the first lines that
+/// report an error (PostgreSQL's `ERROR:`/`FATAL:`/`PANIC:` and client
+/// tools' `error:`) and the last lines. Blank lines are dropped; lines are
+/// cut at 1000 bytes.
 #[derive(Debug, Clone, Default)]
 pub struct OutputLog {
+    /// First lines, at most [`OutputLog::MAX_HEAD`].
+    pub head: Vec<String>,
     /// First error lines, at most [`OutputLog::MAX_ERRORS`].
     pub errors: Vec<String>,
     /// Last lines, at most [`OutputLog::MAX_TAIL`].
     pub tail: VecDeque<String>,
+    /// Lines seen in all.
+    pub lines: usize,
     partial: String,
 }
 
 impl OutputLog {
+    /// Head lines kept.
+    pub const MAX_HEAD: usize = 200;
     /// Error lines kept.
     pub const MAX_ERRORS: usize = 10;
     /// Tail lines kept.
     pub const MAX_TAIL: usize = 20;
     const MAX_LINE: usize = 1000;
+
+    /// The first `first` lines and the last `last` lines (at most
+    /// [`OutputLog::MAX_TAIL`]), with a marker line for what lies between.
+    pub fn bounded(&self, first: usize, last: usize) -> Vec<String> {
+        let last = last.min(Self::MAX_TAIL);
+        if self.lines <= first + last && self.lines <= self.head.len() {
+            return self.head.clone();
+        }
+        let mut out: Vec<String> = self.head.iter().take(first).cloned().collect();
+        let shown_tail = last.min(self.lines.saturating_sub(out.len()));
+        let omitted = self.lines - out.len() - shown_tail;
+        if omitted > 0 {
+            out.push(format!("… {omitted} lines omitted …"));
+        }
+        let skip = self.tail.len().saturating_sub(shown_tail);
+        out.extend(self.tail.iter().skip(skip).cloned());
+        out
+    }
 
     /// Add a chunk of output.
     pub fn push(&mut self, bytes: &[u8]) {
@@ -163,6 +188,10 @@ impl OutputLog {
         if is_error && self.errors.len() < Self::MAX_ERRORS {
             self.errors.push(line.clone());
         }
+        if self.head.len() < Self::MAX_HEAD {
+            self.head.push(line.clone());
+        }
+        self.lines += 1;
         self.tail.push_back(line);
         if self.tail.len() > Self::MAX_TAIL {
             self.tail.pop_front();
@@ -201,5 +230,13 @@ mod tests {
         assert_eq!(log.tail.len(), OutputLog::MAX_TAIL);
         assert_eq!(log.tail.back().unwrap(), "last");
         assert!(log.summary(3).contains("does not exist"));
+        let b = log.bounded(2, 3);
+        assert_eq!(b[0], "line 0");
+        assert_eq!(b[2], "… 47 lines omitted …");
+        assert_eq!(b.last().unwrap(), "last");
+        assert_eq!(b.len(), 6);
+        let mut short = OutputLog::default();
+        short.push(b"a\nb\n");
+        assert_eq!(short.bounded(20, 20), vec!["a", "b"]);
     }
 }

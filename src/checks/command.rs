@@ -1,0 +1,226 @@
+//! `kind = "command"`: an external program (an application's own integrity
+//! CLI, a Prisma client count …) run on the host against the sandbox.
+//!
+//! The program gets `DATABASE_URL` (`postgresql://user:password@host:port/db`)
+//! and libpq's `PGHOST`/`PGPORT`/`PGUSER`/`PGPASSWORD`/`PGDATABASE`
+//! (PostgreSQL docs, 34.15 "Environment Variables"); every other inherited
+//! `PG*` variable is removed, so a `PGHOSTADDR` or `PGSERVICE` of the
+//! operator's shell cannot point it at a production server. It runs in its
+//! own process group, with standard input closed; exit 0 within the timeout
+//! is a pass, another exit code a failure, a signal or the timeout an error.
+//! At the timeout the whole group gets SIGTERM, then SIGKILL 2 s later.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+
+use super::{CheckContext, CheckError, Conclusion, Finding, Incomplete};
+use crate::sandbox::OutputLog;
+
+/// Lines of output kept from the start and from the end.
+const HEAD_LINES: usize = 20;
+const TAIL_LINES: usize = 20;
+
+pub(super) async fn run(
+    ctx: &CheckContext<'_>,
+    argv: &[String],
+    workdir: &Path,
+    env: &BTreeMap<String, String>,
+    timeout: Duration,
+) -> Result<Conclusion, Incomplete> {
+    let sb = ctx.sandbox;
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .current_dir(workdir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("PG") || k == "DATABASE_URL" {
+            cmd.env_remove(k.as_ref());
+        }
+    }
+    cmd.envs(env)
+        .env(
+            "DATABASE_URL",
+            database_url(
+                &sb.user,
+                sb.password.expose(),
+                &sb.host,
+                sb.port,
+                ctx.dbname,
+            ),
+        )
+        .env("PGHOST", &sb.host)
+        .env("PGPORT", sb.port.to_string())
+        .env("PGUSER", &sb.user)
+        .env("PGPASSWORD", sb.password.expose())
+        .env("PGDATABASE", ctx.dbname);
+    let shown = argv.join(" ");
+    let mut child = cmd.spawn().map_err(|e| {
+        Incomplete::from(CheckError::Program(format!(
+            "start `{shown}` in {}: {e}",
+            workdir.display()
+        )))
+    })?;
+    let pgid = child.id();
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let mut log = OutputLog::default();
+    let waited = tokio::time::timeout(timeout, async {
+        let (mut a, mut b) = ([0u8; 8192], [0u8; 8192]);
+        let (mut out_open, mut err_open) = (true, true);
+        let mut status = None;
+        // Once the program exited, what it left in its group gets 2 s to
+        // close the pipes before drill stops reading.
+        let drain = tokio::time::sleep(Duration::from_secs(3600));
+        tokio::pin!(drain);
+        while out_open || err_open || status.is_none() {
+            tokio::select! {
+                n = stdout.read(&mut a), if out_open => match n {
+                    Ok(0) | Err(_) => out_open = false,
+                    Ok(n) => log.push(&a[..n]),
+                },
+                n = stderr.read(&mut b), if err_open => match n {
+                    Ok(0) | Err(_) => err_open = false,
+                    Ok(n) => log.push(&b[..n]),
+                },
+                s = child.wait(), if status.is_none() => {
+                    status = Some(s);
+                    drain.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(2));
+                },
+                () = &mut drain, if status.is_some() => break,
+            }
+        }
+        status.expect("loop ends after exit")
+    })
+    .await;
+    let status = match waited {
+        Ok(Ok(status)) => status,
+        Ok(Err(e)) => {
+            kill_group(pgid).await;
+            log.finish();
+            return Err(Incomplete {
+                error: CheckError::Program(format!("wait for `{shown}`: {e}")),
+                output: log.bounded(HEAD_LINES, TAIL_LINES),
+            });
+        }
+        Err(_) => {
+            kill_group(pgid).await;
+            let _ = child.wait().await;
+            log.finish();
+            return Err(Incomplete {
+                error: CheckError::Program(format!(
+                    "`{shown}` did not finish within {} (the check's timeout); its process group was killed",
+                    humantime::format_duration(timeout)
+                )),
+                output: log.bounded(HEAD_LINES, TAIL_LINES),
+            });
+        }
+    };
+    // Children it left behind in its group go too.
+    kill_group(pgid).await;
+    log.finish();
+    let output = log.bounded(HEAD_LINES, TAIL_LINES);
+    match status.code() {
+        Some(0) => Ok(Conclusion {
+            detail: format!("`{shown}` exited 0"),
+            output,
+            ..Default::default()
+        }),
+        Some(code) => {
+            let last = log.summary(1);
+            Ok(Conclusion {
+                detail: format!("`{shown}` exited with code {code}"),
+                findings: vec![Finding(if last.is_empty() {
+                    format!("`{shown}` exited with code {code}")
+                } else {
+                    format!("`{shown}` exited with code {code}: {last}")
+                })],
+                output,
+                ..Default::default()
+            })
+        }
+        None => {
+            use std::os::unix::process::ExitStatusExt;
+            Err(Incomplete {
+                error: CheckError::Program(format!(
+                    "`{shown}` was killed by signal {}",
+                    status.signal().unwrap_or(0)
+                )),
+                output,
+            })
+        }
+    }
+}
+
+/// SIGTERM the process group `pgid`, then SIGKILL it 2 s later if any
+/// member is left.
+async fn kill_group(pgid: Option<u32>) {
+    let Some(pgid) = pgid.and_then(|p| i32::try_from(p).ok()) else {
+        return;
+    };
+    // SAFETY: killpg only sends a signal; pgid is the group this check
+    // created for its own child (process_group(0)).
+    let alive = unsafe { libc::killpg(pgid, libc::SIGTERM) } == 0;
+    if alive {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for _ in 0..9 {
+            // SAFETY: as above; signal 0 only probes.
+            if unsafe { libc::killpg(pgid, 0) } != 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // SAFETY: as above.
+        unsafe { libc::killpg(pgid, libc::SIGKILL) };
+    }
+}
+
+/// `postgresql://user:password@host:port/dbname`, each part percent-encoded
+/// as libpq's connection URIs require (PostgreSQL docs, 34.1.1.2).
+pub(super) fn database_url(
+    user: &str,
+    password: &str,
+    host: &str,
+    port: u16,
+    dbname: &str,
+) -> String {
+    format!(
+        "postgresql://{}:{}@{}:{port}/{}",
+        encode(user),
+        encode(password),
+        host,
+        encode(dbname)
+    )
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_is_encoded() {
+        assert_eq!(
+            database_url("drill_sandbox", "p@ss/w", "127.0.0.1", 5433, "my db"),
+            "postgresql://drill_sandbox:p%40ss%2Fw@127.0.0.1:5433/my%20db"
+        );
+    }
+}
