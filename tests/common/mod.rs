@@ -331,3 +331,58 @@ pub fn assert_no_sandbox_left(run_id: &str) {
         "sandboxes of run {run_id} remain: {left:?}"
     );
 }
+
+/// Point `config` at the project's shipped `checks/` instead of its own.
+pub fn use_shipped_checks(config: &Path) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let shipped = root().join("checks");
+    let text = text.replacen(
+        "checks_dir = \"checks\"",
+        &format!("checks_dir = \"{}\"", shipped.display()),
+        1,
+    );
+    std::fs::write(config, text).unwrap();
+}
+
+/// The `[[databases]]` entry of `HEALTHY` named `name`.
+pub fn healthy(name: &str) -> &'static Db {
+    &HEALTHY
+        .iter()
+        .find(|(_, d)| d.name == name)
+        .unwrap_or_else(|| panic!("no healthy fixture {name}"))
+        .1
+}
+
+/// The file name of the healthy dump of `name` (its name in `/dumps/`).
+pub fn healthy_file(name: &str) -> &'static str {
+    HEALTHY
+        .iter()
+        .find(|(_, d)| d.name == name)
+        .unwrap_or_else(|| panic!("no healthy fixture {name}"))
+        .0
+}
+
+/// The check `name` of database `db` in a report.
+pub fn check<'a>(report: &'a Value, db: &str, name: &str) -> &'a Value {
+    database(report, db)["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("check {name} of {db} in report: {report:#}"))
+}
+
+/// (name, status) of every check of database `db` in a report.
+pub fn check_statuses(report: &Value, db: &str) -> Vec<(String, String)> {
+    database(report, db)["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
