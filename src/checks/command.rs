@@ -36,8 +36,6 @@ pub(super) async fn run(
     cmd.args(&argv[1..])
         .current_dir(workdir)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
     for (k, _) in std::env::vars_os() {
@@ -63,33 +61,38 @@ pub(super) async fn run(
         .env("PGPASSWORD", sb.password.expose())
         .env("PGDATABASE", ctx.dbname);
     let shown = argv.join(" ");
-    let mut child = cmd.spawn().map_err(|e| {
+    let start_error = |e: std::io::Error| {
         Incomplete::from(CheckError::Program(format!(
             "start `{shown}` in {}: {e}",
             workdir.display()
         )))
-    })?;
+    };
+    // One pipe for standard output and standard error, so the report shows
+    // the lines in the order the program wrote them.
+    let (writer, mut output) = tokio::net::unix::pipe::pipe().map_err(start_error)?;
+    let writer = writer.into_blocking_fd().map_err(start_error)?;
+    let writer2 = writer.try_clone().map_err(start_error)?;
+    cmd.stdout(Stdio::from(writer)).stderr(Stdio::from(writer2));
+    let spawned = cmd.spawn();
+    // Close drill's copies of the write end: end of output = the program
+    // and everything it started have closed theirs.
+    drop(cmd);
+    let mut child = spawned.map_err(start_error)?;
     let pgid = child.id();
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
     let mut log = OutputLog::default();
     let waited = tokio::time::timeout(timeout, async {
-        let (mut a, mut b) = ([0u8; 8192], [0u8; 8192]);
-        let (mut out_open, mut err_open) = (true, true);
+        let mut buf = [0u8; 8192];
+        let mut open = true;
         let mut status = None;
         // Once the program exited, what it left in its group gets 2 s to
-        // close the pipes before drill stops reading.
+        // close the pipe before drill stops reading.
         let drain = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(drain);
-        while out_open || err_open || status.is_none() {
+        while open || status.is_none() {
             tokio::select! {
-                n = stdout.read(&mut a), if out_open => match n {
-                    Ok(0) | Err(_) => out_open = false,
-                    Ok(n) => log.push(&a[..n]),
-                },
-                n = stderr.read(&mut b), if err_open => match n {
-                    Ok(0) | Err(_) => err_open = false,
-                    Ok(n) => log.push(&b[..n]),
+                n = output.read(&mut buf), if open => match n {
+                    Ok(0) | Err(_) => open = false,
+                    Ok(n) => log.push(&buf[..n]),
                 },
                 s = child.wait(), if status.is_none() => {
                     status = Some(s);
