@@ -663,4 +663,72 @@ mod tests {
         .to_string();
         assert!(e.contains("expect") && e.contains("equal"), "{e}");
     }
+
+    #[test]
+    fn row_counts_are_validated() {
+        let e = load_text("kind = \"row-counts\"\ndatabase = \"pagila\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[[tables]] or [[groups]]"), "{e}");
+        let e = load_text(
+            "kind = \"row-counts\"\ndatabase = \"pagila\"\n[[tables]]\ntable = \"rental\"\nmin = 1\nmax_drop = 1.5\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("tables[0].max_drop") && e.contains("1.5"), "{e}");
+        let e = load_text(
+            "kind = \"row-counts\"\ndatabase = \"pagila\"\n[[tables]]\ntable = \"a.b.c\"\nmin = 1\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("tables[0].table"), "{e}");
+        let e = load_text(
+            "kind = \"row-counts\"\ndatabase = \"pagila\"\n[[tables]]\ntable = \"rental\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("min"), "min is required: {e}");
+        let ok = load_text(
+            "kind = \"row-counts\"\ndatabase = \"pagila\"\n[[tables]]\ntable = \"public.rental\"\nmin = 1\n\n[[groups]]\nname = \"per store\"\nquery = \"select 1, 2\"\nmin = 0\nmax_drop = 0.1\n",
+        )
+        .unwrap();
+        assert_eq!(ok.spec.kind(), "row-counts");
+        assert!(ok.spec.concurrent());
+    }
+
+    #[test]
+    fn command_env_cannot_redirect_the_connection() {
+        let e = load_text(
+            "kind = \"command\"\ndatabase = \"pagila\"\ncommand = [\"true\"]\n[env]\nPGHOSTADDR = \"10.0.0.1\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("env.PGHOSTADDR"), "{e}");
+        let e = load_text("kind = \"command\"\ndatabase = \"pagila\"\ncommand = []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`command`") && e.contains("empty"), "{e}");
+        let ok = load_text(
+            "kind = \"command\"\ndatabase = \"pagila\"\ncommand = [\"bin/check\", \"--all\"]\n",
+        )
+        .unwrap();
+        let CheckSpec::Command { argv, workdir, .. } = &ok.spec else {
+            panic!("command")
+        };
+        assert!(Path::new(&argv[0]).is_absolute() && argv[0].ends_with("bin/check"));
+        assert_eq!(workdir, ok.file.parent().unwrap());
+        assert!(!ok.spec.concurrent(), "a command runs alone");
+    }
+
+    #[test]
+    fn amcheck_without_database_runs_everywhere() {
+        let ok = load_text("kind = \"amcheck\"\n").unwrap();
+        assert!(ok.database.is_none() && ok.applies_to("pagila") && ok.applies_to("x"));
+        let one = load_text("kind = \"amcheck\"\ndatabase = \"pagila\"\nparent_check = false\n").unwrap();
+        assert!(one.applies_to("pagila") && !one.applies_to("x"));
+        let e = load_text("kind = \"amcheck\"\ndbname = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("dbname"), "{e}");
+        let e = load_text("kind = 3\n").unwrap_err().to_string();
+        assert!(e.contains("`kind`") && e.contains("string"), "{e}");
+    }
 }
