@@ -330,6 +330,10 @@ fn command_checks_fail_time_out_and_never_show_the_password() {
             "kind = \"command\"\ndatabase = \"hive\"\ncommand = [\"sh\", \"-c\", \"echo checking tenants; echo 'tenant axev has no employees' >&2; exit 1\"]\n".to_string(),
         ),
         (
+            "cannot-check.toml",
+            "kind = \"command\"\ndatabase = \"hive\"\nerror_codes = [2]\ncommand = [\"sh\", \"-c\", \"echo 'cannot reach the database' >&2; exit 2\"]\n".to_string(),
+        ),
+        (
             "hangs.toml",
             format!("kind = \"command\"\ndatabase = \"hive\"\ntimeout = \"2s\"\ncommand = [\"sh\", \"-c\", \"echo $$ > {s}/hang.pid; sleep 600 & echo $! > {s}/child.pid; wait\"]\n"),
         ),
@@ -374,6 +378,19 @@ psql -X -At -c 'select count(*) from axec.employees'
         .map(|l| l.as_str().unwrap())
         .collect();
     assert_eq!(out, ["checking tenants", "tenant axev has no employees"]);
+
+    let cannot = check(&report, "hive", "cannot-check");
+    assert_eq!(
+        cannot["status"], "error",
+        "an error_codes exit is no verdict: {cannot:#}"
+    );
+    assert!(
+        cannot["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach the database"),
+        "{cannot:#}"
+    );
 
     let hang = check(&report, "hive", "hangs");
     assert_eq!(hang["status"], "error", "{hang:#}");

@@ -7,7 +7,9 @@
 //! `PG*` variable is removed, so a `PGHOSTADDR` or `PGSERVICE` of the
 //! operator's shell cannot point it at a production server. It runs in its
 //! own process group, with standard input closed; exit 0 within the timeout
-//! is a pass, another exit code a failure, a signal or the timeout an error.
+//! is a pass, another exit code a failure (unless the check file lists it
+//! in `error_codes`), a signal, an `error_codes` code or the timeout an
+//! error.
 //! At the timeout the whole group gets SIGTERM, then SIGKILL 2 s later.
 
 use std::collections::BTreeMap;
@@ -29,6 +31,7 @@ pub(super) async fn run(
     argv: &[String],
     workdir: &Path,
     env: &BTreeMap<String, String>,
+    error_codes: &[i32],
     timeout: Duration,
 ) -> Result<Conclusion, Incomplete> {
     let sb = ctx.sandbox;
@@ -136,6 +139,13 @@ pub(super) async fn run(
             detail: format!("`{shown}` exited 0"),
             output,
             ..Default::default()
+        }),
+        Some(code) if error_codes.contains(&code) => Err(Incomplete {
+            error: CheckError::Program(format!(
+                "`{shown}` exited with code {code}, which its check file lists in error_codes (could not check): {}",
+                log.summary(1)
+            )),
+            output,
         }),
         Some(code) => {
             let last = log.summary(1);

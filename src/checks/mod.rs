@@ -144,9 +144,12 @@ pub async fn run(def: &CheckDefinition, ctx: &CheckContext<'_>) -> CheckReport {
             )
             .await
             .map_err(Incomplete::from),
-            CheckSpec::Command { argv, workdir, env } => {
-                command::run(ctx, argv, workdir, env, def.timeout).await
-            }
+            CheckSpec::Command {
+                argv,
+                workdir,
+                env,
+                error_codes,
+            } => command::run(ctx, argv, workdir, env, error_codes, def.timeout).await,
             CheckSpec::Amcheck {
                 heapallindexed,
                 parent_check,

@@ -119,6 +119,11 @@ pub fn summary(o: &RunOutcome, quiet: bool) {
             let _ = writeln!(err, "  - {reason}");
         }
     }
+    if !quiet {
+        for w in &r.warnings {
+            let _ = writeln!(err, "warning: {w}");
+        }
+    }
     let _ = writeln!(err, "report: {}", o.written.json.display());
     if !quiet {
         let _ = writeln!(err, "        {}", o.written.markdown.display());

@@ -102,7 +102,8 @@ pub enum CheckSpec {
         /// The stored digest: lower- or upper-case hex SHA-256, as text.
         digest_column: String,
     },
-    /// `kind = "command"`: `command` (argv, no shell), `workdir`, `env`.
+    /// `kind = "command"`: `command` (argv, no shell), `workdir`, `env`,
+    /// `error_codes`.
     Command {
         /// Program and arguments. A relative program path containing `/` is
         /// resolved against the check file's folder.
@@ -111,6 +112,9 @@ pub enum CheckSpec {
         workdir: PathBuf,
         /// Extra environment variables.
         env: BTreeMap<String, String>,
+        /// Exit codes that mean "could not check" (e.g. cannot connect):
+        /// `error`, not `failed`. Other non-zero codes are `failed`.
+        error_codes: Vec<i32>,
     },
     /// `kind = "amcheck"`: `pg_amcheck` in the sandbox.
     Amcheck {
@@ -240,6 +244,8 @@ struct RawCommand {
     workdir: Option<PathBuf>,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    #[serde(default)]
+    error_codes: Vec<i32>,
 }
 
 #[derive(Deserialize)]
@@ -481,6 +487,12 @@ pub fn load_file(
                     ));
                 }
             }
+            if raw.error_codes.contains(&0) {
+                return Err(invalid(
+                    "error_codes",
+                    "lists 0, which is a pass; list only the codes that mean the program could not check".into(),
+                ));
+            }
             let workdir = match raw.workdir {
                 Some(w) if w.is_relative() => folder.join(w),
                 Some(w) => w,
@@ -497,6 +509,7 @@ pub fn load_file(
                     argv,
                     workdir,
                     env: raw.env,
+                    error_codes: raw.error_codes,
                 },
             }
         }
@@ -724,9 +737,12 @@ mod tests {
     fn amcheck_without_database_runs_everywhere() {
         let ok = load_text("kind = \"amcheck\"\n").unwrap();
         assert!(ok.database.is_none() && ok.applies_to("pagila") && ok.applies_to("x"));
-        let one = load_text("kind = \"amcheck\"\ndatabase = \"pagila\"\nparent_check = false\n").unwrap();
+        let one =
+            load_text("kind = \"amcheck\"\ndatabase = \"pagila\"\nparent_check = false\n").unwrap();
         assert!(one.applies_to("pagila") && !one.applies_to("x"));
-        let e = load_text("kind = \"amcheck\"\ndbname = \"x\"\n").unwrap_err().to_string();
+        let e = load_text("kind = \"amcheck\"\ndbname = \"x\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("dbname"), "{e}");
         let e = load_text("kind = 3\n").unwrap_err().to_string();
         assert!(e.contains("`kind`") && e.contains("string"), "{e}");
