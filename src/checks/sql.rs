@@ -78,6 +78,7 @@ pub(super) fn judge(
             n if n > MAX_ROWS_REPORTED => {
                 format!("{n} violating rows (first {MAX_ROWS_REPORTED} listed)")
             }
+            1 => "1 violating row".to_string(),
             n => format!("{n} violating rows"),
         };
         return Ok(Conclusion {
