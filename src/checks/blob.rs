@@ -10,8 +10,11 @@
 //!    in the sandbox to the stored digest, and holds as many rows.
 //!
 //! The export is piped chunk by chunk into the import and through the
-//! hasher: values of any size stream without being held in memory. The
-//! binary COPY format is PostgreSQL's (docs: COPY, "Binary Format").
+//! hasher. PostgreSQL sends each row of a COPY as one message, so values
+//! over [`LARGE_VALUE`] bytes are read in slices instead and imported
+//! through a COPY stream drill frames itself: memory stays at one slice
+//! (1 MiB) whatever the size of a value. The binary COPY format is
+//! PostgreSQL's (docs: COPY, "Binary Format").
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -122,9 +125,14 @@ async fn verify(
         )
         .await
         .map_err(q)?;
+    // Rows up to LARGE_VALUE bytes travel in one COPY, piped through the
+    // parser (hashing) into the import. PostgreSQL sends each row of a COPY
+    // as one message, so larger values would be held whole: they are read
+    // in LARGE_VALUE slices instead and imported with a COPY drill frames.
     let export = source
         .copy_out(&format!(
-            "COPY (SELECT {id}::text, {data}, {digest}::text FROM {table}) TO STDOUT (FORMAT binary)"
+            "COPY (SELECT {id}::text, {data}, {digest}::text FROM {table} \
+             WHERE {data} IS NULL OR octet_length({data}) <= {LARGE_VALUE}) TO STDOUT (FORMAT binary)"
         ))
         .await
         .map_err(q)?;
@@ -143,10 +151,20 @@ async fn verify(
             .map_err(|e| CheckError::Shape(format!("export of {}: {e}", t.table)))?;
         import.send(chunk).await.map_err(q)?;
     }
-    let exported = parser
+    let mut exported = parser
         .finish()
         .map_err(|e| CheckError::Shape(format!("export of {}: {e}", t.table)))?;
-    let imported = import.finish().await.map_err(q)?;
+    let mut imported = import.finish().await.map_err(q)?;
+    let large = export_large(source, scratch, &table, &id, &data, &digest)
+        .await
+        .map_err(|e| match e {
+            LargeError::Pg(e) => q(e),
+            LargeError::Shape(m) => CheckError::Shape(format!("export of {}: {m}", t.table)),
+        })?;
+    exported.rows += large.rows;
+    exported.bytes += large.bytes;
+    exported.mismatches.extend(large.mismatches);
+    imported += large.imported;
     for (key, stored, computed) in exported.mismatches {
         let m = bad.entry(key).or_default();
         m.stored = stored;
@@ -226,6 +244,132 @@ async fn verify(
         bytes_verified: Some(exported.bytes),
         ..Default::default()
     })
+}
+
+/// Values larger than this (bytes) are read in slices of this size.
+const LARGE_VALUE: i64 = 1 << 20;
+
+enum LargeError {
+    Pg(tokio_postgres::Error),
+    Shape(String),
+}
+
+impl From<tokio_postgres::Error> for LargeError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        LargeError::Pg(e)
+    }
+}
+
+/// What [`export_large`] moved.
+struct Large {
+    rows: u64,
+    bytes: u64,
+    imported: u64,
+    mismatches: Vec<(String, Option<String>, String)>,
+}
+
+/// Export the rows whose value exceeds [`LARGE_VALUE`] slice by slice
+/// (`substring(data from k for LARGE_VALUE)`, located by `ctid` so each
+/// slice is one tuple fetch), hash them, and import them into the scratch
+/// table through a binary COPY whose framing drill writes (PostgreSQL docs:
+/// COPY, "Binary Format"). Memory: one slice.
+async fn export_large(
+    source: &tokio_postgres::Client,
+    scratch: &tokio_postgres::Client,
+    table: &str,
+    id: &str,
+    data: &str,
+    digest: &str,
+) -> Result<Large, LargeError> {
+    let mut out = Large {
+        rows: 0,
+        bytes: 0,
+        imported: 0,
+        mismatches: vec![],
+    };
+    let rows = source
+        .query(
+            &format!(
+                "SELECT ctid::text, {id}::text, octet_length({data})::bigint, {digest}::text \
+                 FROM {table} WHERE octet_length({data}) > {LARGE_VALUE} ORDER BY 2"
+            ),
+            &[],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Ok(out);
+    }
+    let slice = source
+        .prepare(&format!(
+            "SELECT substring({data} from $2::bigint::integer for $3::bigint::integer) FROM {table} WHERE ctid = $1::text::tid"
+        ))
+        .await?;
+    let import = scratch
+        .copy_in::<_, Bytes>(
+            "COPY drill_blob_roundtrip (id, data, digest) FROM STDIN (FORMAT binary)",
+        )
+        .await?;
+    futures_util::pin_mut!(import);
+    let mut header = SIGNATURE.to_vec();
+    header.extend_from_slice(&0u32.to_be_bytes());
+    header.extend_from_slice(&0u32.to_be_bytes());
+    import.send(Bytes::from(header)).await?;
+    for row in rows {
+        let ctid: String = row.get(0);
+        let key: Option<String> = row.get(1);
+        let key = key.unwrap_or_else(|| "NULL".into());
+        let len: i64 = row.get(2);
+        let stored: Option<String> = row.get(3);
+        let mut frame = Vec::with_capacity(64);
+        frame.extend_from_slice(&3i16.to_be_bytes());
+        frame.extend_from_slice(&(key.len() as i32).to_be_bytes());
+        frame.extend_from_slice(key.as_bytes());
+        frame.extend_from_slice(&(len as i32).to_be_bytes());
+        import.send(Bytes::from(frame)).await?;
+        let mut hasher = Sha256::new();
+        let mut offset: i64 = 0;
+        while offset < len {
+            let part = source
+                .query_one(&slice, &[&ctid, &(offset + 1), &LARGE_VALUE])
+                .await?;
+            let part: Option<Vec<u8>> = part.get(0);
+            let part = part.unwrap_or_default();
+            if part.is_empty() {
+                return Err(LargeError::Shape(format!(
+                    "row {key}: value ended at byte {offset} of {len}"
+                )));
+            }
+            hasher.update(&part);
+            offset += part.len() as i64;
+            import.send(Bytes::from(part)).await?;
+        }
+        if offset != len {
+            return Err(LargeError::Shape(format!(
+                "row {key}: read {offset} bytes of {len}"
+            )));
+        }
+        let mut tail = Vec::with_capacity(72);
+        match &stored {
+            Some(d) => {
+                tail.extend_from_slice(&(d.len() as i32).to_be_bytes());
+                tail.extend_from_slice(d.as_bytes());
+            }
+            None => tail.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+        import.send(Bytes::from(tail)).await?;
+        let computed = hex(&hasher.finalize());
+        if !stored
+            .as_deref()
+            .is_some_and(|s| s.trim().eq_ignore_ascii_case(&computed))
+        {
+            out.mismatches.push((key, stored, computed));
+        }
+        out.rows += 1;
+        out.bytes += len as u64;
+    }
+    import.send(Bytes::from_static(&[0xff, 0xff])).await?;
+    out.imported = import.finish().await?;
+    Ok(out)
 }
 
 /// What the export held.
