@@ -14,7 +14,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::clock::SystemClock;
 use crate::config;
 use crate::drill::{self, RunError, RunOptions};
 use crate::report::Verdict;
@@ -66,6 +65,10 @@ struct RunArgs {
     /// Snapshot to restore: `latest` or an id (prefix).
     #[arg(long, value_name = "ID|latest", default_value = "latest")]
     snapshot: String,
+    /// Tiers to try in order until one passes, e.g. `local,ring,cold`
+    /// (default: the config's `fallback` when no --tier is given).
+    #[arg(long, value_name = "T,…", value_delimiter = ',')]
+    fallback: Vec<String>,
     /// Restore only this database (repeatable).
     #[arg(long = "database", value_name = "D")]
     databases: Vec<String>,
@@ -120,17 +123,32 @@ async fn run(cli: &Cli, args: RunArgs) -> u8 {
         }
     };
     let _ = args.no_notify; // nothing is posted by this version
-    let clock = SystemClock;
+    let clock = match crate::clock::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("drill: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let clock = clock.as_ref();
     let opts = RunOptions {
-        run_id: drill::new_run_id(&clock),
+        run_id: drill::new_run_id(clock),
         tier: args.tier,
+        fallback: args.fallback,
         snapshot: args.snapshot,
         databases: args.databases,
         checks: args.checks,
         keep: args.keep,
     };
+    let _lock = match drill::DrillLock::acquire(&config.reports_dir, &opts.run_id, &config.path) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("drill: {e}");
+            return EXIT_ENVIRONMENT;
+        }
+    };
     let sink = progress::Terminal::new(cli.quiet, cli.verbose, config.timezone);
-    let work = std::panic::AssertUnwindSafe(drill::run(&config, &opts, &clock, &sink));
+    let work = std::panic::AssertUnwindSafe(drill::run(&config, &opts, clock, &sink));
     let outcome = tokio::select! {
         r = futures_util::FutureExt::catch_unwind(work) => r,
         signal = shutdown_signal() => {
@@ -166,7 +184,7 @@ async fn run(cli: &Cli, args: RunArgs) -> u8 {
                 );
             }
             progress::summary(&o, cli.quiet);
-            match o.report.verdict {
+            match o.verdict {
                 Verdict::Passed => EXIT_PASSED,
                 Verdict::Failed => EXIT_FAILED,
                 Verdict::Error => EXIT_ENVIRONMENT,

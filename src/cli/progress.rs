@@ -100,6 +100,9 @@ impl EventSink for Terminal {
                  `docker exec {container} printenv POSTGRES_PASSWORD`); remove with `docker rm -f {container}`"
             )),
             Event::Warning { message } => self.line(&format!("warning: {message}")),
+            Event::FallingBack { from, to } => {
+                self.line(&format!("tier {from} did not pass; falling back to tier {to}"))
+            }
             Event::Finished { .. } => {}
         }
     }
@@ -113,6 +116,11 @@ pub fn summary(o: &RunOutcome, quiet: bool) {
         .rto_seconds
         .map(|s| format!(", RTO {s:.1} s"))
         .unwrap_or_default();
+    if r.attempts.len() > 1 {
+        for a in &r.attempts {
+            let _ = writeln!(err, "tier {}: {}", a.tier, a.verdict.as_str());
+        }
+    }
     let _ = writeln!(err, "verdict: {}{rto}", r.verdict.as_str().to_uppercase());
     if r.verdict != Verdict::Passed {
         for reason in r.reasons.iter().take(if quiet { 3 } else { 20 }) {

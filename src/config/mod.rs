@@ -215,6 +215,86 @@ struct RawTier {
     #[serde(default)]
     password_prompt: bool,
     disks: Option<Vec<u32>>,
+    ssh: Option<RawSsh>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSsh {
+    port: Option<u16>,
+    identity_file: Option<PathBuf>,
+    known_hosts: Option<PathBuf>,
+    #[serde(default)]
+    host_key_check: HostKeyCheck,
+    #[serde(default, with = "humantime_serde")]
+    connect_timeout: Option<Duration>,
+}
+
+/// `[tiers.NAME.ssh] host_key_check`: OpenSSH's `StrictHostKeyChecking`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyCheck {
+    /// The host key must already be in `known_hosts` (`yes`).
+    #[default]
+    Strict,
+    /// Unknown hosts are added on first contact, changed keys refused
+    /// (`accept-new`).
+    AcceptNew,
+}
+
+/// `[tiers.NAME.ssh]`: how restic's sftp backend reaches the peer. Passed
+/// to `ssh` through restic's `-o sftp.args=…` (restic docs, "Preparing a
+/// new repository", SFTP), always with `BatchMode=yes` so ssh never asks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SshOptions {
+    /// `-p`: the peer's SSH port.
+    pub port: Option<u16>,
+    /// `-i` with `IdentitiesOnly=yes`: the private key to use.
+    pub identity_file: Option<PathBuf>,
+    /// `UserKnownHostsFile`: where the peer's host key is recorded.
+    pub known_hosts: Option<PathBuf>,
+    /// `StrictHostKeyChecking`.
+    pub host_key_check: HostKeyCheck,
+    /// `ConnectTimeout` (default 10 s).
+    pub connect_timeout: Duration,
+}
+
+impl SshOptions {
+    /// The ssh arguments, one per element.
+    pub fn ssh_args(&self) -> Vec<String> {
+        let mut a = vec![
+            "-o".to_string(),
+            "BatchMode=yes".to_string(),
+            "-o".to_string(),
+            format!("ConnectTimeout={}", self.connect_timeout.as_secs().max(1)),
+            "-o".to_string(),
+            format!(
+                "StrictHostKeyChecking={}",
+                match self.host_key_check {
+                    HostKeyCheck::Strict => "yes",
+                    HostKeyCheck::AcceptNew => "accept-new",
+                }
+            ),
+        ];
+        if let Some(p) = self.port {
+            a.extend(["-p".to_string(), p.to_string()]);
+        }
+        if let Some(i) = &self.identity_file {
+            a.extend([
+                "-i".to_string(),
+                i.display().to_string(),
+                "-o".to_string(),
+                "IdentitiesOnly=yes".to_string(),
+            ]);
+        }
+        if let Some(k) = &self.known_hosts {
+            a.extend([
+                "-o".to_string(),
+                format!("UserKnownHostsFile={}", k.display()),
+            ]);
+        }
+        a
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -279,6 +359,8 @@ pub struct TierConfig {
     pub password: PasswordSource,
     /// Rotation disks for a `{disk}` placeholder in `repository`.
     pub disks: Option<Vec<u32>>,
+    /// SSH options of an `sftp:` repository.
+    pub ssh: Option<SshOptions>,
 }
 
 /// `[sandbox]`: the throwaway PostgreSQL servers.
@@ -467,6 +549,59 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
                 "repository has a `{disk}` placeholder, so `disks` must list the disk numbers, e.g. disks = [1, 2, 3]",
             ));
         }
+        let ssh = match t.ssh {
+            None => None,
+            Some(_) if !repository.starts_with("sftp:") => {
+                return Err(ConfigError::invalid(
+                    path,
+                    format!("{key}.ssh"),
+                    "applies only to `sftp:` repositories",
+                ))
+            }
+            Some(s) => {
+                for (k, v) in [
+                    ("identity_file", &s.identity_file),
+                    ("known_hosts", &s.known_hosts),
+                ] {
+                    if let Some(v) = v {
+                        if v.to_string_lossy()
+                            .chars()
+                            .any(|c| c.is_whitespace() || c == '"' || c == '\'')
+                        {
+                            return Err(ConfigError::invalid(
+                                path,
+                                format!("{key}.ssh.{k}"),
+                                "must not contain spaces or quotes (restic splits sftp.args on spaces)",
+                            ));
+                        }
+                    }
+                }
+                Some(SshOptions {
+                    port: s.port,
+                    identity_file: s.identity_file.map(|f| resolve(&f)),
+                    known_hosts: s.known_hosts.map(|f| resolve(&f)),
+                    host_key_check: s.host_key_check,
+                    connect_timeout: s.connect_timeout.unwrap_or(Duration::from_secs(10)),
+                })
+            }
+        };
+        if let Some(d) = &t.disks {
+            if !repository.contains("{disk}") {
+                return Err(ConfigError::invalid(
+                    path,
+                    format!("{key}.disks"),
+                    "is set but `repository` has no `{disk}` placeholder to put the disk number in",
+                ));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            if let Some(dup) = d.iter().find(|x| !seen.insert(**x)) {
+                return Err(ConfigError::invalid(
+                    path,
+                    format!("{key}.disks"),
+                    format!("lists disk {dup} twice"),
+                ));
+            }
+        }
         tiers.insert(
             name.clone(),
             TierConfig {
@@ -474,6 +609,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
                 repository,
                 password,
                 disks: t.disks,
+                ssh,
             },
         );
     }

@@ -6,6 +6,10 @@
 //! of the run whatever happened (unless `keep`), first one by one and then by
 //! a sweep over the run's label.
 
+mod lock;
+
+pub use lock::{DrillLock, LockError};
+
 use std::time::Instant;
 
 use crate::checks;
@@ -24,8 +28,11 @@ use crate::tier::{Repository, Snapshot};
 pub struct RunOptions {
     /// Run id (see [`new_run_id`]); labels the sandboxes.
     pub run_id: String,
-    /// Tier; `None` = the config's default tier.
+    /// Tier; `None` = the config's default tier (or its `fallback` list).
     pub tier: Option<String>,
+    /// Tiers to try in order until one passes (`--fallback`); overrides
+    /// `tier` and the config's `fallback`.
+    pub fallback: Vec<String>,
     /// `latest` or a snapshot id (prefix).
     pub snapshot: String,
     /// Restore only these databases (empty = all).
@@ -47,13 +54,92 @@ pub enum RunError {
     Report(#[from] report::ReportError),
 }
 
-/// A finished drill.
+/// A finished drill (the last attempt when tiers fall back).
 #[derive(Debug)]
 pub struct RunOutcome {
-    /// The record.
+    /// The record of the last attempt; its `attempts` lists every one.
     pub report: Report,
     /// Where it was written.
     pub written: WrittenReport,
+    /// Over all attempts: `passed` if one passed, else `failed` if one
+    /// found the backup bad, else `error`.
+    pub verdict: Verdict,
+}
+
+/// The tiers a run tries, in order.
+///
+/// # Errors
+/// [`RunError::Usage`] for an unknown tier or no tier at all.
+pub fn tiers_to_try(config: &Config, opts: &RunOptions) -> Result<Vec<String>, RunError> {
+    let tiers: Vec<String> = if !opts.fallback.is_empty() {
+        opts.fallback.clone()
+    } else if let Some(t) = &opts.tier {
+        vec![t.clone()]
+    } else if !config.fallback.is_empty() {
+        config.fallback.clone()
+    } else {
+        vec![config
+            .default_tier()
+            .ok_or_else(|| {
+                RunError::Usage("no tier given and no default: pass --tier NAME".into())
+            })?
+            .to_string()]
+    };
+    for (i, t) in tiers.iter().enumerate() {
+        if tiers[..i].contains(t) {
+            return Err(RunError::Usage(format!(
+                "tier `{t}` is listed twice in the fallback"
+            )));
+        }
+        if !config.tiers.contains_key(t) {
+            return Err(RunError::Usage(format!(
+                "tier `{t}` is not configured in {} (known: {})",
+                config.path.display(),
+                config.tiers.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    Ok(tiers)
+}
+
+/// Run a drill: each tier of [`tiers_to_try`] in turn until one passes.
+/// Every attempt writes its own report; each lists the attempts so far.
+///
+/// # Errors
+/// As [`run_tier`].
+pub async fn run(
+    config: &Config,
+    opts: &RunOptions,
+    clock: &dyn Clock,
+    events: &dyn EventSink,
+) -> Result<RunOutcome, RunError> {
+    let tiers = tiers_to_try(config, opts)?;
+    let mut attempts: Vec<report::Attempt> = Vec::new();
+    let mut last = None;
+    for (i, tier) in tiers.iter().enumerate() {
+        if i > 0 {
+            events.emit(&Event::FallingBack {
+                from: tiers[i - 1].clone(),
+                to: tier.clone(),
+            });
+        }
+        let outcome = run_tier(config, opts, tier, &attempts, clock, events).await?;
+        attempts = outcome.report.attempts.clone();
+        let passed = outcome.report.verdict == Verdict::Passed;
+        last = Some(outcome);
+        if passed {
+            break;
+        }
+    }
+    let mut outcome = last.expect("at least one tier");
+    outcome.verdict = if attempts.iter().any(|a| a.verdict == Verdict::Passed) {
+        Verdict::Passed
+    } else if attempts.iter().any(|a| a.verdict == Verdict::Failed) {
+        Verdict::Failed
+    } else {
+        Verdict::Error
+    };
+    Ok(outcome)
 }
 
 /// A fresh run id: UTC time plus 6 random characters, lower case, usable in
@@ -101,27 +187,23 @@ impl DbRun<'_> {
     }
 }
 
-/// Run one drill and write its report.
+/// Drill one tier and write its report. `earlier` are the attempts of this
+/// run on other tiers before it.
 ///
 /// # Errors
-/// [`RunError::Usage`] for names the config lacks; [`RunError::Report`] when
-/// the report cannot be written.
-pub async fn run(
+/// [`RunError::Usage`] for names the config lacks or a password prompt
+/// without a terminal; [`RunError::Report`] when the report cannot be
+/// written.
+pub async fn run_tier(
     config: &Config,
     opts: &RunOptions,
+    tier_name: &str,
+    earlier: &[report::Attempt],
     clock: &dyn Clock,
     events: &dyn EventSink,
 ) -> Result<RunOutcome, RunError> {
     let started_at = clock.now();
-    let tier_name = match &opts.tier {
-        Some(t) => t.clone(),
-        None => config
-            .default_tier()
-            .ok_or_else(|| {
-                RunError::Usage("no tier given and no default: pass --tier NAME".into())
-            })?
-            .to_string(),
-    };
+    let tier_name = tier_name.to_string();
     let tier = config.tiers.get(&tier_name).ok_or_else(|| {
         RunError::Usage(format!(
             "tier `{tier_name}` is not configured in {} (known: {})",
@@ -193,19 +275,40 @@ pub async fn run(
         })
         .collect();
 
-    let display_repo = crate::secret::redact_url(&tier.repository);
+    let mut reasons: Vec<String> = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
+    let mut backup_missing = false;
+    let mut snapshot: Option<Snapshot> = None;
+
+    // A cold tier's repository is on whichever rotation disk is mounted.
+    let location = crate::tier::locate(tier, &started_at.with_timezone(&config.timezone));
+    let display_repo = crate::secret::redact_url(
+        location
+            .as_ref()
+            .map(|l| l.repository.as_str())
+            .unwrap_or(&tier.repository),
+    );
     events.emit(&Event::Started {
         run_id: opts.run_id.clone(),
         tier: tier_name.clone(),
         repository: display_repo.clone(),
     });
-
-    let mut reasons: Vec<String> = Vec::new();
-    let mut backup_missing = false;
-    let mut snapshot: Option<Snapshot> = None;
-
-    let repo = match Repository::open(tier, &config.restic).await {
-        Ok(r) => Some(r),
+    let disk = location.as_ref().ok().and_then(|l| l.disk);
+    let repo = match location {
+        Ok(l) => {
+            for w in &l.warnings {
+                events.emit(&Event::Warning { message: w.clone() });
+            }
+            warnings.extend(l.warnings);
+            match Repository::open_at(tier, &l.repository, &config.restic).await {
+                Ok(r) => Some(r),
+                Err(e) if e.is_usage() => return Err(RunError::Usage(e.to_string())),
+                Err(e) => {
+                    reasons.push(e.to_string());
+                    None
+                }
+            }
+        }
         Err(e) => {
             reasons.push(e.to_string());
             None
@@ -236,6 +339,16 @@ pub async fn run(
             tags: s.tags.clone(),
         }
     });
+    if let (Some(s), Some(d)) = (&snapshot_report, disk) {
+        warnings.push(format!(
+            "tier `{tier_name}`: the cold copy on disk {d} is {} old (snapshot {} of {})",
+            humantime::format_duration(std::time::Duration::from_secs(s.age_seconds as u64)),
+            s.short_id,
+            s.time
+                .with_timezone(&config.timezone)
+                .format("%Y-%m-%d %H:%M %Z")
+        ));
+    }
     if let Some(s) = &snapshot_report {
         events.emit(&Event::SnapshotSelected {
             short_id: s.short_id.clone(),
@@ -347,7 +460,6 @@ pub async fn run(
             snapshot_report.as_ref().map(|s| s.age_seconds),
         ),
     };
-    let mut warnings: Vec<String> = Vec::new();
     for d in &dbs {
         for c in &d.report.checks {
             for n in &c.notes {
@@ -426,6 +538,18 @@ pub async fn run(
         Verdict::Passed
     };
 
+    let mut attempts = earlier.to_vec();
+    let report_stem = report::file_stem(started_at, &tier_name);
+    attempts.push(report::Attempt {
+        tier: tier_name.clone(),
+        verdict,
+        reasons: reasons.iter().take(3).cloned().collect(),
+        report: format!("{report_stem}.json"),
+    });
+    let passed_tier = attempts
+        .iter()
+        .find(|a| a.verdict == Verdict::Passed)
+        .map(|a| a.tier.clone());
     let report = Report {
         format_version: report::FORMAT_VERSION,
         run_id: opts.run_id.clone(),
@@ -441,13 +565,20 @@ pub async fn run(
         policy,
         databases: dbs.into_iter().map(|d| d.report).collect(),
         warnings,
+        disk,
+        attempts,
+        passed_tier,
     };
     let written = report::write(&report, &config.reports_dir, config.timezone)?;
     events.emit(&Event::Finished {
         verdict: report.verdict,
         rto_seconds: report.rto_seconds,
     });
-    Ok(RunOutcome { report, written })
+    Ok(RunOutcome {
+        verdict: report.verdict,
+        report,
+        written,
+    })
 }
 
 /// Checks of one database that run at once (those that only read).

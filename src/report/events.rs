@@ -94,6 +94,13 @@ pub enum Event {
         /// The message.
         message: String,
     },
+    /// A tier's drill did not pass; the next tier of the fallback is tried.
+    FallingBack {
+        /// The tier that did not pass.
+        from: String,
+        /// The tier tried next.
+        to: String,
+    },
     /// The run ended.
     Finished {
         /// The verdict.

@@ -52,7 +52,12 @@ pub(super) fn render(r: &Report, tz: chrono_tz::Tz) -> String {
         r.verdict.as_str().to_uppercase()
     );
     let _ = writeln!(o, "- run: `{}` (drill {})", r.run_id, r.drill_version);
-    let _ = writeln!(o, "- repository: `{}`", r.repository);
+    let _ = writeln!(
+        o,
+        "- repository: `{}`{}",
+        r.repository,
+        r.disk.map(|d| format!(" (disk {d})")).unwrap_or_default()
+    );
     let _ = writeln!(
         o,
         "- started: {} — finished: {}",
@@ -91,6 +96,22 @@ pub(super) fn render(r: &Report, tz: chrono_tz::Tz) -> String {
         let _ = writeln!(o, "\n## Why not passed\n");
         for reason in &r.reasons {
             let _ = writeln!(o, "- {}", reason.replace('\n', " "));
+        }
+    }
+    if r.attempts.len() > 1 {
+        let _ = writeln!(o, "\n## Tiers tried\n");
+        for a in &r.attempts {
+            let _ = writeln!(
+                o,
+                "- {}: **{}** ({}){}",
+                a.tier,
+                a.verdict.as_str(),
+                a.report,
+                a.reasons
+                    .first()
+                    .map(|x| format!(" — {}", x.replace('\n', " ")))
+                    .unwrap_or_default()
+            );
         }
     }
     if !r.warnings.is_empty() {

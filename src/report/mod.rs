@@ -267,9 +267,37 @@ pub struct Report {
     /// Per database, in config order.
     pub databases: Vec<DatabaseReport>,
     /// Things the operator should know that did not change the verdict
-    /// (e.g. a `max_drop` that had no baseline).
+    /// (e.g. a `max_drop` that had no baseline, a cold disk out of
+    /// rotation, the cold copy's age).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The rotation disk the repository was read from (cold tiers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<u32>,
+    /// Every tier tried by this run so far, in order, this one last.
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+    /// The tier whose drill passed, if one did.
+    #[serde(default)]
+    pub passed_tier: Option<String>,
+}
+
+/// One tier tried by a run (fallback).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Attempt {
+    /// Tier name.
+    pub tier: String,
+    /// Its verdict.
+    pub verdict: Verdict,
+    /// Its first reasons.
+    pub reasons: Vec<String>,
+    /// Its JSON report (file name in `reports_dir`).
+    pub report: String,
+}
+
+/// `<UTC timestamp>-<tier>`: the stem of a run's report files.
+pub fn file_stem(started_at: DateTime<Utc>, tier: &str) -> String {
+    format!("{}-{}", started_at.format("%Y%m%dT%H%M%SZ"), tier)
 }
 
 impl Report {
@@ -343,11 +371,7 @@ pub const HISTORY_COLUMNS: [&str; 12] = [
 /// [`ReportError`] naming the file.
 pub fn write(report: &Report, dir: &Path, tz: chrono_tz::Tz) -> Result<WrittenReport, ReportError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let stem = format!(
-        "{}-{}",
-        report.started_at.format("%Y%m%dT%H%M%SZ"),
-        report.tier
-    );
+    let stem = file_stem(report.started_at, &report.tier);
     let json = dir.join(format!("{stem}.json"));
     let markdown = dir.join(format!("{stem}.md"));
     let history = dir.join("history.csv");

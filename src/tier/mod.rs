@@ -95,6 +95,32 @@ pub enum TierError {
         /// The id asked for.
         wanted: String,
     },
+    /// ssh could not reach or log in to the peer of an `sftp:` repository.
+    #[error("reach repository {repository} of tier `{tier}` over ssh: {detail}; check that the peer is up and the tier's [ssh] settings (port, identity_file, known_hosts)")]
+    Ssh {
+        /// Tier name.
+        tier: String,
+        /// Repository location, password-free.
+        repository: String,
+        /// ssh's own message.
+        detail: String,
+    },
+    /// No rotation disk of a cold tier is mounted.
+    #[error("no disk of tier `{tier}` is mounted: looked for {}; plug in and mount the tier's current disk", paths.join(", "))]
+    NotMounted {
+        /// Tier name.
+        tier: String,
+        /// Every repository path looked for.
+        paths: Vec<String>,
+    },
+    /// `password_prompt` needs a terminal and there is none.
+    #[error("tier `{tier}` has password_prompt = true, but there is no terminal to ask on ({detail}); run drill from a terminal, or use password_command or password_file for unattended runs")]
+    NoTerminal {
+        /// Tier name.
+        tier: String,
+        /// Why the terminal could not be used.
+        detail: String,
+    },
     /// The id prefix matches several snapshots.
     #[error("snapshot id `{wanted}` is ambiguous on tier `{tier}`: it matches {matches}; give more characters")]
     SnapshotAmbiguous {
@@ -113,7 +139,9 @@ impl TierError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            TierError::SnapshotNotFound { .. } | TierError::SnapshotAmbiguous { .. }
+            TierError::SnapshotNotFound { .. }
+                | TierError::SnapshotAmbiguous { .. }
+                | TierError::NoTerminal { .. }
         )
     }
 }
@@ -152,6 +180,106 @@ pub struct SnapshotFile {
     pub size: u64,
 }
 
+/// Where a tier's repository is today: for a cold tier, the mounted
+/// rotation disk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Location {
+    /// The repository, `{disk}` filled in.
+    pub repository: String,
+    /// The rotation disk used, for a cold tier.
+    pub disk: Option<u32>,
+    /// The disk the current quarter's rotation expects, for a cold tier.
+    pub expected_disk: Option<u32>,
+    /// What the operator should know (another disk than the rotation's, two
+    /// disks mounted).
+    pub warnings: Vec<String>,
+}
+
+/// The disk a rotation of `disks` expects in the quarter of `now`: quarter
+/// n of the year → `disks[(n − 1) mod len]` (Q1 = the first disk).
+pub fn expected_disk<Tz: chrono::TimeZone>(disks: &[u32], now: &DateTime<Tz>) -> Option<u32> {
+    use chrono::Datelike;
+    if disks.is_empty() {
+        return None;
+    }
+    let quarter = (now.month0() / 3) as usize;
+    Some(disks[quarter % disks.len()])
+}
+
+/// Find where `tier`'s repository is. A repository with a `{disk}`
+/// placeholder is looked for on every disk of `disks`; a disk counts as
+/// mounted when that path is a directory. When several are, the rotation's
+/// disk is preferred, else the lowest-numbered.
+///
+/// # Errors
+/// [`TierError::NotMounted`] naming every path looked for.
+pub fn locate<Tz: chrono::TimeZone>(
+    tier: &TierConfig,
+    now: &DateTime<Tz>,
+) -> Result<Location, TierError>
+where
+    Tz::Offset: std::fmt::Display,
+{
+    use chrono::Datelike;
+    let Some(disks) = tier
+        .disks
+        .as_ref()
+        .filter(|_| tier.repository.contains("{disk}"))
+    else {
+        return Ok(Location {
+            repository: tier.repository.clone(),
+            disk: None,
+            expected_disk: None,
+            warnings: vec![],
+        });
+    };
+    let path_of = |d: u32| tier.repository.replace("{disk}", &d.to_string());
+    let mounted: Vec<u32> = disks
+        .iter()
+        .copied()
+        .filter(|d| Path::new(&path_of(*d)).is_dir())
+        .collect();
+    let expected = expected_disk(disks, now);
+    let quarter = format!("{}-Q{}", now.year(), now.month0() / 3 + 1);
+    let disk = match mounted.as_slice() {
+        [] => {
+            return Err(TierError::NotMounted {
+                tier: tier.name.clone(),
+                paths: disks.iter().map(|d| path_of(*d)).collect(),
+            })
+        }
+        [one] => *one,
+        many => expected
+            .filter(|e| many.contains(e))
+            .unwrap_or_else(|| *many.iter().min().expect("non-empty")),
+    };
+    let mut warnings = Vec::new();
+    if mounted.len() > 1 {
+        warnings.push(format!(
+            "tier `{}`: disks {} are all mounted; using disk {disk} ({})",
+            tier.name,
+            mounted
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            path_of(disk)
+        ));
+    }
+    if let Some(e) = expected.filter(|e| *e != disk) {
+        warnings.push(format!(
+            "tier `{}`: disk {disk} is mounted, but the rotation expects disk {e} in {quarter}; rotate the cold disks (disk {disk} may hold an older copy)",
+            tier.name
+        ));
+    }
+    Ok(Location {
+        repository: path_of(disk),
+        disk: Some(disk),
+        expected_disk: expected,
+        warnings,
+    })
+}
+
 /// An open restic repository of one tier, with its password resolved.
 #[derive(Debug, Clone)]
 pub struct Repository {
@@ -159,6 +287,8 @@ pub struct Repository {
     location: String,
     restic: PathBuf,
     password: ChildPassword,
+    /// Extended options (`-o key=value`) for every restic command.
+    options: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -208,6 +338,33 @@ async fn run_password_command(tier: &str, command: &str) -> Result<Secret, TierE
     Ok(Secret::new(pw))
 }
 
+/// Ask for the password of `tier` on the terminal (`/dev/tty`), without
+/// echo.
+async fn prompt_password(tier: &str, location: &str) -> Result<Secret, TierError> {
+    let prompt = format!(
+        "restic password for tier `{tier}` ({}): ",
+        crate::secret::redact_url(location)
+    );
+    let tier_name = tier.to_string();
+    let read = tokio::task::spawn_blocking(move || rpassword::prompt_password(prompt))
+        .await
+        .map_err(|e| TierError::NoTerminal {
+            tier: tier_name.clone(),
+            detail: e.to_string(),
+        })?;
+    match read {
+        Ok(p) if !p.is_empty() => Ok(Secret::new(p)),
+        Ok(_) => Err(TierError::Password {
+            tier: tier.into(),
+            message: "the password typed was empty".into(),
+        }),
+        Err(e) => Err(TierError::NoTerminal {
+            tier: tier.into(),
+            detail: e.to_string(),
+        }),
+    }
+}
+
 impl Repository {
     /// Resolve the tier's password source (running `password_command` once)
     /// and return a handle for read commands. Does not contact the
@@ -216,27 +373,46 @@ impl Repository {
     /// # Errors
     /// [`TierError::Password`] when the source yields no password.
     pub async fn open(tier: &TierConfig, restic: &Path) -> Result<Self, TierError> {
+        Self::open_at(tier, &tier.repository, restic).await
+    }
+
+    /// [`Repository::open`] at `location` (e.g. from [`locate`]).
+    ///
+    /// # Errors
+    /// [`TierError::Password`] when the source yields no password,
+    /// [`TierError::NoTerminal`] for a prompt without a terminal.
+    pub async fn open_at(
+        tier: &TierConfig,
+        location: &str,
+        restic: &Path,
+    ) -> Result<Self, TierError> {
         let password = match &tier.password {
-            PasswordSource::Command(c) => ChildPassword::Value(run_password_command(&tier.name, c).await?),
+            PasswordSource::Command(c) => {
+                ChildPassword::Value(run_password_command(&tier.name, c).await?)
+            }
             PasswordSource::File(f) => {
                 if !f.is_file() {
                     return Err(TierError::Password {
                         tier: tier.name.clone(),
-                        message: format!("password_file {} does not exist or is not a file", f.display()),
+                        message: format!(
+                            "password_file {} does not exist or is not a file",
+                            f.display()
+                        ),
                     });
                 }
                 ChildPassword::File(f.clone())
             }
             PasswordSource::Prompt => {
-                return Err(TierError::Password {
-                    tier: tier.name.clone(),
-                    message: "password_prompt is not supported by this version of drill; use password_command or password_file".into(),
-                })
+                ChildPassword::Value(prompt_password(&tier.name, location).await?)
             }
             PasswordSource::Environment => {
-                let set = ["RESTIC_PASSWORD", "RESTIC_PASSWORD_FILE", "RESTIC_PASSWORD_COMMAND"]
-                    .iter()
-                    .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()));
+                let set = [
+                    "RESTIC_PASSWORD",
+                    "RESTIC_PASSWORD_FILE",
+                    "RESTIC_PASSWORD_COMMAND",
+                ]
+                .iter()
+                .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()));
                 if !set {
                     return Err(TierError::Password {
                         tier: tier.name.clone(),
@@ -249,11 +425,17 @@ impl Repository {
                 ChildPassword::Environment
             }
         };
+        let mut options = Vec::new();
+        if let Some(ssh) = &tier.ssh {
+            options.push("-o".to_string());
+            options.push(format!("sftp.args={}", ssh.ssh_args().join(" ")));
+        }
         Ok(Repository {
             tier: tier.name.clone(),
-            location: tier.repository.clone(),
+            location: location.to_string(),
             restic: restic.to_path_buf(),
             password,
+            options,
         })
     }
 
@@ -266,6 +448,7 @@ impl Repository {
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.restic);
         cmd.args(args)
+            .args(&self.options)
             .arg("--no-lock")
             .arg("--no-cache")
             .env("RESTIC_REPOSITORY", &self.location)
@@ -310,6 +493,18 @@ impl Repository {
                 tier: self.tier.clone(),
                 repository: self.display_location(),
             },
+            // restic relays the ssh subprocess's stderr as `subprocess ssh: …`.
+            _ if stderr.contains("subprocess ssh:") => TierError::Ssh {
+                tier: self.tier.clone(),
+                repository: self.display_location(),
+                detail: stderr
+                    .lines()
+                    .filter_map(|l| l.trim().strip_prefix("subprocess ssh:"))
+                    .map(|l| l.trim().trim_start_matches("ssh:").trim())
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            },
             _ => TierError::Restic {
                 tier: self.tier.clone(),
                 command: command.into(),
@@ -328,9 +523,33 @@ impl Repository {
             .await
             .map_err(|e| self.spawn_error(e))?;
         if !out.status.success() {
-            return Err(self.failure(command, out.status, &String::from_utf8_lossy(&out.stderr)));
+            let err = self.failure(command, out.status, &String::from_utf8_lossy(&out.stderr));
+            if matches!(err, TierError::Restic { .. }) && self.location.starts_with("sftp:") {
+                return Err(self.diagnose_ssh().await.unwrap_or(err));
+            }
+            return Err(err);
         }
         Ok(out.stdout)
+    }
+
+    /// With `--json`, restic leaves out what its ssh subprocess said. Ask
+    /// again without it (`restic cat config`, read-only) to learn why the
+    /// peer could not be reached.
+    async fn diagnose_ssh(&self) -> Option<TierError> {
+        let out = self
+            .command(&["cat", "config"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .await
+            .ok()?;
+        if out.status.success() {
+            return None;
+        }
+        match self.failure("cat", out.status, &String::from_utf8_lossy(&out.stderr)) {
+            e @ TierError::Ssh { .. } => Some(e),
+            _ => None,
+        }
     }
 
     /// All snapshots, oldest first.

@@ -218,13 +218,34 @@ pub fn write_config(
     dbs: &[&Db],
     checks: &[(&str, String)],
 ) -> PathBuf {
+    let tiers = format!(
+        "[tiers.local]\nrepository = \"{}\"\npassword_file = \"{}\"\n",
+        repo.repo.display(),
+        repo.password_file.display()
+    );
+    write_config_with_tiers(
+        dir,
+        "max_rto = \"1h\"\nmax_snapshot_age = \"26h\"",
+        &tiers,
+        dbs,
+        checks,
+    )
+}
+
+/// A drill config in `dir` with the given `[policy]` body and `[tiers.*]`
+/// TOML.
+pub fn write_config_with_tiers(
+    dir: &Path,
+    policy: &str,
+    tiers: &str,
+    dbs: &[&Db],
+    checks: &[(&str, String)],
+) -> PathBuf {
     let mut t = format!(
         "timezone = \"Asia/Seoul\"\nreports_dir = \"reports\"\nchecks_dir = \"checks\"\n\n\
-         [policy]\nmax_rto = \"1h\"\nmax_snapshot_age = \"26h\"\n\n\
-         [tiers.local]\nrepository = \"{}\"\npassword_file = \"{}\"\n\n\
+         [policy]\n{policy}\n\n\
+         {tiers}\n\
          [sandbox]\nimage = \"{}\"\nmemory = \"1GiB\"\ncpus = 1.0\nstartup_timeout = \"120s\"\n",
-        repo.repo.display(),
-        repo.password_file.display(),
         image()
     );
     for d in dbs {
@@ -244,6 +265,115 @@ pub fn write_config(
     let p = dir.join("drill.toml");
     std::fs::write(&p, t).unwrap();
     p
+}
+
+/// A real OpenSSH server on 127.0.0.1 for the `ring` tier: key-only auth
+/// for the current user, a throwaway host key, stopped on drop.
+pub struct Sshd {
+    child: std::process::Child,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Sshd {
+    pub fn start() -> Sshd {
+        let sshd = Path::new("/usr/sbin/sshd");
+        assert!(
+            sshd.is_file(),
+            "sshd is not installed: run scripts/setup.sh (installs openssh-server)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for key in ["host_key", "client_key", "wrong_key"] {
+            let o = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", ""])
+                .arg("-f")
+                .arg(d.join(key))
+                .output()
+                .expect("ssh-keygen");
+            assert!(
+                o.status.success(),
+                "ssh-keygen: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
+        // sshd's privilege separation directory.
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+             AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+             PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n\
+             Subsystem sftp internal-sftp\n",
+            d = d.display()
+        );
+        std::fs::write(d.join("sshd_config"), config).unwrap();
+        let log = std::fs::File::create(d.join("sshd.log")).unwrap();
+        let child = Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start sshd");
+        let host_pub = std::fs::read_to_string(d.join("host_key.pub")).unwrap();
+        let host_pub: Vec<&str> = host_pub.split_whitespace().take(2).collect();
+        std::fs::write(
+            d.join("known_hosts"),
+            format!("[127.0.0.1]:{port} {}\n", host_pub.join(" ")),
+        )
+        .unwrap();
+        let mut s = Sshd { child, dir, port };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return s;
+            }
+            if let Ok(Some(status)) = s.child.try_wait() {
+                panic!(
+                    "sshd exited ({status}): {}",
+                    std::fs::read_to_string(s.dir.path().join("sshd.log")).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("sshd did not listen on 127.0.0.1:{port}");
+    }
+
+    pub fn key(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The local user the server lets in.
+    pub fn user() -> String {
+        let o = Command::new("id").arg("-un").output().unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    /// `[tiers.NAME]` for `repo` reached through this server with `key`.
+    pub fn tier(&self, name: &str, repo_path: &Path, password_file: &Path, key: &str) -> String {
+        format!(
+            "[tiers.{name}]\nrepository = \"sftp:{}@127.0.0.1:{}\"\npassword_file = \"{}\"\n\n\
+             [tiers.{name}.ssh]\nport = {}\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\nconnect_timeout = \"5s\"\n",
+            Self::user(),
+            repo_path.display(),
+            password_file.display(),
+            self.port,
+            self.key(key).display(),
+            self.key("known_hosts").display()
+        )
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The result of one `drill` invocation.
