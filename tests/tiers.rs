@@ -466,3 +466,56 @@ fn no_secret_in_child_argv_reports_or_output_and_one_drill_at_a_time() {
         );
     }
 }
+
+#[test]
+fn snapshots_lists_each_snapshot_with_the_dumps_it_holds() {
+    require_environment();
+    let d = dumps();
+    let hive = d.join(healthy_file("hive"));
+    let pagila = d.join(healthy_file("pagila"));
+    let repo = TestRepo::new(&[(&hive, "hive-postgres.sql"), (&pagila, "pagila.dump")]);
+    repo.backup(&[(&hive, "hive-postgres.sql")]);
+    let work = tempfile::tempdir().unwrap();
+    let config = write_config(
+        work.path(),
+        &repo,
+        &[healthy("hive"), healthy("pagila")],
+        &[],
+    );
+
+    let run = drill(&config, &["snapshots", "--tier", "local", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let list: Value = serde_json::from_str(&run.stdout).unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    let size_of = |s: &Value, db: &str| {
+        s["dumps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["database"] == db)
+            .unwrap()["size"]
+            .clone()
+    };
+    let len = |p: &Path| std::fs::metadata(p).unwrap().len();
+    assert_eq!(size_of(&list[0], "hive"), len(&hive));
+    assert_eq!(size_of(&list[0], "pagila"), len(&pagila));
+    assert_eq!(size_of(&list[1], "hive"), len(&hive));
+    assert!(size_of(&list[1], "pagila").is_null());
+    assert_eq!(list[1]["hostname"], "fixture-host");
+    assert!(list[0]["age_seconds"].as_f64().unwrap() >= 0.0);
+
+    let table = drill(&config, &["snapshots", "--tier", "local"]);
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", table.stdout);
+    assert!(lines[0].contains("time (Asia/Seoul)"), "{}", table.stdout);
+    assert!(
+        lines[2].contains("pagila MISSING") && lines[2].contains("KST"),
+        "{}",
+        table.stdout
+    );
+
+    let unknown = drill(&config, &["snapshots", "--tier", "nope"]);
+    assert_eq!(unknown.code, 2, "{}", unknown.stderr);
+}

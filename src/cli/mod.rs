@@ -55,6 +55,12 @@ struct Cli {
 enum Command {
     /// One drill: restore a snapshot of a tier, check it, report.
     Run(RunArgs),
+    /// A tier's snapshots: id, time, age, host, tags, the dumps each holds.
+    Snapshots {
+        /// The tier.
+        #[arg(long, value_name = "T")]
+        tier: String,
+    },
 }
 
 #[derive(Debug, Args, Clone)]
@@ -107,11 +113,11 @@ pub fn main() -> u8 {
             return EXIT_ENVIRONMENT;
         }
     };
-    let args = match &cli.command {
-        Some(Command::Run(a)) => a.clone(),
-        None => cli.run.clone(),
-    };
-    runtime.block_on(run(&cli, args))
+    match &cli.command {
+        Some(Command::Run(a)) => runtime.block_on(run(&cli, a.clone())),
+        Some(Command::Snapshots { tier }) => runtime.block_on(snapshots(&cli, tier)),
+        None => runtime.block_on(run(&cli, cli.run.clone())),
+    }
 }
 
 async fn run(cli: &Cli, args: RunArgs) -> u8 {
@@ -196,6 +202,56 @@ async fn run(cli: &Cli, args: RunArgs) -> u8 {
         }
         Err(e @ RunError::Report(_)) => {
             eprintln!("drill: failed to {e}; no verdict recorded");
+            EXIT_ENVIRONMENT
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<config::Config, u8> {
+    config::discover(cli.config.as_deref()).map_err(|e| {
+        eprintln!("drill: failed to load the configuration: {e}");
+        EXIT_USAGE
+    })
+}
+
+async fn snapshots(cli: &Cli, tier: &str) -> u8 {
+    let config = match load_config(cli) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if !config.tiers.contains_key(tier) {
+        eprintln!(
+            "drill: tier `{tier}` is not configured in {} (known: {})",
+            config.path.display(),
+            config.tiers.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+        return EXIT_USAGE;
+    }
+    let clock = match crate::clock::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("drill: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    match drill::snapshots::list(&config, tier, clock.as_ref()).await {
+        Ok(list) => {
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&list).expect("serializes")
+                );
+            } else {
+                progress::snapshot_table(&list, config.timezone);
+            }
+            EXIT_PASSED
+        }
+        Err(e) if e.is_usage() => {
+            eprintln!("drill: {e}");
+            EXIT_USAGE
+        }
+        Err(e) => {
+            eprintln!("drill: {e}");
             EXIT_ENVIRONMENT
         }
     }

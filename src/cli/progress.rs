@@ -137,3 +137,49 @@ pub fn summary(o: &RunOutcome, quiet: bool) {
         let _ = writeln!(err, "        {}", o.written.markdown.display());
     }
 }
+
+/// `drill snapshots` as a table on standard output, times in `tz`.
+pub fn snapshot_table(list: &[crate::drill::snapshots::SnapshotListing], tz: chrono_tz::Tz) {
+    let mut out = std::io::stdout().lock();
+    if list.is_empty() {
+        let _ = writeln!(out, "no snapshots");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "{:<8}  {:<20}  {:>10}  {:<16}  {:<12}  dumps",
+        "id",
+        format!("time ({tz})"),
+        "age",
+        "host",
+        "tags"
+    );
+    for s in list {
+        let age = humantime::format_duration(std::time::Duration::from_secs(
+            s.age_seconds as u64 / 60 * 60,
+        ))
+        .to_string();
+        let dumps: Vec<String> = s
+            .dumps
+            .iter()
+            .map(|d| match d.size {
+                Some(b) => format!("{} {}", d.database, size(b)),
+                None => format!("{} MISSING", d.database),
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:<8}  {:<20}  {:>10}  {:<16}  {:<12}  {}",
+            s.short_id,
+            s.time.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"),
+            if age.is_empty() { "0m".into() } else { age },
+            s.hostname,
+            if s.tags.is_empty() {
+                "-".into()
+            } else {
+                s.tags.join(",")
+            },
+            dumps.join(", ")
+        );
+    }
+}

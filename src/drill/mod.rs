@@ -7,6 +7,7 @@
 //! a sweep over the run's label.
 
 mod lock;
+pub mod snapshots;
 
 pub use lock::{DrillLock, LockError};
 

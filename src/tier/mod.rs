@@ -616,9 +616,27 @@ impl Repository {
         snapshot: &Snapshot,
         path: &str,
     ) -> Result<Option<SnapshotFile>, TierError> {
-        let out = self
-            .run_json("ls", &["ls", "--json", &snapshot.id, path])
-            .await?;
+        Ok(self
+            .find_files(snapshot, &[path])
+            .await?
+            .into_iter()
+            .find(|n| n.path == path))
+    }
+
+    /// The nodes of `paths` that `snapshot` holds (one `restic ls --json`
+    /// call); paths it lacks are absent from the result.
+    ///
+    /// # Errors
+    /// [`TierError`] when restic fails or prints something unparsable.
+    pub async fn find_files(
+        &self,
+        snapshot: &Snapshot,
+        paths: &[&str],
+    ) -> Result<Vec<SnapshotFile>, TierError> {
+        let mut args = vec!["ls", "--json", snapshot.id.as_str()];
+        args.extend_from_slice(paths);
+        let out = self.run_json("ls", &args).await?;
+        let mut found = Vec::new();
         for line in out.split(|b| *b == b'\n') {
             if line.is_empty() {
                 continue;
@@ -642,11 +660,11 @@ impl Repository {
                 command: "ls".into(),
                 message: e.to_string(),
             })?;
-            if node.path == path {
-                return Ok(Some(node));
+            if paths.contains(&node.path.as_str()) {
+                found.push(node);
             }
         }
-        Ok(None)
+        Ok(found)
     }
 
     /// Start `restic dump` of `path` in `snapshot`; its standard output is the
@@ -816,5 +834,66 @@ fn last_lines(text: &str, n: usize) -> String {
         "no message".into()
     } else {
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PasswordSource;
+    use chrono::TimeZone;
+
+    fn cold(pattern: &Path) -> TierConfig {
+        TierConfig {
+            name: "cold".into(),
+            repository: pattern.display().to_string(),
+            password: PasswordSource::Prompt,
+            disks: Some(vec![1, 2, 3]),
+            ssh: None,
+        }
+    }
+
+    #[test]
+    fn rotation_expects_a_disk_per_quarter() {
+        let tz = chrono_tz::Asia::Seoul;
+        let at = |m| tz.with_ymd_and_hms(2027, m, 15, 3, 0, 0).unwrap();
+        let disks = [1, 2, 3];
+        assert_eq!(expected_disk(&disks, &at(1)), Some(1));
+        assert_eq!(expected_disk(&disks, &at(4)), Some(2));
+        assert_eq!(expected_disk(&disks, &at(7)), Some(3));
+        assert_eq!(expected_disk(&disks, &at(10)), Some(1));
+    }
+
+    #[test]
+    fn locate_picks_the_mounted_disk_and_says_so() {
+        let d = tempfile::tempdir().unwrap();
+        let tier = cold(&d.path().join("cold-{disk}/repo"));
+        let q2 = chrono_tz::UTC
+            .with_ymd_and_hms(2027, 5, 1, 0, 0, 0)
+            .unwrap();
+        let e = locate(&tier, &q2).unwrap_err().to_string();
+        assert!(
+            e.contains("cold-1/repo") && e.contains("cold-3/repo"),
+            "{e}"
+        );
+        std::fs::create_dir_all(d.path().join("cold-3/repo")).unwrap();
+        let l = locate(&tier, &q2).unwrap();
+        assert_eq!((l.disk, l.expected_disk), (Some(3), Some(2)));
+        assert!(
+            l.warnings[0].contains("rotation expects disk 2 in 2027-Q2"),
+            "{:?}",
+            l.warnings
+        );
+        // Two mounted: the rotation's disk wins, and the report says which.
+        std::fs::create_dir_all(d.path().join("cold-2/repo")).unwrap();
+        let l = locate(&tier, &q2).unwrap();
+        assert_eq!(l.disk, Some(2));
+        assert!(l.repository.ends_with("cold-2/repo"));
+        assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
+        assert!(
+            l.warnings[0].contains("disks 2, 3 are all mounted; using disk 2"),
+            "{:?}",
+            l.warnings
+        );
     }
 }
