@@ -519,3 +519,96 @@ fn snapshots_lists_each_snapshot_with_the_dumps_it_holds() {
     let unknown = drill(&config, &["snapshots", "--tier", "nope"]);
     assert_eq!(unknown.code, 2, "{}", unknown.stderr);
 }
+
+#[test]
+fn doctor_checks_every_item_read_only_and_names_each_fix() {
+    let repo = hive_repo();
+    let volumes = tempfile::tempdir().unwrap();
+    let wrong = repo.dir.path().join("wrong-password");
+    std::fs::write(&wrong, "not the password\n").unwrap();
+    let healthy_tiers = format!(
+        "[tiers.local]\nrepository = \"{}\"\npassword_file = \"{}\"\n\n\
+         [tiers.cold]\nrepository = \"{}\"\ndisks = [1, 2]\npassword_file = \"{}\"\n",
+        repo.repo.display(),
+        repo.password_file.display(),
+        volumes.path().join("cold-{disk}/repo").display(),
+        repo.password_file.display()
+    );
+    let slack = "\n[slack]\nwebhook_url_command = \"echo https://hooks.example/x\"\n";
+    let work = tempfile::tempdir().unwrap();
+    let config = write_config_with_tiers(
+        work.path(),
+        "max_rto = \"1h\"",
+        &healthy_tiers,
+        &[healthy("hive")],
+        &[],
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}{slack}")).unwrap();
+    let before = tree_digest(&repo.repo);
+    let run = drill(&config, &["doctor"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    for line in [
+        "ok   config:",
+        "ok   restic: restic 0.",
+        "ok   tier local:",
+        "ok   docker:",
+        "ok   slack:",
+    ] {
+        assert!(run.stdout.contains(line), "{line}:\n{}", run.stdout);
+    }
+    assert!(
+        run.stdout
+            .contains(&format!("ok   image {}: present", image())),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("warn tier cold: no disk of tier `cold` is mounted"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        tree_digest(&repo.repo),
+        before,
+        "doctor changed the repository"
+    );
+
+    // A wrong password, a missing image and no Slack: each a FAIL with a fix.
+    let broken = healthy_tiers.replacen(
+        &repo.password_file.display().to_string(),
+        &wrong.display().to_string(),
+        1,
+    );
+    let work = tempfile::tempdir().unwrap();
+    let config = write_config_with_tiers(
+        work.path(),
+        "max_rto = \"1h\"",
+        &broken,
+        &[healthy("hive")],
+        &[],
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            &format!("image = \"{}\"", image()),
+            "image = \"drill-test/no-such-image:1\"",
+        ),
+    )
+    .unwrap();
+    let run = drill(&config, &["doctor"]);
+    assert_eq!(run.code, 3, "{}{}", run.stdout, run.stderr);
+    for line in [
+        "FAIL tier local: open repository",
+        "wrong password",
+        "FAIL image drill-test/no-such-image:1: not present",
+        "FAIL slack: no [slack] section",
+        "fix: check the password source of [tiers.local]",
+    ] {
+        assert!(run.stdout.contains(line), "{line}:\n{}", run.stdout);
+    }
+    let password = std::fs::read_to_string(&repo.password_file).unwrap();
+    assert!(!run.stdout.contains(password.trim()));
+}

@@ -61,6 +61,8 @@ enum Command {
         #[arg(long, value_name = "T")]
         tier: String,
     },
+    /// Read-only preflight: config, restic, tiers, passwords, Docker, image, Slack.
+    Doctor,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -116,6 +118,7 @@ pub fn main() -> u8 {
     match &cli.command {
         Some(Command::Run(a)) => runtime.block_on(run(&cli, a.clone())),
         Some(Command::Snapshots { tier }) => runtime.block_on(snapshots(&cli, tier)),
+        Some(Command::Doctor) => runtime.block_on(doctor(&cli)),
         None => runtime.block_on(run(&cli, cli.run.clone())),
     }
 }
@@ -212,6 +215,48 @@ fn load_config(cli: &Cli) -> Result<config::Config, u8> {
         eprintln!("drill: failed to load the configuration: {e}");
         EXIT_USAGE
     })
+}
+
+async fn doctor(cli: &Cli) -> u8 {
+    use crate::drill::doctor::Health;
+    let config = match load_config(cli) {
+        Ok(c) => c,
+        Err(code) => {
+            eprintln!("FAIL config: fix the file named above");
+            return code;
+        }
+    };
+    let clock = match crate::clock::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("drill: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let items = drill::doctor::run(&config, clock.as_ref()).await;
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&items).expect("serializes")
+        );
+    } else {
+        for i in &items {
+            let tag = match i.health {
+                Health::Ok => "ok  ",
+                Health::Warn => "warn",
+                Health::Fail => "FAIL",
+            };
+            println!("{tag} {}: {}", i.item, i.detail);
+            if let Some(f) = &i.fix {
+                println!("     fix: {f}");
+            }
+        }
+    }
+    if items.iter().any(|i| i.health == Health::Fail) {
+        EXIT_ENVIRONMENT
+    } else {
+        EXIT_PASSED
+    }
 }
 
 async fn snapshots(cli: &Cli, tier: &str) -> u8 {

@@ -6,6 +6,7 @@
 //! of the run whatever happened (unless `keep`), first one by one and then by
 //! a sweep over the run's label.
 
+pub mod doctor;
 mod lock;
 pub mod snapshots;
 

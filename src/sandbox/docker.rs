@@ -150,11 +150,21 @@ impl DockerEngine {
         Ok(DockerEngine { docker })
     }
 
-    /// Make sure `image` is present, pulling it when it is not.
+    /// Whether `image` is present on the engine (no pull).
+    pub async fn image_present(&self, image: &str) -> bool {
+        self.docker.inspect_image(image).await.is_ok()
+    }
+
+    /// The engine's version string, e.g. `28.2.2`.
+    pub async fn version(&self) -> Option<String> {
+        self.docker.version().await.ok().and_then(|v| v.version)
+    }
+
+    /// Make sure `image` is present, pulling it (bounded by `timeout`) if
+    /// not.
     ///
     /// # Errors
-    /// [`SandboxError::ImageMissing`] when it is absent and cannot be pulled
-    /// within `timeout`.
+    /// [`SandboxError::ImageMissing`] when it is absent and cannot be pulled.
     pub async fn ensure_image(&self, image: &str, timeout: Duration) -> Result<(), SandboxError> {
         if self.docker.inspect_image(image).await.is_ok() {
             return Ok(());

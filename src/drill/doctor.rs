@@ -1,0 +1,311 @@
+//! `drill doctor`: a read-only preflight, one line per item, each failure
+//! with what to do. Nothing is written to a repository, no sandbox is
+//! started and no secret is printed.
+
+use std::process::Stdio;
+
+use serde::Serialize;
+
+use crate::clock::Clock;
+use crate::config::{Config, PasswordSource};
+use crate::sandbox::DockerEngine;
+use crate::tier::{locate, Repository, TierError};
+
+/// How an item fared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// Works.
+    Ok,
+    /// Works, or cannot be checked now, with something to know (a cold disk
+    /// not mounted, an old restic). Does not fail the doctor.
+    Warn,
+    /// Broken: a drill would not get a verdict.
+    Fail,
+}
+
+/// One line of the doctor's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    /// What was checked, e.g. `tier ring`.
+    pub item: String,
+    /// The outcome.
+    pub health: Health,
+    /// What was found.
+    pub detail: String,
+    /// What to do, for `warn` and `fail`.
+    pub fix: Option<String>,
+}
+
+fn item(
+    name: impl Into<String>,
+    health: Health,
+    detail: impl Into<String>,
+    fix: Option<String>,
+) -> Item {
+    Item {
+        item: name.into(),
+        health,
+        detail: detail.into(),
+        fix,
+    }
+}
+
+/// restic versions below this are warned about (exit codes 10/12 for a
+/// missing repository and a wrong password arrived in 0.17).
+const RESTIC_MIN: (u32, u32) = (0, 17);
+
+/// Run every preflight item against `config` (already loaded: the config
+/// item is implied).
+pub async fn run(config: &Config, clock: &dyn Clock) -> Vec<Item> {
+    let mut items = vec![item(
+        "config",
+        Health::Ok,
+        format!(
+            "{} is valid: {} tier(s), {} database(s), {} check(s)",
+            config.path.display(),
+            config.tiers.len(),
+            config.databases.len(),
+            config.checks.len()
+        ),
+        None,
+    )];
+
+    // restic
+    let restic = &config.restic;
+    let version = tokio::process::Command::new(restic)
+        .arg("version")
+        .stdin(Stdio::null())
+        .output()
+        .await;
+    let restic_ok = match version {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            let v = parse_restic_version(&text);
+            let old = v.is_some_and(|(a, b)| (a, b) < RESTIC_MIN);
+            items.push(item(
+                "restic",
+                if old { Health::Warn } else { Health::Ok },
+                text,
+                old.then(|| "upgrade restic to 0.17 or newer (exit codes for a missing repository and a wrong password)".to_string()),
+            ));
+            true
+        }
+        Ok(o) => {
+            items.push(item(
+                "restic",
+                Health::Fail,
+                format!("`{} version` exited with {}", restic.display(), o.status),
+                Some("reinstall restic".into()),
+            ));
+            false
+        }
+        Err(e) => {
+            items.push(item(
+                "restic",
+                Health::Fail,
+                format!("cannot run {}: {e}", restic.display()),
+                Some(
+                    "install restic (≥ 0.17) or set `restic = \"/path/to/restic\"` in drill.toml"
+                        .into(),
+                ),
+            ));
+            false
+        }
+    };
+
+    // tiers
+    let now = clock.now().with_timezone(&config.timezone);
+    for t in config.tiers.values() {
+        let name = format!("tier {}", t.name);
+        let location = match locate(t, &now) {
+            Ok(l) => l,
+            Err(e) => {
+                items.push(item(
+                    name,
+                    Health::Warn,
+                    e.to_string(),
+                    Some("mount the tier's disk before drilling it".into()),
+                ));
+                continue;
+            }
+        };
+        if !restic_ok {
+            items.push(item(
+                name,
+                Health::Fail,
+                "not checked: restic is unusable",
+                None,
+            ));
+            continue;
+        }
+        if t.password == PasswordSource::Prompt && !has_terminal() {
+            items.push(item(
+                name,
+                Health::Warn,
+                format!(
+                    "{}: not checked, password_prompt needs a terminal",
+                    crate::secret::redact_url(&location.repository)
+                ),
+                Some("run drill doctor from a terminal".into()),
+            ));
+            continue;
+        }
+        let repo = match Repository::open_at(t, &location.repository, restic).await {
+            Ok(r) => r,
+            Err(e) => {
+                items.push(item(
+                    name,
+                    Health::Fail,
+                    e.to_string(),
+                    Some(password_fix(&t.name)),
+                ));
+                continue;
+            }
+        };
+        match repo.snapshots().await {
+            Ok(s) => items.push(item(
+                name,
+                Health::Ok,
+                format!(
+                    "{}{}: reachable, password works, {} snapshot(s){}",
+                    repo.display_location(),
+                    location
+                        .disk
+                        .map(|d| format!(" (disk {d})"))
+                        .unwrap_or_default(),
+                    s.len(),
+                    s.last()
+                        .map(|l| format!(
+                            ", latest {} of {}",
+                            l.short_id,
+                            l.time
+                                .with_timezone(&config.timezone)
+                                .format("%Y-%m-%d %H:%M %Z")
+                        ))
+                        .unwrap_or_default()
+                ),
+                None,
+            )),
+            Err(e) => {
+                let fix = match &e {
+                    TierError::WrongPassword { .. } | TierError::Password { .. } => {
+                        password_fix(&t.name)
+                    }
+                    TierError::RepositoryMissing { .. } => {
+                        "check the repository path (and that the disk is mounted)".into()
+                    }
+                    TierError::Ssh { .. } => format!("check the peer and [tiers.{}.ssh]", t.name),
+                    _ => "see restic's message".into(),
+                };
+                items.push(item(name, Health::Fail, e.to_string(), Some(fix)));
+            }
+        }
+        for w in location.warnings {
+            items.push(item(
+                format!("tier {} rotation", t.name),
+                Health::Warn,
+                w,
+                Some("rotate the cold disks".into()),
+            ));
+        }
+    }
+
+    // sandbox engine and images
+    match DockerEngine::connect().await {
+        Ok(engine) => {
+            items.push(item(
+                "docker",
+                Health::Ok,
+                format!(
+                    "engine reachable (version {})",
+                    engine.version().await.unwrap_or_else(|| "?".into())
+                ),
+                None,
+            ));
+            let mut images: Vec<&str> = config.databases.iter().map(|d| d.image.as_str()).collect();
+            images.push(&config.sandbox.image);
+            images.sort_unstable();
+            images.dedup();
+            for image in images {
+                if engine.image_present(image).await {
+                    items.push(item(format!("image {image}"), Health::Ok, "present", None));
+                } else {
+                    items.push(item(
+                        format!("image {image}"),
+                        Health::Fail,
+                        "not present on the engine",
+                        Some(format!("`docker pull {image}`, or build the offline image (scripts/build-image.sh) and set `image`")),
+                    ));
+                }
+            }
+        }
+        Err(e) => items.push(item(
+            "docker",
+            Health::Fail,
+            e.to_string(),
+            Some("start Docker, or set DOCKER_HOST".into()),
+        )),
+    }
+
+    // slack
+    match &config.slack {
+        Some(s) if s.webhook_url_command.is_some() => {
+            items.push(item("slack", Health::Ok, "webhook_url_command set", None))
+        }
+        Some(s) if s.token_command.is_some() && s.channel.is_some() => items.push(item(
+            "slack",
+            Health::Ok,
+            "token_command and channel set",
+            None,
+        )),
+        Some(_) => items.push(item(
+            "slack",
+            Health::Fail,
+            "[slack] has neither webhook_url_command nor token_command with channel",
+            Some("set webhook_url_command, or token_command and channel".into()),
+        )),
+        None => items.push(item(
+            "slack",
+            Health::Fail,
+            "no [slack] section: drill reports would not be posted",
+            Some("add [slack] webhook_url_command = \"…\" (or run drills with --no-notify)".into()),
+        )),
+    }
+    items
+}
+
+fn password_fix(tier: &str) -> String {
+    format!("check the password source of [tiers.{tier}] (password_command, password_file, password_prompt, or RESTIC_PASSWORD_FILE)")
+}
+
+fn has_terminal() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .is_ok()
+}
+
+/// `restic 0.18.0 compiled with …` → (0, 18).
+fn parse_restic_version(text: &str) -> Option<(u32, u32)> {
+    let v = text.split_whitespace().nth(1)?;
+    let mut parts = v.split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn restic_version_is_read() {
+        assert_eq!(
+            super::parse_restic_version("restic 0.18.0 compiled with go1.24.4 on linux/amd64"),
+            Some((0, 18))
+        );
+        assert_eq!(
+            super::parse_restic_version("restic 0.14.0 compiled"),
+            Some((0, 14))
+        );
+        assert_eq!(super::parse_restic_version("nonsense"), None);
+    }
+}
