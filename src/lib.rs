@@ -15,5 +15,6 @@ pub mod drill;
 pub mod report;
 pub mod restore;
 pub mod sandbox;
+pub mod schedule;
 pub mod secret;
 pub mod tier;

@@ -63,6 +63,8 @@ enum Command {
     },
     /// Read-only preflight: config, restic, tiers, passwords, Docker, image, Slack.
     Doctor,
+    /// Per tier: the last drill, the last passed drill, and how overdue the next one is.
+    Status,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -119,6 +121,7 @@ pub fn main() -> u8 {
         Some(Command::Run(a)) => runtime.block_on(run(&cli, a.clone())),
         Some(Command::Snapshots { tier }) => runtime.block_on(snapshots(&cli, tier)),
         Some(Command::Doctor) => runtime.block_on(doctor(&cli)),
+        Some(Command::Status) => status(&cli),
         None => runtime.block_on(run(&cli, cli.run.clone())),
     }
 }
@@ -215,6 +218,37 @@ fn load_config(cli: &Cli) -> Result<config::Config, u8> {
         eprintln!("drill: failed to load the configuration: {e}");
         EXIT_USAGE
     })
+}
+
+fn status(cli: &Cli) -> u8 {
+    let config = match load_config(cli) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let clock = match crate::clock::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("drill: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    match drill::status::run(&config, clock.as_ref()) {
+        Ok(list) => {
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&list).expect("serializes")
+                );
+            } else {
+                progress::status_lines(&list, config.timezone, config.schedule.is_some());
+            }
+            EXIT_PASSED
+        }
+        Err(e) => {
+            eprintln!("drill: {e}");
+            EXIT_ENVIRONMENT
+        }
+    }
 }
 
 async fn doctor(cli: &Cli) -> u8 {

@@ -183,3 +183,46 @@ pub fn snapshot_table(list: &[crate::drill::snapshots::SnapshotListing], tz: chr
         );
     }
 }
+
+/// `drill status` as one line per tier on standard output, times in `tz`.
+pub fn status_lines(list: &[crate::drill::status::TierStatus], tz: chrono_tz::Tz, scheduled: bool) {
+    let mut out = std::io::stdout().lock();
+    let when = |t: chrono::DateTime<chrono::Utc>| {
+        t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
+    };
+    let dur = |s: f64| {
+        let s = (s.max(0.0) as u64) / 60 * 60;
+        if s == 0 {
+            "0m".to_string()
+        } else {
+            humantime::format_duration(std::time::Duration::from_secs(s)).to_string()
+        }
+    };
+    for t in list {
+        let mut parts = Vec::new();
+        match &t.last {
+            Some(l) => parts.push(format!("last drill {} ({})", when(l.started_at), l.verdict)),
+            None => parts.push("never drilled".to_string()),
+        }
+        match &t.last_passed {
+            Some(p) => parts.push(format!(
+                "last passed {}{}",
+                when(p.started_at),
+                p.snapshot_age_seconds
+                    .map(|a| format!(", snapshot {} old then", dur(a)))
+                    .unwrap_or_default()
+            )),
+            None if t.last.is_some() => parts.push("never passed".to_string()),
+            None => {}
+        }
+        match (t.due, t.overdue_seconds) {
+            (Some(d), Some(o)) if o > 0.0 => {
+                parts.push(format!("OVERDUE by {} (due {})", dur(o), when(d)))
+            }
+            (Some(d), _) => parts.push(format!("next due {}", when(d))),
+            (None, _) if scheduled => parts.push("OVERDUE: no passed drill yet".to_string()),
+            (None, _) => parts.push("no schedule configured".to_string()),
+        }
+        let _ = writeln!(out, "{}: {}", t.tier, parts.join("; "));
+    }
+}

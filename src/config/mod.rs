@@ -411,8 +411,9 @@ pub struct Config {
     pub reports_dir: PathBuf,
     /// Where `*.toml` check definitions are read from.
     pub checks_dir: PathBuf,
-    /// Cron expression with a seconds field (used by `drill schedule`).
-    pub schedule: Option<String>,
+    /// When drills are due: a cron expression with a seconds field, in
+    /// `timezone`.
+    pub schedule: Option<crate::schedule::Schedule>,
     /// Tier order for fallback.
     pub fallback: Vec<String>,
     /// The restic binary (default: `restic` on `PATH`).
@@ -614,6 +615,16 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         );
     }
 
+    let schedule = match &raw.schedule {
+        None => None,
+        Some(expr) => Some(crate::schedule::Schedule::parse(expr).map_err(|e| {
+            ConfigError::invalid(
+                path,
+                "schedule",
+                format!("`{expr}` is not a cron expression with a seconds field (e.g. \"0 0 3 15 1,4,7,10 *\"): {e}"),
+            )
+        })?),
+    };
     let fallback = raw.fallback.unwrap_or_default();
     for (i, f) in fallback.iter().enumerate() {
         if !tiers.contains_key(f) {
@@ -718,7 +729,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         timezone,
         reports_dir,
         checks_dir,
-        schedule: raw.schedule,
+        schedule,
         fallback,
         restic: raw
             .restic

@@ -9,6 +9,7 @@
 pub mod doctor;
 mod lock;
 pub mod snapshots;
+pub mod status;
 
 pub use lock::{DrillLock, LockError};
 

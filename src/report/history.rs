@@ -57,17 +57,36 @@ impl Baselines {
     }
 }
 
-/// Read the baselines of `tier` from `dir/history.csv`. No history file, or
-/// no passed drill of the tier, gives empty baselines.
+/// One row of `history.csv` (see [`super::HISTORY_COLUMNS`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct HistoryRow {
+    /// Start of the drill.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// Tier.
+    pub tier: String,
+    /// Snapshot id (empty when none was selected).
+    pub snapshot: String,
+    /// `passed`, `failed` or `error`.
+    pub verdict: String,
+    /// The snapshot's age at the start of the drill, seconds.
+    pub snapshot_age_seconds: Option<f64>,
+    /// Run id.
+    pub run_id: String,
+    /// The JSON report's file name.
+    pub report: String,
+}
+
+/// Every row of `dir/history.csv`, in file order (oldest first). No file
+/// gives no rows.
 ///
 /// # Errors
-/// A message naming the file when `history.csv` exists but cannot be read
-/// or lacks the columns drill writes.
-pub fn baselines(dir: &Path, tier: &str) -> Result<Baselines, String> {
+/// A message naming the file when it cannot be read or lacks the columns
+/// drill writes.
+pub fn rows(dir: &Path) -> Result<Vec<HistoryRow>, String> {
     let path = dir.join("history.csv");
     let file = match std::fs::File::open(&path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Baselines::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(format!("read {}: {e}", path.display())),
     };
     let mut reader = csv::Reader::from_reader(file);
@@ -83,21 +102,47 @@ pub fn baselines(dir: &Path, tier: &str) -> Result<Baselines, String> {
             )
         })
     };
-    let (c_tier, c_verdict, c_run, c_report, c_started) = (
+    let (c_started, c_tier, c_snapshot, c_verdict, c_age, c_run, c_report) = (
+        col("started_at")?,
         col("tier")?,
+        col("snapshot")?,
         col("verdict")?,
+        col("snapshot_age_seconds")?,
         col("run_id")?,
         col("report")?,
-        col("started_at")?,
     );
-    let mut passed = Vec::new();
+    let mut out = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let record = record.map_err(|e| format!("read {} row {}: {e}", path.display(), i + 2))?;
         let get = |c: usize| record.get(c).unwrap_or("").to_string();
-        if get(c_tier) == tier && get(c_verdict) == "passed" {
-            passed.push((get(c_run), get(c_report), get(c_started)));
-        }
+        let started_at = chrono::DateTime::parse_from_rfc3339(&get(c_started))
+            .map_err(|e| format!("read {} row {}: started_at: {e}", path.display(), i + 2))?
+            .with_timezone(&chrono::Utc);
+        out.push(HistoryRow {
+            started_at,
+            tier: get(c_tier),
+            snapshot: get(c_snapshot),
+            verdict: get(c_verdict),
+            snapshot_age_seconds: get(c_age).parse().ok(),
+            run_id: get(c_run),
+            report: get(c_report),
+        });
     }
+    Ok(out)
+}
+
+/// Read the baselines of `tier` from `dir/history.csv`. No history file, or
+/// no passed drill of the tier, gives empty baselines.
+///
+/// # Errors
+/// A message naming the file when `history.csv` exists but cannot be read
+/// or lacks the columns drill writes.
+pub fn baselines(dir: &Path, tier: &str) -> Result<Baselines, String> {
+    let passed: Vec<(String, String, String)> = rows(dir)?
+        .into_iter()
+        .filter(|r| r.tier == tier && r.verdict == "passed")
+        .map(|r| (r.run_id, r.report, r.started_at.to_rfc3339()))
+        .collect();
     let mut out = Baselines {
         passed_drills: passed.len(),
         ..Default::default()

@@ -1,0 +1,60 @@
+//! The drill schedule: a cron expression with a seconds field (the `cron`
+//! crate's syntax: `sec min hour day-of-month month day-of-week [year]`),
+//! read in the configured time zone.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+
+/// A parsed schedule.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    expression: String,
+    cron: cron::Schedule,
+}
+
+impl Schedule {
+    /// Parse `expression`, e.g. `0 0 3 15 1,4,7,10 *` (03:00 on the 15th of
+    /// January, April, July and October).
+    ///
+    /// # Errors
+    /// The parser's message.
+    pub fn parse(expression: &str) -> Result<Self, String> {
+        cron::Schedule::from_str(expression)
+            .map(|cron| Schedule {
+                expression: expression.to_string(),
+                cron,
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    /// The expression as written.
+    pub fn expression(&self) -> &str {
+        &self.expression
+    }
+
+    /// The first scheduled time strictly after `t`, in `tz`.
+    pub fn next_after(
+        &self,
+        t: DateTime<Utc>,
+        tz: chrono_tz::Tz,
+    ) -> Option<DateTime<chrono_tz::Tz>> {
+        self.cron.after(&t.with_timezone(&tz)).next()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn quarterly_at_three_in_seoul() {
+        let s = Schedule::parse("0 0 3 15 1,4,7,10 *").unwrap();
+        let tz = chrono_tz::Asia::Seoul;
+        let after = Utc.with_ymd_and_hms(2026, 11, 24, 0, 0, 0).unwrap();
+        let next = s.next_after(after, tz).unwrap();
+        assert_eq!(next.to_rfc3339(), "2027-01-15T03:00:00+09:00");
+        assert!(Schedule::parse("every day").is_err());
+    }
+}
