@@ -425,10 +425,21 @@ impl Repository {
                 ChildPassword::Environment
             }
         };
+        // ssh must never wait for an answer nobody will type: BatchMode
+        // for every sftp repository, with the tier's [ssh] options if any.
         let mut options = Vec::new();
-        if let Some(ssh) = &tier.ssh {
+        if location.starts_with("sftp:") {
+            let args = match &tier.ssh {
+                Some(ssh) => ssh.ssh_args(),
+                None => vec![
+                    "-o".into(),
+                    "BatchMode=yes".into(),
+                    "-o".into(),
+                    "ConnectTimeout=10".into(),
+                ],
+            };
             options.push("-o".to_string());
-            options.push(format!("sftp.args={}", ssh.ssh_args().join(" ")));
+            options.push(format!("sftp.args={}", args.join(" ")));
         }
         Ok(Repository {
             tier: tier.name.clone(),
