@@ -328,21 +328,45 @@ fn password_prompt_on_a_terminal_works_and_without_one_exits_2() {
         .spawn()
         .unwrap();
     {
-        use std::io::Write;
+        use std::io::{Read, Write};
         let mut stdin = child.stdin.take().unwrap();
-        // Give drill time to open the terminal and switch echo off.
-        std::thread::sleep(std::time::Duration::from_secs(2));
+        let mut stdout = child.stdout.take().unwrap();
+        // Read the terminal's output on a thread; answer once the prompt is
+        // there (echo is off by then).
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                match stdout.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        all.extend_from_slice(&buf[..n]);
+                        let _ = tx.send(String::from_utf8_lossy(&all).into_owned());
+                    }
+                }
+            }
+            String::from_utf8_lossy(&all).into_owned()
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let seen = rx
+                .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+                .expect("the prompt did not appear within 60 s");
+            if seen.contains("restic password for tier `cold`") {
+                break;
+            }
+        }
         writeln!(stdin, "{password}").unwrap();
-        // stdin stays open (it is dropped after the wait) until drill is done.
-        let out = child.wait_with_output().unwrap();
+        let status = child.wait().unwrap();
         drop(stdin);
-        let transcript = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "{transcript}");
-        assert!(
-            transcript.contains("restic password for tier `cold`"),
-            "{transcript}"
-        );
+        let transcript = reader.join().unwrap();
+        let mut stderr = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut stderr);
+        }
+        let transcript = transcript + &stderr;
+        assert_eq!(status.code(), Some(0), "{transcript}");
         assert!(
             !transcript.contains(password),
             "the password was echoed: {transcript}"
