@@ -111,12 +111,7 @@ async fn verify(
             .await
             .map_err(q)?,
     );
-    for r in rows {
-        let key = r[0].clone().unwrap_or_else(|| "NULL".into());
-        let m = bad.entry(key).or_default();
-        m.stored = r[1].clone();
-        m.in_sandbox = r[2].clone();
-    }
+    record(&mut bad, rows, |m, v| m.in_sandbox = v);
 
     // 2 + 3. Export, hash, import into a scratch table.
     scratch
@@ -181,12 +176,7 @@ async fn verify(
             .await
             .map_err(q)?,
     );
-    for r in rows {
-        let key = r[0].clone().unwrap_or_else(|| "NULL".into());
-        let m = bad.entry(key).or_default();
-        m.stored = r[1].clone();
-        m.reimported = r[2].clone();
-    }
+    record(&mut bad, rows, |m, v| m.reimported = v);
     let _ = scratch
         .batch_execute("DROP TABLE IF EXISTS drill_blob_roundtrip")
         .await;
@@ -370,6 +360,21 @@ async fn export_large(
     import.send(Bytes::from_static(&[0xff, 0xff])).await?;
     out.imported = import.finish().await?;
     Ok(out)
+}
+
+/// Note the rows (id, stored digest, computed digest) of a mismatch query,
+/// the computed digest through `set`.
+fn record(
+    bad: &mut BTreeMap<String, Mismatch>,
+    rows: Vec<Vec<Option<String>>>,
+    set: impl Fn(&mut Mismatch, Option<String>),
+) {
+    for r in rows {
+        let key = r[0].clone().unwrap_or_else(|| "NULL".into());
+        let m = bad.entry(key).or_default();
+        m.stored = r[1].clone();
+        set(m, r[2].clone());
+    }
 }
 
 /// What the export held.

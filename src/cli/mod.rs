@@ -127,21 +127,11 @@ pub fn main() -> u8 {
 }
 
 async fn run(cli: &Cli, args: RunArgs) -> u8 {
-    let config = match config::discover(cli.config.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("drill: failed to load the configuration: {e}");
-            return EXIT_USAGE;
-        }
+    let (config, clock) = match load(cli) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     let _ = args.no_notify; // nothing is posted by this version
-    let clock = match crate::clock::from_env() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("drill: {e}");
-            return EXIT_USAGE;
-        }
-    };
     let clock = clock.as_ref();
     let opts = RunOptions {
         run_id: drill::new_run_id(clock),
@@ -213,24 +203,24 @@ async fn run(cli: &Cli, args: RunArgs) -> u8 {
     }
 }
 
-fn load_config(cli: &Cli) -> Result<config::Config, u8> {
-    config::discover(cli.config.as_deref()).map_err(|e| {
+/// The configuration and the clock (`DRILL_NOW`), or the exit code after
+/// saying why not.
+fn load(cli: &Cli) -> Result<(config::Config, Box<dyn crate::clock::Clock>), u8> {
+    let config = config::discover(cli.config.as_deref()).map_err(|e| {
         eprintln!("drill: failed to load the configuration: {e}");
         EXIT_USAGE
-    })
+    })?;
+    let clock = crate::clock::from_env().map_err(|e| {
+        eprintln!("drill: {e}");
+        EXIT_USAGE
+    })?;
+    Ok((config, clock))
 }
 
 fn status(cli: &Cli) -> u8 {
-    let config = match load_config(cli) {
-        Ok(c) => c,
+    let (config, clock) = match load(cli) {
+        Ok(x) => x,
         Err(code) => return code,
-    };
-    let clock = match crate::clock::from_env() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("drill: {e}");
-            return EXIT_USAGE;
-        }
     };
     match drill::status::run(&config, clock.as_ref()) {
         Ok(list) => {
@@ -253,18 +243,11 @@ fn status(cli: &Cli) -> u8 {
 
 async fn doctor(cli: &Cli) -> u8 {
     use crate::drill::doctor::Health;
-    let config = match load_config(cli) {
-        Ok(c) => c,
+    let (config, clock) = match load(cli) {
+        Ok(x) => x,
         Err(code) => {
             eprintln!("FAIL config: fix the file named above");
             return code;
-        }
-    };
-    let clock = match crate::clock::from_env() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("drill: {e}");
-            return EXIT_USAGE;
         }
     };
     let items = drill::doctor::run(&config, clock.as_ref()).await;
@@ -294,8 +277,8 @@ async fn doctor(cli: &Cli) -> u8 {
 }
 
 async fn snapshots(cli: &Cli, tier: &str) -> u8 {
-    let config = match load_config(cli) {
-        Ok(c) => c,
+    let (config, clock) = match load(cli) {
+        Ok(x) => x,
         Err(code) => return code,
     };
     if !config.tiers.contains_key(tier) {
@@ -306,13 +289,6 @@ async fn snapshots(cli: &Cli, tier: &str) -> u8 {
         );
         return EXIT_USAGE;
     }
-    let clock = match crate::clock::from_env() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("drill: {e}");
-            return EXIT_USAGE;
-        }
-    };
     match drill::snapshots::list(&config, tier, clock.as_ref()).await {
         Ok(list) => {
             if cli.json {

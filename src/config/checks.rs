@@ -352,6 +352,21 @@ pub fn load_file(
             None => Ok(DEFAULT_TIMEOUT),
         }
     };
+    let make = |database: Option<String>,
+                dbname: Option<String>,
+                description: Option<String>,
+                t: Option<Duration>,
+                spec: CheckSpec| {
+        Ok::<_, ConfigError>(CheckDefinition {
+            name: name.clone(),
+            file: path.to_path_buf(),
+            database,
+            dbname,
+            description,
+            timeout: timeout(t)?,
+            spec,
+        })
+    };
     let def = match kind.as_str() {
         "sql" => {
             let raw: RawSql = parse_toml(path, &text)?;
@@ -359,18 +374,16 @@ pub fn load_file(
             if raw.query.trim().is_empty() {
                 return Err(invalid("query", "is empty".into()));
             }
-            CheckDefinition {
-                name,
-                file: path.to_path_buf(),
-                database: Some(raw.database),
-                dbname: raw.dbname,
-                description: raw.description,
-                timeout: timeout(raw.timeout)?,
-                spec: CheckSpec::Sql {
+            make(
+                Some(raw.database),
+                raw.dbname,
+                raw.description,
+                raw.timeout,
+                CheckSpec::Sql {
                     query: raw.query,
                     expect: raw.expect,
                 },
-            }
+            )?
         }
         "row-counts" => {
             let raw: RawRowCounts = parse_toml(path, &text)?;
@@ -413,18 +426,16 @@ pub fn load_file(
                     ));
                 }
             }
-            CheckDefinition {
-                name,
-                file: path.to_path_buf(),
-                database: Some(raw.database),
-                dbname: raw.dbname,
-                description: raw.description,
-                timeout: timeout(raw.timeout)?,
-                spec: CheckSpec::RowCounts {
+            make(
+                Some(raw.database),
+                raw.dbname,
+                raw.description,
+                raw.timeout,
+                CheckSpec::RowCounts {
                     tables: raw.tables,
                     groups: raw.groups,
                 },
-            }
+            )?
         }
         "blob-roundtrip" => {
             let raw: RawBlob = parse_toml(path, &text)?;
@@ -443,20 +454,18 @@ pub fn load_file(
                     return Err(invalid(key, "is empty".into()));
                 }
             }
-            CheckDefinition {
-                name,
-                file: path.to_path_buf(),
-                database: Some(raw.database),
-                dbname: raw.dbname,
-                description: raw.description,
-                timeout: timeout(raw.timeout)?,
-                spec: CheckSpec::BlobRoundtrip {
+            make(
+                Some(raw.database),
+                raw.dbname,
+                raw.description,
+                raw.timeout,
+                CheckSpec::BlobRoundtrip {
                     table: raw.table,
                     id_column: raw.id_column,
                     data_column: raw.data_column,
                     digest_column: raw.digest_column,
                 },
-            }
+            )?
         }
         "command" => {
             let raw: RawCommand = parse_toml(path, &text)?;
@@ -498,20 +507,18 @@ pub fn load_file(
                 Some(w) => w,
                 None => folder.clone(),
             };
-            CheckDefinition {
-                name,
-                file: path.to_path_buf(),
-                database: Some(raw.database),
-                dbname: raw.dbname,
-                description: raw.description,
-                timeout: timeout(raw.timeout)?,
-                spec: CheckSpec::Command {
+            make(
+                Some(raw.database),
+                raw.dbname,
+                raw.description,
+                raw.timeout,
+                CheckSpec::Command {
                     argv,
                     workdir,
                     env: raw.env,
                     error_codes: raw.error_codes,
                 },
-            }
+            )?
         }
         "amcheck" => {
             let raw: RawAmcheck = parse_toml(path, &text)?;
@@ -521,18 +528,16 @@ pub fn load_file(
                     "needs `database`: without it the check runs in every restored database, each in its own dbname".into(),
                 ));
             }
-            CheckDefinition {
-                name,
-                file: path.to_path_buf(),
-                database: raw.database,
-                dbname: raw.dbname,
-                description: raw.description,
-                timeout: timeout(raw.timeout)?,
-                spec: CheckSpec::Amcheck {
+            make(
+                raw.database,
+                raw.dbname,
+                raw.description,
+                raw.timeout,
+                CheckSpec::Amcheck {
                     heapallindexed: raw.heapallindexed,
                     parent_check: raw.parent_check,
                 },
-            }
+            )?
         }
         k => {
             return Err(invalid(
