@@ -405,6 +405,7 @@ psql -X -At -c 'select count(*) from axec.employees'
         let pid = std::fs::read_to_string(scratch.join(pidfile)).unwrap();
         let alive = std::process::Command::new("kill")
             .args(["-0", pid.trim()])
+            .stderr(std::process::Stdio::null())
             .status()
             .unwrap()
             .success();
