@@ -17,6 +17,11 @@ fn hive_repo() -> TestRepo {
     TestRepo::new(&[(&file, "hive-postgres.sql")])
 }
 
+/// A config drilling hive from the given `[tiers.*]`.
+fn hive_config(dir: &Path, tiers: &str) -> PathBuf {
+    write_config_with_tiers(dir, "max_rto = \"1h\"", tiers, &[healthy("hive")], &[])
+}
+
 fn reasons(report: &Value) -> String {
     report["reasons"]
         .as_array()
@@ -35,13 +40,7 @@ fn ring_over_sftp_passes_and_names_why_it_cannot_be_reached() {
 
     let work = tempfile::tempdir().unwrap();
     let tiers = sshd.tier("ring", &repo.repo, pw, "client_key");
-    let config = write_config_with_tiers(
-        work.path(),
-        "max_rto = \"1h\"",
-        &tiers,
-        &[healthy("hive")],
-        &[],
-    );
+    let config = hive_config(work.path(), &tiers);
     let run = drill(&config, &["run", "--tier", "ring"]);
     let (_, report) = report_of(&run, &work.path().join("reports"));
     assert_eq!(run.code, 0, "{}\n{report:#}", run.stderr);
@@ -74,13 +73,7 @@ fn ring_over_sftp_passes_and_names_why_it_cannot_be_reached() {
         let tiers = sshd
             .tier("ring", path, pw, key)
             .replace(&format!("port = {}", sshd.port), &format!("port = {port}"));
-        let config = write_config_with_tiers(
-            work.path(),
-            "max_rto = \"1h\"",
-            &tiers,
-            &[healthy("hive")],
-            &[],
-        );
+        let config = hive_config(work.path(), &tiers);
         let run = drill(&config, &["run", "--tier", "ring"]);
         let (_, report) = report_of(&run, &work.path().join("reports"));
         assert_eq!(run.code, 3, "{cause}: {}\n{report:#}", run.stderr);
@@ -145,13 +138,7 @@ fn cold_tier_uses_the_mounted_disk_warns_off_rotation_and_reads_read_only() {
         repo.password_file.display()
     );
     let work = tempfile::tempdir().unwrap();
-    let config = write_config_with_tiers(
-        work.path(),
-        "max_rto = \"1h\"",
-        &tiers,
-        &[healthy("hive")],
-        &[],
-    );
+    let config = hive_config(work.path(), &tiers);
     let reports = work.path().join("reports");
 
     // No disk mounted: exit 3, every path named.
@@ -240,13 +227,7 @@ fn fallback_from_a_broken_local_tier_to_a_healthy_ring() {
         sshd.tier("ring", &repo.repo, &repo.password_file, "client_key")
     );
     let work = tempfile::tempdir().unwrap();
-    let config = write_config_with_tiers(
-        work.path(),
-        "max_rto = \"1h\"",
-        &tiers,
-        &[healthy("hive")],
-        &[],
-    );
+    let config = hive_config(work.path(), &tiers);
     let run = drill(&config, &["run", "--fallback", "local,ring"]);
     let (_, report) = report_of(&run, &work.path().join("reports"));
     assert_eq!(run.code, 0, "{}\n{report:#}", run.stderr);
@@ -288,13 +269,7 @@ fn password_prompt_on_a_terminal_works_and_without_one_exits_2() {
         repo.repo.display()
     );
     let work = tempfile::tempdir().unwrap();
-    let config = write_config_with_tiers(
-        work.path(),
-        "max_rto = \"1h\"",
-        &tiers,
-        &[healthy("hive")],
-        &[],
-    );
+    let config = hive_config(work.path(), &tiers);
     let reports = work.path().join("reports");
 
     // No terminal: a new session without a controlling terminal.
@@ -312,6 +287,48 @@ fn password_prompt_on_a_terminal_works_and_without_one_exits_2() {
     assert!(
         stderr.contains("password_prompt") && stderr.contains("no terminal"),
         "{stderr}"
+    );
+
+    // Reached by fallback after a tier that found no verdict, the prompt
+    // that cannot be asked is one more attempt without a verdict, not a
+    // usage error that would hide the first attempt.
+    let fallback = tempfile::tempdir().unwrap();
+    let wrong = repo.dir.path().join("wrong-password");
+    std::fs::write(&wrong, "not the password\n").unwrap();
+    let both = format!(
+        "[tiers.local]\nrepository = \"{}\"\npassword_file = \"{}\"\n\n{tiers}",
+        repo.repo.display(),
+        wrong.display()
+    );
+    let fallback_config = hive_config(fallback.path(), &both);
+    let o = Command::new("setsid")
+        .arg("-w")
+        .arg(env!("CARGO_BIN_EXE_drill"))
+        .arg("--config")
+        .arg(&fallback_config)
+        .args(["run", "--fallback", "local,cold"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    // The last attempt's report (file names sort by time, then tier).
+    let cold_report = std::fs::read_dir(fallback.path().join("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-cold.json"))
+        .expect("a report of the cold attempt");
+    let last: Value = serde_json::from_slice(&std::fs::read(&cold_report).unwrap()).unwrap();
+    let attempts = last["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{last:#}");
+    assert_eq!(attempts[1]["tier"], "cold");
+    assert_eq!(attempts[1]["verdict"], "error");
+    assert!(
+        attempts[1]["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("no terminal"),
+        "{last:#}"
     );
 
     // A pseudo-terminal (util-linux `script`), answered on it.
@@ -424,13 +441,7 @@ fn no_secret_in_child_argv_reports_or_output_and_one_drill_at_a_time() {
         repo.repo.display(),
         repo.password_file.display()
     );
-    let config = write_config_with_tiers(
-        work.path(),
-        "max_rto = \"1h\"",
-        &tiers,
-        &[healthy("hive")],
-        &[],
-    );
+    let config = hive_config(work.path(), &tiers);
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,
@@ -560,13 +571,7 @@ fn doctor_checks_every_item_read_only_and_names_each_fix() {
     );
     let slack = "\n[slack]\nwebhook_url_command = \"echo https://hooks.example/x\"\n";
     let work = tempfile::tempdir().unwrap();
-    let config = write_config_with_tiers(
-        work.path(),
-        "max_rto = \"1h\"",
-        &healthy_tiers,
-        &[healthy("hive")],
-        &[],
-    );
+    let config = hive_config(work.path(), &healthy_tiers);
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, format!("{text}{slack}")).unwrap();
     let before = tree_digest(&repo.repo);
@@ -606,13 +611,7 @@ fn doctor_checks_every_item_read_only_and_names_each_fix() {
         1,
     );
     let work = tempfile::tempdir().unwrap();
-    let config = write_config_with_tiers(
-        work.path(),
-        "max_rto = \"1h\"",
-        &broken,
-        &[healthy("hive")],
-        &[],
-    );
+    let config = hive_config(work.path(), &broken);
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,

@@ -161,19 +161,8 @@ pub async fn run(def: &CheckDefinition, ctx: &CheckContext<'_>) -> CheckReport {
         Err(_) => Err(CheckError::Timeout(def.timeout).into()),
     };
     let redact = |s: &str| ctx.sandbox.password.redact(s);
-    let mut report = CheckReport {
-        name: def.name.clone(),
-        kind: def.spec.kind().into(),
-        status: Status::Error,
-        seconds: started.elapsed().as_secs_f64(),
-        detail: String::new(),
-        findings: vec![],
-        notes: vec![],
-        counts: vec![],
-        rows_verified: None,
-        bytes_verified: None,
-        output: vec![],
-    };
+    let mut report = entry(def, Status::Error, String::new());
+    report.seconds = started.elapsed().as_secs_f64();
     match result {
         Ok(c) => {
             report.status = if c.findings.is_empty() {
@@ -199,12 +188,17 @@ pub async fn run(def: &CheckDefinition, ctx: &CheckContext<'_>) -> CheckReport {
 
 /// A report entry for a check that was not attempted.
 pub fn not_run(def: &CheckDefinition, why: &str) -> CheckReport {
+    entry(def, Status::NotRun, why.into())
+}
+
+/// A report entry for `def` with nothing measured yet.
+fn entry(def: &CheckDefinition, status: Status, detail: String) -> CheckReport {
     CheckReport {
         name: def.name.clone(),
         kind: def.spec.kind().into(),
-        status: Status::NotRun,
+        status,
         seconds: 0.0,
-        detail: why.into(),
+        detail,
         findings: vec![],
         notes: vec![],
         counts: vec![],

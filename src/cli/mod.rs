@@ -180,10 +180,7 @@ async fn run(cli: &Cli, args: RunArgs) -> u8 {
     match outcome {
         Ok(o) => {
             if cli.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&o.report).expect("report serializes")
-                );
+                print_json(&o.report);
             }
             progress::summary(&o, cli.quiet);
             match o.verdict {
@@ -201,6 +198,14 @@ async fn run(cli: &Cli, args: RunArgs) -> u8 {
             EXIT_ENVIRONMENT
         }
     }
+}
+
+/// `value` as pretty JSON on standard output.
+fn print_json(value: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serializes")
+    );
 }
 
 /// The configuration and the clock (`DRILL_NOW`), or the exit code after
@@ -225,10 +230,7 @@ fn status(cli: &Cli) -> u8 {
     match drill::status::run(&config, clock.as_ref()) {
         Ok(list) => {
             if cli.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&list).expect("serializes")
-                );
+                print_json(&list);
             } else {
                 progress::status_lines(&list, config.timezone, config.schedule.is_some());
             }
@@ -252,10 +254,7 @@ async fn doctor(cli: &Cli) -> u8 {
     };
     let items = drill::doctor::run(&config, clock.as_ref()).await;
     if cli.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&items).expect("serializes")
-        );
+        print_json(&items);
     } else {
         for i in &items {
             let tag = match i.health {
@@ -281,21 +280,14 @@ async fn snapshots(cli: &Cli, tier: &str) -> u8 {
         Ok(x) => x,
         Err(code) => return code,
     };
-    if !config.tiers.contains_key(tier) {
-        eprintln!(
-            "drill: tier `{tier}` is not configured in {} (known: {})",
-            config.path.display(),
-            config.tiers.keys().cloned().collect::<Vec<_>>().join(", ")
-        );
+    if let Err(e) = config.tier(tier) {
+        eprintln!("drill: {e}");
         return EXIT_USAGE;
     }
     match drill::snapshots::list(&config, tier, clock.as_ref()).await {
         Ok(list) => {
             if cli.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&list).expect("serializes")
-                );
+                print_json(&list);
             } else {
                 progress::snapshot_table(&list, config.timezone);
             }

@@ -773,6 +773,20 @@ fn looks_like_local_path(repo: &str) -> bool {
 }
 
 impl Config {
+    /// The tier named `name`.
+    ///
+    /// # Errors
+    /// A message naming the config file and the tiers it has.
+    pub fn tier(&self, name: &str) -> Result<&TierConfig, String> {
+        self.tiers.get(name).ok_or_else(|| {
+            format!(
+                "tier `{name}` is not configured in {} (known: {})",
+                self.path.display(),
+                self.tiers.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })
+    }
+
     /// The tier a run uses when `--tier` is not given: the first of
     /// `fallback`, else the only tier, else `local`.
     pub fn default_tier(&self) -> Option<&str> {

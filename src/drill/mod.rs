@@ -94,13 +94,7 @@ pub fn tiers_to_try(config: &Config, opts: &RunOptions) -> Result<Vec<String>, R
                 "tier `{t}` is listed twice in the fallback"
             )));
         }
-        if !config.tiers.contains_key(t) {
-            return Err(RunError::Usage(format!(
-                "tier `{t}` is not configured in {} (known: {})",
-                config.path.display(),
-                config.tiers.keys().cloned().collect::<Vec<_>>().join(", ")
-            )));
-        }
+        config.tier(t).map_err(RunError::Usage)?;
     }
     Ok(tiers)
 }
@@ -207,13 +201,7 @@ pub async fn run_tier(
 ) -> Result<RunOutcome, RunError> {
     let started_at = clock.now();
     let tier_name = tier_name.to_string();
-    let tier = config.tiers.get(&tier_name).ok_or_else(|| {
-        RunError::Usage(format!(
-            "tier `{tier_name}` is not configured in {} (known: {})",
-            config.path.display(),
-            config.tiers.keys().cloned().collect::<Vec<_>>().join(", ")
-        ))
-    })?;
+    let tier = config.tier(&tier_name).map_err(RunError::Usage)?;
     for d in &opts.databases {
         if !config.databases.iter().any(|x| &x.name == d) {
             return Err(RunError::Usage(format!(
@@ -305,7 +293,12 @@ pub async fn run_tier(
             warnings.extend(l.warnings);
             match Repository::open_at(tier, &l.repository, &config.restic).await {
                 Ok(r) => Some(r),
-                Err(e) if e.is_usage() => return Err(RunError::Usage(e.to_string())),
+                // A prompt without a terminal is a usage error, unless
+                // earlier tiers were tried: then this attempt is recorded
+                // (no verdict) so their verdicts still reach the exit code.
+                Err(e) if e.is_usage() && earlier.is_empty() => {
+                    return Err(RunError::Usage(e.to_string()))
+                }
                 Err(e) => {
                     reasons.push(e.to_string());
                     None
