@@ -19,6 +19,7 @@ async fn start(run_id: &str) -> Sandbox {
             run_id: run_id.into(),
             tier: "test".into(),
             database: "kinds".into(),
+            snapshot: None,
             image: common::image(),
             memory_bytes: 1 << 30,
             cpus: 1.0,

@@ -61,6 +61,71 @@ enum Command {
         #[arg(long, value_name = "T")]
         tier: String,
     },
+    /// Find the last snapshot that still passes and what changed after it.
+    ///
+    /// Assumes corruption persists once it appears. Drills the newest
+    /// snapshot, then binary-searches the history restoring only the
+    /// databases and running only the checks that failed there; snapshots
+    /// whose dumps are byte-identical to one already judged take its verdict
+    /// without a restore. Ends with a diff between the last valid and the
+    /// first invalid snapshot. Exit 0: the newest passes; 1: found, or no
+    /// snapshot passes; 3: a snapshot could not be judged.
+    Bisect {
+        /// The tier (default: as for `run`).
+        #[arg(long, value_name = "T")]
+        tier: Option<String>,
+        /// Bisect only this database (repeatable; default: all).
+        #[arg(long = "database", value_name = "D")]
+        databases: Vec<String>,
+        /// Judge with only this check (repeatable; default: those that fail
+        /// on the newest snapshot).
+        #[arg(long = "check", value_name = "NAME")]
+        checks: Vec<String>,
+        /// Only snapshots taken since: RFC 3339 time, date (YYYY-MM-DD, in
+        /// the config's time zone) or a duration before now (`30d`).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+    },
+    /// Compare two snapshots: per table row count, content digest and rows
+    /// added/removed/changed, and the schema as a unified diff.
+    ///
+    /// Exit 0 when compared (whether or not they differ); 1 when a dump
+    /// does not restore; 3 when the comparison could not run.
+    Diff {
+        /// The tier (default: as for `run`).
+        #[arg(long, value_name = "T")]
+        tier: Option<String>,
+        /// Snapshot A (id, prefix or `latest`).
+        a: String,
+        /// Snapshot B.
+        b: String,
+        /// Compare only this database (repeatable; default: all).
+        #[arg(long = "database", value_name = "D")]
+        databases: Vec<String>,
+    },
+    /// Write some tables of a snapshot to a SQL file, for the operator to
+    /// apply by hand (drill never applies it, never overwrites a file).
+    Extract {
+        /// The tier (default: as for `run`).
+        #[arg(long, value_name = "T")]
+        tier: Option<String>,
+        /// Snapshot (id, prefix or `latest`).
+        #[arg(long, value_name = "ID")]
+        snapshot: String,
+        /// The `[[databases]]` entry whose dump holds the tables.
+        #[arg(long, value_name = "D")]
+        database: String,
+        /// A table, `schema.table` (repeatable).
+        #[arg(long = "table", value_name = "TABLE", required = true)]
+        tables: Vec<String>,
+        /// The file to write (must not exist; written with mode 0600).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Rows only (`COPY`), for tables that already exist; default:
+        /// table definitions and rows, loadable into an empty database.
+        #[arg(long)]
+        data_only: bool,
+    },
     /// Read-only preflight: config, restic, tiers, passwords, Docker, image, Slack.
     Doctor,
     /// Per tier: the last drill, the last passed drill, and how overdue the next one is.
@@ -121,6 +186,9 @@ pub fn main() -> u8 {
         Some(Command::Run(a)) => runtime.block_on(run(&cli, a.clone())),
         Some(Command::Snapshots { tier }) => runtime.block_on(snapshots(&cli, tier)),
         Some(Command::Doctor) => runtime.block_on(doctor(&cli)),
+        Some(
+            Command::Bisect { .. } | Command::Diff { .. } | Command::Extract { .. },
+        ) => runtime.block_on(investigate(&cli)),
         Some(Command::Status) => status(&cli),
         None => runtime.block_on(run(&cli, cli.run.clone())),
     }
@@ -150,32 +218,9 @@ async fn run(cli: &Cli, args: RunArgs) -> u8 {
         }
     };
     let sink = progress::Terminal::new(cli.quiet, cli.verbose, config.timezone);
-    let work = std::panic::AssertUnwindSafe(drill::run(&config, &opts, clock, &sink));
-    let outcome = tokio::select! {
-        r = futures_util::FutureExt::catch_unwind(work) => r,
-        signal = shutdown_signal() => {
-            eprintln!("drill: interrupted by {signal}; removing this run's sandboxes");
-            // A create request in flight when the signal came may land after
-            // the first sweep: sweep again a moment later.
-            let mut removed = 0;
-            for pause in [0, 1500] {
-                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
-                match drill::sweep(&opts.run_id).await {
-                    Ok(ids) => removed += ids.len(),
-                    Err(e) => eprintln!("drill: could not remove the sandboxes of run {}: {e}", opts.run_id),
-                }
-            }
-            eprintln!("drill: removed {removed} sandbox(es) of run {}", opts.run_id);
-            return EXIT_ENVIRONMENT;
-        }
-    };
-    let outcome = match outcome {
+    let outcome = match guarded(&opts.run_id, drill::run(&config, &opts, clock, &sink)).await {
         Ok(o) => o,
-        Err(_) => {
-            eprintln!("drill: internal error (panic); removing this run's sandboxes; no verdict");
-            let _ = drill::sweep(&opts.run_id).await;
-            return EXIT_ENVIRONMENT;
-        }
+        Err(code) => return code,
     };
     match outcome {
         Ok(o) => {
@@ -197,6 +242,198 @@ async fn run(cli: &Cli, args: RunArgs) -> u8 {
             eprintln!("drill: failed to {e}; no verdict recorded");
             EXIT_ENVIRONMENT
         }
+    }
+}
+
+/// Run `work`, which starts sandboxes labelled `run_id`. On SIGINT or
+/// SIGTERM, or if it panics, remove the run's sandboxes and return the exit
+/// code (no verdict).
+async fn guarded<T>(run_id: &str, work: impl std::future::Future<Output = T>) -> Result<T, u8> {
+    let work = std::panic::AssertUnwindSafe(work);
+    tokio::select! {
+        r = futures_util::FutureExt::catch_unwind(work) => match r {
+            Ok(v) => Ok(v),
+            Err(_) => {
+                eprintln!("drill: internal error (panic); removing this run's sandboxes; no verdict");
+                let _ = drill::sweep(run_id).await;
+                Err(EXIT_ENVIRONMENT)
+            }
+        },
+        signal = shutdown_signal() => {
+            eprintln!("drill: interrupted by {signal}; removing this run's sandboxes");
+            // A create request in flight when the signal came may land after
+            // the first sweep: sweep again a moment later.
+            let mut removed = 0;
+            for pause in [0, 1500] {
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                match drill::sweep(run_id).await {
+                    Ok(ids) => removed += ids.len(),
+                    Err(e) => eprintln!("drill: could not remove the sandboxes of run {run_id}: {e}"),
+                }
+            }
+            eprintln!("drill: removed {removed} sandbox(es) of run {run_id}");
+            Err(EXIT_ENVIRONMENT)
+        }
+    }
+}
+
+/// `drill bisect`, `drill diff`, `drill extract`: they restore snapshots
+/// into sandboxes like a drill, under the same lock.
+async fn investigate(cli: &Cli) -> u8 {
+    use drill::diff::CommandError;
+    let (config, clock) = match load(cli) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let clock = clock.as_ref();
+    let run_id = drill::new_run_id(clock);
+    let tier_of = |t: &Option<String>| -> Result<String, String> {
+        match t {
+            Some(t) => config.tier(t).map(|_| t.clone()),
+            None => config
+                .default_tier()
+                .map(str::to_string)
+                .ok_or_else(|| "no tier given and no default: pass --tier NAME".to_string()),
+        }
+    };
+    let tier = match &cli.command {
+        Some(Command::Bisect { tier, .. } | Command::Diff { tier, .. } | Command::Extract { tier, .. }) => tier_of(tier),
+        _ => unreachable!("investigate is called for bisect, diff and extract"),
+    };
+    let tier = match tier {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("drill: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let _lock = match drill::DrillLock::acquire(&config.reports_dir, &run_id, &config.path) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("drill: {e}");
+            return EXIT_ENVIRONMENT;
+        }
+    };
+    let sink = progress::Terminal::new(cli.quiet, cli.verbose, config.timezone);
+    let fail = |e: CommandError| -> u8 {
+        eprintln!("drill: {e}");
+        match e {
+            CommandError::Usage(_) => EXIT_USAGE,
+            CommandError::Backup(_) => EXIT_FAILED,
+            CommandError::Tier(_) | CommandError::Environment(_) | CommandError::Report(_) => {
+                EXIT_ENVIRONMENT
+            }
+        }
+    };
+    match &cli.command {
+        Some(Command::Bisect {
+            databases,
+            checks,
+            since,
+            ..
+        }) => {
+            let since = match since
+                .as_deref()
+                .map(|s| drill::bisect::parse_since(s, clock.now(), config.timezone))
+                .transpose()
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("drill: {e}");
+                    return EXIT_USAGE;
+                }
+            };
+            let opts = drill::bisect::BisectOptions {
+                run_id: run_id.clone(),
+                tier,
+                databases: databases.clone(),
+                checks: checks.clone(),
+                since,
+            };
+            match guarded(&run_id, drill::bisect::run(&config, &opts, clock, &sink)).await {
+                Err(code) => code,
+                Ok(Err(e)) => fail(e),
+                Ok(Ok(rec)) => {
+                    if cli.json {
+                        print_json(&rec);
+                    } else {
+                        progress::bisect_summary(&rec, &config.reports_dir);
+                    }
+                    match rec.verdict {
+                        Verdict::Passed => EXIT_PASSED,
+                        Verdict::Failed => EXIT_FAILED,
+                        Verdict::Error => EXIT_ENVIRONMENT,
+                    }
+                }
+            }
+        }
+        Some(Command::Diff { a, b, databases, .. }) => {
+            let opts = drill::diff::DiffOptions {
+                run_id: run_id.clone(),
+                tier,
+                a: a.clone(),
+                b: b.clone(),
+                databases: databases.clone(),
+            };
+            match guarded(&run_id, drill::diff::run(&config, &opts, clock, &sink)).await {
+                Err(code) => code,
+                Ok(Err(e)) => fail(e),
+                Ok(Ok(rec)) => {
+                    if cli.json {
+                        print_json(&rec);
+                    } else {
+                        progress::diff_summary(&rec);
+                    }
+                    match rec.status() {
+                        crate::report::Status::Passed => EXIT_PASSED,
+                        crate::report::Status::Failed => EXIT_FAILED,
+                        _ => EXIT_ENVIRONMENT,
+                    }
+                }
+            }
+        }
+        Some(Command::Extract {
+            snapshot,
+            database,
+            tables,
+            out,
+            data_only,
+            ..
+        }) => {
+            let opts = drill::extract::ExtractOptions {
+                run_id: run_id.clone(),
+                tier,
+                snapshot: snapshot.clone(),
+                database: database.clone(),
+                tables: tables.clone(),
+                out: out.clone(),
+                data_only: *data_only,
+            };
+            match guarded(&run_id, drill::extract::run(&config, &opts, clock, &sink)).await {
+                Err(code) => code,
+                Ok(Err(e)) => fail(e),
+                Ok(Ok(rec)) => {
+                    if cli.json {
+                        print_json(&rec);
+                    } else {
+                        println!(
+                            "wrote {} ({} bytes) from snapshot {} of tier {}, database `{}`:",
+                            rec.file.display(),
+                            rec.bytes,
+                            rec.snapshot.short_id,
+                            rec.tier,
+                            rec.database
+                        );
+                        for t in &rec.tables {
+                            println!("  {}: {} row(s)", t.table, t.rows);
+                        }
+                        println!("drill has not applied it; review it and load it by hand.");
+                    }
+                    EXIT_PASSED
+                }
+            }
+        }
+        _ => unreachable!("investigate is called for bisect, diff and extract"),
     }
 }
 

@@ -54,6 +54,27 @@ impl EventSink for Terminal {
                     self.line(&format!("plan {plan}"))
                 }
             }
+            Event::Info { message } => self.line(message),
+            Event::BisectProbe {
+                short_id,
+                time,
+                window_from,
+                window_to,
+                remaining,
+            } => self.line(&format!(
+                "bisect: testing snapshot {short_id} of {time}; {remaining} snapshot(s) left in the window {window_from}..{window_to}"
+            )),
+            Event::BisectJudged {
+                short_id,
+                verdict,
+                same_as,
+            } => match same_as {
+                Some(s) => self.line(&format!(
+                    "bisect: snapshot {short_id} {} (dumps byte-identical to {s}'s, no restore)",
+                    verdict.as_str()
+                )),
+                None => self.line(&format!("bisect: snapshot {short_id} {}", verdict.as_str())),
+            },
             Event::SandboxStarting { database, image } => {
                 self.line(&format!("{database}: starting sandbox ({image})"))
             }
@@ -224,5 +245,84 @@ pub fn status_lines(list: &[crate::drill::status::TierStatus], tz: chrono_tz::Tz
             (None, _) => parts.push("no schedule configured".to_string()),
         }
         let _ = writeln!(out, "{}: {}", t.tier, parts.join("; "));
+    }
+}
+
+/// `drill bisect`'s result on standard output: the verdict sentence, every
+/// snapshot judged, the diff, where the record is.
+pub fn bisect_summary(r: &crate::drill::bisect::BisectReport, reports_dir: &std::path::Path) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "bisect: {}", r.summary());
+    let _ = writeln!(out, "assumption: {}", r.assumption);
+    for (i, t) in r.tested.iter().enumerate() {
+        let how = match &t.same_as {
+            Some(s) => format!("same dumps as {s}, no restore"),
+            None => format!("{} restore(s)", t.restores),
+        };
+        let _ = writeln!(
+            out,
+            "{:>3}. {}  {}  {:<6}  {how}",
+            i + 1,
+            t.short_id,
+            t.time.to_rfc3339(),
+            t.verdict.as_str()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "restores: {} for the search, {} for the diff",
+        r.restores, r.diff_restores
+    );
+    for reason in r.reasons.iter().take(10) {
+        let _ = writeln!(out, "  - {reason}");
+    }
+    diff_databases(&mut out, &r.diff);
+    for w in &r.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    let stem = crate::report::file_stem(r.started_at, &r.tier);
+    let _ = writeln!(
+        out,
+        "record: {}",
+        reports_dir.join(format!("{stem}-bisect.md")).display()
+    );
+}
+
+/// `drill diff`'s result on standard output.
+pub fn diff_summary(r: &crate::drill::diff::DiffReport) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "diff: snapshot {} ({}) → {} ({}), {} restore(s)",
+        r.a.short_id,
+        r.a.time.to_rfc3339(),
+        r.b.short_id,
+        r.b.time.to_rfc3339(),
+        r.restores
+    );
+    diff_databases(&mut out, &r.databases);
+}
+
+fn diff_databases(out: &mut impl Write, databases: &[crate::drill::diff::DatabaseDiff]) {
+    for d in databases {
+        if let Some(e) = &d.error {
+            let _ = writeln!(out, "{}: not compared ({}): {e}", d.database, d.status.as_str());
+            continue;
+        }
+        let lines = crate::drill::diff::table_lines(d);
+        let same = d.tables.len() - lines.len();
+        let _ = writeln!(
+            out,
+            "{}: {} table(s) differ, {same} identical; schema {}",
+            d.database,
+            lines.len(),
+            if d.schema_diff.is_empty() { "identical" } else { "differs:" }
+        );
+        for l in lines {
+            let _ = writeln!(out, "  {l}");
+        }
+        if !d.schema_diff.is_empty() {
+            let _ = write!(out, "{}", d.schema_diff);
+        }
     }
 }

@@ -6,7 +6,10 @@
 //! of the run whatever happened (unless `keep`), first one by one and then by
 //! a sweep over the run's label.
 
+pub mod bisect;
+pub mod diff;
 pub mod doctor;
+pub mod extract;
 mod lock;
 pub mod snapshots;
 pub mod status;
@@ -163,13 +166,47 @@ pub async fn sweep(run_id: &str) -> Result<Vec<String>, crate::sandbox::SandboxE
     Ok(ids)
 }
 
-struct DbRun<'a> {
-    config: &'a DatabaseConfig,
-    checks: Vec<&'a CheckDefinition>,
-    report: DatabaseReport,
+/// One database of a drill: what it is, the checks it gets, its record.
+pub(crate) struct DbRun<'a> {
+    pub(crate) config: &'a DatabaseConfig,
+    pub(crate) checks: Vec<&'a CheckDefinition>,
+    pub(crate) report: DatabaseReport,
 }
 
-impl DbRun<'_> {
+impl<'a> DbRun<'a> {
+    /// `database` with the checks that apply to it (only those named in
+    /// `only`, when it is not empty), nothing run yet.
+    pub(crate) fn new(config: &'a Config, database: &'a DatabaseConfig, only: &[String]) -> Self {
+        DbRun {
+            config: database,
+            checks: config
+                .checks
+                .iter()
+                .filter(|c| {
+                    c.applies_to(&database.name) && (only.is_empty() || only.contains(&c.name))
+                })
+                .collect(),
+            report: DatabaseReport {
+                name: database.name.clone(),
+                path: database.path.clone(),
+                format: database.format.as_str().into(),
+                dbname: database.dbname.clone(),
+                restore: RestoreReport {
+                    status: Status::NotRun,
+                    bytes: 0,
+                    restored_bytes: 0,
+                    seconds: 0.0,
+                    error: None,
+                    tool: None,
+                    image: database.image.clone(),
+                    server_version: None,
+                    sandbox_seconds: None,
+                },
+                checks: vec![],
+            },
+        }
+    }
+
     fn set_restore(&mut self, status: Status, error: String) {
         self.report.restore.status = status;
         self.report.restore.error = Some(error);
@@ -182,6 +219,200 @@ impl DbRun<'_> {
             .map(|c| checks::not_run(c, why))
             .collect();
     }
+}
+
+/// What the databases of [`drill_snapshot`] are restored from.
+pub(crate) struct SnapshotSource<'a> {
+    pub(crate) run_id: &'a str,
+    pub(crate) tier: &'a str,
+    pub(crate) repo: &'a Repository,
+    pub(crate) snapshot: &'a Snapshot,
+    /// Row counts for `max_drop` (see [`report::history::baselines`]).
+    pub(crate) baselines: &'a Result<report::history::Baselines, String>,
+    /// Put the snapshot's short id in the sandboxes' names and labels, so
+    /// one run can hold sandboxes of several snapshots.
+    pub(crate) name_by_snapshot: bool,
+}
+
+/// A sandbox left running after [`drill_snapshot`] (`keep`).
+pub(crate) struct KeptSandbox {
+    /// `[[databases]]` name.
+    pub(crate) database: String,
+    /// The database the checks ran in.
+    pub(crate) dbname: String,
+    pub(crate) sandbox: Sandbox,
+    /// No check that may write (`command`) ran in it: its data are the
+    /// dump's as restored.
+    pub(crate) pristine: bool,
+}
+
+/// The verdict of a set of databases' restores and checks.
+pub(crate) struct Judgement {
+    /// A restore or check failed: the backup is bad.
+    pub(crate) failed: bool,
+    /// A restore or check could not run or did not finish.
+    pub(crate) errored: bool,
+    /// Why, one line each, in database order.
+    pub(crate) reasons: Vec<String>,
+}
+
+impl Judgement {
+    /// `failed` wins over `errored`; otherwise `passed`.
+    pub(crate) fn verdict(&self) -> Verdict {
+        if self.failed {
+            Verdict::Failed
+        } else if self.errored {
+            Verdict::Error
+        } else {
+            Verdict::Passed
+        }
+    }
+}
+
+/// Judge restores and checks. Anything not run is an error, never a pass.
+pub(crate) fn judge(databases: &[DatabaseReport]) -> Judgement {
+    let mut j = Judgement {
+        failed: false,
+        errored: databases.is_empty(),
+        reasons: Vec::new(),
+    };
+    for d in databases {
+        let r = &d.restore;
+        match r.status {
+            Status::Passed => {}
+            Status::Failed => {
+                j.failed = true;
+                j.reasons.push(format!(
+                    "{}: restore failed: {}",
+                    d.name,
+                    r.error.as_deref().unwrap_or("")
+                ));
+            }
+            Status::Error => {
+                j.errored = true;
+                j.reasons.push(format!(
+                    "{}: restore could not run: {}",
+                    d.name,
+                    r.error.as_deref().unwrap_or("")
+                ));
+            }
+            Status::NotRun => j.errored = true,
+        }
+        for c in &d.checks {
+            match c.status {
+                Status::Passed => {}
+                Status::Failed => {
+                    j.failed = true;
+                    let first = c
+                        .findings
+                        .first()
+                        .map(|f| format!(" — {f}"))
+                        .unwrap_or_default();
+                    j.reasons.push(format!(
+                        "{}: check `{}` failed: {}{first}",
+                        d.name, c.name, c.detail
+                    ));
+                }
+                Status::Error => {
+                    j.errored = true;
+                    j.reasons
+                        .push(format!("{}: check `{}` {}", d.name, c.name, c.detail));
+                }
+                Status::NotRun => j.errored = true,
+            }
+        }
+    }
+    j
+}
+
+/// Restore every database of `dbs` from one snapshot and run its checks,
+/// filling each `report`. Every dump is located (one `restic ls`) before
+/// any sandbox starts. With `keep`, the sandboxes of restores that passed
+/// are left running and returned; otherwise each is removed when its
+/// checks end.
+pub(crate) async fn drill_snapshot(
+    config: &Config,
+    source: &SnapshotSource<'_>,
+    dbs: &mut [DbRun<'_>],
+    keep: bool,
+    events: &dyn EventSink,
+) -> Vec<KeptSandbox> {
+    let snap = source.snapshot;
+    let paths: Vec<&str> = dbs.iter().map(|d| d.config.path.as_str()).collect();
+    let files = source.repo.find_files(snap, &paths).await;
+    let mut plans: Vec<Option<restore::RestorePlan>> = Vec::new();
+    for db in dbs.iter_mut() {
+        let file = match &files {
+            Ok(found) => found.iter().find(|f| f.path == db.config.path).cloned(),
+            Err(e) => {
+                db.set_restore(Status::Error, e.to_string());
+                db.checks_not_run("the restore did not run");
+                plans.push(None);
+                continue;
+            }
+        };
+        match file {
+            Some(file) if file.node_type == "file" => {
+                let plan = restore::plan(db.config, file);
+                events.emit(&Event::Planned {
+                    plan: plan.to_string(),
+                });
+                db.report.restore.tool = Some(plan.tool().into());
+                plans.push(Some(plan));
+            }
+            Some(file) => {
+                db.set_restore(
+                    Status::Failed,
+                    format!(
+                        "{} in snapshot {} is a {}, not a file",
+                        file.path, snap.short_id, file.node_type
+                    ),
+                );
+                db.checks_not_run("the restore did not pass");
+                plans.push(None);
+            }
+            None => {
+                db.set_restore(
+                    Status::Failed,
+                    format!(
+                        "snapshot {} does not hold the dump {} of database `{}`",
+                        snap.short_id, db.config.path, db.config.name
+                    ),
+                );
+                db.checks_not_run("the restore did not pass");
+                plans.push(None);
+            }
+        }
+    }
+    if plans.iter().all(Option::is_none) {
+        return Vec::new();
+    }
+    let engine = match DockerEngine::connect().await {
+        Ok(e) => e,
+        Err(e) => {
+            for (db, plan) in dbs.iter_mut().zip(plans.iter()) {
+                if plan.is_some() {
+                    db.set_restore(Status::Error, e.to_string());
+                    db.checks_not_run("the restore did not run");
+                }
+            }
+            return Vec::new();
+        }
+    };
+    let mut kept = Vec::new();
+    for (db, plan) in dbs.iter_mut().zip(plans.iter()) {
+        let Some(plan) = plan else { continue };
+        if let Some(sandbox) = drill_database(config, source, &engine, plan, db, keep, events).await
+        {
+            kept.push(KeptSandbox {
+                database: db.config.name.clone(),
+                dbname: db.config.dbname.clone(),
+                sandbox,
+                pristine: db.checks.iter().all(|c| c.spec.concurrent()),
+            });
+        }
+    }
+    kept
 }
 
 /// Drill one tier and write its report. `earlier` are the attempts of this
@@ -235,35 +466,7 @@ pub async fn run_tier(
         .databases
         .iter()
         .filter(|d| opts.databases.is_empty() || opts.databases.contains(&d.name))
-        .map(|d| DbRun {
-            config: d,
-            checks: config
-                .checks
-                .iter()
-                .filter(|c| {
-                    c.applies_to(&d.name)
-                        && (opts.checks.is_empty() || opts.checks.contains(&c.name))
-                })
-                .collect(),
-            report: DatabaseReport {
-                name: d.name.clone(),
-                path: d.path.clone(),
-                format: d.format.as_str().into(),
-                dbname: d.dbname.clone(),
-                restore: RestoreReport {
-                    status: Status::NotRun,
-                    bytes: 0,
-                    restored_bytes: 0,
-                    seconds: 0.0,
-                    error: None,
-                    tool: None,
-                    image: d.image.clone(),
-                    server_version: None,
-                    sandbox_seconds: None,
-                },
-                checks: vec![],
-            },
-        })
+        .map(|d| DbRun::new(config, d, &opts.checks))
         .collect();
 
     let mut reasons: Vec<String> = Vec::new();
@@ -353,91 +556,34 @@ pub async fn run_tier(
         });
     }
 
-    // Plan: find every dump in the snapshot before starting any sandbox.
-    let mut plans: Vec<Option<restore::RestorePlan>> = Vec::new();
-    for db in dbs.iter_mut() {
-        let (Some(repo), Some(snap)) = (&repo, &snapshot) else {
-            db.set_restore(Status::NotRun, "no snapshot to restore from".into());
-            db.checks_not_run("no snapshot to restore from");
-            plans.push(None);
-            continue;
-        };
-        match repo.find_file(snap, &db.config.path).await {
-            Ok(Some(file)) if file.node_type == "file" => {
-                let plan = restore::plan(db.config, file);
-                events.emit(&Event::Planned {
-                    plan: plan.to_string(),
-                });
-                db.report.restore.tool = Some(plan.tool().into());
-                plans.push(Some(plan));
-            }
-            Ok(Some(file)) => {
-                db.set_restore(
-                    Status::Failed,
-                    format!(
-                        "{} in snapshot {} is a {}, not a file",
-                        file.path, snap.short_id, file.node_type
-                    ),
-                );
-                db.checks_not_run("the restore did not pass");
-                plans.push(None);
-            }
-            Ok(None) => {
-                db.set_restore(
-                    Status::Failed,
-                    format!(
-                        "snapshot {} does not hold the dump {} of database `{}`",
-                        snap.short_id, db.config.path, db.config.name
-                    ),
-                );
-                db.checks_not_run("the restore did not pass");
-                plans.push(None);
-            }
-            Err(e) => {
-                db.set_restore(Status::Error, e.to_string());
-                db.checks_not_run("the restore did not run");
-                plans.push(None);
-            }
-        }
-    }
-
-    let mut engine: Option<DockerEngine> = None;
-    if plans.iter().any(Option::is_some) {
-        match DockerEngine::connect().await {
-            Ok(e) => engine = Some(e),
-            Err(e) => {
-                for (db, plan) in dbs.iter_mut().zip(plans.iter_mut()) {
-                    if plan.take().is_some() {
-                        db.set_restore(Status::Error, e.to_string());
-                        db.checks_not_run("the restore did not run");
-                    }
-                }
-            }
-        }
-    }
-
     // Row counts of this tier's last passed drills, for `max_drop`.
     let baselines = report::history::baselines(&config.reports_dir, &tier_name);
-    if let (Some(engine), Some(repo), Some(snap)) = (&engine, &repo, &snapshot) {
-        for (db, plan) in dbs.iter_mut().zip(plans.iter()) {
-            let Some(plan) = plan else { continue };
-            let target = Target {
-                tier: &tier_name,
-                engine,
-                repo,
-                snapshot: snap,
-                baselines: &baselines,
-            };
-            drill_database(config, opts, &target, plan, db, events).await;
+    if let (Some(repo), Some(snap)) = (&repo, &snapshot) {
+        let source = SnapshotSource {
+            run_id: &opts.run_id,
+            tier: &tier_name,
+            repo,
+            snapshot: snap,
+            baselines: &baselines,
+            name_by_snapshot: false,
+        };
+        let kept = drill_snapshot(config, &source, &mut dbs, opts.keep, events).await;
+        for k in kept {
+            events.emit(&Event::Kept {
+                database: k.database,
+                container: k.sandbox.name.clone(),
+                port: k.sandbox.port,
+                user: k.sandbox.user.clone(),
+                dbname: k.dbname,
+            });
         }
         if !opts.keep {
-            for id in engine
-                .containers_of_run(&opts.run_id)
-                .await
-                .unwrap_or_default()
-            {
-                engine.remove(&id).await;
-            }
+            let _ = sweep(&opts.run_id).await;
+        }
+    } else {
+        for db in &mut dbs {
+            db.set_restore(Status::NotRun, "no snapshot to restore from".into());
+            db.checks_not_run("no snapshot to restore from");
         }
     }
     let checks_done = clock.now();
@@ -463,56 +609,11 @@ pub async fn run_tier(
             }
         }
     }
-    let mut failed = backup_missing;
-    let mut errored = repo.is_none() || (snapshot.is_none() && !backup_missing);
-    for d in &dbs {
-        let r = &d.report.restore;
-        match r.status {
-            Status::Passed => {}
-            Status::Failed => {
-                failed = true;
-                reasons.push(format!(
-                    "{}: restore failed: {}",
-                    d.report.name,
-                    r.error.as_deref().unwrap_or("")
-                ));
-            }
-            Status::Error => {
-                errored = true;
-                reasons.push(format!(
-                    "{}: restore could not run: {}",
-                    d.report.name,
-                    r.error.as_deref().unwrap_or("")
-                ));
-            }
-            Status::NotRun => errored = true,
-        }
-        for c in &d.report.checks {
-            match c.status {
-                Status::Passed => {}
-                Status::Failed => {
-                    failed = true;
-                    let first = c
-                        .findings
-                        .first()
-                        .map(|f| format!(" — {f}"))
-                        .unwrap_or_default();
-                    reasons.push(format!(
-                        "{}: check `{}` failed: {}{first}",
-                        d.report.name, c.name, c.detail
-                    ));
-                }
-                Status::Error => {
-                    errored = true;
-                    reasons.push(format!(
-                        "{}: check `{}` {}",
-                        d.report.name, c.name, c.detail
-                    ));
-                }
-                Status::NotRun => errored = true,
-            }
-        }
-    }
+    let reports: Vec<DatabaseReport> = dbs.into_iter().map(|d| d.report).collect();
+    let judged = judge(&reports);
+    reasons.extend(judged.reasons);
+    let mut failed = backup_missing || judged.failed;
+    let errored = repo.is_none() || (snapshot.is_none() && !backup_missing) || judged.errored;
     for (name, limit) in [
         ("max_rto", &policy.max_rto),
         ("max_snapshot_age", &policy.max_snapshot_age),
@@ -559,7 +660,7 @@ pub async fn run_tier(
         rto_seconds,
         snapshot: snapshot_report,
         policy,
-        databases: dbs.into_iter().map(|d| d.report).collect(),
+        databases: reports,
         warnings,
         disk,
         attempts,
@@ -577,34 +678,17 @@ pub async fn run_tier(
     })
 }
 
-/// Checks of one database that run at once (those that only read).
-pub const CHECK_PARALLELISM: usize = 4;
-
-/// What every database of a run is drilled from.
-struct Target<'a> {
-    tier: &'a str,
-    engine: &'a DockerEngine,
-    repo: &'a Repository,
-    snapshot: &'a Snapshot,
-    baselines: &'a Result<report::history::Baselines, String>,
-}
-
-/// Sandbox, restore and checks for one database. Fills `db.report`.
-async fn drill_database(
+/// Start a sandbox for `db` and restore `plan` into it. Fills the
+/// restore part of `db.report`; `None` (sandbox removed) unless the restore
+/// passed.
+pub(crate) async fn restore_database(
     config: &Config,
-    opts: &RunOptions,
-    target: &Target<'_>,
+    source: &SnapshotSource<'_>,
+    engine: &DockerEngine,
     plan: &restore::RestorePlan,
     db: &mut DbRun<'_>,
     events: &dyn EventSink,
-) {
-    let Target {
-        tier,
-        engine,
-        repo,
-        snapshot,
-        baselines,
-    } = *target;
+) -> Option<Sandbox> {
     let name = db.config.name.clone();
     let image = db.config.image.clone();
     events.emit(&Event::SandboxStarting {
@@ -618,9 +702,12 @@ async fn drill_database(
             .await?;
         engine
             .start(&SandboxRequest {
-                run_id: opts.run_id.clone(),
-                tier: tier.into(),
+                run_id: source.run_id.to_string(),
+                tier: source.tier.into(),
                 database: name.clone(),
+                snapshot: source
+                    .name_by_snapshot
+                    .then(|| source.snapshot.short_id.clone()),
                 image: image.clone(),
                 memory_bytes: config.sandbox.memory_bytes,
                 cpus: config.sandbox.cpus,
@@ -634,7 +721,7 @@ async fn drill_database(
         Err(e) => {
             db.set_restore(Status::Error, e.to_string());
             db.checks_not_run("the restore did not run");
-            return;
+            return None;
         }
     };
     let boot_seconds = boot_started.elapsed().as_secs_f64();
@@ -650,7 +737,7 @@ async fn drill_database(
         database: name.clone(),
         bytes: plan.file.size,
     });
-    let outcome = restore::execute(plan, repo, snapshot, &sandbox).await;
+    let outcome = restore::execute(plan, source.repo, source.snapshot, &sandbox).await;
     let r = &mut db.report.restore;
     r.status = outcome.status;
     r.bytes = outcome.bytes;
@@ -658,32 +745,52 @@ async fn drill_database(
     r.seconds = outcome.seconds;
     r.error = outcome.error.clone();
     events.emit(&Event::RestoreFinished {
-        database: name.clone(),
+        database: name,
         status: outcome.status,
         bytes: outcome.bytes,
         seconds: outcome.seconds,
         error: outcome.error,
     });
-
     if outcome.status == Status::Passed {
-        db.report.checks =
-            run_checks(&db.checks, &sandbox, db.config, tier, baselines, events).await;
+        Some(sandbox)
     } else {
         db.checks_not_run("the restore did not pass");
-    }
-
-    if opts.keep {
-        events.emit(&Event::Kept {
-            database: name,
-            container: sandbox.name.clone(),
-            port: sandbox.port,
-            user: sandbox.user.clone(),
-            dbname: db.config.dbname.clone(),
-        });
-    } else {
         sandbox.remove().await;
+        None
     }
 }
+
+/// Sandbox, restore and checks for one database. Fills `db.report`. The
+/// sandbox is returned when `keep` (and the restore passed), else removed.
+async fn drill_database(
+    config: &Config,
+    source: &SnapshotSource<'_>,
+    engine: &DockerEngine,
+    plan: &restore::RestorePlan,
+    db: &mut DbRun<'_>,
+    keep: bool,
+    events: &dyn EventSink,
+) -> Option<Sandbox> {
+    let sandbox = restore_database(config, source, engine, plan, db, events).await?;
+    db.report.checks = run_checks(
+        &db.checks,
+        &sandbox,
+        db.config,
+        source.tier,
+        source.baselines,
+        events,
+    )
+    .await;
+    if keep {
+        Some(sandbox)
+    } else {
+        sandbox.remove().await;
+        None
+    }
+}
+
+/// Checks of one database that run at once (those that only read).
+pub const CHECK_PARALLELISM: usize = 4;
 
 /// Run `defs` against the restored database: the read-only ones
 /// concurrently (at most [`CHECK_PARALLELISM`] at once), then the rest (an

@@ -101,6 +101,35 @@ pub enum Event {
         /// The tier tried next.
         to: String,
     },
+    /// Progress worth a line that is none of the above.
+    Info {
+        /// The message.
+        message: String,
+    },
+    /// `bisect` is about to judge a snapshot.
+    BisectProbe {
+        /// Short id of the snapshot tested.
+        short_id: String,
+        /// Its time (RFC 3339).
+        time: String,
+        /// Short ids of the oldest and newest snapshot still in the search
+        /// window (the first invalid one is among them).
+        window_from: String,
+        /// See `window_from`.
+        window_to: String,
+        /// Snapshots in the window.
+        remaining: usize,
+    },
+    /// `bisect` judged a snapshot.
+    BisectJudged {
+        /// Short id.
+        short_id: String,
+        /// Its verdict.
+        verdict: Verdict,
+        /// The short id of the snapshot whose restore this verdict comes
+        /// from, when the dump was byte-identical (no restore ran).
+        same_as: Option<String>,
+    },
     /// The run ended.
     Finished {
         /// The verdict.

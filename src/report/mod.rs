@@ -370,16 +370,9 @@ pub const HISTORY_COLUMNS: [&str; 12] = [
 /// # Errors
 /// [`ReportError`] naming the file.
 pub fn write(report: &Report, dir: &Path, tz: chrono_tz::Tz) -> Result<WrittenReport, ReportError> {
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let stem = file_stem(report.started_at, &report.tier);
-    let json = dir.join(format!("{stem}.json"));
-    let markdown = dir.join(format!("{stem}.md"));
+    let (json, markdown) = write_pair(dir, &stem, report, &report.to_markdown(tz))?;
     let history = dir.join("history.csv");
-
-    let mut text = serde_json::to_string_pretty(report).expect("report serializes");
-    text.push('\n');
-    write_atomic(&json, text.as_bytes())?;
-    write_atomic(&markdown, report.to_markdown(tz).as_bytes())?;
 
     let new = !history.exists();
     let file = std::fs::OpenOptions::new()
@@ -430,6 +423,28 @@ pub fn write(report: &Report, dir: &Path, tz: chrono_tz::Tz) -> Result<WrittenRe
         markdown,
         history,
     })
+}
+
+/// Write `<stem>.json` (pretty JSON of `record`) and `<stem>.md` under
+/// `dir` (created if missing), each atomically (temp file, fsync, rename).
+/// Returns both paths.
+///
+/// # Errors
+/// [`ReportError`] naming the file.
+pub fn write_pair(
+    dir: &Path,
+    stem: &str,
+    record: &impl Serialize,
+    markdown: &str,
+) -> Result<(PathBuf, PathBuf), ReportError> {
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let json = dir.join(format!("{stem}.json"));
+    let md = dir.join(format!("{stem}.md"));
+    let mut text = serde_json::to_string_pretty(record).expect("record serializes");
+    text.push('\n');
+    write_atomic(&json, text.as_bytes())?;
+    write_atomic(&md, markdown.as_bytes())?;
+    Ok((json, md))
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {

@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 
 use super::{
-    ExecOutcome, OutputLog, SandboxError, LABEL_DATABASE, LABEL_MANAGED, LABEL_RUN_ID, LABEL_TIER,
+    ExecOutcome, OutputLog, SandboxError, LABEL_DATABASE, LABEL_MANAGED, LABEL_RUN_ID, LABEL_SNAPSHOT, LABEL_TIER,
 };
 use crate::config::SANDBOX_SUPERUSER;
 use crate::secret::Secret;
@@ -43,6 +43,10 @@ pub struct SandboxRequest {
     pub tier: String,
     /// `[[databases]]` name (label, container name).
     pub database: String,
+    /// Short id of the snapshot restored into it (label `drill.snapshot`,
+    /// container name suffix), so one run can hold sandboxes of several
+    /// snapshots (`bisect`, `diff`).
+    pub snapshot: Option<String>,
     /// Image reference, e.g. `postgres:16`.
     pub image: String,
     /// Memory cap in bytes (swap is capped to the same, i.e. none extra).
@@ -201,13 +205,17 @@ impl DockerEngine {
     /// [`SandboxError`] for API failures, a dead container or a readiness
     /// timeout.
     pub async fn start(&self, req: &SandboxRequest) -> Result<Sandbox, SandboxError> {
-        let name = format!("drill-{}-{}", req.run_id, req.database);
+        let mut name = format!("drill-{}-{}", req.run_id, req.database);
+        if let Some(s) = &req.snapshot {
+            name = format!("{name}-{s}");
+        }
         let password = Secret::random();
         let labels: HashMap<String, String> = [
             (LABEL_MANAGED, "true"),
             (LABEL_RUN_ID, req.run_id.as_str()),
             (LABEL_TIER, req.tier.as_str()),
             (LABEL_DATABASE, req.database.as_str()),
+            (LABEL_SNAPSHOT, req.snapshot.as_deref().unwrap_or("")),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -539,6 +547,91 @@ impl Sandbox {
             outcome.exit_code = None;
         }
         Ok(outcome)
+    }
+
+    /// Run `cmd` inside the sandbox as the `postgres` OS user and copy its
+    /// standard output to `out` as it comes; standard error is collected
+    /// (bounded) in the outcome's `output`. `stdin_bytes` is left 0; the
+    /// bytes written are returned beside the outcome.
+    ///
+    /// # Errors
+    /// [`SandboxError::Api`] when the exec cannot be created or inspected;
+    /// [`SandboxError::Io`] when writing to `out` fails.
+    pub async fn exec_to_writer<W>(
+        &self,
+        cmd: &[&str],
+        out: &mut W,
+    ) -> Result<(ExecOutcome, u64), SandboxError>
+    where
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        use bollard::container::LogOutput;
+        use bollard::exec::{CreateExecOptions, StartExecResults};
+        let exec = self
+            .docker
+            .create_exec(
+                &self.id,
+                CreateExecOptions {
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                    user: Some("postgres".to_string()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| api_error("exec in", &self.name, e))?;
+        let started = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|e| api_error("exec in", &self.name, e))?;
+        let StartExecResults::Attached { mut output, .. } = started else {
+            return Err(SandboxError::Api {
+                action: "exec in",
+                name: self.name.clone(),
+                detail: "Docker started the exec detached".into(),
+            });
+        };
+        let mut log = OutputLog::default();
+        let mut written = 0u64;
+        while let Some(item) = output.next().await {
+            match item {
+                Ok(LogOutput::StdOut { message }) => {
+                    out.write_all(&message).await.map_err(|e| SandboxError::Io {
+                        action: "write the output of",
+                        name: self.name.clone(),
+                        source: e,
+                    })?;
+                    written += message.len() as u64;
+                }
+                Ok(other) => log.push(&other.into_bytes()),
+                Err(e) => {
+                    log.push(format!("\nerror: output stream broke: {e}\n").as_bytes());
+                    break;
+                }
+            }
+        }
+        out.flush().await.map_err(|e| SandboxError::Io {
+            action: "write the output of",
+            name: self.name.clone(),
+            source: e,
+        })?;
+        log.finish();
+        let inspect = self
+            .docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(|e| api_error("inspect exec in", &self.name, e))?;
+        let mut outcome = ExecOutcome {
+            exit_code: inspect.exit_code,
+            output: log,
+            ..Default::default()
+        };
+        if inspect.running == Some(true) {
+            outcome.exit_code = None;
+        }
+        Ok((outcome, written))
     }
 
     /// Remove the container (force, with its anonymous volumes).

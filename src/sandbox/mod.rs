@@ -18,6 +18,9 @@ pub const LABEL_RUN_ID: &str = "drill.run-id";
 pub const LABEL_DATABASE: &str = "drill.database";
 /// Label carrying the tier on every sandbox.
 pub const LABEL_TIER: &str = "drill.tier";
+/// Label: short id of the snapshot restored into the sandbox (empty when
+/// one run restores one snapshot).
+pub const LABEL_SNAPSHOT: &str = "drill.snapshot";
 /// Label marking a container as a drill sandbox.
 pub const LABEL_MANAGED: &str = "drill.sandbox";
 
@@ -74,6 +77,17 @@ pub enum SandboxError {
         oom: String,
         /// The end of the container's log.
         log_tail: String,
+    },
+    /// Output of a process in the sandbox could not be written where it
+    /// was going (a file on the host).
+    #[error("{action} a process in sandbox {name}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// Container name.
+        name: String,
+        /// The I/O error.
+        source: std::io::Error,
     },
 }
 

@@ -678,6 +678,59 @@ impl Repository {
         Ok(found)
     }
 
+    /// The content of the files `paths` in `snapshot`: for each file it
+    /// holds, the ids of its data blobs in order — the `content` of its node
+    /// in restic's tree (`restic cat tree <snapshot>:<dir>`, restic ≥ 0.17;
+    /// restic design docs, "Trees and Data"). Within one repository, two
+    /// files with the same list hold the same bytes, which is known without
+    /// reading them. One restic call per distinct directory; paths the
+    /// snapshot lacks are absent from the map.
+    ///
+    /// # Errors
+    /// [`TierError`] when restic fails (also when a directory is missing)
+    /// or prints something unparsable.
+    pub async fn contents(
+        &self,
+        snapshot: &Snapshot,
+        paths: &[&str],
+    ) -> Result<std::collections::HashMap<String, Vec<String>>, TierError> {
+        #[derive(Deserialize)]
+        struct Tree {
+            nodes: Vec<Node>,
+        }
+        #[derive(Deserialize)]
+        struct Node {
+            name: String,
+            #[serde(rename = "type")]
+            node_type: String,
+            #[serde(default)]
+            content: Option<Vec<String>>,
+        }
+        let mut out = std::collections::HashMap::new();
+        let mut dirs: Vec<&str> = paths
+            .iter()
+            .map(|p| p.rsplit_once('/').map_or("", |(d, _)| d))
+            .collect();
+        dirs.sort_unstable();
+        dirs.dedup();
+        for dir in dirs {
+            let target = format!("{}:{}", snapshot.id, if dir.is_empty() { "/" } else { dir });
+            let bytes = self.run_json("cat", &["cat", "tree", &target]).await?;
+            let tree: Tree = serde_json::from_slice(&bytes).map_err(|e| TierError::Output {
+                tier: self.tier.clone(),
+                command: "cat tree".into(),
+                message: e.to_string(),
+            })?;
+            for node in tree.nodes {
+                let path = format!("{dir}/{}", node.name);
+                if node.node_type == "file" && paths.contains(&path.as_str()) {
+                    out.insert(path, node.content.unwrap_or_default());
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Start `restic dump` of `path` in `snapshot`; its standard output is the
     /// file's bytes. The caller must call [`DumpStream::finish`] to learn
     /// whether restic read everything intact.

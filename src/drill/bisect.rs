@@ -1,0 +1,685 @@
+//! `drill bisect --tier T`: the last snapshot that still passes, after
+//! silent corruption.
+//!
+//! **Assumption: corruption persists once it appears.** Every snapshot
+//! after the first invalid one is taken to be invalid too, so the history
+//! is a run of valid snapshots followed by a run of invalid ones, and a
+//! binary search finds the boundary with ⌈log2 n⌉ judgements after the
+//! newest. Corruption that comes and goes breaks the assumption; the
+//! report lists every snapshot actually judged, so the operator can see
+//! what the answer rests on.
+//!
+//! 1. The newest snapshot (of those taken since `--since`) is drilled with
+//!    every selected database and check. If it passes, there is nothing to
+//!    search: under the assumption every earlier one passes too.
+//! 2. The search then restores only the databases that failed on the
+//!    newest and runs only the checks that failed there (or the `--check`s
+//!    named).
+//! 3. Before the search, the content of each of those dumps in every
+//!    snapshot is read from restic's trees (blob ids, no restore). A
+//!    snapshot whose dumps are byte-identical to a snapshot already judged
+//!    takes its verdict without a restore.
+//! 4. The search ends with a diff ([`super::diff`]) between `last_valid`
+//!    and `first_invalid`, from the sandboxes the search kept.
+//!
+//! `max_drop` limits are judged against the tier's last passed drills, as
+//! `drill run` would judge that snapshot today.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::diff::{
+    compare_restored, markdown_databases, open_tier, restore_one, select_databases,
+    CommandError, DatabaseDiff, SnapshotRef,
+};
+use super::{drill_snapshot, judge, DbRun, KeptSandbox, SnapshotSource};
+use crate::clock::Clock;
+use crate::config::{Config, DatabaseConfig};
+use crate::report::{self, DatabaseReport, Event, EventSink, Status, Verdict};
+use crate::sandbox::Sandbox;
+use crate::tier::{Repository, Snapshot};
+
+/// The assumption the search rests on, as written in every record.
+pub const ASSUMPTION: &str =
+    "corruption persists once it appears: every snapshot after the first invalid one is invalid too";
+
+/// What to bisect.
+#[derive(Debug, Clone)]
+pub struct BisectOptions {
+    /// Run id (labels the sandboxes).
+    pub run_id: String,
+    /// Tier.
+    pub tier: String,
+    /// `[[databases]]` to restore (empty = all).
+    pub databases: Vec<String>,
+    /// Checks to run (empty = all on the newest, then those that failed).
+    pub checks: Vec<String>,
+    /// Only snapshots taken at or after this time.
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// One snapshot judged, in the order judged.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tested {
+    /// Full id.
+    pub id: String,
+    /// Short id.
+    pub short_id: String,
+    /// When it was taken.
+    pub time: DateTime<chrono::FixedOffset>,
+    /// `passed` or `failed` (`error`: it could not be judged).
+    pub verdict: Verdict,
+    /// Restores run to judge it (0 when its dumps were byte-identical to
+    /// those of an already judged snapshot).
+    pub restores: usize,
+    /// That snapshot's short id, when no restore ran.
+    pub same_as: Option<String>,
+    /// Why it did not pass.
+    pub reasons: Vec<String>,
+    /// Restores and checks, when it was restored.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub databases: Vec<DatabaseReport>,
+}
+
+/// How the search ended.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BisectOutcome {
+    /// `last_valid` and `first_invalid` found.
+    Found,
+    /// The newest snapshot passes: nothing to search.
+    AllPass,
+    /// The oldest snapshot in the window fails too.
+    NonePass,
+    /// A snapshot could not be judged (restore or check could not run).
+    Undecided,
+}
+
+/// The record of `drill bisect`: `<UTC timestamp>-<tier>-bisect.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BisectReport {
+    /// Always [`report::FORMAT_VERSION`].
+    pub format_version: u32,
+    /// Run id.
+    pub run_id: String,
+    /// Tier.
+    pub tier: String,
+    /// Repository, passwords redacted.
+    pub repository: String,
+    /// Start of the run.
+    pub started_at: DateTime<Utc>,
+    /// End of the run.
+    pub finished_at: DateTime<Utc>,
+    /// See [`ASSUMPTION`].
+    pub assumption: String,
+    /// `--since`, if given.
+    pub since: Option<DateTime<Utc>>,
+    /// Snapshots in the search window (taken since `since`).
+    pub snapshots: usize,
+    /// Databases the search restored after the newest.
+    pub databases: Vec<String>,
+    /// Checks the search ran after the newest, as `database: check`.
+    pub checks: Vec<String>,
+    /// How it ended.
+    pub outcome: BisectOutcome,
+    /// `passed` (all pass), `failed` (found, or none passes) or `error`.
+    pub verdict: Verdict,
+    /// One line per reason the newest failed, or why it is undecided.
+    pub reasons: Vec<String>,
+    /// Every snapshot judged, in order.
+    pub tested: Vec<Tested>,
+    /// Restores the search ran (one per database per snapshot restored).
+    pub restores: usize,
+    /// Restores run for the diff only (0 when the search's sandboxes were
+    /// reused).
+    pub diff_restores: usize,
+    /// The newest snapshot that passes.
+    pub last_valid: Option<SnapshotRef>,
+    /// The oldest snapshot that fails (the one after `last_valid`).
+    pub first_invalid: Option<SnapshotRef>,
+    /// Table and schema differences from `last_valid` to `first_invalid`.
+    pub diff: Vec<DatabaseDiff>,
+    /// What the operator should know.
+    pub warnings: Vec<String>,
+}
+
+impl BisectReport {
+    /// One sentence on the result.
+    pub fn summary(&self) -> String {
+        let window = match self.since {
+            Some(t) => format!("of the {} snapshots since {}", self.snapshots, t.to_rfc3339()),
+            None => format!("of the {} snapshots", self.snapshots),
+        };
+        match self.outcome {
+            BisectOutcome::AllPass => format!(
+                "the newest snapshot passes: nothing to bisect ({window}, all pass under the assumption)"
+            ),
+            BisectOutcome::NonePass => format!(
+                "no snapshot passes: even the oldest {window}, {}, fails",
+                self.first_invalid.as_ref().map_or("?", |s| s.short_id.as_str())
+            ),
+            BisectOutcome::Found => format!(
+                "last valid snapshot {} ({}); first invalid {} ({}); {} restore(s)",
+                self.last_valid.as_ref().map_or("?", |s| s.short_id.as_str()),
+                self.last_valid.as_ref().map_or(String::new(), |s| s.time.to_rfc3339()),
+                self.first_invalid.as_ref().map_or("?", |s| s.short_id.as_str()),
+                self.first_invalid.as_ref().map_or(String::new(), |s| s.time.to_rfc3339()),
+                self.restores
+            ),
+            BisectOutcome::Undecided => format!(
+                "undecided: a snapshot could not be judged ({})",
+                self.reasons.first().map_or("", String::as_str)
+            ),
+        }
+    }
+}
+
+/// Parse `--since`: an RFC 3339 time, a date `YYYY-MM-DD` (midnight in
+/// `tz`), or a duration before `now` (`30d`, `2w`, humantime syntax).
+///
+/// # Errors
+/// A message naming the accepted forms.
+pub fn parse_since(text: &str, now: DateTime<Utc>, tz: chrono_tz::Tz) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        use chrono::TimeZone;
+        let midnight = d.and_hms_opt(0, 0, 0).expect("midnight exists");
+        if let Some(t) = tz.from_local_datetime(&midnight).earliest() {
+            return Ok(t.with_timezone(&Utc));
+        }
+    }
+    if let Ok(d) = humantime::parse_duration(text) {
+        if let Ok(d) = chrono::Duration::from_std(d) {
+            return Ok(now - d);
+        }
+    }
+    Err(format!(
+        "--since `{text}`: give an RFC 3339 time (2026-11-01T00:00:00+09:00), a date (2026-11-01, in {tz}) or a duration before now (30d)"
+    ))
+}
+
+/// Databases and checks of one judgement.
+struct Selection<'a> {
+    database: &'a DatabaseConfig,
+    /// `None`: the checks of `--check` (all when none named).
+    checks: Option<Vec<String>>,
+}
+
+struct Probe {
+    judgement: super::Judgement,
+    databases: Vec<DatabaseReport>,
+    kept: Vec<KeptSandbox>,
+    restores: usize,
+}
+
+/// Restore `selection` from `snapshot`, run its checks, keep the sandboxes.
+async fn probe(
+    config: &Config,
+    opts: &BisectOptions,
+    repo: &Repository,
+    snapshot: &Snapshot,
+    selection: &[Selection<'_>],
+    baselines: &Result<report::history::Baselines, String>,
+    events: &dyn EventSink,
+) -> Probe {
+    let mut dbs: Vec<DbRun> = selection
+        .iter()
+        .map(|s| match &s.checks {
+            None => DbRun::new(config, s.database, &opts.checks),
+            Some(names) => {
+                let mut d = DbRun::new(config, s.database, &[]);
+                d.checks.retain(|c| names.contains(&c.name));
+                d
+            }
+        })
+        .collect();
+    let source = SnapshotSource {
+        run_id: &opts.run_id,
+        tier: &opts.tier,
+        repo,
+        snapshot,
+        baselines,
+        name_by_snapshot: true,
+    };
+    let mut kept = drill_snapshot(config, &source, &mut dbs, true, events).await;
+    // A sandbox a `command` check may have written to is no use to the diff.
+    let (pristine, written): (Vec<_>, Vec<_>) = kept.drain(..).partition(|k| k.pristine);
+    for k in written {
+        k.sandbox.remove().await;
+    }
+    let kept = pristine;
+    let databases: Vec<DatabaseReport> = dbs.into_iter().map(|d| d.report).collect();
+    let restores = databases
+        .iter()
+        .filter(|d| d.restore.sandbox_seconds.is_some())
+        .count();
+    Probe {
+        judgement: judge(&databases),
+        databases,
+        kept,
+        restores,
+    }
+}
+
+/// The content of the searched dumps in one snapshot: per database, its
+/// blob ids (`None`: the snapshot lacks the dump).
+type Key = Vec<Option<Vec<String>>>;
+
+/// Run `drill bisect` and write its record.
+///
+/// # Errors
+/// [`CommandError`]: usage errors, an unreadable tier, an empty window, a
+/// record that cannot be written.
+pub async fn run(
+    config: &Config,
+    opts: &BisectOptions,
+    clock: &dyn Clock,
+    events: &dyn EventSink,
+) -> Result<BisectReport, CommandError> {
+    let started_at = clock.now();
+    let databases = select_databases(config, &opts.databases)?;
+    for c in &opts.checks {
+        let Some(def) = config.checks.iter().find(|d| &d.name == c) else {
+            return Err(CommandError::Usage(format!(
+                "check `{c}` is not defined in {}",
+                config.checks_dir.display()
+            )));
+        };
+        if !databases.iter().any(|d| def.applies_to(&d.name)) {
+            return Err(CommandError::Usage(format!(
+                "check `{c}` applies to none of the databases bisected"
+            )));
+        }
+    }
+    let repo = open_tier(config, &opts.tier, clock, events).await?;
+    let all = repo.snapshots().await.map_err(CommandError::tier)?;
+    let Some(newest_of_all) = all.last().cloned() else {
+        return Err(CommandError::Backup(format!(
+            "repository {} of tier `{}` has no snapshots",
+            repo.display_location(),
+            opts.tier
+        )));
+    };
+    let window: Vec<Snapshot> = all
+        .into_iter()
+        .filter(|s| opts.since.is_none_or(|t| s.time >= t))
+        .collect();
+    if window.is_empty() {
+        return Err(CommandError::Usage(format!(
+            "no snapshot of tier `{}` was taken since {}; the newest is {} of {}",
+            opts.tier,
+            opts.since.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            newest_of_all.short_id,
+            newest_of_all.time.to_rfc3339()
+        )));
+    }
+    let baselines = report::history::baselines(&config.reports_dir, &opts.tier);
+    let n = window.len();
+    let mut rec = BisectReport {
+        format_version: report::FORMAT_VERSION,
+        run_id: opts.run_id.clone(),
+        tier: opts.tier.clone(),
+        repository: repo.display_location(),
+        started_at,
+        finished_at: started_at,
+        assumption: ASSUMPTION.into(),
+        since: opts.since,
+        snapshots: n,
+        databases: vec![],
+        checks: vec![],
+        outcome: BisectOutcome::Undecided,
+        verdict: Verdict::Error,
+        reasons: vec![],
+        tested: vec![],
+        restores: 0,
+        diff_restores: 0,
+        last_valid: None,
+        first_invalid: None,
+        diff: vec![],
+        warnings: vec![],
+    };
+
+    // 1. The newest, with everything selected.
+    let newest = &window[n - 1];
+    events.emit(&Event::BisectProbe {
+        short_id: newest.short_id.clone(),
+        time: newest.time.to_rfc3339(),
+        window_from: window[0].short_id.clone(),
+        window_to: newest.short_id.clone(),
+        remaining: n,
+    });
+    let everything: Vec<Selection> = databases
+        .iter()
+        .map(|d| Selection {
+            database: d,
+            checks: None,
+        })
+        .collect();
+    let first = probe(config, opts, &repo, newest, &everything, &baselines, events).await;
+    let verdict = first.judgement.verdict();
+    rec.restores += first.restores;
+    rec.reasons = first.judgement.reasons.clone();
+    for d in &first.databases {
+        for c in &d.checks {
+            for note in &c.notes {
+                rec.warnings
+                    .push(format!("{}: check `{}`: {note}", d.name, c.name));
+            }
+        }
+    }
+    let search: Vec<Selection> = first
+        .databases
+        .iter()
+        .zip(&databases)
+        .filter(|(r, _)| {
+            r.restore.status == Status::Failed
+                || r.checks.iter().any(|c| c.status == Status::Failed)
+        })
+        .map(|(r, d)| Selection {
+            database: d,
+            checks: Some(
+                r.checks
+                    .iter()
+                    .filter(|c| c.status == Status::Failed)
+                    .map(|c| c.name.clone())
+                    .collect(),
+            ),
+        })
+        .collect();
+    rec.databases = search.iter().map(|s| s.database.name.clone()).collect();
+    rec.checks = search
+        .iter()
+        .flat_map(|s| {
+            s.checks
+                .iter()
+                .flatten()
+                .map(move |c| format!("{}: {c}", s.database.name))
+        })
+        .collect();
+    let mut kept: HashMap<usize, Vec<KeptSandbox>> = HashMap::new();
+    let mut first_kept = first.kept;
+    let (keep_now, drop_now): (Vec<_>, Vec<_>) = first_kept
+        .drain(..)
+        .partition(|k| rec.databases.contains(&k.database));
+    for k in drop_now {
+        k.sandbox.remove().await;
+    }
+    kept.insert(n - 1, keep_now);
+    rec.tested.push(tested(newest, verdict, first.restores, None, first.judgement.reasons, first.databases));
+    events.emit(&Event::BisectJudged {
+        short_id: newest.short_id.clone(),
+        verdict,
+        same_as: None,
+    });
+    match verdict {
+        Verdict::Passed => {
+            rec.outcome = BisectOutcome::AllPass;
+            rec.verdict = Verdict::Passed;
+            rec.last_valid = Some(newest.into());
+            return finish(config, rec, kept, clock).await;
+        }
+        Verdict::Error => return finish(config, rec, kept, clock).await,
+        Verdict::Failed => {}
+    }
+
+    // 2. What each snapshot's searched dumps hold, known without restoring.
+    let paths: Vec<&str> = search.iter().map(|s| s.database.path.as_str()).collect();
+    events.emit(&Event::Info {
+        message: format!(
+            "reading which dumps are byte-identical across {n} snapshot(s) (restic trees)"
+        ),
+    });
+    let mut keys: Vec<Option<Key>> = Vec::with_capacity(n);
+    let mut key_warning = None;
+    for s in &window {
+        match repo.contents(s, &paths).await {
+            Ok(map) => keys.push(Some(paths.iter().map(|p| map.get(*p).cloned()).collect())),
+            Err(e) => {
+                key_warning.get_or_insert_with(|| format!(
+                    "could not read the content of snapshot {}'s dumps ({e}); snapshots whose content is unknown are restored",
+                    s.short_id
+                ));
+                keys.push(None);
+            }
+        }
+    }
+    rec.warnings.extend(key_warning);
+    let mut judged: HashMap<Key, (Verdict, usize)> = HashMap::new();
+    if let Some(k) = &keys[n - 1] {
+        judged.insert(k.clone(), (Verdict::Failed, n - 1));
+    }
+
+    // 3. Binary search: `lo` passes (-1: before the window), `hi` fails.
+    let mut source_of: HashMap<usize, usize> = HashMap::from([(n - 1, n - 1)]);
+    let (mut lo, mut hi): (isize, usize) = (-1, n - 1);
+    loop {
+        // Snapshots whose dumps match one already judged take its verdict.
+        let mut i = (lo + 1) as usize;
+        while i < hi {
+            if let Some(&(v, src)) = keys[i].as_ref().and_then(|k| judged.get(k)) {
+                rec.tested.push(tested(&window[i], v, 0, Some(window[src].short_id.clone()), vec![], vec![]));
+                events.emit(&Event::BisectJudged {
+                    short_id: window[i].short_id.clone(),
+                    verdict: v,
+                    same_as: Some(window[src].short_id.clone()),
+                });
+                source_of.insert(i, src);
+                if v == Verdict::Passed {
+                    lo = i as isize;
+                } else {
+                    hi = i;
+                    break;
+                }
+            }
+            i += 1;
+        }
+        // Keep only the sandboxes of the two bounds.
+        let wanted: Vec<usize> = [usize::try_from(lo).ok(), Some(hi)]
+            .into_iter()
+            .flatten()
+            .filter_map(|i| source_of.get(&i).copied())
+            .collect();
+        let stale: Vec<usize> = kept.keys().filter(|k| !wanted.contains(k)).copied().collect();
+        for k in stale {
+            for s in kept.remove(&k).unwrap_or_default() {
+                s.sandbox.remove().await;
+            }
+        }
+        if hi as isize - lo <= 1 {
+            break;
+        }
+        let mid = (lo + (hi as isize - lo) / 2) as usize;
+        let snap = &window[mid];
+        events.emit(&Event::BisectProbe {
+            short_id: snap.short_id.clone(),
+            time: snap.time.to_rfc3339(),
+            window_from: window[(lo + 1) as usize].short_id.clone(),
+            window_to: window[hi].short_id.clone(),
+            remaining: (hi as isize - lo) as usize,
+        });
+        let p = probe(config, opts, &repo, snap, &search, &baselines, events).await;
+        let v = p.judgement.verdict();
+        rec.restores += p.restores;
+        events.emit(&Event::BisectJudged {
+            short_id: snap.short_id.clone(),
+            verdict: v,
+            same_as: None,
+        });
+        rec.tested.push(tested(snap, v, p.restores, None, p.judgement.reasons.clone(), p.databases));
+        kept.insert(mid, p.kept);
+        source_of.insert(mid, mid);
+        match v {
+            Verdict::Passed => lo = mid as isize,
+            Verdict::Failed => hi = mid,
+            Verdict::Error => {
+                rec.reasons = p
+                    .judgement
+                    .reasons
+                    .iter()
+                    .map(|r| format!("snapshot {}: {r}", snap.short_id))
+                    .collect();
+                return finish(config, rec, kept, clock).await;
+            }
+        }
+        if let Some(k) = &keys[mid] {
+            judged.insert(k.clone(), (v, mid));
+        }
+    }
+
+    rec.verdict = Verdict::Failed;
+    rec.first_invalid = Some((&window[hi]).into());
+    let Ok(lo) = usize::try_from(lo) else {
+        rec.outcome = BisectOutcome::NonePass;
+        return finish(config, rec, kept, clock).await;
+    };
+    rec.outcome = BisectOutcome::Found;
+    rec.last_valid = Some((&window[lo]).into());
+
+    // 4. What changed from the last valid to the first invalid snapshot.
+    let (good, bad) = (&window[lo], &window[hi]);
+    for s in &search {
+        let db = s.database;
+        let reuse = |i: usize| {
+            source_of
+                .get(&i)
+                .and_then(|src| kept.get(src))
+                .and_then(|list| list.iter().find(|k| k.database == db.name))
+                .map(|k| k.sandbox.clone())
+        };
+        let a = diff_side(config, opts, &repo, db, good, reuse(lo), events).await;
+        let b = diff_side(config, opts, &repo, db, bad, reuse(hi), events).await;
+        rec.diff_restores += usize::from(a.1) + usize::from(b.1);
+        rec.diff
+            .push(compare_restored(db, good, bad, a.0.as_ref(), b.0.as_ref(), events).await);
+        for (sandbox, fresh) in [a, b] {
+            if let (Ok(s), true) = (sandbox, fresh) {
+                s.remove().await;
+            }
+        }
+    }
+    finish(config, rec, kept, clock).await
+}
+
+/// The sandbox of one side of the final diff: the search's, when it holds
+/// the dump as restored, else a fresh restore (`true`: restored now).
+async fn diff_side(
+    config: &Config,
+    opts: &BisectOptions,
+    repo: &Repository,
+    db: &DatabaseConfig,
+    snapshot: &Snapshot,
+    existing: Option<Sandbox>,
+    events: &dyn EventSink,
+) -> (Result<Sandbox, (Status, String)>, bool) {
+    if let Some(s) = existing {
+        return (Ok(s), false);
+    }
+    let no_checks = Err("the diff runs no checks".to_string());
+    let source = SnapshotSource {
+        run_id: &opts.run_id,
+        tier: &opts.tier,
+        repo,
+        snapshot,
+        baselines: &no_checks,
+        name_by_snapshot: true,
+    };
+    (restore_one(config, &source, db, events).await, true)
+}
+
+fn tested(
+    s: &Snapshot,
+    verdict: Verdict,
+    restores: usize,
+    same_as: Option<String>,
+    reasons: Vec<String>,
+    databases: Vec<DatabaseReport>,
+) -> Tested {
+    Tested {
+        id: s.id.clone(),
+        short_id: s.short_id.clone(),
+        time: s.time,
+        verdict,
+        restores,
+        same_as,
+        reasons,
+        databases,
+    }
+}
+
+/// Remove the kept sandboxes (and anything else of the run), write the
+/// record.
+async fn finish(
+    config: &Config,
+    mut rec: BisectReport,
+    kept: HashMap<usize, Vec<KeptSandbox>>,
+    clock: &dyn Clock,
+) -> Result<BisectReport, CommandError> {
+    for s in kept.into_values().flatten() {
+        s.sandbox.remove().await;
+    }
+    let _ = super::sweep(&rec.run_id).await;
+    rec.finished_at = clock.now();
+    let stem = format!("{}-bisect", report::file_stem(rec.started_at, &rec.tier));
+    report::write_pair(&config.reports_dir, &stem, &rec, &markdown(&rec))?;
+    Ok(rec)
+}
+
+fn markdown(r: &BisectReport) -> String {
+    let mut out = format!(
+        "# drill bisect — tier {}\n\n**{}**\n\nRun {} · assumption: {}\n",
+        r.tier,
+        r.summary(),
+        r.run_id,
+        r.assumption
+    );
+    if !r.checks.is_empty() || !r.databases.is_empty() {
+        out.push_str(&format!(
+            "\nSearched with databases {} and checks {}.\n",
+            r.databases.join(", "),
+            if r.checks.is_empty() {
+                "(restore only)".to_string()
+            } else {
+                r.checks.join(", ")
+            }
+        ));
+    }
+    out.push_str("\n## Snapshots judged, in order\n\n| # | snapshot | time | verdict | how |\n|---|---|---|---|---|\n");
+    for (i, t) in r.tested.iter().enumerate() {
+        let how = match &t.same_as {
+            Some(s) => format!("same dumps as {s}, no restore"),
+            None => format!("{} restore(s)", t.restores),
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {how} |\n",
+            i + 1,
+            t.short_id,
+            t.time.to_rfc3339(),
+            t.verdict.as_str()
+        ));
+    }
+    out.push_str(&format!(
+        "\nRestores: {} for the search, {} for the diff.\n",
+        r.restores, r.diff_restores
+    ));
+    if !r.reasons.is_empty() {
+        out.push_str("\n## Why the newest fails\n\n");
+        for reason in &r.reasons {
+            out.push_str(&format!("- {reason}\n"));
+        }
+    }
+    if !r.diff.is_empty() {
+        out.push_str("\n## What changed from last valid to first invalid\n");
+        markdown_databases(&mut out, &r.diff);
+    }
+    if !r.warnings.is_empty() {
+        out.push_str("\n## Warnings\n\n");
+        for w in &r.warnings {
+            out.push_str(&format!("- {w}\n"));
+        }
+    }
+    out
+}

@@ -1,0 +1,865 @@
+//! `drill diff --tier T A B`: what differs between the databases restored
+//! from two snapshots.
+//!
+//! Both snapshots are restored into their own sandboxes; every database of
+//! each restored server (`pg_database`, templates left out) is compared
+//! table by table, computed inside the sandboxes:
+//!
+//! - **row count** and an order-independent **content digest**: the rows'
+//!   `md5(row::text)` summed as two 64-bit halves (PostgreSQL docs,
+//!   "Row Constructors" for the text form), so row order and physical
+//!   layout do not matter;
+//! - where the digests differ, **rows added, removed and changed**: each
+//!   side streams `(md5(primary key), md5(row))` ordered by the key hash
+//!   and drill merges the two streams (constant memory). A table without a
+//!   primary key is compared as a multiset of whole rows, so a changed row
+//!   counts as one removed and one added, and `changed` stays `null`;
+//! - the **schema**: `pg_dump --schema-only` of each database, as a unified
+//!   diff (the `similar` crate). pg_dump's `\restrict` / `\unrestrict`
+//!   lines carry a random key per dump and are left out.
+//!
+//! Tables are ranked: changed or removed rows (and dropped tables) first,
+//! then tables whose only change is inserted rows (and new tables), then
+//! identical ones.
+
+use chrono::{DateTime, FixedOffset, Utc};
+use futures_util::{pin_mut, StreamExt, TryStreamExt};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{restore_database, DbRun, RunError, SnapshotSource};
+use crate::clock::Clock;
+use crate::config::{Config, DatabaseConfig};
+use crate::report::{self, Event, EventSink, Status};
+use crate::restore::quote_ident;
+use crate::sandbox::{pg_message, DockerEngine, Sandbox};
+use crate::tier::{Repository, Snapshot, TierError};
+
+/// A snapshot as `bisect` and `diff` name it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SnapshotRef {
+    /// Full id (64 hex digits).
+    pub id: String,
+    /// restic's short id.
+    pub short_id: String,
+    /// When it was taken (RFC 3339, as restic recorded it).
+    pub time: DateTime<FixedOffset>,
+}
+
+impl From<&Snapshot> for SnapshotRef {
+    fn from(s: &Snapshot) -> Self {
+        SnapshotRef {
+            id: s.id.clone(),
+            short_id: s.short_id.clone(),
+            time: s.time,
+        }
+    }
+}
+
+/// How a table differs, in rank order.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum TableChange {
+    /// Rows were changed or removed (perhaps also added).
+    Changed,
+    /// The table exists only in A (dropped in B).
+    OnlyInA,
+    /// Rows were only added.
+    Inserted,
+    /// The table exists only in B (new).
+    OnlyInB,
+    /// Same rows.
+    Identical,
+}
+
+/// One table compared.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableDiff {
+    /// PostgreSQL database it lives in.
+    pub dbname: String,
+    /// `schema.table`.
+    pub table: String,
+    /// The verdict on this table.
+    pub change: TableChange,
+    /// Rows in A (`null`: no such table).
+    pub rows_a: Option<u64>,
+    /// Rows in B.
+    pub rows_b: Option<u64>,
+    /// Content digest in A (16 hex digits; see the module docs).
+    pub digest_a: Option<String>,
+    /// Content digest in B.
+    pub digest_b: Option<String>,
+    /// What rows were matched by: `primary key (col, …)` or `whole row`.
+    pub matched_by: Option<String>,
+    /// Rows in B only.
+    pub added: Option<u64>,
+    /// Rows in A only.
+    pub removed: Option<u64>,
+    /// Rows whose key is in both but whose content differs (primary key
+    /// only).
+    pub changed: Option<u64>,
+}
+
+/// One `[[databases]]` entry compared.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabaseDiff {
+    /// `[[databases]]` name.
+    pub database: String,
+    /// `passed`: both restored and compared; `failed`: a restore failed
+    /// (the dump is damaged); `error`: something could not run.
+    pub status: Status,
+    /// Why the comparison is missing or incomplete.
+    pub error: Option<String>,
+    /// Tables, ranked (see the module docs).
+    pub tables: Vec<TableDiff>,
+    /// Whether the schemas are the same (`null` when not compared).
+    pub schema_identical: Option<bool>,
+    /// Unified diff of `pg_dump --schema-only`, A → B (empty when equal).
+    pub schema_diff: String,
+}
+
+impl DatabaseDiff {
+    fn not_compared(database: &str, status: Status, error: String) -> Self {
+        DatabaseDiff {
+            database: database.into(),
+            status,
+            error: Some(error),
+            tables: vec![],
+            schema_identical: None,
+            schema_diff: String::new(),
+        }
+    }
+
+    /// Tables that are not identical.
+    pub fn changed_tables(&self) -> impl Iterator<Item = &TableDiff> {
+        self.tables
+            .iter()
+            .filter(|t| t.change != TableChange::Identical)
+    }
+}
+
+/// The record of `drill diff`: `<UTC timestamp>-<tier>-diff.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffReport {
+    /// Always [`report::FORMAT_VERSION`].
+    pub format_version: u32,
+    /// Run id (the sandboxes' label).
+    pub run_id: String,
+    /// Tier.
+    pub tier: String,
+    /// Repository, passwords redacted.
+    pub repository: String,
+    /// Start of the run.
+    pub started_at: DateTime<Utc>,
+    /// End of the run.
+    pub finished_at: DateTime<Utc>,
+    /// The older side.
+    pub a: SnapshotRef,
+    /// The newer side.
+    pub b: SnapshotRef,
+    /// Restores run for this diff (two per database).
+    pub restores: usize,
+    /// Per database, in config order.
+    pub databases: Vec<DatabaseDiff>,
+}
+
+impl DiffReport {
+    /// `passed` when every database was compared, `failed` when a restore
+    /// failed, else `error`.
+    pub fn status(&self) -> Status {
+        overall(&self.databases)
+    }
+}
+
+/// The worst status of `databases` (`failed` over `error` over `passed`).
+pub(crate) fn overall(databases: &[DatabaseDiff]) -> Status {
+    if databases.iter().any(|d| d.status == Status::Failed) {
+        Status::Failed
+    } else if databases.iter().any(|d| d.status != Status::Passed) {
+        Status::Error
+    } else {
+        Status::Passed
+    }
+}
+
+/// What `drill diff` compares.
+#[derive(Debug, Clone)]
+pub struct DiffOptions {
+    /// Run id.
+    pub run_id: String,
+    /// Tier.
+    pub tier: String,
+    /// Snapshot A (id or prefix, or `latest`).
+    pub a: String,
+    /// Snapshot B.
+    pub b: String,
+    /// `[[databases]]` names (empty = all).
+    pub databases: Vec<String>,
+}
+
+/// Errors that end `diff`, `bisect` or `extract` before a record exists.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// Bad command line (unknown name, snapshot, table).
+    #[error("{0}")]
+    Usage(String),
+    /// The tier could not be read (exit 3).
+    #[error(transparent)]
+    Tier(#[from] TierError),
+    /// The environment prevented the work (exit 3).
+    #[error("{0}")]
+    Environment(String),
+    /// The backup is bad (exit 1).
+    #[error("{0}")]
+    Backup(String),
+    /// The record could not be written.
+    #[error(transparent)]
+    Report(#[from] report::ReportError),
+}
+
+impl From<RunError> for CommandError {
+    fn from(e: RunError) -> Self {
+        match e {
+            RunError::Usage(m) => CommandError::Usage(m),
+            RunError::Report(r) => CommandError::Report(r),
+        }
+    }
+}
+
+impl CommandError {
+    /// Map a [`TierError`]: usage errors (unknown snapshot, prompt without a
+    /// terminal) to [`CommandError::Usage`].
+    pub fn tier(e: TierError) -> Self {
+        if e.is_usage() {
+            CommandError::Usage(e.to_string())
+        } else {
+            CommandError::Tier(e)
+        }
+    }
+}
+
+/// The tier's repository, opened where it is today (a cold tier's mounted
+/// disk); location warnings are emitted.
+pub(crate) async fn open_tier(
+    config: &Config,
+    tier: &str,
+    clock: &dyn Clock,
+    events: &dyn EventSink,
+) -> Result<Repository, CommandError> {
+    let t = config.tier(tier).map_err(CommandError::Usage)?;
+    let location = crate::tier::locate(t, &clock.now().with_timezone(&config.timezone))
+        .map_err(CommandError::tier)?;
+    for w in &location.warnings {
+        events.emit(&Event::Warning { message: w.clone() });
+    }
+    Repository::open_at(t, &location.repository, &config.restic)
+        .await
+        .map_err(CommandError::tier)
+}
+
+/// The `[[databases]]` entries named (all when `names` is empty).
+pub(crate) fn select_databases<'a>(
+    config: &'a Config,
+    names: &[String],
+) -> Result<Vec<&'a DatabaseConfig>, CommandError> {
+    for n in names {
+        if !config.databases.iter().any(|d| &d.name == n) {
+            return Err(CommandError::Usage(format!(
+                "database `{n}` is not a [[databases]] entry in {}",
+                config.path.display()
+            )));
+        }
+    }
+    let dbs: Vec<&DatabaseConfig> = config
+        .databases
+        .iter()
+        .filter(|d| names.is_empty() || names.contains(&d.name))
+        .collect();
+    if dbs.is_empty() {
+        return Err(CommandError::Usage(format!(
+            "{} lists no [[databases]]",
+            config.path.display()
+        )));
+    }
+    Ok(dbs)
+}
+
+/// Restore `database` from `snapshot` into a fresh sandbox, no checks.
+/// `Err((status, why))` when the restore did not pass.
+pub(crate) async fn restore_one(
+    config: &Config,
+    source: &SnapshotSource<'_>,
+    database: &DatabaseConfig,
+    events: &dyn EventSink,
+) -> Result<Sandbox, (Status, String)> {
+    let mut db = DbRun::new(config, database, &[]);
+    db.checks.clear();
+    let file = source
+        .repo
+        .find_file(source.snapshot, &database.path)
+        .await
+        .map_err(|e| (Status::Error, e.to_string()))?;
+    let file = match file {
+        Some(f) if f.node_type == "file" => f,
+        _ => {
+            return Err((
+                Status::Failed,
+                format!(
+                    "snapshot {} does not hold the dump {} of database `{}`",
+                    source.snapshot.short_id, database.path, database.name
+                ),
+            ))
+        }
+    };
+    let plan = crate::restore::plan(database, file);
+    let engine = DockerEngine::connect()
+        .await
+        .map_err(|e| (Status::Error, e.to_string()))?;
+    match restore_database(config, source, &engine, &plan, &mut db, events).await {
+        Some(s) => Ok(s),
+        None => Err((
+            db.report.restore.status,
+            format!(
+                "restore of snapshot {}: {}",
+                source.snapshot.short_id,
+                db.report.restore.error.unwrap_or_default()
+            ),
+        )),
+    }
+}
+
+/// Run `drill diff`: restore A and B of each database, compare, write
+/// `<stamp>-<tier>-diff.json` and `.md`. Sandboxes are removed at the end.
+///
+/// # Errors
+/// [`CommandError`] for usage errors, an unreadable tier, or a report that
+/// cannot be written; restore failures are recorded per database.
+pub async fn run(
+    config: &Config,
+    opts: &DiffOptions,
+    clock: &dyn Clock,
+    events: &dyn EventSink,
+) -> Result<DiffReport, CommandError> {
+    let started_at = clock.now();
+    let dbs = select_databases(config, &opts.databases)?;
+    let repo = open_tier(config, &opts.tier, clock, events).await?;
+    let pick = |wanted: &str| {
+        let repo = &repo;
+        let wanted = wanted.to_string();
+        async move {
+            repo.select_snapshot(&wanted)
+                .await
+                .map_err(CommandError::tier)?
+                .ok_or_else(|| {
+                    CommandError::Backup(format!(
+                        "repository {} has no snapshots",
+                        repo.display_location()
+                    ))
+                })
+        }
+    };
+    let mut a = pick(&opts.a).await?;
+    let mut b = pick(&opts.b).await?;
+    if a.id == b.id {
+        return Err(CommandError::Usage(format!(
+            "A and B are the same snapshot {}; name two different snapshots",
+            a.short_id
+        )));
+    }
+    if b.time < a.time {
+        std::mem::swap(&mut a, &mut b);
+    }
+    let baselines = Err("diff runs no checks".to_string());
+    let mut out = Vec::new();
+    let mut restores = 0;
+    for db in dbs {
+        events.emit(&Event::Info {
+            message: format!(
+                "{}: restoring snapshots {} and {} to compare them",
+                db.name, a.short_id, b.short_id
+            ),
+        });
+        let source = |s| SnapshotSource {
+            run_id: &opts.run_id,
+            tier: &opts.tier,
+            repo: &repo,
+            snapshot: s,
+            baselines: &baselines,
+            name_by_snapshot: true,
+        };
+        let (sa, sb) = (source(&a), source(&b));
+        let (ra, rb) = tokio::join!(
+            restore_one(config, &sa, db, events),
+            restore_one(config, &sb, db, events)
+        );
+        restores += 2;
+        out.push(compare_restored(db, &a, &b, ra.as_ref(), rb.as_ref(), events).await);
+        for s in [ra, rb].into_iter().flatten() {
+            s.remove().await;
+        }
+    }
+    let _ = super::sweep(&opts.run_id).await;
+    let report = DiffReport {
+        format_version: report::FORMAT_VERSION,
+        run_id: opts.run_id.clone(),
+        tier: opts.tier.clone(),
+        repository: repo.display_location(),
+        started_at,
+        finished_at: clock.now(),
+        a: (&a).into(),
+        b: (&b).into(),
+        restores,
+        databases: out,
+    };
+    let stem = format!("{}-diff", report::file_stem(started_at, &opts.tier));
+    report::write_pair(&config.reports_dir, &stem, &report, &markdown(&report))?;
+    Ok(report)
+}
+
+/// Compare one database restored from A and from B (either may have
+/// failed to restore).
+pub(crate) async fn compare_restored(
+    db: &DatabaseConfig,
+    a: &Snapshot,
+    b: &Snapshot,
+    ra: Result<&Sandbox, &(Status, String)>,
+    rb: Result<&Sandbox, &(Status, String)>,
+    events: &dyn EventSink,
+) -> DatabaseDiff {
+    match (ra, rb) {
+        (Ok(sa), Ok(sb)) => {
+            events.emit(&Event::Info {
+                message: format!(
+                    "{}: comparing {} with {} (row counts, content digests, schema)",
+                    db.name, a.short_id, b.short_id
+                ),
+            });
+            match compare(sa, sb, &a.short_id, &b.short_id).await {
+                Ok((tables, schema_diff)) => DatabaseDiff {
+                    database: db.name.clone(),
+                    status: Status::Passed,
+                    error: None,
+                    tables,
+                    schema_identical: Some(schema_diff.is_empty()),
+                    schema_diff,
+                },
+                Err(e) => DatabaseDiff::not_compared(&db.name, Status::Error, e),
+            }
+        }
+        (ra, rb) => {
+            let failures: Vec<&(Status, String)> =
+                [ra.err(), rb.err()].into_iter().flatten().collect();
+            let status = if failures.iter().any(|f| f.0 == Status::Failed) {
+                Status::Failed
+            } else {
+                Status::Error
+            };
+            let why = failures
+                .iter()
+                .map(|f| f.1.as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
+            DatabaseDiff::not_compared(&db.name, status, why)
+        }
+    }
+}
+
+/// Compare every database of two restored servers. Returns the ranked
+/// tables and the schema diff (empty when the schemas are the same).
+///
+/// # Errors
+/// A query or `pg_dump` that failed, as text.
+pub(crate) async fn compare(
+    a: &Sandbox,
+    b: &Sandbox,
+    label_a: &str,
+    label_b: &str,
+) -> Result<(Vec<TableDiff>, String), String> {
+    let mut names = databases_of(a).await?;
+    names.extend(databases_of(b).await?);
+    names.sort();
+    names.dedup();
+    let mut tables = Vec::new();
+    let mut schema_diff = String::new();
+    for dbname in &names {
+        let ca = connect_if_exists(a, dbname).await?;
+        let cb = connect_if_exists(b, dbname).await?;
+        let ta = match &ca {
+            Some(c) => tables_of(c).await?,
+            None => vec![],
+        };
+        let tb = match &cb {
+            Some(c) => tables_of(c).await?,
+            None => vec![],
+        };
+        let mut all: Vec<&String> = ta.iter().chain(tb.iter()).collect();
+        all.sort();
+        all.dedup();
+        for table in all {
+            let in_a = ta.contains(table).then_some(ca.as_ref()).flatten();
+            let in_b = tb.contains(table).then_some(cb.as_ref()).flatten();
+            tables.push(compare_table(dbname, table, in_a, in_b).await?);
+        }
+        let sa = if ca.is_some() {
+            schema_of(a, dbname).await?
+        } else {
+            String::new()
+        };
+        let sb = if cb.is_some() {
+            schema_of(b, dbname).await?
+        } else {
+            String::new()
+        };
+        if sa != sb {
+            let diff = similar::TextDiff::from_lines(&sa, &sb);
+            schema_diff.push_str(
+                &diff
+                    .unified_diff()
+                    .context_radius(3)
+                    .header(&format!("{label_a}/{dbname}"), &format!("{label_b}/{dbname}"))
+                    .to_string(),
+            );
+        }
+    }
+    tables.sort_by(|x, y| {
+        let weight = |t: &TableDiff| t.removed.unwrap_or(0) + t.changed.unwrap_or(0);
+        (x.change, std::cmp::Reverse(weight(x)), &x.dbname, &x.table).cmp(&(
+            y.change,
+            std::cmp::Reverse(weight(y)),
+            &y.dbname,
+            &y.table,
+        ))
+    });
+    Ok((tables, schema_diff))
+}
+
+async fn databases_of(s: &Sandbox) -> Result<Vec<String>, String> {
+    let c = s
+        .connect("postgres")
+        .await
+        .map_err(|e| format!("connect to sandbox {}: {}", s.name, pg_message(&e)))?;
+    let rows = c
+        .query(
+            "select datname from pg_database where datallowconn and not datistemplate order by 1",
+            &[],
+        )
+        .await
+        .map_err(|e| format!("list databases in sandbox {}: {}", s.name, pg_message(&e)))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+async fn connect_if_exists(
+    s: &Sandbox,
+    dbname: &str,
+) -> Result<Option<tokio_postgres::Client>, String> {
+    if !databases_of(s).await?.iter().any(|d| d == dbname) {
+        return Ok(None);
+    }
+    s.connect(dbname)
+        .await
+        .map(Some)
+        .map_err(|e| format!("connect to {dbname} in sandbox {}: {}", s.name, pg_message(&e)))
+}
+
+/// Ordinary tables (`relkind = 'r'`, so partitions count once, as
+/// themselves) outside the system schemas, as `schema.table`.
+async fn tables_of(c: &tokio_postgres::Client) -> Result<Vec<String>, String> {
+    let rows = c
+        .query(
+            "select n.nspname || '.' || c.relname
+               from pg_class c join pg_namespace n on n.oid = c.relnamespace
+              where c.relkind = 'r'
+                and n.nspname not in ('pg_catalog', 'information_schema')
+                and n.nspname not like 'pg\\_toast%'
+                and n.nspname not like 'pg\\_temp%'
+              order by 1",
+            &[],
+        )
+        .await
+        .map_err(|e| format!("list tables: {}", pg_message(&e)))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+fn qualified(table: &str) -> String {
+    let (schema, name) = table.split_once('.').unwrap_or(("public", table));
+    format!("{}.{}", quote_ident(schema), quote_ident(name))
+}
+
+/// `(rows, digest)` of a table; see the module docs.
+async fn digest(c: &tokio_postgres::Client, table: &str) -> Result<(u64, String), String> {
+    let sql = format!(
+        "select count(*)::int8,
+                coalesce(sum(('x' || substr(h, 1, 16))::bit(64)::int8::numeric), 0)::text,
+                coalesce(sum(('x' || substr(h, 17, 16))::bit(64)::int8::numeric), 0)::text
+           from (select md5(t::text) as h from only {} as t) as s",
+        qualified(table)
+    );
+    let row = c
+        .query_one(&sql, &[])
+        .await
+        .map_err(|e| format!("digest of {table}: {}", pg_message(&e)))?;
+    let rows: i64 = row.get(0);
+    let (lo, hi): (String, String) = (row.get(1), row.get(2));
+    let hash = Sha256::digest(format!("{rows}:{lo}:{hi}").as_bytes());
+    let hex: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    Ok((rows as u64, hex))
+}
+
+/// The primary key's columns, in key order (empty: none).
+async fn primary_key(c: &tokio_postgres::Client, table: &str) -> Result<Vec<String>, String> {
+    let rows = c
+        .query(
+            "select a.attname::text
+               from pg_index i
+               join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey)
+              where i.indrelid = $1::text::regclass and i.indisprimary
+              order by array_position(i.indkey::int2[], a.attnum)",
+            &[&qualified(table)],
+        )
+        .await
+        .map_err(|e| format!("primary key of {table}: {}", pg_message(&e)))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+async fn compare_table(
+    dbname: &str,
+    table: &str,
+    a: Option<&tokio_postgres::Client>,
+    b: Option<&tokio_postgres::Client>,
+) -> Result<TableDiff, String> {
+    let da = match a {
+        Some(c) => Some(digest(c, table).await?),
+        None => None,
+    };
+    let db = match b {
+        Some(c) => Some(digest(c, table).await?),
+        None => None,
+    };
+    let mut t = TableDiff {
+        dbname: dbname.into(),
+        table: table.into(),
+        change: TableChange::Identical,
+        rows_a: da.as_ref().map(|d| d.0),
+        rows_b: db.as_ref().map(|d| d.0),
+        digest_a: da.as_ref().map(|d| d.1.clone()),
+        digest_b: db.as_ref().map(|d| d.1.clone()),
+        matched_by: None,
+        added: None,
+        removed: None,
+        changed: None,
+    };
+    let (Some(ca), Some(cb)) = (a, b) else {
+        t.change = if a.is_some() {
+            t.removed = t.rows_a;
+            TableChange::OnlyInA
+        } else {
+            t.added = t.rows_b;
+            TableChange::OnlyInB
+        };
+        return Ok(t);
+    };
+    if da == db {
+        t.added = Some(0);
+        t.removed = Some(0);
+        return Ok(t);
+    }
+    let pk_a = primary_key(ca, table).await?;
+    let pk_b = primary_key(cb, table).await?;
+    let key = if !pk_a.is_empty() && pk_a == pk_b {
+        Some(pk_a)
+    } else {
+        None
+    };
+    let (added, removed, changed) = merge_rows(ca, cb, table, key.as_deref()).await?;
+    t.matched_by = Some(match &key {
+        Some(cols) => format!("primary key ({})", cols.join(", ")),
+        None => "whole row".into(),
+    });
+    t.added = Some(added);
+    t.removed = Some(removed);
+    t.changed = key.is_some().then_some(changed);
+    t.change = if removed == 0 && changed == 0 && added > 0 {
+        TableChange::Inserted
+    } else {
+        TableChange::Changed
+    };
+    Ok(t)
+}
+
+/// Stream `(key hash, row hash)` from both sides, ordered by key hash in
+/// byte order (`collate "C"`, the order of Rust strings), and merge:
+/// returns (added, removed, changed). Without a key, rows are their own
+/// key and the comparison is of multisets.
+async fn merge_rows(
+    a: &tokio_postgres::Client,
+    b: &tokio_postgres::Client,
+    table: &str,
+    key: Option<&[String]>,
+) -> Result<(u64, u64, u64), String> {
+    let key_expr = match key {
+        Some(cols) => format!(
+            "md5(row({})::text)",
+            cols.iter()
+                .map(|c| format!("t.{}", quote_ident(c)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => "md5(t::text)".into(),
+    };
+    let sql = format!(
+        "select {key_expr} as k, md5(t::text) as h from only {} as t order by 1 collate \"C\", 2 collate \"C\"",
+        qualified(table)
+    );
+    let sa = row_hashes(a, &sql, table).await?;
+    let sb = row_hashes(b, &sql, table).await?;
+    pin_mut!(sa);
+    pin_mut!(sb);
+    let (mut added, mut removed, mut changed) = (0u64, 0u64, 0u64);
+    let mut x = sa.next().await.transpose()?;
+    let mut y = sb.next().await.transpose()?;
+    loop {
+        match (&x, &y) {
+            (None, None) => break,
+            (Some(_), None) => {
+                removed += 1;
+                x = sa.next().await.transpose()?;
+            }
+            (None, Some(_)) => {
+                added += 1;
+                y = sb.next().await.transpose()?;
+            }
+            (Some((ka, ha)), Some((kb, hb))) => match ka.cmp(kb) {
+                std::cmp::Ordering::Less => {
+                    removed += 1;
+                    x = sa.next().await.transpose()?;
+                }
+                std::cmp::Ordering::Greater => {
+                    added += 1;
+                    y = sb.next().await.transpose()?;
+                }
+                std::cmp::Ordering::Equal => {
+                    if ha != hb {
+                        changed += 1;
+                    }
+                    x = sa.next().await.transpose()?;
+                    y = sb.next().await.transpose()?;
+                }
+            },
+        }
+    }
+    Ok((added, removed, changed))
+}
+
+/// The `(key hash, row hash)` pairs of `sql`, as a stream.
+async fn row_hashes<'a>(
+    c: &'a tokio_postgres::Client,
+    sql: &str,
+    table: &'a str,
+) -> Result<impl futures_util::Stream<Item = Result<(String, String), String>> + 'a, String> {
+    let rows = c
+        .query_raw(sql, std::iter::empty::<&(dyn tokio_postgres::types::ToSql + Sync)>())
+        .await
+        .map_err(|e| format!("rows of {table}: {}", pg_message(&e)))?;
+    Ok(rows
+        .map_ok(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+        .map_err(move |e| format!("rows of {table}: {}", pg_message(&e))))
+}
+
+/// `pg_dump --schema-only` of `dbname` in the sandbox, without pg_dump's
+/// per-run `\restrict` key lines.
+async fn schema_of(s: &Sandbox, dbname: &str) -> Result<String, String> {
+    let mut out: Vec<u8> = Vec::new();
+    let cmd = [
+        "pg_dump",
+        "--schema-only",
+        "--no-password",
+        "--username",
+        &s.user,
+        "--dbname",
+        dbname,
+    ];
+    let (outcome, _) = s
+        .exec_to_writer(&cmd, &mut out)
+        .await
+        .map_err(|e| e.to_string())?;
+    if outcome.exit_code != Some(0) {
+        return Err(format!(
+            "pg_dump --schema-only {dbname} in sandbox {} exited {:?}: {}",
+            s.name,
+            outcome.exit_code,
+            outcome.output.summary(3)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out)
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
+        .map(|l| format!("{l}\n"))
+        .collect())
+}
+
+/// The tables that differ, one line each, ranked.
+pub fn table_lines(d: &DatabaseDiff) -> Vec<String> {
+    d.changed_tables()
+        .map(|t| {
+            let n = |v: Option<u64>| v.map_or("-".to_string(), |x| x.to_string());
+            let mut line = format!(
+                "{} {}.{}: {} rows → {}",
+                match t.change {
+                    TableChange::Changed => "changed ",
+                    TableChange::OnlyInA => "dropped ",
+                    TableChange::Inserted => "inserted",
+                    TableChange::OnlyInB => "new     ",
+                    TableChange::Identical => "same    ",
+                },
+                t.dbname,
+                t.table,
+                n(t.rows_a),
+                n(t.rows_b)
+            );
+            if t.matched_by.is_some() {
+                line.push_str(&format!(
+                    " (+{} added, −{} removed, {} changed; by {})",
+                    n(t.added),
+                    n(t.removed),
+                    t.changed.map_or("?".into(), |c| c.to_string()),
+                    t.matched_by.as_deref().unwrap_or("")
+                ));
+            }
+            line
+        })
+        .collect()
+}
+
+/// The diff section of a Markdown record.
+pub(crate) fn markdown_databases(out: &mut String, databases: &[DatabaseDiff]) {
+    for d in databases {
+        out.push_str(&format!("\n### {} ({})\n\n", d.database, d.status.as_str()));
+        if let Some(e) = &d.error {
+            out.push_str(&format!("Not compared: {e}\n"));
+            continue;
+        }
+        let lines = table_lines(d);
+        if lines.is_empty() {
+            out.push_str("Every table has the same rows.\n");
+        }
+        for l in lines {
+            out.push_str(&format!("- {l}\n"));
+        }
+        let same = d.tables.len() - d.changed_tables().count();
+        out.push_str(&format!("\n{same} table(s) identical.\n"));
+        if d.schema_diff.is_empty() {
+            out.push_str("\nSchema: identical.\n");
+        } else {
+            out.push_str(&format!("\nSchema:\n\n```diff\n{}```\n", d.schema_diff));
+        }
+    }
+}
+
+fn markdown(r: &DiffReport) -> String {
+    let mut out = format!(
+        "# drill diff — tier {}\n\nA: snapshot {} ({})\nB: snapshot {} ({})\nRun {}, {} restore(s).\n\n## Databases\n",
+        r.tier, r.a.short_id, r.a.time, r.b.short_id, r.b.time, r.run_id, r.restores
+    );
+    markdown_databases(&mut out, &r.databases);
+    out
+}
