@@ -64,6 +64,13 @@ pub struct TestRepo {
 impl TestRepo {
     /// `files`: (source file, name inside `/dumps/`). One snapshot.
     pub fn new(files: &[(&Path, &str)]) -> TestRepo {
+        let r = TestRepo::empty();
+        r.backup(files);
+        r
+    }
+
+    /// A new repository without snapshots.
+    pub fn empty() -> TestRepo {
         let dir = tempfile::tempdir().unwrap();
         let repo = dir.path().join("repo");
         let password_file = dir.path().join("restic-password");
@@ -74,18 +81,40 @@ impl TestRepo {
             password_file,
         };
         r.restic(&["init", "-q"], None);
-        r.backup(files);
         r
     }
 
-    /// Add a snapshot holding exactly `files` under `/dumps/`.
-    pub fn backup(&self, files: &[(&Path, &str)]) {
+    /// Add a snapshot holding exactly `files` under `/dumps/`, taken at
+    /// `time` (restic's `--time`, `YYYY-MM-DD HH:MM:SS` local time).
+    pub fn backup_at(&self, files: &[(&Path, &str)], time: &str) {
+        let stage = self.stage(files);
+        self.restic(
+            &["backup", "-q", "--host", "fixture-host", "--time", time, "dumps"],
+            Some(&stage),
+        );
+    }
+
+    fn stage(&self, files: &[(&Path, &str)]) -> PathBuf {
         let stage = self.dir.path().join("stage");
         let _ = std::fs::remove_dir_all(&stage);
         std::fs::create_dir_all(stage.join("dumps")).unwrap();
         for (src, name) in files {
             std::fs::copy(src, stage.join("dumps").join(name)).unwrap();
         }
+        stage
+    }
+
+    /// The snapshots as `restic snapshots --json` lists them, oldest first.
+    pub fn snapshots(&self) -> Vec<Value> {
+        let mut v: Vec<Value> =
+            serde_json::from_str(&self.restic(&["snapshots", "--json"], None)).unwrap();
+        v.sort_by_key(|s| s["time"].as_str().unwrap().to_string());
+        v
+    }
+
+    /// Add a snapshot holding exactly `files` under `/dumps/`.
+    pub fn backup(&self, files: &[(&Path, &str)]) {
+        let stage = self.stage(files);
         self.restic(
             &["backup", "-q", "--host", "fixture-host", "dumps"],
             Some(&stage),
