@@ -707,7 +707,8 @@ async fn merge_rows(
         None => "md5(t::text)".into(),
     };
     let sql = format!(
-        "select {key_expr} as k, md5(t::text) as h from only {} as t order by 1 collate \"C\", 2 collate \"C\"",
+        "select {key_expr}, md5(t::text) from only {} as t \
+         order by {key_expr} collate \"C\", md5(t::text) collate \"C\"",
         qualified(table)
     );
     let sa = row_hashes(a, &sql, table).await?;
