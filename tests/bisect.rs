@@ -297,9 +297,13 @@ impl Scratch {
 
     /// Run psql (ON_ERROR_STOP) with `sql`, or with `file` on stdin.
     fn psql(&self, db: &str, file: Option<&Path>, sql: &str) -> Result<String, String> {
+        self.psql_with(db, file, sql, "1")
+    }
+
+    fn psql_with(&self, db: &str, file: Option<&Path>, sql: &str, stop: &str) -> Result<String, String> {
         let mut c = Command::new("docker");
         c.args(["exec", "-i", "-u", "postgres", &self.name, "psql", "-X", "-q", "-A", "-t"])
-            .args(["-v", "ON_ERROR_STOP=1", "-d", db]);
+            .args(["-v", &format!("ON_ERROR_STOP={stop}"), "-d", db]);
         if file.is_none() {
             c.args(["-c", sql]);
         }
@@ -377,8 +381,11 @@ fn extract_and_diff_two_snapshots() {
     let scratch = Scratch::start();
     scratch.psql("postgres", None, "create database empty").unwrap();
     scratch.psql("empty", Some(&out), "").expect("the extract loads into an empty database");
-    // The reference: the whole night-7 cluster dump, loaded beside it.
-    scratch.psql("postgres", Some(&night(7)), "").expect("night 7 loads");
+    // The reference: the whole night-7 cluster dump, loaded beside it (it
+    // recreates the role `postgres`, an error pg_dumpall's docs expect).
+    scratch
+        .psql_with("postgres", Some(&night(7)), "", "0")
+        .expect("night 7 loads");
     let rows = "select count(*) || ':' || md5(string_agg(t::text, ',' order by id)) from public.journal_line t";
     let extracted = scratch.psql("empty", None, rows).unwrap();
     let source = scratch.psql("frame", None, rows).unwrap();

@@ -455,25 +455,38 @@ pub async fn run(
 
     // 3. Binary search: `lo` passes (-1: before the window), `hi` fails.
     let mut source_of: HashMap<usize, usize> = HashMap::from([(n - 1, n - 1)]);
+    let mut recorded = vec![false; n];
+    recorded[n - 1] = true;
     let (mut lo, mut hi): (isize, usize) = (-1, n - 1);
+    let mut last_judged = n - 1;
     loop {
-        // Snapshots whose dumps match one already judged take its verdict.
+        // Snapshots whose dumps match the one just judged take its verdict.
+        if let Some(k) = keys[last_judged].clone() {
+            let v = judged.get(&k).map(|j| j.0).unwrap_or(Verdict::Failed);
+            for i in 0..n {
+                if !recorded[i] && keys[i].as_ref() == Some(&k) {
+                    recorded[i] = true;
+                    source_of.insert(i, last_judged);
+                    let same = window[last_judged].short_id.clone();
+                    rec.tested
+                        .push(tested(&window[i], v, 0, Some(same.clone()), vec![], vec![]));
+                    events.emit(&Event::BisectJudged {
+                        short_id: window[i].short_id.clone(),
+                        verdict: v,
+                        same_as: Some(same),
+                    });
+                }
+            }
+        }
         let mut i = (lo + 1) as usize;
         while i < hi {
-            if let Some(&(v, src)) = keys[i].as_ref().and_then(|k| judged.get(k)) {
-                rec.tested.push(tested(&window[i], v, 0, Some(window[src].short_id.clone()), vec![], vec![]));
-                events.emit(&Event::BisectJudged {
-                    short_id: window[i].short_id.clone(),
-                    verdict: v,
-                    same_as: Some(window[src].short_id.clone()),
-                });
-                source_of.insert(i, src);
-                if v == Verdict::Passed {
-                    lo = i as isize;
-                } else {
+            match keys[i].as_ref().and_then(|k| judged.get(k)) {
+                Some((Verdict::Passed, _)) => lo = i as isize,
+                Some(_) => {
                     hi = i;
                     break;
                 }
+                None => {}
             }
             i += 1;
         }
@@ -512,6 +525,8 @@ pub async fn run(
         rec.tested.push(tested(snap, v, p.restores, None, p.judgement.reasons.clone(), p.databases));
         kept.insert(mid, p.kept);
         source_of.insert(mid, mid);
+        recorded[mid] = true;
+        last_judged = mid;
         match v {
             Verdict::Passed => lo = mid as isize,
             Verdict::Failed => hi = mid,
@@ -530,6 +545,19 @@ pub async fn run(
         }
     }
 
+    // Verdicts learnt beside the search that contradict the assumption.
+    for t in &rec.tested {
+        let pos = window.iter().position(|s| s.id == t.id).unwrap_or(0);
+        let contradicts = (t.verdict == Verdict::Failed && (pos as isize) <= lo)
+            || (t.verdict == Verdict::Passed && pos >= hi);
+        if contradicts {
+            rec.warnings.push(format!(
+                "snapshot {} {} although it is on the other side of the boundary: corruption did not persist, so the answer may be wrong; bisect again with --since after it",
+                t.short_id,
+                t.verdict.as_str()
+            ));
+        }
+    }
     rec.verdict = Verdict::Failed;
     rec.first_invalid = Some((&window[hi]).into());
     let Ok(lo) = usize::try_from(lo) else {
