@@ -2,7 +2,9 @@
 //! run inside the sandbox against the restored database: heap tables and
 //! B-tree indexes, with `--heapallindexed` and `--parent-check` by default.
 //! `--install-missing` creates the `amcheck` extension in the throwaway
-//! database first.
+//! database first; drill drops it again afterwards when it was not there
+//! before, so the database is left as restored (`drill diff` compares
+//! schemas).
 //!
 //! pg_amcheck prints one block per corrupt relation, a header line
 //! (`btree index "db.schema.name":`, `heap table "db.schema.name", block 0,
@@ -51,11 +53,25 @@ pub(super) async fn run(
         options.push("parent-check");
     }
     cmd.push(&conninfo);
+    let client = super::connect(ctx).await.map_err(Incomplete::from)?;
+    let had_amcheck: bool = client
+        .query_one(
+            "select exists (select 1 from pg_extension where extname = 'amcheck')",
+            &[],
+        )
+        .await
+        .map_err(|e| Incomplete::from(CheckError::Query(crate::sandbox::pg_message(&e))))?
+        .get(0);
     let outcome = ctx
         .sandbox
         .exec_with_input(&cmd, None::<tokio::io::Empty>)
         .await
-        .map_err(|e| Incomplete::from(CheckError::Sandbox(e.to_string())))?;
+        .map_err(|e| Incomplete::from(CheckError::Sandbox(e.to_string())));
+    if !had_amcheck {
+        // Best effort: the sandbox is thrown away anyway.
+        let _ = client.batch_execute("drop extension if exists amcheck").await;
+    }
+    let outcome = outcome?;
     let (findings, total) = parse(&outcome.output);
     let output = outcome.output.bounded(20, 20);
     match outcome.exit_code {
