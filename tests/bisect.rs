@@ -17,7 +17,11 @@ fn night(n: usize) -> PathBuf {
     let p = dumps()
         .join("history")
         .join(format!("frame-night-{n:02}.sql"));
-    assert!(p.is_file(), "{} is missing: run fixtures/generate.sh", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing: run fixtures/generate.sh",
+        p.display()
+    );
     p
 }
 
@@ -110,8 +114,14 @@ fn bisect_names_the_night_the_books_stopped_balancing() {
     assert_eq!(rec["verdict"], "failed");
     assert_eq!(rec["last_valid"]["id"], ids[6].as_str(), "{rec:#}");
     assert_eq!(rec["first_invalid"]["id"], ids[7].as_str(), "{rec:#}");
-    assert!(rec["last_valid"]["time"].as_str().unwrap().starts_with("2026-11-08T03:00:00"));
-    assert!(rec["first_invalid"]["time"].as_str().unwrap().starts_with("2026-11-09T03:00:00"));
+    assert!(rec["last_valid"]["time"]
+        .as_str()
+        .unwrap()
+        .starts_with("2026-11-08T03:00:00"));
+    assert!(rec["first_invalid"]["time"]
+        .as_str()
+        .unwrap()
+        .starts_with("2026-11-09T03:00:00"));
     // ⌈log2 12⌉ + 1 = 5 restores at most, the newest first.
     let restores = rec["restores"].as_u64().unwrap();
     assert!(restores <= 5, "{restores} restores: {rec:#}");
@@ -129,7 +139,10 @@ fn bisect_names_the_night_the_books_stopped_balancing() {
     assert_eq!(rec["databases"], serde_json::json!(["frame"]));
     assert_eq!(rec["checks"], serde_json::json!(["frame: frame-integrity"]));
     assert!(
-        rec["reasons"][0].as_str().unwrap().contains("frame-integrity"),
+        rec["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("frame-integrity"),
         "{rec:#}"
     );
 
@@ -149,7 +162,10 @@ fn bisect_names_the_night_the_books_stopped_balancing() {
     let entry = table(diff, "public.journal_entry");
     assert_eq!(entry["change"], "inserted");
     assert_eq!(entry["added"], 10);
-    assert_eq!(tables[1]["table"], "public.journal_entry", "pure insertion ranks after the change");
+    assert_eq!(
+        tables[1]["table"], "public.journal_entry",
+        "pure insertion ranks after the change"
+    );
     for t in ["public.entity", "public.account"] {
         assert_eq!(table(diff, t)["change"], "identical");
     }
@@ -161,8 +177,14 @@ fn bisect_names_the_night_the_books_stopped_balancing() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(reports.iter().any(|f| f.ends_with("-local-bisect.json")), "{reports:?}");
-    assert!(reports.iter().any(|f| f.ends_with("-local-bisect.md")), "{reports:?}");
+    assert!(
+        reports.iter().any(|f| f.ends_with("-local-bisect.json")),
+        "{reports:?}"
+    );
+    assert!(
+        reports.iter().any(|f| f.ends_with("-local-bisect.md")),
+        "{reports:?}"
+    );
     assert!(
         !reports.iter().any(|f| f == "history.csv"),
         "bisect is not a drill: history.csv untouched"
@@ -208,7 +230,10 @@ fn byte_identical_dumps_are_judged_by_one_restore() {
         "one restore judged night 3: {t:?}"
     );
     assert!(night3.iter().all(|x| x.1 == "passed"));
-    assert_eq!(rec["restores"], 3, "newest, one night-3 copy, night 7: {rec:#}");
+    assert_eq!(
+        rec["restores"], 3,
+        "newest, one night-3 copy, night 7: {rec:#}"
+    );
 }
 
 #[test]
@@ -243,7 +268,11 @@ fn bisect_says_when_every_snapshot_passes_and_when_none_does() {
         &["bisect", "--tier", "local", "--database", "frame"],
     );
     assert_eq!(text.code, 1);
-    assert!(text.stdout.contains("no snapshot passes"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("no snapshot passes"),
+        "{}",
+        text.stdout
+    );
 }
 
 #[test]
@@ -255,19 +284,34 @@ fn bisect_since_narrows_the_window_and_checks_are_named() {
     // Snapshots 5-8 only (taken from 2026-11-06 03:00).
     let (run, rec) = bisect(
         &config,
-        &["--since", "2026-11-06T00:00:00Z", "--check", "frame-integrity"],
+        &[
+            "--since",
+            "2026-11-06T00:00:00Z",
+            "--check",
+            "frame-integrity",
+        ],
     );
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert_eq!(rec["snapshots"], 4);
     assert_eq!(rec["last_valid"]["id"], ids[6].as_str());
     assert_eq!(rec["first_invalid"]["id"], ids[7].as_str());
     let first = &rec["tested"][0]["databases"][0]["checks"];
-    assert_eq!(first.as_array().unwrap().len(), 1, "only the named check: {first:#}");
+    assert_eq!(
+        first.as_array().unwrap().len(),
+        1,
+        "only the named check: {first:#}"
+    );
 
-    let bad = drill(&config, &["bisect", "--tier", "local", "--check", "no-such-check"]);
+    let bad = drill(
+        &config,
+        &["bisect", "--tier", "local", "--check", "no-such-check"],
+    );
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert!(bad.stderr.contains("no-such-check"), "{}", bad.stderr);
-    let late = drill(&config, &["bisect", "--tier", "local", "--since", "2030-01-01"]);
+    let late = drill(
+        &config,
+        &["bisect", "--tier", "local", "--since", "2030-01-01"],
+    );
     assert_eq!(late.code, 2, "{}", late.stderr);
     assert!(late.stderr.contains("no snapshot"), "{}", late.stderr);
 }
@@ -281,7 +325,16 @@ impl Scratch {
     fn start() -> Scratch {
         let name = format!("drill-test-scratch-{}", std::process::id());
         let o = Command::new("docker")
-            .args(["run", "-d", "--rm", "--name", &name, "-e", "POSTGRES_PASSWORD=scratch", &image()])
+            .args([
+                "run",
+                "-d",
+                "--rm",
+                "--name",
+                &name,
+                "-e",
+                "POSTGRES_PASSWORD=scratch",
+                &image(),
+            ])
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -300,10 +353,18 @@ impl Scratch {
         self.psql_with(db, file, sql, "1")
     }
 
-    fn psql_with(&self, db: &str, file: Option<&Path>, sql: &str, stop: &str) -> Result<String, String> {
+    fn psql_with(
+        &self,
+        db: &str,
+        file: Option<&Path>,
+        sql: &str,
+        stop: &str,
+    ) -> Result<String, String> {
         let mut c = Command::new("docker");
-        c.args(["exec", "-i", "-u", "postgres", &self.name, "psql", "-X", "-q", "-A", "-t"])
-            .args(["-v", &format!("ON_ERROR_STOP={stop}"), "-d", db]);
+        c.args([
+            "exec", "-i", "-u", "postgres", &self.name, "psql", "-X", "-q", "-A", "-t",
+        ])
+        .args(["-v", &format!("ON_ERROR_STOP={stop}"), "-d", db]);
         if file.is_none() {
             c.args(["-c", sql]);
         }
@@ -322,7 +383,9 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rm", "-f", &self.name]).output();
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.name])
+            .output();
     }
 }
 
@@ -336,7 +399,16 @@ fn extract_and_diff_two_snapshots() {
     // diff, B named before A: sides are ordered by time.
     let run = drill(
         &config,
-        &["diff", "--tier", "local", &ids[1][..8], &ids[0][..8], "--database", "frame", "--json"],
+        &[
+            "diff",
+            "--tier",
+            "local",
+            &ids[1][..8],
+            &ids[0][..8],
+            "--database",
+            "frame",
+            "--json",
+        ],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let rec: Value = serde_json::from_str(&run.stdout).unwrap();
@@ -344,10 +416,24 @@ fn extract_and_diff_two_snapshots() {
     assert_eq!(rec["a"]["id"], ids[0].as_str());
     assert_eq!(rec["restores"], 2);
     let diff = &rec["databases"][0];
-    assert_eq!(diff["tables"][0]["table"], "public.journal_line", "{diff:#}");
+    assert_eq!(
+        diff["tables"][0]["table"], "public.journal_line",
+        "{diff:#}"
+    );
     assert_eq!(table(diff, "public.journal_line")["changed"], 1);
     assert_eq!(table(diff, "public.journal_entry")["change"], "inserted");
-    let human = drill(&config, &["diff", "--tier", "local", &ids[0][..8], &ids[1][..8], "--database", "frame"]);
+    let human = drill(
+        &config,
+        &[
+            "diff",
+            "--tier",
+            "local",
+            &ids[0][..8],
+            &ids[1][..8],
+            "--database",
+            "frame",
+        ],
+    );
     assert_eq!(human.code, 0, "{}", human.stderr);
     assert!(
         human.stdout.contains("changed  frame.public.journal_line"),
@@ -360,8 +446,18 @@ fn extract_and_diff_two_snapshots() {
     let run = drill(
         &config,
         &[
-            "extract", "--tier", "local", "--snapshot", &ids[0][..8], "--database", "frame",
-            "--table", "public.journal_line", "--out", out.to_str().unwrap(), "--json",
+            "extract",
+            "--tier",
+            "local",
+            "--snapshot",
+            &ids[0][..8],
+            "--database",
+            "frame",
+            "--table",
+            "public.journal_line",
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
         ],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -373,14 +469,25 @@ fn extract_and_diff_two_snapshots() {
         "the file holds production rows"
     );
     let text = std::fs::read_to_string(&out).unwrap();
-    assert!(text.starts_with("-- drill extract: tier local"), "{}", &text[..200]);
+    assert!(
+        text.starts_with("-- drill extract: tier local"),
+        "{}",
+        &text[..200]
+    );
     assert!(text.contains("CREATE TABLE public.journal_line"));
-    assert!(!text.contains("CREATE TABLE public.journal_entry"), "only the table asked for");
+    assert!(
+        !text.contains("CREATE TABLE public.journal_entry"),
+        "only the table asked for"
+    );
 
     // It loads into an empty database and holds exactly that snapshot's rows.
     let scratch = Scratch::start();
-    scratch.psql("postgres", None, "create database empty").unwrap();
-    scratch.psql("empty", Some(&out), "").expect("the extract loads into an empty database");
+    scratch
+        .psql("postgres", None, "create database empty")
+        .unwrap();
+    scratch
+        .psql("empty", Some(&out), "")
+        .expect("the extract loads into an empty database");
     // The reference: the whole night-7 cluster dump, loaded beside it (it
     // recreates the role `postgres`, an error pg_dumpall's docs expect).
     scratch
@@ -403,19 +510,49 @@ fn extract_and_diff_two_snapshots() {
     let before = std::fs::read(&out).unwrap();
     let again = drill(
         &config,
-        &["extract", "--tier", "local", "--snapshot", &ids[0][..8], "--database", "frame",
-          "--table", "public.journal_line", "--out", out.to_str().unwrap()],
+        &[
+            "extract",
+            "--tier",
+            "local",
+            "--snapshot",
+            &ids[0][..8],
+            "--database",
+            "frame",
+            "--table",
+            "public.journal_line",
+            "--out",
+            out.to_str().unwrap(),
+        ],
     );
     assert_eq!(again.code, 2, "{}", again.stderr);
-    assert!(again.stderr.contains("never overwrites"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("never overwrites"),
+        "{}",
+        again.stderr
+    );
     assert_eq!(std::fs::read(&out).unwrap(), before);
     let other = work.path().join("nothing.sql");
     let missing = drill(
         &config,
-        &["extract", "--tier", "local", "--snapshot", &ids[0][..8], "--database", "frame",
-          "--table", "public.no_such_table", "--out", other.to_str().unwrap()],
+        &[
+            "extract",
+            "--tier",
+            "local",
+            "--snapshot",
+            &ids[0][..8],
+            "--database",
+            "frame",
+            "--table",
+            "public.no_such_table",
+            "--out",
+            other.to_str().unwrap(),
+        ],
     );
     assert_eq!(missing.code, 2, "{}", missing.stderr);
-    assert!(missing.stderr.contains("public.no_such_table"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("public.no_such_table"),
+        "{}",
+        missing.stderr
+    );
     assert!(!other.exists(), "nothing written");
 }

@@ -69,7 +69,9 @@ pub(super) async fn run(
         .map_err(|e| Incomplete::from(CheckError::Sandbox(e.to_string())));
     if !had_amcheck {
         // Best effort: the sandbox is thrown away anyway.
-        let _ = client.batch_execute("drop extension if exists amcheck").await;
+        let _ = client
+            .batch_execute("drop extension if exists amcheck")
+            .await;
     }
     let outcome = outcome?;
     let (findings, total) = parse(&outcome.output);

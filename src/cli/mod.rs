@@ -186,9 +186,9 @@ pub fn main() -> u8 {
         Some(Command::Run(a)) => runtime.block_on(run(&cli, a.clone())),
         Some(Command::Snapshots { tier }) => runtime.block_on(snapshots(&cli, tier)),
         Some(Command::Doctor) => runtime.block_on(doctor(&cli)),
-        Some(
-            Command::Bisect { .. } | Command::Diff { .. } | Command::Extract { .. },
-        ) => runtime.block_on(investigate(&cli)),
+        Some(Command::Bisect { .. } | Command::Diff { .. } | Command::Extract { .. }) => {
+            runtime.block_on(investigate(&cli))
+        }
         Some(Command::Status) => status(&cli),
         None => runtime.block_on(run(&cli, cli.run.clone())),
     }
@@ -280,7 +280,6 @@ async fn guarded<T>(run_id: &str, work: impl std::future::Future<Output = T>) ->
 /// `drill bisect`, `drill diff`, `drill extract`: they restore snapshots
 /// into sandboxes like a drill, under the same lock.
 async fn investigate(cli: &Cli) -> u8 {
-    use drill::diff::CommandError;
     let (config, clock) = match load(cli) {
         Ok(x) => x,
         Err(code) => return code,
@@ -297,7 +296,11 @@ async fn investigate(cli: &Cli) -> u8 {
         }
     };
     let tier = match &cli.command {
-        Some(Command::Bisect { tier, .. } | Command::Diff { tier, .. } | Command::Extract { tier, .. }) => tier_of(tier),
+        Some(
+            Command::Bisect { tier, .. }
+            | Command::Diff { tier, .. }
+            | Command::Extract { tier, .. },
+        ) => tier_of(tier),
         _ => unreachable!("investigate is called for bisect, diff and extract"),
     };
     let tier = match tier {
@@ -315,16 +318,6 @@ async fn investigate(cli: &Cli) -> u8 {
         }
     };
     let sink = progress::Terminal::new(cli.quiet, cli.verbose, config.timezone);
-    let fail = |e: CommandError| -> u8 {
-        eprintln!("drill: {e}");
-        match e {
-            CommandError::Usage(_) => EXIT_USAGE,
-            CommandError::Backup(_) => EXIT_FAILED,
-            CommandError::Tier(_) | CommandError::Environment(_) | CommandError::Report(_) => {
-                EXIT_ENVIRONMENT
-            }
-        }
-    };
     match &cli.command {
         Some(Command::Bisect {
             databases,
@@ -350,24 +343,20 @@ async fn investigate(cli: &Cli) -> u8 {
                 checks: checks.clone(),
                 since,
             };
-            match guarded(&run_id, drill::bisect::run(&config, &opts, clock, &sink)).await {
-                Err(code) => code,
-                Ok(Err(e)) => fail(e),
-                Ok(Ok(rec)) => {
-                    if cli.json {
-                        print_json(&rec);
-                    } else {
-                        progress::bisect_summary(&rec, &config.reports_dir);
-                    }
-                    match rec.verdict {
-                        Verdict::Passed => EXIT_PASSED,
-                        Verdict::Failed => EXIT_FAILED,
-                        Verdict::Error => EXIT_ENVIRONMENT,
-                    }
-                }
-            }
+            conclude(
+                cli,
+                guarded(&run_id, drill::bisect::run(&config, &opts, clock, &sink)).await,
+                |rec| progress::bisect_summary(rec, &config.reports_dir),
+                |rec| match rec.verdict {
+                    Verdict::Passed => EXIT_PASSED,
+                    Verdict::Failed => EXIT_FAILED,
+                    Verdict::Error => EXIT_ENVIRONMENT,
+                },
+            )
         }
-        Some(Command::Diff { a, b, databases, .. }) => {
+        Some(Command::Diff {
+            a, b, databases, ..
+        }) => {
             let opts = drill::diff::DiffOptions {
                 run_id: run_id.clone(),
                 tier,
@@ -375,22 +364,16 @@ async fn investigate(cli: &Cli) -> u8 {
                 b: b.clone(),
                 databases: databases.clone(),
             };
-            match guarded(&run_id, drill::diff::run(&config, &opts, clock, &sink)).await {
-                Err(code) => code,
-                Ok(Err(e)) => fail(e),
-                Ok(Ok(rec)) => {
-                    if cli.json {
-                        print_json(&rec);
-                    } else {
-                        progress::diff_summary(&rec);
-                    }
-                    match rec.status() {
-                        crate::report::Status::Passed => EXIT_PASSED,
-                        crate::report::Status::Failed => EXIT_FAILED,
-                        _ => EXIT_ENVIRONMENT,
-                    }
-                }
-            }
+            conclude(
+                cli,
+                guarded(&run_id, drill::diff::run(&config, &opts, clock, &sink)).await,
+                progress::diff_summary,
+                |rec| match rec.status() {
+                    crate::report::Status::Passed => EXIT_PASSED,
+                    crate::report::Status::Failed => EXIT_FAILED,
+                    _ => EXIT_ENVIRONMENT,
+                },
+            )
         }
         Some(Command::Extract {
             snapshot,
@@ -409,31 +392,47 @@ async fn investigate(cli: &Cli) -> u8 {
                 out: out.clone(),
                 data_only: *data_only,
             };
-            match guarded(&run_id, drill::extract::run(&config, &opts, clock, &sink)).await {
-                Err(code) => code,
-                Ok(Err(e)) => fail(e),
-                Ok(Ok(rec)) => {
-                    if cli.json {
-                        print_json(&rec);
-                    } else {
-                        println!(
-                            "wrote {} ({} bytes) from snapshot {} of tier {}, database `{}`:",
-                            rec.file.display(),
-                            rec.bytes,
-                            rec.snapshot.short_id,
-                            rec.tier,
-                            rec.database
-                        );
-                        for t in &rec.tables {
-                            println!("  {}: {} row(s)", t.table, t.rows);
-                        }
-                        println!("drill has not applied it; review it and load it by hand.");
-                    }
-                    EXIT_PASSED
+            conclude(
+                cli,
+                guarded(&run_id, drill::extract::run(&config, &opts, clock, &sink)).await,
+                progress::extract_summary,
+                |_| EXIT_PASSED,
+            )
+        }
+        _ => unreachable!("investigate is called for bisect, diff and extract"),
+    }
+}
+
+/// The end of `bisect`, `diff` or `extract`: print the record (JSON with
+/// `--json`, else `human`) and return its exit code, or say why there is
+/// none.
+fn conclude<T: serde::Serialize>(
+    cli: &Cli,
+    result: Result<Result<T, drill::diff::CommandError>, u8>,
+    human: impl FnOnce(&T),
+    code: impl FnOnce(&T) -> u8,
+) -> u8 {
+    use drill::diff::CommandError;
+    match result {
+        Err(code) => code,
+        Ok(Err(e)) => {
+            eprintln!("drill: {e}");
+            match e {
+                CommandError::Usage(_) => EXIT_USAGE,
+                CommandError::Backup(_) => EXIT_FAILED,
+                CommandError::Tier(_) | CommandError::Environment(_) | CommandError::Report(_) => {
+                    EXIT_ENVIRONMENT
                 }
             }
         }
-        _ => unreachable!("investigate is called for bisect, diff and extract"),
+        Ok(Ok(rec)) => {
+            if cli.json {
+                print_json(&rec);
+            } else {
+                human(&rec);
+            }
+            code(&rec)
+        }
     }
 }
 

@@ -288,6 +288,27 @@ pub fn bisect_summary(r: &crate::drill::bisect::BisectReport, reports_dir: &std:
     );
 }
 
+/// `drill extract`'s result on standard output.
+pub fn extract_summary(r: &crate::drill::extract::ExtractReport) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "wrote {} ({} bytes) from snapshot {} of tier {}, database `{}`:",
+        r.file.display(),
+        r.bytes,
+        r.snapshot.short_id,
+        r.tier,
+        r.database
+    );
+    for t in &r.tables {
+        let _ = writeln!(out, "  {}: {} row(s)", t.table, t.rows);
+    }
+    let _ = writeln!(
+        out,
+        "drill has not applied it; review it and load it by hand."
+    );
+}
+
 /// `drill diff`'s result on standard output.
 pub fn diff_summary(r: &crate::drill::diff::DiffReport) {
     let mut out = std::io::stdout().lock();
@@ -306,7 +327,12 @@ pub fn diff_summary(r: &crate::drill::diff::DiffReport) {
 fn diff_databases(out: &mut impl Write, databases: &[crate::drill::diff::DatabaseDiff]) {
     for d in databases {
         if let Some(e) = &d.error {
-            let _ = writeln!(out, "{}: not compared ({}): {e}", d.database, d.status.as_str());
+            let _ = writeln!(
+                out,
+                "{}: not compared ({}): {e}",
+                d.database,
+                d.status.as_str()
+            );
             continue;
         }
         let lines = crate::drill::diff::table_lines(d);
@@ -316,7 +342,11 @@ fn diff_databases(out: &mut impl Write, databases: &[crate::drill::diff::Databas
             "{}: {} table(s) differ, {same} identical; schema {}",
             d.database,
             lines.len(),
-            if d.schema_diff.is_empty() { "identical" } else { "differs:" }
+            if d.schema_diff.is_empty() {
+                "identical"
+            } else {
+                "differs:"
+            }
         );
         for l in lines {
             let _ = writeln!(out, "  {l}");

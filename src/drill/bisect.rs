@@ -31,8 +31,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::diff::{
-    compare_restored, markdown_databases, open_tier, restore_one, select_databases,
-    CommandError, DatabaseDiff, SnapshotRef,
+    compare_restored, markdown_databases, open_tier, restore_one, select_databases, CommandError,
+    DatabaseDiff, SnapshotRef,
 };
 use super::{drill_snapshot, judge, DbRun, KeptSandbox, SnapshotSource};
 use crate::clock::Clock;
@@ -149,7 +149,11 @@ impl BisectReport {
     /// One sentence on the result.
     pub fn summary(&self) -> String {
         let window = match self.since {
-            Some(t) => format!("of the {} snapshots since {}", self.snapshots, t.to_rfc3339()),
+            Some(t) => format!(
+                "of the {} snapshots since {}",
+                self.snapshots,
+                t.to_rfc3339()
+            ),
             None => format!("of the {} snapshots", self.snapshots),
         };
         match self.outcome {
@@ -181,7 +185,11 @@ impl BisectReport {
 ///
 /// # Errors
 /// A message naming the accepted forms.
-pub fn parse_since(text: &str, now: DateTime<Utc>, tz: chrono_tz::Tz) -> Result<DateTime<Utc>, String> {
+pub fn parse_since(
+    text: &str,
+    now: DateTime<Utc>,
+    tz: chrono_tz::Tz,
+) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
     }
@@ -409,7 +417,14 @@ pub async fn run(
         k.sandbox.remove().await;
     }
     kept.insert(n - 1, keep_now);
-    rec.tested.push(tested(newest, verdict, first.restores, None, first.judgement.reasons, first.databases));
+    rec.tested.push(tested(
+        newest,
+        verdict,
+        first.restores,
+        None,
+        first.judgement.reasons,
+        first.databases,
+    ));
     events.emit(&Event::BisectJudged {
         short_id: newest.short_id.clone(),
         verdict,
@@ -496,7 +511,11 @@ pub async fn run(
             .flatten()
             .filter_map(|i| source_of.get(&i).copied())
             .collect();
-        let stale: Vec<usize> = kept.keys().filter(|k| !wanted.contains(k)).copied().collect();
+        let stale: Vec<usize> = kept
+            .keys()
+            .filter(|k| !wanted.contains(k))
+            .copied()
+            .collect();
         for k in stale {
             for s in kept.remove(&k).unwrap_or_default() {
                 s.sandbox.remove().await;
@@ -522,7 +541,14 @@ pub async fn run(
             verdict: v,
             same_as: None,
         });
-        rec.tested.push(tested(snap, v, p.restores, None, p.judgement.reasons.clone(), p.databases));
+        rec.tested.push(tested(
+            snap,
+            v,
+            p.restores,
+            None,
+            p.judgement.reasons.clone(),
+            p.databases,
+        ));
         kept.insert(mid, p.kept);
         source_of.insert(mid, mid);
         recorded[mid] = true;
@@ -710,4 +736,32 @@ fn markdown(r: &BisectReport) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_a_time_a_date_or_a_duration() {
+        let now = DateTime::parse_from_rfc3339("2026-11-24T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let tz = chrono_tz::Asia::Seoul;
+        assert_eq!(
+            parse_since("2026-11-01T00:00:00+09:00", now, tz).unwrap(),
+            DateTime::parse_from_rfc3339("2026-10-31T15:00:00Z").unwrap()
+        );
+        // A date is midnight in the config's zone.
+        assert_eq!(
+            parse_since("2026-11-01", now, tz).unwrap(),
+            DateTime::parse_from_rfc3339("2026-10-31T15:00:00Z").unwrap()
+        );
+        assert_eq!(
+            parse_since("30d", now, tz).unwrap(),
+            DateTime::parse_from_rfc3339("2026-10-25T12:00:00Z").unwrap()
+        );
+        let e = parse_since("last tuesday", now, tz).unwrap_err();
+        assert!(e.contains("last tuesday") && e.contains("RFC 3339"), "{e}");
+    }
 }

@@ -6,7 +6,7 @@
 //! table by table, computed inside the sandboxes:
 //!
 //! - **row count** and an order-independent **content digest**: the rows'
-//!   `md5(row::text)` summed as two 64-bit halves (PostgreSQL docs,
+//!   `md5(row(t.*)::text)` summed as two 64-bit halves (PostgreSQL docs,
 //!   "Row Constructors" for the text form), so row order and physical
 //!   layout do not matter;
 //! - where the digests differ, **rows added, removed and changed**: each
@@ -257,6 +257,22 @@ pub(crate) async fn open_tier(
         .map_err(CommandError::tier)
 }
 
+/// The snapshot `wanted` (`latest`, an id or a unique prefix).
+pub(crate) async fn pick_snapshot(
+    repo: &Repository,
+    wanted: &str,
+) -> Result<Snapshot, CommandError> {
+    repo.select_snapshot(wanted)
+        .await
+        .map_err(CommandError::tier)?
+        .ok_or_else(|| {
+            CommandError::Backup(format!(
+                "repository {} has no snapshots",
+                repo.display_location()
+            ))
+        })
+}
+
 /// The `[[databases]]` entries named (all when `names` is empty).
 pub(crate) fn select_databases<'a>(
     config: &'a Config,
@@ -343,23 +359,8 @@ pub async fn run(
     let started_at = clock.now();
     let dbs = select_databases(config, &opts.databases)?;
     let repo = open_tier(config, &opts.tier, clock, events).await?;
-    let pick = |wanted: &str| {
-        let repo = &repo;
-        let wanted = wanted.to_string();
-        async move {
-            repo.select_snapshot(&wanted)
-                .await
-                .map_err(CommandError::tier)?
-                .ok_or_else(|| {
-                    CommandError::Backup(format!(
-                        "repository {} has no snapshots",
-                        repo.display_location()
-                    ))
-                })
-        }
-    };
-    let mut a = pick(&opts.a).await?;
-    let mut b = pick(&opts.b).await?;
+    let mut a = pick_snapshot(&repo, &opts.a).await?;
+    let mut b = pick_snapshot(&repo, &opts.b).await?;
     if a.id == b.id {
         return Err(CommandError::Usage(format!(
             "A and B are the same snapshot {}; name two different snapshots",
@@ -516,7 +517,10 @@ pub(crate) async fn compare(
                 &diff
                     .unified_diff()
                     .context_radius(3)
-                    .header(&format!("{label_a}/{dbname}"), &format!("{label_b}/{dbname}"))
+                    .header(
+                        &format!("{label_a}/{dbname}"),
+                        &format!("{label_b}/{dbname}"),
+                    )
                     .to_string(),
             );
         }
@@ -555,10 +559,13 @@ async fn connect_if_exists(
     if !databases_of(s).await?.iter().any(|d| d == dbname) {
         return Ok(None);
     }
-    s.connect(dbname)
-        .await
-        .map(Some)
-        .map_err(|e| format!("connect to {dbname} in sandbox {}: {}", s.name, pg_message(&e)))
+    s.connect(dbname).await.map(Some).map_err(|e| {
+        format!(
+            "connect to {dbname} in sandbox {}: {}",
+            s.name,
+            pg_message(&e)
+        )
+    })
 }
 
 /// Ordinary tables (`relkind = 'r'`, so partitions count once, as
@@ -591,7 +598,7 @@ async fn digest(c: &tokio_postgres::Client, table: &str) -> Result<(u64, String)
         "select count(*)::int8,
                 coalesce(sum(('x' || substr(h, 1, 16))::bit(64)::int8::numeric), 0)::text,
                 coalesce(sum(('x' || substr(h, 17, 16))::bit(64)::int8::numeric), 0)::text
-           from (select md5(t::text) as h from only {} as t) as s",
+           from (select md5(row(drill_row.*)::text) as h from only {} as drill_row) as s",
         qualified(table)
     );
     let row = c
@@ -700,15 +707,15 @@ async fn merge_rows(
         Some(cols) => format!(
             "md5(row({})::text)",
             cols.iter()
-                .map(|c| format!("t.{}", quote_ident(c)))
+                .map(|c| format!("drill_row.{}", quote_ident(c)))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        None => "md5(t::text)".into(),
+        None => "md5(row(drill_row.*)::text)".into(),
     };
     let sql = format!(
-        "select {key_expr}, md5(t::text) from only {} as t \
-         order by {key_expr} collate \"C\", md5(t::text) collate \"C\"",
+        "select {key_expr}, md5(row(drill_row.*)::text) from only {} as drill_row \
+         order by {key_expr} collate \"C\", md5(row(drill_row.*)::text) collate \"C\"",
         qualified(table)
     );
     let sa = row_hashes(a, &sql, table).await?;
@@ -758,7 +765,10 @@ async fn row_hashes<'a>(
     table: &'a str,
 ) -> Result<impl futures_util::Stream<Item = Result<(String, String), String>> + 'a, String> {
     let rows = c
-        .query_raw(sql, std::iter::empty::<&(dyn tokio_postgres::types::ToSql + Sync)>())
+        .query_raw(
+            sql,
+            std::iter::empty::<&(dyn tokio_postgres::types::ToSql + Sync)>(),
+        )
         .await
         .map_err(|e| format!("rows of {table}: {}", pg_message(&e)))?;
     Ok(rows

@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
-use super::diff::{open_tier, restore_one, select_databases, CommandError, SnapshotRef};
+use super::diff::{
+    open_tier, pick_snapshot, restore_one, select_databases, CommandError, SnapshotRef,
+};
 use super::SnapshotSource;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -91,16 +93,7 @@ pub async fn run(
     }
     refuse_existing(&opts.out)?;
     let repo = open_tier(config, &opts.tier, clock, events).await?;
-    let snapshot = repo
-        .select_snapshot(&opts.snapshot)
-        .await
-        .map_err(CommandError::tier)?
-        .ok_or_else(|| {
-            CommandError::Backup(format!(
-                "repository {} has no snapshots",
-                repo.display_location()
-            ))
-        })?;
+    let snapshot = pick_snapshot(&repo, &opts.snapshot).await?;
     let no_checks = Err("extract runs no checks".to_string());
     let source = SnapshotSource {
         run_id: &opts.run_id,
@@ -262,7 +255,12 @@ fn temp_path(out: &Path, run_id: &str) -> PathBuf {
     out.with_file_name(format!(".{name}.drill-{run_id}.tmp"))
 }
 
-fn header(opts: &ExtractOptions, dbname: &str, snapshot: &str, tables: &[ExtractedTable]) -> String {
+fn header(
+    opts: &ExtractOptions,
+    dbname: &str,
+    snapshot: &str,
+    tables: &[ExtractedTable],
+) -> String {
     let mut h = format!(
         "-- drill extract: tier {}, snapshot {snapshot}, database `{}` ({dbname})\n",
         opts.tier, opts.database

@@ -15,7 +15,8 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 
 use super::{
-    ExecOutcome, OutputLog, SandboxError, LABEL_DATABASE, LABEL_MANAGED, LABEL_RUN_ID, LABEL_SNAPSHOT, LABEL_TIER,
+    ExecOutcome, OutputLog, SandboxError, LABEL_DATABASE, LABEL_MANAGED, LABEL_RUN_ID,
+    LABEL_SNAPSHOT, LABEL_TIER,
 };
 use crate::config::SANDBOX_SUPERUSER;
 use crate::secret::Secret;
@@ -456,38 +457,7 @@ impl Sandbox {
     where
         R: AsyncRead + Unpin,
     {
-        use bollard::exec::{CreateExecOptions, StartExecResults};
-        let exec = self
-            .docker
-            .create_exec(
-                &self.id,
-                CreateExecOptions {
-                    attach_stdin: Some(input.is_some()),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-                    user: Some("postgres".to_string()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| api_error("exec in", &self.name, e))?;
-        let started = self
-            .docker
-            .start_exec(&exec.id, None)
-            .await
-            .map_err(|e| api_error("exec in", &self.name, e))?;
-        let StartExecResults::Attached {
-            mut output,
-            input: mut stdin,
-        } = started
-        else {
-            return Err(SandboxError::Api {
-                action: "exec in",
-                name: self.name.clone(),
-                detail: "Docker started the exec detached".into(),
-            });
-        };
+        let (exec_id, mut output, mut stdin) = self.attach(cmd, input.is_some()).await?;
         let mut outcome = ExecOutcome::default();
         let mut log = OutputLog::default();
         let collect = async {
@@ -537,15 +507,7 @@ impl Sandbox {
         }
         log.finish();
         outcome.output = log;
-        let inspect = self
-            .docker
-            .inspect_exec(&exec.id)
-            .await
-            .map_err(|e| api_error("inspect exec in", &self.name, e))?;
-        outcome.exit_code = inspect.exit_code;
-        if inspect.running == Some(true) {
-            outcome.exit_code = None;
-        }
+        outcome.exit_code = self.exit_code(&exec_id).await?;
         Ok(outcome)
     }
 
@@ -566,43 +528,19 @@ impl Sandbox {
         W: tokio::io::AsyncWrite + Unpin,
     {
         use bollard::container::LogOutput;
-        use bollard::exec::{CreateExecOptions, StartExecResults};
-        let exec = self
-            .docker
-            .create_exec(
-                &self.id,
-                CreateExecOptions {
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-                    user: Some("postgres".to_string()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| api_error("exec in", &self.name, e))?;
-        let started = self
-            .docker
-            .start_exec(&exec.id, None)
-            .await
-            .map_err(|e| api_error("exec in", &self.name, e))?;
-        let StartExecResults::Attached { mut output, .. } = started else {
-            return Err(SandboxError::Api {
-                action: "exec in",
-                name: self.name.clone(),
-                detail: "Docker started the exec detached".into(),
-            });
-        };
+        let (exec_id, mut output, _) = self.attach(cmd, false).await?;
         let mut log = OutputLog::default();
         let mut written = 0u64;
         while let Some(item) = output.next().await {
             match item {
                 Ok(LogOutput::StdOut { message }) => {
-                    out.write_all(&message).await.map_err(|e| SandboxError::Io {
-                        action: "write the output of",
-                        name: self.name.clone(),
-                        source: e,
-                    })?;
+                    out.write_all(&message)
+                        .await
+                        .map_err(|e| SandboxError::Io {
+                            action: "write the output of",
+                            name: self.name.clone(),
+                            source: e,
+                        })?;
                     written += message.len() as u64;
                 }
                 Ok(other) => log.push(&other.into_bytes()),
@@ -618,20 +556,78 @@ impl Sandbox {
             source: e,
         })?;
         log.finish();
-        let inspect = self
-            .docker
-            .inspect_exec(&exec.id)
-            .await
-            .map_err(|e| api_error("inspect exec in", &self.name, e))?;
-        let mut outcome = ExecOutcome {
-            exit_code: inspect.exit_code,
+        let outcome = ExecOutcome {
+            exit_code: self.exit_code(&exec_id).await?,
             output: log,
             ..Default::default()
         };
-        if inspect.running == Some(true) {
-            outcome.exit_code = None;
-        }
         Ok((outcome, written))
+    }
+
+    /// Create and start an exec of `cmd` as the `postgres` OS user, attached
+    /// to its output (and standard input when `with_stdin`).
+    async fn attach(
+        &self,
+        cmd: &[&str],
+        with_stdin: bool,
+    ) -> Result<
+        (
+            String,
+            std::pin::Pin<
+                Box<
+                    dyn futures_util::Stream<
+                            Item = Result<bollard::container::LogOutput, bollard::errors::Error>,
+                        > + Send,
+                >,
+            >,
+            std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+        ),
+        SandboxError,
+    > {
+        use bollard::exec::{CreateExecOptions, StartExecResults};
+        let exec = self
+            .docker
+            .create_exec(
+                &self.id,
+                CreateExecOptions {
+                    attach_stdin: Some(with_stdin),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                    user: Some("postgres".to_string()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| api_error("exec in", &self.name, e))?;
+        let started = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|e| api_error("exec in", &self.name, e))?;
+        let StartExecResults::Attached { output, input } = started else {
+            return Err(SandboxError::Api {
+                action: "exec in",
+                name: self.name.clone(),
+                detail: "Docker started the exec detached".into(),
+            });
+        };
+        Ok((exec.id, output, input))
+    }
+
+    /// The exit code of a finished exec (`None` if it still runs or Docker
+    /// cannot tell).
+    async fn exit_code(&self, exec_id: &str) -> Result<Option<i64>, SandboxError> {
+        let inspect = self
+            .docker
+            .inspect_exec(exec_id)
+            .await
+            .map_err(|e| api_error("inspect exec in", &self.name, e))?;
+        Ok(if inspect.running == Some(true) {
+            None
+        } else {
+            inspect.exit_code
+        })
     }
 
     /// Remove the container (force, with its anonymous volumes).

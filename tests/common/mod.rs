@@ -89,7 +89,15 @@ impl TestRepo {
     pub fn backup_at(&self, files: &[(&Path, &str)], time: &str) {
         let stage = self.stage(files);
         self.restic(
-            &["backup", "-q", "--host", "fixture-host", "--time", time, "dumps"],
+            &[
+                "backup",
+                "-q",
+                "--host",
+                "fixture-host",
+                "--time",
+                time,
+                "dumps",
+            ],
             Some(&stage),
         );
     }
