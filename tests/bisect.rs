@@ -316,6 +316,27 @@ fn bisect_since_narrows_the_window_and_checks_are_named() {
     assert!(late.stderr.contains("no snapshot"), "{}", late.stderr);
 }
 
+/// `drill extract` of `table` of frame from `snapshot` into `out`.
+fn extract(config: &Path, snapshot: &str, table: &str, out: &Path, json: bool) -> Run {
+    let mut args = vec![
+        "extract",
+        "--tier",
+        "local",
+        "--snapshot",
+        &snapshot[..8],
+        "--database",
+        "frame",
+        "--table",
+        table,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    if json {
+        args.push("--json");
+    }
+    drill(config, &args)
+}
+
 /// A throwaway server of the test image to load files into.
 struct Scratch {
     name: String,
@@ -443,23 +464,7 @@ fn extract_and_diff_two_snapshots() {
 
     // extract journal_line from night 7.
     let out = work.path().join("journal_line-night7.sql");
-    let run = drill(
-        &config,
-        &[
-            "extract",
-            "--tier",
-            "local",
-            "--snapshot",
-            &ids[0][..8],
-            "--database",
-            "frame",
-            "--table",
-            "public.journal_line",
-            "--out",
-            out.to_str().unwrap(),
-            "--json",
-        ],
-    );
+    let run = extract(&config, &ids[0], "public.journal_line", &out, true);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let rec: Value = serde_json::from_str(&run.stdout).unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -508,22 +513,7 @@ fn extract_and_diff_two_snapshots() {
 
     // Never overwrites; an unknown table is named.
     let before = std::fs::read(&out).unwrap();
-    let again = drill(
-        &config,
-        &[
-            "extract",
-            "--tier",
-            "local",
-            "--snapshot",
-            &ids[0][..8],
-            "--database",
-            "frame",
-            "--table",
-            "public.journal_line",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let again = extract(&config, &ids[0], "public.journal_line", &out, false);
     assert_eq!(again.code, 2, "{}", again.stderr);
     assert!(
         again.stderr.contains("never overwrites"),
@@ -532,22 +522,7 @@ fn extract_and_diff_two_snapshots() {
     );
     assert_eq!(std::fs::read(&out).unwrap(), before);
     let other = work.path().join("nothing.sql");
-    let missing = drill(
-        &config,
-        &[
-            "extract",
-            "--tier",
-            "local",
-            "--snapshot",
-            &ids[0][..8],
-            "--database",
-            "frame",
-            "--table",
-            "public.no_such_table",
-            "--out",
-            other.to_str().unwrap(),
-        ],
-    );
+    let missing = extract(&config, &ids[0], "public.no_such_table", &other, false);
     assert_eq!(missing.code, 2, "{}", missing.stderr);
     assert!(
         missing.stderr.contains("public.no_such_table"),
