@@ -81,3 +81,46 @@ fn status_shows_last_drills_and_how_overdue_each_tier_is() {
         early.stdout
     );
 }
+
+#[test]
+fn schedule_lists_the_next_quarterly_drills_in_seoul_and_utc() {
+    // The shipped example config: `0 0 3 15 1,4,7,10 *` in Asia/Seoul.
+    let config = root().join("examples/drill.toml");
+    let now = [("DRILL_NOW", "2026-11-24T12:00:00+09:00")];
+    let run = drill_env(&config, &["schedule", "--count", "4", "--json"], &now);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let list: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let local: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["local"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        local,
+        [
+            "2027-01-15T03:00:00+09:00",
+            "2027-04-15T03:00:00+09:00",
+            "2027-07-15T03:00:00+09:00",
+            "2027-10-15T03:00:00+09:00"
+        ]
+    );
+    assert_eq!(list[0]["utc"], "2027-01-14T18:00:00+00:00");
+    let text = drill_env(&config, &["schedule", "--count", "1"], &now);
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    assert!(
+        text.stdout.contains("2027-01-15 03:00 KST")
+            && text.stdout.contains("2027-01-14 18:00 UTC"),
+        "{}",
+        text.stdout
+    );
+
+    // No schedule: a usage error that says what to add.
+    let work = tempfile::tempdir().unwrap();
+    let tiers =
+        "[tiers.local]\nrepository = \"/nonexistent/local\"\npassword_file = \"/nonexistent/pw\"\n";
+    let bare = write_config_with_tiers(work.path(), "max_rto = \"4h\"", tiers, &[], &[]);
+    let none = drill(&bare, &["schedule"]);
+    assert_eq!(none.code, 2, "{}", none.stderr);
+    assert!(none.stderr.contains("no `schedule`"), "{}", none.stderr);
+}

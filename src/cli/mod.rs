@@ -128,6 +128,13 @@ enum Command {
     },
     /// Read-only preflight: config, restic, tiers, passwords, Docker, image, Slack.
     Doctor,
+    /// The next drill times from the config's `schedule`, in its time zone
+    /// and in UTC.
+    Schedule {
+        /// How many.
+        #[arg(long, value_name = "N", default_value_t = 4)]
+        count: usize,
+    },
     /// Per tier: the last drill, the last passed drill, and how overdue the next one is.
     Status,
 }
@@ -190,6 +197,7 @@ pub fn main() -> u8 {
             runtime.block_on(investigate(&cli))
         }
         Some(Command::Status) => status(&cli),
+        Some(Command::Schedule { count }) => schedule(&cli, *count),
         None => runtime.block_on(run(&cli, cli.run.clone())),
     }
 }
@@ -456,6 +464,53 @@ fn load(cli: &Cli) -> Result<(config::Config, Box<dyn crate::clock::Clock>), u8>
         EXIT_USAGE
     })?;
     Ok((config, clock))
+}
+
+/// One upcoming drill time.
+#[derive(serde::Serialize)]
+struct Upcoming {
+    /// In the configured time zone (RFC 3339).
+    local: String,
+    /// In UTC (RFC 3339).
+    utc: String,
+}
+
+fn schedule(cli: &Cli, count: usize) -> u8 {
+    let (config, clock) = match load(cli) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let Some(s) = &config.schedule else {
+        eprintln!(
+            "drill: {} has no `schedule`; add e.g. schedule = \"0 0 3 15 1,4,7,10 *\" (cron with a seconds field)",
+            config.path.display()
+        );
+        return EXIT_USAGE;
+    };
+    let times = s.upcoming(clock.now(), config.timezone, count);
+    if cli.json {
+        let list: Vec<Upcoming> = times
+            .iter()
+            .map(|t| Upcoming {
+                local: t.to_rfc3339(),
+                utc: t.with_timezone(&chrono::Utc).to_rfc3339(),
+            })
+            .collect();
+        print_json(&list);
+    } else {
+        println!("schedule `{}` in {}:", s.expression(), config.timezone);
+        for t in &times {
+            println!(
+                "  {}   ({})",
+                t.format("%Y-%m-%d %H:%M %Z (%a)"),
+                t.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M UTC")
+            );
+        }
+        if times.is_empty() {
+            println!("  (no future time matches)");
+        }
+    }
+    EXIT_PASSED
 }
 
 fn status(cli: &Cli) -> u8 {

@@ -33,6 +33,16 @@ impl Schedule {
         &self.expression
     }
 
+    /// The first `count` scheduled times strictly after `t`, in `tz`.
+    pub fn upcoming(
+        &self,
+        t: DateTime<Utc>,
+        tz: chrono_tz::Tz,
+        count: usize,
+    ) -> Vec<DateTime<chrono_tz::Tz>> {
+        self.cron.after(&t.with_timezone(&tz)).take(count).collect()
+    }
+
     /// The first scheduled time strictly after `t`, in `tz`.
     pub fn next_after(
         &self,
@@ -56,5 +66,19 @@ mod tests {
         let next = s.next_after(after, tz).unwrap();
         assert_eq!(next.to_rfc3339(), "2027-01-15T03:00:00+09:00");
         assert!(Schedule::parse("every day").is_err());
+        let four: Vec<String> = s
+            .upcoming(after, tz, 4)
+            .iter()
+            .map(|t| t.to_rfc3339())
+            .collect();
+        assert_eq!(
+            four,
+            [
+                "2027-01-15T03:00:00+09:00",
+                "2027-04-15T03:00:00+09:00",
+                "2027-07-15T03:00:00+09:00",
+                "2027-10-15T03:00:00+09:00"
+            ]
+        );
     }
 }
