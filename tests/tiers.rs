@@ -374,6 +374,10 @@ fn password_prompt_on_a_terminal_works_and_without_one_exits_2() {
                 break;
             }
         }
+        // rpassword prints the prompt, then turns echo off: a reply typed in
+        // between is echoed by the terminal, as type-ahead is for sudo. Wait
+        // until a person could have read the prompt.
+        std::thread::sleep(std::time::Duration::from_secs(1));
         writeln!(stdin, "{password}").unwrap();
         let status = child.wait().unwrap();
         drop(stdin);
