@@ -381,11 +381,14 @@ impl Scratch {
         sql: &str,
         stop: &str,
     ) -> Result<String, String> {
+        // Over TCP: the entrypoint's temporary init server listens on the
+        // socket only, so only the final server answers (and readiness
+        // cannot be mistaken).
         let mut c = Command::new("docker");
-        c.args([
-            "exec", "-i", "-u", "postgres", &self.name, "psql", "-X", "-q", "-A", "-t",
-        ])
-        .args(["-v", &format!("ON_ERROR_STOP={stop}"), "-d", db]);
+        c.args(["exec", "-i", "-e", "PGPASSWORD=scratch", "-u", "postgres"])
+            .args([&self.name, "psql", "-X", "-q", "-A", "-t"])
+            .args(["-h", "127.0.0.1", "-U", "postgres"])
+            .args(["-v", &format!("ON_ERROR_STOP={stop}"), "-d", db]);
         if file.is_none() {
             c.args(["-c", sql]);
         }
