@@ -280,11 +280,12 @@ pub fn bisect_summary(r: &crate::drill::bisect::BisectReport, reports_dir: &std:
     for w in &r.warnings {
         let _ = writeln!(out, "warning: {w}");
     }
-    let stem = crate::report::file_stem(r.started_at, &r.tier);
     let _ = writeln!(
         out,
         "record: {}",
-        reports_dir.join(format!("{stem}-bisect.md")).display()
+        reports_dir
+            .join(format!("{}.md", r.header.stem()))
+            .display()
     );
 }
 

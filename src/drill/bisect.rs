@@ -31,8 +31,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::diff::{
-    compare_restored, markdown_databases, open_tier, restore_one, select_databases, CommandError,
-    DatabaseDiff, SnapshotRef,
+    compare_restored, markdown_databases, open_tier, restore_one, select_databases, write_record,
+    CommandError, DatabaseDiff, RecordHeader, SnapshotRef,
 };
 use super::{drill_snapshot, judge, DbRun, KeptSandbox, SnapshotSource};
 use crate::clock::Clock;
@@ -100,18 +100,9 @@ pub enum BisectOutcome {
 /// The record of `drill bisect`: `<UTC timestamp>-<tier>-bisect.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct BisectReport {
-    /// Always [`report::FORMAT_VERSION`].
-    pub format_version: u32,
-    /// Run id.
-    pub run_id: String,
-    /// Tier.
-    pub tier: String,
-    /// Repository, passwords redacted.
-    pub repository: String,
-    /// Start of the run.
-    pub started_at: DateTime<Utc>,
-    /// End of the run.
-    pub finished_at: DateTime<Utc>,
+    /// Run, tier, repository, times.
+    #[serde(flatten)]
+    pub header: RecordHeader,
     /// See [`ASSUMPTION`].
     pub assumption: String,
     /// `--since`, if given.
@@ -328,12 +319,7 @@ pub async fn run(
     let baselines = report::history::baselines(&config.reports_dir, &opts.tier);
     let n = window.len();
     let mut rec = BisectReport {
-        format_version: report::FORMAT_VERSION,
-        run_id: opts.run_id.clone(),
-        tier: opts.tier.clone(),
-        repository: repo.display_location(),
-        started_at,
-        finished_at: started_at,
+        header: RecordHeader::new("bisect", &opts.run_id, &opts.tier, &repo, started_at),
         assumption: ASSUMPTION.into(),
         since: opts.since,
         snapshots: n,
@@ -675,19 +661,18 @@ async fn finish(
     for s in kept.into_values().flatten() {
         s.sandbox.remove().await;
     }
-    let _ = super::sweep(&rec.run_id).await;
-    rec.finished_at = clock.now();
-    let stem = format!("{}-bisect", report::file_stem(rec.started_at, &rec.tier));
-    report::write_pair(&config.reports_dir, &stem, &rec, &markdown(&rec))?;
+    let _ = super::sweep(&rec.header.run_id).await;
+    rec.header.finished_at = clock.now();
+    write_record(config, &rec.header, &rec, &markdown(&rec))?;
     Ok(rec)
 }
 
 fn markdown(r: &BisectReport) -> String {
     let mut out = format!(
         "# drill bisect — tier {}\n\n**{}**\n\nRun {} · assumption: {}\n",
-        r.tier,
+        r.header.tier,
         r.summary(),
-        r.run_id,
+        r.header.run_id,
         r.assumption
     );
     if !r.checks.is_empty() || !r.databases.is_empty() {

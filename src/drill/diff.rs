@@ -138,10 +138,11 @@ impl DatabaseDiff {
     }
 }
 
-/// The record of `drill diff`: `<UTC timestamp>-<tier>-diff.json`.
+/// The fields every `bisect` and `diff` record starts with (flattened
+/// into it), and where the record is written.
 #[derive(Debug, Clone, Serialize)]
-pub struct DiffReport {
-    /// Always [`report::FORMAT_VERSION`].
+pub struct RecordHeader {
+    /// Always [`report::FORMAT_VERSION`]; first in the file.
     pub format_version: u32,
     /// Run id (the sandboxes' label).
     pub run_id: String,
@@ -153,6 +154,59 @@ pub struct DiffReport {
     pub started_at: DateTime<Utc>,
     /// End of the run.
     pub finished_at: DateTime<Utc>,
+    /// `bisect` or `diff`: the record's file name ends `-<kind>.json`.
+    #[serde(skip)]
+    pub kind: &'static str,
+}
+
+impl RecordHeader {
+    /// A header for a run of `kind` starting now (`finished_at` too, until
+    /// [`RecordHeader::write`]).
+    pub(crate) fn new(
+        kind: &'static str,
+        run_id: &str,
+        tier: &str,
+        repo: &Repository,
+        now: DateTime<Utc>,
+    ) -> Self {
+        RecordHeader {
+            format_version: report::FORMAT_VERSION,
+            run_id: run_id.into(),
+            tier: tier.into(),
+            repository: repo.display_location(),
+            started_at: now,
+            finished_at: now,
+            kind,
+        }
+    }
+
+    /// `<UTC timestamp>-<tier>-<kind>`: the stem of the record's files.
+    pub fn stem(&self) -> String {
+        format!(
+            "{}-{}",
+            report::file_stem(self.started_at, &self.tier),
+            self.kind
+        )
+    }
+}
+
+/// Write `record` (whose header is `header`) as `<stem>.json` and `.md`
+/// under the config's `reports_dir`.
+pub(crate) fn write_record(
+    config: &Config,
+    header: &RecordHeader,
+    record: &impl Serialize,
+    markdown: &str,
+) -> Result<(), report::ReportError> {
+    report::write_pair(&config.reports_dir, &header.stem(), record, markdown).map(|_| ())
+}
+
+/// The record of `drill diff`: `<UTC timestamp>-<tier>-diff.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffReport {
+    /// Run, tier, repository, times.
+    #[serde(flatten)]
+    pub header: RecordHeader,
     /// The older side.
     pub a: SnapshotRef,
     /// The newer side.
@@ -359,6 +413,7 @@ pub async fn run(
     let started_at = clock.now();
     let dbs = select_databases(config, &opts.databases)?;
     let repo = open_tier(config, &opts.tier, clock, events).await?;
+    let mut header = RecordHeader::new("diff", &opts.run_id, &opts.tier, &repo, started_at);
     let mut a = pick_snapshot(&repo, &opts.a).await?;
     let mut b = pick_snapshot(&repo, &opts.b).await?;
     if a.id == b.id {
@@ -400,20 +455,15 @@ pub async fn run(
         }
     }
     let _ = super::sweep(&opts.run_id).await;
+    header.finished_at = clock.now();
     let report = DiffReport {
-        format_version: report::FORMAT_VERSION,
-        run_id: opts.run_id.clone(),
-        tier: opts.tier.clone(),
-        repository: repo.display_location(),
-        started_at,
-        finished_at: clock.now(),
+        header,
         a: (&a).into(),
         b: (&b).into(),
         restores,
         databases: out,
     };
-    let stem = format!("{}-diff", report::file_stem(started_at, &opts.tier));
-    report::write_pair(&config.reports_dir, &stem, &report, &markdown(&report))?;
+    write_record(config, &report.header, &report, &markdown(&report))?;
     Ok(report)
 }
 
@@ -476,15 +526,15 @@ pub(crate) async fn compare(
     label_a: &str,
     label_b: &str,
 ) -> Result<(Vec<TableDiff>, String), String> {
-    let mut names = databases_of(a).await?;
-    names.extend(databases_of(b).await?);
+    let (in_a, in_b) = (databases_of(a).await?, databases_of(b).await?);
+    let mut names: Vec<&String> = in_a.iter().chain(&in_b).collect();
     names.sort();
     names.dedup();
     let mut tables = Vec::new();
     let mut schema_diff = String::new();
-    for dbname in &names {
-        let ca = connect_if_exists(a, dbname).await?;
-        let cb = connect_if_exists(b, dbname).await?;
+    for dbname in names {
+        let ca = connect_if(in_a.contains(dbname), a, dbname).await?;
+        let cb = connect_if(in_b.contains(dbname), b, dbname).await?;
         let ta = match &ca {
             Some(c) => tables_of(c).await?,
             None => vec![],
@@ -552,11 +602,13 @@ async fn databases_of(s: &Sandbox) -> Result<Vec<String>, String> {
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-async fn connect_if_exists(
+/// A connection to `dbname` when `exists`.
+async fn connect_if(
+    exists: bool,
     s: &Sandbox,
     dbname: &str,
 ) -> Result<Option<tokio_postgres::Client>, String> {
-    if !databases_of(s).await?.iter().any(|d| d == dbname) {
+    if !exists {
         return Ok(None);
     }
     s.connect(dbname).await.map(Some).map_err(|e| {
@@ -869,7 +921,7 @@ pub(crate) fn markdown_databases(out: &mut String, databases: &[DatabaseDiff]) {
 fn markdown(r: &DiffReport) -> String {
     let mut out = format!(
         "# drill diff — tier {}\n\nA: snapshot {} ({})\nB: snapshot {} ({})\nRun {}, {} restore(s).\n\n## Databases\n",
-        r.tier, r.a.short_id, r.a.time, r.b.short_id, r.b.time, r.run_id, r.restores
+        r.header.tier, r.a.short_id, r.a.time, r.b.short_id, r.b.time, r.header.run_id, r.restores
     );
     markdown_databases(&mut out, &r.databases);
     out
