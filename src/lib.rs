@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod drill;
+pub mod notify;
 pub mod report;
 pub mod restore;
 pub mod sandbox;

@@ -77,6 +77,86 @@ pub fn redact_url(location: &str) -> String {
     }
 }
 
+/// Where a token or URL that must not sit in a config file comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A shell command (`sh -c`) whose first line of output is the secret,
+    /// e.g. `security find-generic-password -w -s NAME`.
+    Command(String),
+    /// A file whose first line is the secret. It must not be readable by
+    /// group or others (mode 0600 or stricter).
+    File(std::path::PathBuf),
+    /// An environment variable holding the secret.
+    Env(String),
+}
+
+impl SecretSource {
+    /// How the source is named in messages: `command`, `file PATH`,
+    /// `environment variable NAME` (never the secret itself).
+    pub fn describe(&self) -> String {
+        match self {
+            SecretSource::Command(_) => "command".into(),
+            SecretSource::File(p) => format!("file {}", p.display()),
+            SecretSource::Env(v) => format!("environment variable {v}"),
+        }
+    }
+
+    /// Read the secret: the first line, surrounding whitespace removed.
+    ///
+    /// # Errors
+    /// A message naming the source: the command failed or printed nothing,
+    /// the file is missing, unreadable or open to group/others, the variable
+    /// is unset or empty.
+    pub async fn read(&self) -> Result<Secret, String> {
+        let text = match self {
+            SecretSource::Command(c) => {
+                let out = tokio::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(c)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .kill_on_drop(true)
+                    .output()
+                    .await
+                    .map_err(|e| format!("could not run the command: {e}"))?;
+                if !out.status.success() {
+                    let err = String::from_utf8_lossy(&out.stderr);
+                    return Err(format!(
+                        "the command exited with {}: {}",
+                        out.status,
+                        err.lines().next().unwrap_or("").trim()
+                    ));
+                }
+                String::from_utf8(out.stdout)
+                    .map_err(|_| "the command printed bytes that are not UTF-8".to_string())?
+            }
+            SecretSource::File(p) => {
+                use std::os::unix::fs::PermissionsExt;
+                let meta = std::fs::metadata(p)
+                    .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+                if meta.permissions().mode() & 0o077 != 0 {
+                    return Err(format!(
+                        "{} is readable by group or others (mode {:o}); run `chmod 600 {}`",
+                        p.display(),
+                        meta.permissions().mode() & 0o777,
+                        p.display()
+                    ));
+                }
+                std::fs::read_to_string(p)
+                    .map_err(|e| format!("cannot read {}: {e}", p.display()))?
+            }
+            SecretSource::Env(v) => std::env::var(v)
+                .map_err(|_| format!("environment variable {v} is not set"))?,
+        };
+        let value = text.lines().next().unwrap_or("").trim().to_string();
+        if value.is_empty() {
+            return Err(format!("{} gave an empty value", self.describe()));
+        }
+        Ok(Secret::new(value))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@
 //! | 4 | drill passed but the notification could not be delivered |
 
 mod progress;
+mod service;
 
 use std::path::PathBuf;
 
@@ -26,6 +27,9 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code: no verdict (environment).
 pub const EXIT_ENVIRONMENT: u8 = 3;
+/// Exit code: the drill passed but its notification (Slack) or an output
+/// asked for (`--metrics`, `--junit`) could not be delivered.
+pub const EXIT_NOT_DELIVERED: u8 = 4;
 
 /// drill proves that PostgreSQL backups in restic repositories restore.
 ///
@@ -137,6 +141,25 @@ enum Command {
     },
     /// Per tier: the last drill, the last passed drill, and how overdue the next one is.
     Status,
+    /// The launchd agent (macOS) that runs `drill run` on the config's
+    /// `schedule`.
+    Launchd {
+        #[command(subcommand)]
+        action: service::LaunchdAction,
+    },
+    /// systemd units (Linux) that run `drill run` on the config's
+    /// `schedule`.
+    Systemd {
+        #[command(subcommand)]
+        action: service::SystemdAction,
+    },
+    /// Render `history.csv` as an HTML page: RTO and snapshot age per drill
+    /// over time (SVG charts with the policy limits), and every drill.
+    Report {
+        /// The page to write (default: `index.html` in `reports_dir`).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args, Clone)]
@@ -163,6 +186,15 @@ struct RunArgs {
     /// Do not post the report to Slack.
     #[arg(long)]
     no_notify: bool,
+    /// Also write a Prometheus textfile (node_exporter textfile collector)
+    /// with every tier's last run, last success, verdict, RTO, snapshot age
+    /// and bytes restored.
+    #[arg(long, value_name = "PATH")]
+    metrics: Option<PathBuf>,
+    /// Also write JUnit XML: a test case per restore, check, policy limit
+    /// and the verdict.
+    #[arg(long, value_name = "PATH")]
+    junit: Option<PathBuf>,
 }
 
 /// Parse the command line, run, and return the process exit code.
@@ -198,6 +230,9 @@ pub fn main() -> u8 {
         }
         Some(Command::Status) => status(&cli),
         Some(Command::Schedule { count }) => schedule(&cli, *count),
+        Some(Command::Launchd { action }) => service::launchd(&cli, action),
+        Some(Command::Systemd { action }) => service::systemd(&cli, action),
+        Some(Command::Report { out }) => service::history_page(&cli, out.as_deref()),
         None => runtime.block_on(run(&cli, cli.run.clone())),
     }
 }
@@ -207,15 +242,14 @@ async fn run(cli: &Cli, args: RunArgs) -> u8 {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let _ = args.no_notify; // nothing is posted by this version
     let clock = clock.as_ref();
     let opts = RunOptions {
         run_id: drill::new_run_id(clock),
-        tier: args.tier,
-        fallback: args.fallback,
-        snapshot: args.snapshot,
-        databases: args.databases,
-        checks: args.checks,
+        tier: args.tier.clone(),
+        fallback: args.fallback.clone(),
+        snapshot: args.snapshot.clone(),
+        databases: args.databases.clone(),
+        checks: args.checks.clone(),
         keep: args.keep,
     };
     let _lock = match drill::DrillLock::acquire(&config.reports_dir, &opts.run_id, &config.path) {
@@ -236,10 +270,16 @@ async fn run(cli: &Cli, args: RunArgs) -> u8 {
                 print_json(&o.report);
             }
             progress::summary(&o, cli.quiet);
-            match o.verdict {
+            let code = match o.verdict {
                 Verdict::Passed => EXIT_PASSED,
                 Verdict::Failed => EXIT_FAILED,
                 Verdict::Error => EXIT_ENVIRONMENT,
+            };
+            let delivered = service::deliver(cli, &config, &args, &o).await;
+            if code == EXIT_PASSED && !delivered {
+                EXIT_NOT_DELIVERED
+            } else {
+                code
             }
         }
         Err(RunError::Usage(m)) => {

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use crate::secret::SecretSource;
 
 /// The sandbox superuser name drill uses inside every sandbox.
 ///
@@ -203,7 +204,7 @@ struct RawConfig {
     sandbox: RawSandbox,
     #[serde(default)]
     databases: Vec<RawDatabase>,
-    slack: Option<SlackConfig>,
+    slack: Option<RawSlack>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -321,17 +322,152 @@ struct RawDatabase {
     roles: Vec<String>,
 }
 
-/// `[slack]`: where the drill report is posted. Secrets are read from a
-/// command, never written in the file.
+/// `[slack]` as written: where the drill report is posted. Secrets come
+/// from a command, a file or an environment variable, never the file itself.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawSlack {
+    webhook_url_command: Option<String>,
+    webhook_url_file: Option<PathBuf>,
+    webhook_url_env: Option<String>,
+    token_command: Option<String>,
+    token_file: Option<PathBuf>,
+    token_env: Option<String>,
+    channel: Option<String>,
+    api_url: Option<String>,
+    retries: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    backoff: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+}
+
+/// Where Slack messages go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlackTarget {
+    /// An incoming webhook; the URL is a secret (it is the credential).
+    Webhook(SecretSource),
+    /// A bot token posting with `chat.postMessage` to `channel`.
+    Bot {
+        /// The `xoxb-…` token.
+        token: SecretSource,
+        /// Channel name (`#ops`) or id (`C0123…`).
+        channel: String,
+    },
+}
+
+/// `[slack]`: where and how the drill report is posted.
+#[derive(Debug, Clone)]
 pub struct SlackConfig {
-    /// Shell command printing the incoming-webhook URL.
-    pub webhook_url_command: Option<String>,
-    /// Shell command printing a bot token (used with `channel`).
-    pub token_command: Option<String>,
-    /// Channel for `chat.postMessage`, e.g. `#ops`.
-    pub channel: Option<String>,
+    /// Webhook or bot token.
+    pub target: SlackTarget,
+    /// Base URL of Slack's Web API, default `https://slack.com/api`
+    /// (`chat.postMessage` is appended). Tests point it at a local server.
+    pub api_url: String,
+    /// Further attempts after the first on 429, 5xx or a network error
+    /// (default 3).
+    pub retries: u32,
+    /// First pause between attempts, doubled each time (default 2 s); a
+    /// 429's `Retry-After` takes its place.
+    pub backoff: Duration,
+    /// Limit on each HTTP request (default 30 s).
+    pub timeout: Duration,
+}
+
+/// Slack's Web API base URL.
+pub const SLACK_API_URL: &str = "https://slack.com/api";
+
+fn slack_config(path: &Path, raw: RawSlack) -> Result<SlackConfig, ConfigError> {
+    fn one(
+        path: &Path,
+        what: &str,
+        command: Option<String>,
+        file: Option<PathBuf>,
+        env: Option<String>,
+        resolve: &dyn Fn(&Path) -> PathBuf,
+    ) -> Result<Option<SecretSource>, ConfigError> {
+        let mut found = Vec::new();
+        if let Some(c) = command {
+            found.push(SecretSource::Command(c));
+        }
+        if let Some(f) = file {
+            found.push(SecretSource::File(resolve(&f)));
+        }
+        if let Some(e) = env {
+            found.push(SecretSource::Env(e));
+        }
+        match found.len() {
+            0 => Ok(None),
+            1 => Ok(found.pop()),
+            _ => Err(ConfigError::invalid(
+                path,
+                format!("slack.{what}_command"),
+                format!("set only one of {what}_command, {what}_file and {what}_env"),
+            )),
+        }
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let resolve = |p: &Path| lexical_clean(&dir.join(p));
+    let webhook = one(
+        path,
+        "webhook_url",
+        raw.webhook_url_command,
+        raw.webhook_url_file,
+        raw.webhook_url_env,
+        &resolve,
+    )?;
+    let token = one(path, "token", raw.token_command, raw.token_file, raw.token_env, &resolve)?;
+    let target = match (webhook, token, raw.channel) {
+        (Some(_), Some(_), _) => {
+            return Err(ConfigError::invalid(
+                path,
+                "slack",
+                "set either a webhook (webhook_url_command/_file/_env) or a bot token with a channel, not both",
+            ))
+        }
+        (Some(_), None, Some(_)) => {
+            return Err(ConfigError::invalid(
+                path,
+                "slack.channel",
+                "an incoming webhook posts to the channel it was made for; remove `channel` or use token_command",
+            ))
+        }
+        (Some(w), None, None) => SlackTarget::Webhook(w),
+        (None, Some(_), None) => {
+            return Err(ConfigError::invalid(
+                path,
+                "slack.channel",
+                "is missing: a bot token needs the channel to post to, e.g. channel = \"#ops\"",
+            ))
+        }
+        (None, Some(token), Some(channel)) => SlackTarget::Bot { token, channel },
+        (None, None, _) => {
+            return Err(ConfigError::invalid(
+                path,
+                "slack",
+                "has no destination: set webhook_url_command (or _file/_env), or token_command (or _file/_env) with channel",
+            ))
+        }
+    };
+    let api_url = raw
+        .api_url
+        .unwrap_or_else(|| SLACK_API_URL.to_string())
+        .trim_end_matches('/')
+        .to_string();
+    if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
+        return Err(ConfigError::invalid(
+            path,
+            "slack.api_url",
+            format!("`{api_url}` is not an http(s) URL; expected e.g. {SLACK_API_URL}"),
+        ));
+    }
+    Ok(SlackConfig {
+        target,
+        api_url,
+        retries: raw.retries.unwrap_or(3),
+        backoff: raw.backoff.unwrap_or(Duration::from_secs(2)),
+        timeout: raw.timeout.unwrap_or(Duration::from_secs(30)),
+    })
 }
 
 /// `[policy]`: the limits a drill is judged against.
@@ -739,7 +875,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         tiers,
         sandbox,
         databases,
-        slack: raw.slack,
+        slack: raw.slack.map(|s| slack_config(path, s)).transpose()?,
         checks,
     })
 }

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use serde::Serialize;
 
 use crate::clock::Clock;
-use crate::config::{Config, PasswordSource};
+use crate::config::{Config, PasswordSource, SlackTarget};
 use crate::sandbox::DockerEngine;
 use crate::tier::{locate, Repository, TierError};
 
@@ -250,21 +250,28 @@ pub async fn run(config: &Config, clock: &dyn Clock) -> Vec<Item> {
 
     // slack
     match &config.slack {
-        Some(s) if s.webhook_url_command.is_some() => {
-            items.push(item("slack", Health::Ok, "webhook_url_command set", None))
+        Some(s) => {
+            let (what, source) = match &s.target {
+                SlackTarget::Webhook(src) => ("incoming webhook URL".to_string(), src),
+                SlackTarget::Bot { token, channel } => {
+                    (format!("bot token (channel {channel})"), token)
+                }
+            };
+            match source.read().await {
+                Ok(_) => items.push(item(
+                    "slack",
+                    Health::Ok,
+                    format!("{what} from {}: readable", source.describe()),
+                    None,
+                )),
+                Err(e) => items.push(item(
+                    "slack",
+                    Health::Fail,
+                    format!("{what} from {}: {e}", source.describe()),
+                    Some("fix the [slack] secret source, or run drills with --no-notify".into()),
+                )),
+            }
         }
-        Some(s) if s.token_command.is_some() && s.channel.is_some() => items.push(item(
-            "slack",
-            Health::Ok,
-            "token_command and channel set",
-            None,
-        )),
-        Some(_) => items.push(item(
-            "slack",
-            Health::Fail,
-            "[slack] has neither webhook_url_command nor token_command with channel",
-            Some("set webhook_url_command, or token_command and channel".into()),
-        )),
         None => items.push(item(
             "slack",
             Health::Fail,

@@ -70,6 +70,14 @@ pub struct HistoryRow {
     pub verdict: String,
     /// The snapshot's age at the start of the drill, seconds.
     pub snapshot_age_seconds: Option<f64>,
+    /// RTO, seconds (empty when the drill did not finish its checks).
+    pub rto_seconds: Option<f64>,
+    /// Bytes restored over all databases.
+    pub bytes_restored: Option<u64>,
+    /// Checks that passed.
+    pub checks_passed: Option<u64>,
+    /// Checks that did not pass.
+    pub checks_failed: Option<u64>,
     /// Run id.
     pub run_id: String,
     /// The JSON report's file name.
@@ -102,6 +110,12 @@ pub fn rows(dir: &Path) -> Result<Vec<HistoryRow>, String> {
             )
         })
     };
+    let (c_rto, c_bytes, c_passed, c_failed) = (
+        col("rto_seconds")?,
+        col("bytes_restored")?,
+        col("checks_passed")?,
+        col("checks_failed")?,
+    );
     let (c_started, c_tier, c_snapshot, c_verdict, c_age, c_run, c_report) = (
         col("started_at")?,
         col("tier")?,
@@ -124,6 +138,10 @@ pub fn rows(dir: &Path) -> Result<Vec<HistoryRow>, String> {
             snapshot: get(c_snapshot),
             verdict: get(c_verdict),
             snapshot_age_seconds: get(c_age).parse().ok(),
+            rto_seconds: get(c_rto).parse().ok(),
+            bytes_restored: get(c_bytes).parse().ok(),
+            checks_passed: get(c_passed).parse().ok(),
+            checks_failed: get(c_failed).parse().ok(),
             run_id: get(c_run),
             report: get(c_report),
         });

@@ -3,7 +3,10 @@
 
 mod events;
 pub mod history;
+pub mod html;
+pub mod junit;
 mod markdown;
+pub mod metrics;
 
 pub use events::{Event, EventSink, NullSink};
 
@@ -326,6 +329,8 @@ pub struct WrittenReport {
     pub json: PathBuf,
     /// The Markdown report.
     pub markdown: PathBuf,
+    /// The self-contained HTML page.
+    pub html: PathBuf,
     /// The history file appended to.
     pub history: PathBuf,
 }
@@ -372,6 +377,8 @@ pub const HISTORY_COLUMNS: [&str; 12] = [
 pub fn write(report: &Report, dir: &Path, tz: chrono_tz::Tz) -> Result<WrittenReport, ReportError> {
     let stem = file_stem(report.started_at, &report.tier);
     let (json, markdown) = write_pair(dir, &stem, report, &report.to_markdown(tz))?;
+    let html = dir.join(format!("{stem}.html"));
+    write_atomic(&html, html::render_report(report, tz).as_bytes())?;
     let history = dir.join("history.csv");
 
     let new = !history.exists();
@@ -421,6 +428,7 @@ pub fn write(report: &Report, dir: &Path, tz: chrono_tz::Tz) -> Result<WrittenRe
     Ok(WrittenReport {
         json,
         markdown,
+        html,
         history,
     })
 }
@@ -447,7 +455,12 @@ pub fn write_pair(
     Ok((json, md))
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+/// Write `bytes` to `path` atomically: a temp file beside it, fsync,
+/// rename.
+///
+/// # Errors
+/// [`ReportError`] naming the file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);

@@ -2,9 +2,13 @@
 //! crate's syntax: `sec min hour day-of-month month day-of-week [year]`),
 //! read in the configured time zone.
 
+pub mod launchd;
+pub mod systemd;
+
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
+use cron::TimeUnitSpec;
 
 /// A parsed schedule.
 #[derive(Debug, Clone)]
@@ -51,6 +55,53 @@ impl Schedule {
     ) -> Option<DateTime<chrono_tz::Tz>> {
         self.cron.after(&t.with_timezone(&tz)).next()
     }
+
+    /// The expression's fields as sets (`None` for `*`), for translating it
+    /// to another scheduler. Day of week counts 0 = Sunday … 6 = Saturday.
+    pub fn fields(&self) -> Fields {
+        fn set(spec: &impl TimeUnitSpec) -> Option<Vec<u32>> {
+            (!spec.is_all()).then(|| spec.iter().collect())
+        }
+        Fields {
+            seconds: set(self.cron.seconds()),
+            minutes: set(self.cron.minutes()),
+            hours: set(self.cron.hours()),
+            days_of_month: set(self.cron.days_of_month()),
+            months: set(self.cron.months()),
+            // the cron crate counts 1 = Sunday … 7 = Saturday
+            days_of_week: set(self.cron.days_of_week())
+                .map(|d| d.into_iter().map(|x| x - 1).collect()),
+            years: set(self.cron.years()),
+        }
+    }
+}
+
+/// A cron expression's fields; each `None` means every value (`*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fields {
+    /// Seconds 0–59.
+    pub seconds: Option<Vec<u32>>,
+    /// Minutes 0–59.
+    pub minutes: Option<Vec<u32>>,
+    /// Hours 0–23.
+    pub hours: Option<Vec<u32>>,
+    /// Days of the month 1–31.
+    pub days_of_month: Option<Vec<u32>>,
+    /// Months 1–12.
+    pub months: Option<Vec<u32>>,
+    /// Days of the week, 0 = Sunday … 6 = Saturday.
+    pub days_of_week: Option<Vec<u32>>,
+    /// Years.
+    pub years: Option<Vec<u32>>,
+}
+
+/// `true` when `tz` and this host's local time zone (`TZ`, else
+/// `/etc/localtime`, as launchd and systemd read it) give the same wall
+/// clock at each of `instants`.
+pub fn host_zone_agrees(tz: chrono_tz::Tz, instants: &[DateTime<Utc>]) -> bool {
+    instants.iter().all(|t| {
+        t.with_timezone(&tz).naive_local() == t.with_timezone(&chrono::Local).naive_local()
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,453 @@
+//! What surrounds a drill: Slack, metrics and JUnit after a run; the
+//! launchd agent and systemd units that schedule it; the history page.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::{load, Cli, RunArgs, EXIT_ENVIRONMENT, EXIT_PASSED, EXIT_USAGE};
+use crate::config::Config;
+use crate::drill::RunOutcome;
+use crate::report::{self, history};
+use crate::schedule::{launchd, systemd, Schedule};
+
+/// `drill launchd …`
+#[derive(Debug, Subcommand)]
+pub(super) enum LaunchdAction {
+    /// Print the LaunchAgent plist.
+    Print(AgentArgs),
+    /// Write the plist to ~/Library/LaunchAgents and load it with launchctl
+    /// (when present). Refused when this host's time zone differs from the
+    /// config's `timezone`, since launchd reads the times in the host's zone.
+    Install(AgentArgs),
+    /// Unload the agent (launchctl bootout) and remove its plist.
+    Uninstall {
+        /// The agent's label.
+        #[arg(long, default_value = DEFAULT_LABEL)]
+        label: String,
+    },
+}
+
+const DEFAULT_LABEL: &str = "dev.drill.run";
+
+/// What the scheduled job runs.
+#[derive(Debug, Args)]
+pub(super) struct AgentArgs {
+    /// The agent's label (also the plist's file name).
+    #[arg(long, default_value = DEFAULT_LABEL)]
+    label: String,
+    /// The drill binary the job runs (default: this one).
+    #[arg(long, value_name = "PATH")]
+    program: Option<PathBuf>,
+    /// The config the job reads (default: the one loaded now, absolute).
+    #[arg(long, value_name = "PATH")]
+    config_path: Option<PathBuf>,
+    /// Drill only this tier (default: the config's fallback list).
+    #[arg(long, value_name = "T")]
+    tier: Option<String>,
+    /// Where the job's stdout and stderr go (default: ~/Library/Logs/drill).
+    #[arg(long, value_name = "DIR")]
+    log_dir: Option<PathBuf>,
+}
+
+/// `drill systemd …`
+#[derive(Debug, Subcommand)]
+pub(super) enum SystemdAction {
+    /// Print the service and timer units (each under a `# file:` line).
+    Print {
+        /// Unit name (`NAME.service`, `NAME.timer`).
+        #[arg(long, default_value = "drill")]
+        name: String,
+        /// The drill binary the service runs (default: this one).
+        #[arg(long, value_name = "PATH")]
+        program: Option<PathBuf>,
+        /// The config the service reads (default: the one loaded now).
+        #[arg(long, value_name = "PATH")]
+        config_path: Option<PathBuf>,
+        /// Drill only this tier.
+        #[arg(long, value_name = "T")]
+        tier: Option<String>,
+        /// Print only this unit.
+        #[arg(long, value_enum)]
+        unit: Option<UnitKind>,
+    },
+}
+
+/// One of the two systemd units.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(super) enum UnitKind {
+    /// `NAME.service`
+    Service,
+    /// `NAME.timer`
+    Timer,
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+fn program(given: &Option<PathBuf>) -> PathBuf {
+    given
+        .clone()
+        .or_else(|| std::env::current_exe().ok())
+        .map(|p| absolute(&p))
+        .unwrap_or_else(|| PathBuf::from("/usr/local/bin/drill"))
+}
+
+fn schedule_of(config: &Config) -> Result<&Schedule, u8> {
+    config.schedule.as_ref().ok_or_else(|| {
+        eprintln!(
+            "drill: {} has no `schedule`; add e.g. schedule = \"0 0 3 15 1,4,7,10 *\" (cron with a seconds field)",
+            config.path.display()
+        );
+        EXIT_USAGE
+    })
+}
+
+fn home() -> Result<PathBuf, u8> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| {
+            eprintln!("drill: HOME is not set; cannot find ~/Library");
+            EXIT_ENVIRONMENT
+        })
+}
+
+/// Is `name` an executable in `PATH`?
+fn in_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+fn launchctl(args: &[&str]) -> Result<std::process::Output, String> {
+    std::process::Command::new("launchctl")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("could not run launchctl: {e}"))
+}
+
+/// `drill launchd print|install|uninstall`.
+pub(super) fn launchd(cli: &Cli, action: &LaunchdAction) -> u8 {
+    if let LaunchdAction::Uninstall { label } = action {
+        return launchd_uninstall(label);
+    }
+    let (LaunchdAction::Print(a) | LaunchdAction::Install(a)) = action else {
+        unreachable!("uninstall handled above")
+    };
+    let (config, clock) = match load(cli) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let schedule = match schedule_of(&config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let log_dir = match &a.log_dir {
+        Some(d) => absolute(d),
+        None => match home() {
+            Ok(h) => h.join("Library/Logs/drill"),
+            Err(code) => return code,
+        },
+    };
+    let agent = launchd::Agent {
+        label: a.label.clone(),
+        program: program(&a.program),
+        config: a
+            .config_path
+            .as_deref()
+            .map(absolute)
+            .unwrap_or_else(|| absolute(&config.path)),
+        tier: a.tier.clone(),
+        log_dir,
+    };
+    if let Some(t) = &agent.tier {
+        if let Err(e) = config.tier(t) {
+            eprintln!("drill: {e}");
+            return EXIT_USAGE;
+        }
+    }
+    let text = match launchd::plist(&agent, schedule) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("drill: cannot express the schedule for launchd: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let upcoming: Vec<chrono::DateTime<chrono::Utc>> = schedule
+        .upcoming(clock.now(), config.timezone, 8)
+        .iter()
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .collect();
+    let zone_ok = crate::schedule::host_zone_agrees(config.timezone, &upcoming);
+    let zone_note = format!(
+        "launchd reads StartCalendarInterval in this host's time zone, which does not give the same wall clock as the config's timezone {} at the next drill times; set the Mac's time zone to {} (or `timezone` to the Mac's)",
+        config.timezone, config.timezone
+    );
+    match action {
+        LaunchdAction::Print(_) => {
+            if !zone_ok {
+                eprintln!("drill: warning: {zone_note}");
+            }
+            print!("{text}");
+            EXIT_PASSED
+        }
+        LaunchdAction::Install(_) => {
+            if !zone_ok {
+                eprintln!("drill: not installed: {zone_note}");
+                return EXIT_USAGE;
+            }
+            launchd_install(&agent, &text)
+        }
+        LaunchdAction::Uninstall { .. } => unreachable!("handled above"),
+    }
+}
+
+fn agent_path(label: &str) -> Result<PathBuf, u8> {
+    Ok(home()?
+        .join("Library/LaunchAgents")
+        .join(format!("{label}.plist")))
+}
+
+fn launchd_install(agent: &launchd::Agent, text: &str) -> u8 {
+    let path = match agent_path(&agent.label) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    for dir in [path.parent().expect("has a parent"), agent.log_dir.as_path()] {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            eprintln!("drill: cannot create {}: {e}", dir.display());
+            return EXIT_ENVIRONMENT;
+        }
+    }
+    if let Err(e) = report::write_atomic(&path, text.as_bytes()) {
+        eprintln!("drill: {e}");
+        return EXIT_ENVIRONMENT;
+    }
+    println!("wrote {}", path.display());
+    if in_path("launchctl").is_none() {
+        println!(
+            "launchctl not found: load it on the Mac with `launchctl bootstrap gui/$(id -u) {}`",
+            path.display()
+        );
+        return EXIT_PASSED;
+    }
+    let domain = format!("gui/{}", unsafe { libc::getuid() });
+    // Replace a loaded copy: bootout fails harmlessly when none is loaded.
+    let _ = launchctl(&["bootout", &format!("{domain}/{}", agent.label)]);
+    match launchctl(&["bootstrap", &domain, &path.display().to_string()]) {
+        Ok(o) if o.status.success() => {
+            println!("loaded {} into {domain}", agent.label);
+            EXIT_PASSED
+        }
+        Ok(o) => {
+            eprintln!(
+                "drill: launchctl bootstrap {domain} {} failed ({}): {}",
+                path.display(),
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            EXIT_ENVIRONMENT
+        }
+        Err(e) => {
+            eprintln!("drill: {e}");
+            EXIT_ENVIRONMENT
+        }
+    }
+}
+
+fn launchd_uninstall(label: &str) -> u8 {
+    let path = match agent_path(label) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    if in_path("launchctl").is_some() {
+        let target = format!("gui/{}/{label}", unsafe { libc::getuid() });
+        match launchctl(&["bootout", &target]) {
+            Ok(o) if o.status.success() => println!("unloaded {target}"),
+            Ok(_) => println!("{target} was not loaded"),
+            Err(e) => {
+                eprintln!("drill: {e}");
+                return EXIT_ENVIRONMENT;
+            }
+        }
+    }
+    match std::fs::remove_file(&path) {
+        Ok(()) => println!("removed {}", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!("{} does not exist; nothing to remove", path.display())
+        }
+        Err(e) => {
+            eprintln!("drill: cannot remove {}: {e}", path.display());
+            return EXIT_ENVIRONMENT;
+        }
+    }
+    EXIT_PASSED
+}
+
+/// `drill systemd print`.
+pub(super) fn systemd(cli: &Cli, action: &SystemdAction) -> u8 {
+    let SystemdAction::Print {
+        name,
+        program: prog,
+        config_path,
+        tier,
+        unit,
+    } = action;
+    let (config, _) = match load(cli) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let schedule = match schedule_of(&config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    if let Some(t) = tier {
+        if let Err(e) = config.tier(t) {
+            eprintln!("drill: {e}");
+            return EXIT_USAGE;
+        }
+    }
+    let units = systemd::Units {
+        name: name.clone(),
+        program: program(prog),
+        config: config_path
+            .as_deref()
+            .map(absolute)
+            .unwrap_or_else(|| absolute(&config.path)),
+        tier: tier.clone(),
+    };
+    let service = systemd::service(&units, schedule);
+    let timer = systemd::timer(&units, schedule, config.timezone);
+    match unit {
+        Some(UnitKind::Service) => print!("{service}"),
+        Some(UnitKind::Timer) => print!("{timer}"),
+        None => print!("# file: {name}.service\n{service}\n# file: {name}.timer\n{timer}"),
+    }
+    EXIT_PASSED
+}
+
+/// `drill report`: the history page.
+pub(super) fn history_page(cli: &Cli, out: Option<&Path>) -> u8 {
+    let (config, _) = match load(cli) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let rows = match history::rows(&config.reports_dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("drill: {e}");
+            return EXIT_ENVIRONMENT;
+        }
+    };
+    let secs = |d: Option<std::time::Duration>| d.map(|d| d.as_secs_f64());
+    let page = report::html::render_history(
+        &rows,
+        secs(config.policy.max_rto),
+        secs(config.policy.max_snapshot_age),
+        config.timezone,
+    );
+    let path = out
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| config.reports_dir.join("index.html"));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            eprintln!("drill: cannot create {}: {e}", dir.display());
+            return EXIT_ENVIRONMENT;
+        }
+    }
+    if let Err(e) = report::write_atomic(&path, page.as_bytes()) {
+        eprintln!("drill: {e}");
+        return EXIT_ENVIRONMENT;
+    }
+    if cli.json {
+        super::print_json(&serde_json::json!({ "page": path, "drills": rows.len() }));
+    } else {
+        println!("wrote {} ({} drill(s))", path.display(), rows.len());
+    }
+    EXIT_PASSED
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // on success (and we stop at the first NUL or the end).
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// After a drill: `--junit`, `--metrics`, then Slack (unless
+/// `--no-notify`). Returns `false` when something asked for was not
+/// delivered; each failure is said on stderr with the report's location.
+pub(super) async fn deliver(cli: &Cli, config: &Config, args: &RunArgs, o: &RunOutcome) -> bool {
+    let mut all = true;
+    let json = o.written.json.display().to_string();
+    let mut write = |what: &str, path: &Path, text: String| {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        match report::write_atomic(path, text.as_bytes()) {
+            Ok(()) => {
+                if !cli.quiet {
+                    eprintln!("drill: {what} written to {}", path.display());
+                }
+            }
+            Err(e) => {
+                eprintln!("drill: {what} not written: {e}");
+                all = false;
+            }
+        }
+    };
+    if let Some(p) = &args.junit {
+        write("JUnit XML", p, report::junit::render(&o.report, &json));
+    }
+    if let Some(p) = &args.metrics {
+        match history::rows(&config.reports_dir) {
+            Ok(rows) => write("metrics", p, report::metrics::render(&rows)),
+            Err(e) => {
+                eprintln!("drill: metrics not written: {e}");
+                all = false;
+            }
+        }
+    }
+    if args.no_notify {
+        return all;
+    }
+    let Some(slack) = &config.slack else {
+        if cli.verbose > 0 {
+            eprintln!("drill: no [slack] in the config: the report is not posted");
+        }
+        return all;
+    };
+    let location = format!("{}:{}", hostname(), o.written.html.display());
+    let message = crate::notify::message(&o.report, &location, config.timezone);
+    let note = |m: &str| eprintln!("drill: {m}");
+    match crate::notify::deliver(slack, &message, &note).await {
+        Ok(d) => {
+            if !cli.quiet {
+                eprintln!("drill: report posted to Slack (attempts: {})", d.attempts);
+            }
+        }
+        Err(e) => {
+            eprintln!(
+                "drill: the report was NOT posted to Slack: {e}. The report is kept at {json}"
+            );
+            all = false;
+        }
+    }
+    all
+}

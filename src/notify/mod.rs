@@ -1,0 +1,500 @@
+//! Posting a drill's report to Slack, with slack-morphism.
+//!
+//! The message is Block Kit (<https://docs.slack.dev/reference/block-kit>):
+//! verdict, tier, snapshot and its age against the RPO limit, RTO against
+//! its limit, each database's restore and checks, the first findings of each
+//! failing check, and where the full report lives. It goes to an incoming
+//! webhook or, with a bot token, to `chat.postMessage` on a channel.
+//!
+//! Delivery retries on HTTP 429, 5xx and network errors with a doubling
+//! pause, and waits what a 429's `Retry-After` asks instead. Secrets (the
+//! webhook URL is one) are read just before posting and are redacted from
+//! every message drill prints.
+
+use std::time::Duration;
+
+use hyper_rustls::HttpsConnectorBuilder;
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+
+use crate::config::{SlackConfig, SlackTarget};
+use crate::report::{PolicyLimit, PolicyStatus, Report, Status, Verdict};
+
+/// Longest pause drill accepts from a `Retry-After` before giving up.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+
+/// A delivered message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// HTTP requests made, 1 when the first was accepted.
+    pub attempts: u32,
+}
+
+/// Why a message was not delivered. Messages never contain the secret.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// The webhook URL or token could not be read.
+    #[error("cannot read the Slack {what} from {source_name}: {message}")]
+    Secret {
+        /// `webhook URL` or `bot token`.
+        what: &'static str,
+        /// The source, as [`crate::secret::SecretSource::describe`] names it.
+        source_name: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The URL is not one drill will send a secret to.
+    #[error("{0}")]
+    Url(String),
+    /// Slack refused the message (a 4xx other than 429, or an API error such
+    /// as `channel_not_found`); retrying would not help.
+    #[error("Slack refused the message after {attempts} attempt(s): {message}")]
+    Refused {
+        /// Requests made.
+        attempts: u32,
+        /// Status or API error code, and Slack's answer.
+        message: String,
+    },
+    /// Every attempt failed with a retryable error.
+    #[error("Slack did not accept the message after {attempts} attempt(s); last: {message}")]
+    GaveUp {
+        /// Requests made.
+        attempts: u32,
+        /// The last failure.
+        message: String,
+    },
+}
+
+enum Failure {
+    Retry {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    Final(String),
+}
+
+fn first_line(s: &str) -> String {
+    clip(s.lines().next().unwrap_or("").trim(), 200)
+}
+
+fn classify(e: SlackClientError) -> Failure {
+    match e {
+        SlackClientError::RateLimitError(r) => Failure::Retry {
+            message: format!(
+                "HTTP 429 (rate limited{})",
+                r.retry_after
+                    .map(|d| format!(", Retry-After {}s", d.as_secs()))
+                    .unwrap_or_default()
+            ),
+            retry_after: r.retry_after,
+        },
+        SlackClientError::HttpError(h) => {
+            let body = first_line(h.http_response_body.as_deref().unwrap_or(""));
+            let message = format!("HTTP {}: {body}", h.status_code.as_u16());
+            if h.status_code.is_server_error() {
+                Failure::Retry {
+                    message,
+                    retry_after: None,
+                }
+            } else {
+                Failure::Final(message)
+            }
+        }
+        SlackClientError::ApiError(a) if a.code == "ratelimited" => Failure::Retry {
+            message: "Slack API error: ratelimited".into(),
+            retry_after: None,
+        },
+        SlackClientError::ApiError(a) => Failure::Final(format!("Slack API error: {}", a.code)),
+        SlackClientError::HttpProtocolError(p) => Failure::Retry {
+            message: format!(
+                "network error: {}",
+                p.cause.map(|c| error_chain(&*c)).unwrap_or_default()
+            ),
+            retry_after: None,
+        },
+        SlackClientError::EndOfStream(_) => Failure::Retry {
+            message: "the connection closed before an answer".into(),
+            retry_after: None,
+        },
+        other => Failure::Final(first_line(&other.to_string())),
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        parts.push(s.to_string());
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+/// Plain `http://` only to a loopback address (a test server); anywhere else
+/// the secret would cross the network in clear text.
+fn check_url(url: &url::Url, what: &str) -> Result<(), NotifyError> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Ipv4(a)) => a.is_loopback(),
+                Some(url::Host::Ipv6(a)) => a.is_loopback(),
+                Some(url::Host::Domain(d)) => d == "localhost",
+                None => false,
+            };
+            if loopback {
+                Ok(())
+            } else {
+                Err(NotifyError::Url(format!(
+                    "the Slack {what} uses plain http to a host that is not loopback; use https"
+                )))
+            }
+        }
+        s => Err(NotifyError::Url(format!(
+            "the Slack {what} has scheme `{s}`; expected https"
+        ))),
+    }
+}
+
+/// Post `message` as `cfg` says, retrying as the module documents.
+/// `note` is told of each failed attempt and the pause before the next.
+///
+/// # Errors
+/// [`NotifyError`]; its text never contains the webhook URL or token.
+pub async fn deliver(
+    cfg: &SlackConfig,
+    message: &SlackMessageContent,
+    note: &(dyn Fn(&str) + Sync),
+) -> Result<Delivery, NotifyError> {
+    let (what, source) = match &cfg.target {
+        SlackTarget::Webhook(s) => ("webhook URL", s),
+        SlackTarget::Bot { token, .. } => ("bot token", token),
+    };
+    let secret = source.read().await.map_err(|message| NotifyError::Secret {
+        what,
+        source_name: source.describe(),
+        message,
+    })?;
+    let redact = |s: &str| secret.redact(s);
+    let webhook = match &cfg.target {
+        SlackTarget::Webhook(_) => {
+            let url = url::Url::parse(secret.expose()).map_err(|e| {
+                NotifyError::Url(format!(
+                    "the Slack webhook URL from {} does not parse: {e}",
+                    source.describe()
+                ))
+            })?;
+            check_url(&url, "webhook URL")?;
+            Some(url)
+        }
+        SlackTarget::Bot { .. } => {
+            let api = url::Url::parse(&cfg.api_url)
+                .map_err(|e| NotifyError::Url(format!("slack.api_url does not parse: {e}")))?;
+            check_url(&api, "api_url")?;
+            None
+        }
+    };
+
+    let https = HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .map_err(|e| NotifyError::Url(format!("cannot load the system's TLS roots: {e}")))?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client = SlackClient::new(
+        SlackClientHyperConnector::with_connector(https).with_slack_api_url(&cfg.api_url),
+    );
+
+    let mut attempts = 0u32;
+    let mut pause = cfg.backoff;
+    loop {
+        attempts += 1;
+        let sent = async {
+            match (&webhook, &cfg.target) {
+                (Some(url), _) => client
+                    .post_webhook_message(url, &SlackApiPostWebhookMessageRequest::new(message.clone()))
+                    .await
+                    .map(|_| ()),
+                (None, SlackTarget::Bot { channel, .. }) => {
+                    let token = SlackApiToken::new(SlackApiTokenValue::new(secret.expose().into()));
+                    client
+                        .open_session(&token)
+                        .chat_post_message(&SlackApiChatPostMessageRequest::new(
+                            SlackChannelId::new(channel.clone()),
+                            message.clone(),
+                        ))
+                        .await
+                        .map(|_| ())
+                }
+                (None, SlackTarget::Webhook(_)) => unreachable!("a webhook target has its URL"),
+            }
+        };
+        let failure = match tokio::time::timeout(cfg.timeout, sent).await {
+            Ok(Ok(())) => return Ok(Delivery { attempts }),
+            Ok(Err(e)) => classify(e),
+            Err(_) => Failure::Retry {
+                message: format!(
+                    "no answer within {}",
+                    humantime::format_duration(cfg.timeout)
+                ),
+                retry_after: None,
+            },
+        };
+        match failure {
+            Failure::Final(message) => {
+                return Err(NotifyError::Refused {
+                    attempts,
+                    message: redact(&message),
+                })
+            }
+            Failure::Retry {
+                message,
+                retry_after,
+            } => {
+                let message = redact(&message);
+                if attempts > cfg.retries {
+                    return Err(NotifyError::GaveUp { attempts, message });
+                }
+                let wait = retry_after.unwrap_or(pause);
+                if wait > MAX_RETRY_AFTER {
+                    return Err(NotifyError::GaveUp {
+                        attempts,
+                        message: format!(
+                            "{message}; Slack asked to wait {}s, longer than drill waits ({}s)",
+                            wait.as_secs(),
+                            MAX_RETRY_AFTER.as_secs()
+                        ),
+                    });
+                }
+                note(&format!(
+                    "slack: attempt {attempts} failed ({message}); retrying in {}",
+                    humantime::format_duration(Duration::from_millis(wait.as_millis() as u64))
+                ));
+                tokio::time::sleep(wait).await;
+                pause = pause.saturating_mul(2);
+            }
+        }
+    }
+}
+
+/// `s` cut to at most `max` characters, with `…` when cut.
+fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}
+
+/// Escape text for Slack's `mrkdwn` (`&`, `<`, `>`).
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn duration(seconds: f64) -> String {
+    humantime::format_duration(Duration::from_secs(seconds.max(0.0).round() as u64)).to_string()
+}
+
+fn against_limit(what: &str, l: &PolicyLimit) -> String {
+    let actual = l.actual_seconds.map(duration).unwrap_or_else(|| "unknown".into());
+    let limit = l.limit_seconds.map(duration);
+    match (l.status, limit) {
+        (PolicyStatus::NotConfigured, _) | (_, None) => format!("{what} {actual} (no limit)"),
+        (PolicyStatus::Passed, Some(m)) => format!("{what} {actual} ≤ limit {m} ✓"),
+        (PolicyStatus::Failed, Some(m)) => format!("{what} {actual} > limit {m} ✗ *over the limit*"),
+        (PolicyStatus::Unknown, Some(m)) => format!("{what} unknown (limit {m}) — not proven"),
+    }
+}
+
+fn status_icon(s: Status) -> &'static str {
+    match s {
+        Status::Passed => "✅",
+        Status::Failed => "❌",
+        Status::Error => "⚠️",
+        Status::NotRun => "⏭️",
+    }
+}
+
+fn section(text: String) -> SlackBlock {
+    SlackSectionBlock::new()
+        .with_text(SlackBlockMarkDownText::new(clip(&text, 3000)).as_block_text())
+        .into()
+}
+
+/// Slack allows at most 50 blocks in a message.
+const MAX_BLOCKS: usize = 50;
+
+/// The Block Kit message for `report`. `report_location` says where the full
+/// report lives (a path or URL); times are shown in `tz`.
+pub fn message(report: &Report, report_location: &str, tz: chrono_tz::Tz) -> SlackMessageContent {
+    let (icon, word) = match report.verdict {
+        Verdict::Passed => ("✅", "passed"),
+        Verdict::Failed => ("❌", "FAILED"),
+        Verdict::Error => ("⚠️", "ERROR — no verdict"),
+    };
+    let mut blocks: Vec<SlackBlock> = vec![SlackHeaderBlock::new(
+        SlackBlockPlainText::new(clip(&format!("{icon} Restore drill {word}: tier {}", report.tier), 150))
+            .into(),
+    )
+    .into()];
+
+    let snapshot = match &report.snapshot {
+        Some(s) => format!(
+            "*Snapshot*\n`{}` of {}\n{}",
+            esc(&s.short_id),
+            s.time.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"),
+            against_limit("age", &report.policy.max_snapshot_age)
+        ),
+        None => "*Snapshot*\nnone restored".into(),
+    };
+    let fields = vec![
+        format!("*Verdict*\n{icon} {word}"),
+        format!(
+            "*Tier*\n`{}`\n{}",
+            esc(&report.tier),
+            esc(&clip(&report.repository, 300))
+        ),
+        snapshot,
+        format!("*RTO*\n{}", against_limit("restore + checks", &report.policy.max_rto)),
+    ];
+    blocks.push(
+        SlackSectionBlock::new()
+            .with_fields(
+                fields
+                    .into_iter()
+                    .map(|f| SlackBlockMarkDownText::new(clip(&f, 2000)).as_block_text())
+                    .collect(),
+            )
+            .into(),
+    );
+    if report.verdict != Verdict::Passed && !report.reasons.is_empty() {
+        let reasons: Vec<String> = report
+            .reasons
+            .iter()
+            .take(8)
+            .map(|r| format!("• {}", esc(&clip(r, 300))))
+            .collect();
+        blocks.push(section(format!("*Why*\n{}", reasons.join("\n"))));
+    }
+    if report.attempts.len() > 1 {
+        let tiers: Vec<String> = report
+            .attempts
+            .iter()
+            .map(|a| format!("`{}` {}", esc(&a.tier), a.verdict.as_str()))
+            .collect();
+        blocks.push(section(format!("*Tiers tried*: {}", tiers.join(" → "))));
+    }
+    blocks.push(SlackDividerBlock::new().into());
+
+    let mut failing = Vec::new();
+    for db in &report.databases {
+        let r = &db.restore;
+        let mut text = format!(
+            "{} *{}* — restore {} ({} in {})",
+            status_icon(r.status),
+            esc(&db.name),
+            r.status.as_str(),
+            bytesize::ByteSize(r.bytes),
+            duration(r.seconds)
+        );
+        if let Some(e) = &r.error {
+            text.push_str(&format!("\n> {}", esc(&clip(e, 300))));
+        }
+        if !db.checks.is_empty() {
+            let passed = db.checks.iter().filter(|c| c.status == Status::Passed).count();
+            let list: Vec<String> = db
+                .checks
+                .iter()
+                .map(|c| format!("{} {}", status_icon(c.status), esc(&c.name)))
+                .collect();
+            text.push_str(&format!(
+                "\nchecks {passed}/{} passed: {}",
+                db.checks.len(),
+                list.join(", ")
+            ));
+        }
+        blocks.push(section(text));
+        failing.extend(
+            db.checks
+                .iter()
+                .filter(|c| c.status != Status::Passed)
+                .map(|c| (db.name.as_str(), c)),
+        );
+    }
+    for (db, c) in failing {
+        if blocks.len() >= MAX_BLOCKS - 2 {
+            blocks.push(section("…more failing checks in the full report".into()));
+            break;
+        }
+        let mut text = format!(
+            "{} *{}* ({}, {}) {}: {}",
+            status_icon(c.status),
+            esc(&c.name),
+            esc(&c.kind),
+            esc(db),
+            c.status.as_str(),
+            esc(&clip(&c.detail, 500))
+        );
+        if !c.findings.is_empty() {
+            let shown: Vec<String> = c.findings.iter().take(3).map(|f| esc(&clip(f, 300))).collect();
+            text.push_str(&format!("\n```{}```", shown.join("\n")));
+            if c.findings.len() > 3 {
+                text.push_str(&format!("\n…and {} more", c.findings.len() - 3));
+            }
+        }
+        blocks.push(section(text));
+    }
+
+    let mut context = vec![format!("Full report: `{}`", esc(report_location))];
+    context.push(format!("run `{}` · drill {}", esc(&report.run_id), esc(&report.drill_version)));
+    if !report.warnings.is_empty() {
+        context.push(format!("{} warning(s) in the report", report.warnings.len()));
+    }
+    blocks.truncate(MAX_BLOCKS - 1);
+    blocks.push(
+        SlackContextBlock::new(
+            context
+                .into_iter()
+                .map(|t| SlackContextBlockElement::MarkDown(SlackBlockMarkDownText::new(clip(&t, 2000))))
+                .collect(),
+        )
+        .into(),
+    );
+
+    let text = format!(
+        "Restore drill {word}: tier {}{}",
+        report.tier,
+        report
+            .snapshot
+            .as_ref()
+            .map(|s| format!(", snapshot {}", s.short_id))
+            .unwrap_or_default()
+    );
+    SlackMessageContent::new().with_text(text).with_blocks(blocks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clipping_and_escaping() {
+        assert_eq!(clip("abcdef", 4), "abc…");
+        assert_eq!(clip("abc", 4), "abc");
+        assert_eq!(esc("a<b>&c"), "a&lt;b&gt;&amp;c");
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        let ok = |u: &str| check_url(&url::Url::parse(u).unwrap(), "x").is_ok();
+        assert!(ok("https://hooks.slack.com/services/T/B/X"));
+        assert!(ok("http://127.0.0.1:8080/hook"));
+        assert!(ok("http://localhost:8080/hook"));
+        assert!(!ok("http://hooks.slack.com/services/T/B/X"));
+        assert!(!ok("ftp://127.0.0.1/"));
+    }
+}
