@@ -156,6 +156,7 @@ pub fn summary(o: &RunOutcome, quiet: bool) {
     let _ = writeln!(err, "report: {}", o.written.json.display());
     if !quiet {
         let _ = writeln!(err, "        {}", o.written.markdown.display());
+        let _ = writeln!(err, "        {}", o.written.html.display());
     }
 }
 

@@ -296,7 +296,7 @@ fn esc(s: &str) -> String {
 }
 
 fn duration(seconds: f64) -> String {
-    humantime::format_duration(Duration::from_secs(seconds.max(0.0).round() as u64)).to_string()
+    crate::report::html::short_duration(Some(seconds))
 }
 
 fn against_limit(what: &str, l: &PolicyLimit) -> String {
