@@ -35,6 +35,9 @@ unset RESTIC_REPOSITORY RESTIC_PASSWORD_FILE
 
 log "running: target/release/drill --config examples/demo.toml --tier local"
 rc=0
-target/release/drill --config examples/demo.toml --tier local || rc=$?
-log "drill exited with $rc; reports are in reports/ (JSON, Markdown, history.csv)"
+target/release/drill --config examples/demo.toml --tier local \
+  --junit reports/junit.xml --metrics reports/drill.prom || rc=$?
+log "drill exited with $rc; reports are in reports/ (JSON, Markdown, HTML, history.csv, junit.xml, drill.prom)"
+log "rendering the history page: target/release/drill --config examples/demo.toml report"
+target/release/drill --config examples/demo.toml report
 exit $rc

@@ -146,8 +146,9 @@ impl SecretSource {
                 std::fs::read_to_string(p)
                     .map_err(|e| format!("cannot read {}: {e}", p.display()))?
             }
-            SecretSource::Env(v) => std::env::var(v)
-                .map_err(|_| format!("environment variable {v} is not set"))?,
+            SecretSource::Env(v) => {
+                std::env::var(v).map_err(|_| format!("environment variable {v} is not set"))?
+            }
         };
         let value = text.lines().next().unwrap_or("").trim().to_string();
         if value.is_empty() {
@@ -185,5 +186,33 @@ mod tests {
             redact_url("s3:https://host/bucket"),
             "s3:https://host/bucket"
         );
+    }
+
+    #[tokio::test]
+    async fn secret_sources_read_first_line_and_refuse_open_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("token");
+        std::fs::write(&f, "xoxb-1\nignored\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = SecretSource::File(f.clone()).read().await.unwrap_err();
+        assert!(e.contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            SecretSource::File(f).read().await.unwrap().expose(),
+            "xoxb-1"
+        );
+        let c = SecretSource::Command("printf ' tok \\n'".into());
+        assert_eq!(c.read().await.unwrap().expose(), "tok");
+        let e = SecretSource::Command("exit 3".into())
+            .read()
+            .await
+            .unwrap_err();
+        assert!(e.contains("exited"), "{e}");
+        let e = SecretSource::Env("DRILL_TEST_SURELY_UNSET".into())
+            .read()
+            .await
+            .unwrap_err();
+        assert!(e.contains("DRILL_TEST_SURELY_UNSET is not set"), "{e}");
     }
 }

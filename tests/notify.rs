@@ -38,7 +38,12 @@ struct FakeSlack {
 }
 
 /// (status, extra headers, content type, body)
-type Response = (u16, Vec<(&'static str, &'static str)>, &'static str, &'static str);
+type Response = (
+    u16,
+    Vec<(&'static str, &'static str)>,
+    &'static str,
+    &'static str,
+);
 
 impl FakeSlack {
     fn start(responses: Vec<Response>) -> FakeSlack {
@@ -159,14 +164,23 @@ fn failed_drill_is_posted_to_the_webhook_with_junit_and_metrics() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&hook_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let checks = vec![
-        ("rentals-wrong.toml", sql_check("select count(*) from rental", "equals = 1")),
-        ("films-exist.toml", sql_check("select count(*) from film", "min = 1000")),
+        (
+            "rentals-wrong.toml",
+            sql_check("select count(*) from rental", "equals = 1"),
+        ),
+        (
+            "films-exist.toml",
+            sql_check("select count(*) from film", "min = 1000"),
+        ),
     ];
     let config = pagila_config(
         work.path(),
         &repo,
         &checks,
-        &format!("\n[slack]\nwebhook_url_file = \"{}\"\n", hook_file.display()),
+        &format!(
+            "\n[slack]\nwebhook_url_file = \"{}\"\n",
+            hook_file.display()
+        ),
     );
     let out = work.path().join("out");
     let junit = out.join("drill.xml");
@@ -239,7 +253,10 @@ fn failed_drill_is_posted_to_the_webhook_with_junit_and_metrics() {
         .find(|x| x.has_tag_name("failure"))
         .unwrap();
     assert_eq!(failure.attribute("type"), Some("sql"));
-    assert!(failure.text().unwrap().contains("value is 16044, expected 1"));
+    assert!(failure
+        .text()
+        .unwrap()
+        .contains("value is 16044, expected 1"));
 
     // Metrics: Prometheus text format, per tier.
     let text = std::fs::read_to_string(&metrics).unwrap();
@@ -269,7 +286,9 @@ fn failed_drill_is_posted_to_the_webhook_with_junit_and_metrics() {
     assert!((value("drill_last_run_timestamp_seconds", None) - started).abs() < 1.0);
     assert_eq!(
         value("drill_last_bytes_restored", None),
-        database(&report, "pagila")["restore"]["bytes"].as_f64().unwrap()
+        database(&report, "pagila")["restore"]["bytes"]
+            .as_f64()
+            .unwrap()
     );
     assert!(value("drill_last_rto_seconds", None) > 0.0);
     assert!(value("drill_last_snapshot_age_seconds", None) >= 0.0);
@@ -293,7 +312,10 @@ fn bot_token_posts_with_bearer_and_channel_after_429_and_500() {
             "{\"ok\":true,\"channel\":\"C0OPS\",\"ts\":\"1795000000.000100\",\"message\":{\"type\":\"message\",\"ts\":\"1795000000.000100\",\"text\":\"drill\"}}",
         ),
     ]);
-    let checks = vec![("films-exist.toml", sql_check("select count(*) from film", "min = 1000"))];
+    let checks = vec![(
+        "films-exist.toml",
+        sql_check("select count(*) from film", "min = 1000"),
+    )];
     let config = pagila_config(
         work.path(),
         &repo,
@@ -307,7 +329,11 @@ fn bot_token_posts_with_bearer_and_channel_after_429_and_500() {
     let run = drill_env(&config, &["run"], &[("DRILL_TEST_SLACK_TOKEN", token)]);
     assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
     assert!(!run.stderr.contains(token), "{}", run.stderr);
-    assert!(run.stderr.contains("report posted to Slack (attempts: 4)"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("report posted to Slack (attempts: 4)"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("HTTP 429"), "{}", run.stderr);
     assert!(run.stderr.contains("HTTP 500"), "{}", run.stderr);
     let reqs = slack.requests();
@@ -315,7 +341,10 @@ fn bot_token_posts_with_bearer_and_channel_after_429_and_500() {
     for r in &reqs {
         assert_eq!(r.method, "POST");
         assert_eq!(r.path, "/api/chat.postMessage");
-        assert_eq!(r.header("authorization"), Some(format!("Bearer {token}").as_str()));
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {token}").as_str())
+        );
         let body: serde_json::Value = serde_json::from_str(&r.body).expect("JSON body");
         assert_eq!(body["channel"], "#ops");
         let text = texts_of_blocks(&body);
@@ -334,7 +363,10 @@ fn passed_drill_that_slack_never_accepts_exits_4_and_keeps_its_report() {
     let repo = TestRepo::new(&[(&d.join("pagila.dump"), "pagila.dump")]);
     let work = tempfile::tempdir().unwrap();
     let slack = FakeSlack::start(vec![(500, vec![], "text/plain", "down")]);
-    let checks = vec![("films-exist.toml", sql_check("select count(*) from film", "min = 1000"))];
+    let checks = vec![(
+        "films-exist.toml",
+        sql_check("select count(*) from film", "min = 1000"),
+    )];
     let config = pagila_config(
         work.path(),
         &repo,

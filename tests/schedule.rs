@@ -104,7 +104,8 @@ fn shipped_plist_is_what_launchd_print_makes_of_the_example_config() {
 
 /// A config whose only content that matters is `schedule`.
 fn config_with_schedule(dir: &Path, schedule: &str) -> PathBuf {
-    let tiers = "[tiers.local]\nrepository = \"/nonexistent/local\"\npassword_file = \"/nonexistent/pw\"\n";
+    let tiers =
+        "[tiers.local]\nrepository = \"/nonexistent/local\"\npassword_file = \"/nonexistent/pw\"\n";
     let config = write_config_with_tiers(dir, "max_rto = \"4h\"", tiers, &[], &[]);
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, format!("schedule = \"{schedule}\"\n{text}")).unwrap();
@@ -124,7 +125,9 @@ fn expressions_launchd_cannot_express_are_refused_with_the_reason() {
         assert_eq!(run.code, 2, "{expr}: {}", run.stderr);
         assert!(run.stdout.is_empty(), "{expr}: {}", run.stdout);
         assert!(
-            run.stderr.contains("cannot express the schedule for launchd") && run.stderr.contains(reason),
+            run.stderr
+                .contains("cannot express the schedule for launchd")
+                && run.stderr.contains(reason),
             "{expr}: {}",
             run.stderr
         );
@@ -132,7 +135,12 @@ fn expressions_launchd_cannot_express_are_refused_with_the_reason() {
     let config = config_with_schedule(work.path(), "0 30 2 * * Sun");
     let run = drill(&config, &["launchd", "print"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stdout.contains("<key>Weekday</key>\n\t\t\t<integer>0</integer>"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("<key>Weekday</key>\n\t\t\t<integer>0</integer>"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -167,20 +175,42 @@ fn launchd_install_writes_the_agent_and_loads_it_with_launchctl() {
 
     // A host in another zone than the config's: refused, nothing written.
     let utc = env("UTC");
-    let run = drill_env(&example(), &with_args(&["launchd", "install"], &AGENT_ARGS), &env_refs(&utc));
+    let run = drill_env(
+        &example(),
+        &with_args(&["launchd", "install"], &AGENT_ARGS),
+        &env_refs(&utc),
+    );
     assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("not installed") && run.stderr.contains("Asia/Seoul"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("not installed") && run.stderr.contains("Asia/Seoul"),
+        "{}",
+        run.stderr
+    );
     assert!(!agent.exists());
 
     let seoul = env("Asia/Seoul");
-    let run = drill_env(&example(), &with_args(&["launchd", "install"], &AGENT_ARGS), &env_refs(&seoul));
+    let run = drill_env(
+        &example(),
+        &with_args(&["launchd", "install"], &AGENT_ARGS),
+        &env_refs(&seoul),
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let printed = drill_env(&example(), &with_args(&["launchd", "print"], &AGENT_ARGS), &env_refs(&seoul));
+    let printed = drill_env(
+        &example(),
+        &with_args(&["launchd", "print"], &AGENT_ARGS),
+        &env_refs(&seoul),
+    );
     assert_eq!(std::fs::read_to_string(&agent).unwrap(), printed.stdout);
-    let uid = String::from_utf8(std::process::Command::new("id").arg("-u").output().unwrap().stdout)
-        .unwrap()
-        .trim()
-        .to_string();
+    let uid = String::from_utf8(
+        std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
     let log = std::fs::read_to_string(&calls).unwrap();
     assert!(
         log.contains(&format!("bootstrap gui/{uid} {}", agent.display())),
@@ -191,7 +221,10 @@ fn launchd_install_writes_the_agent_and_loads_it_with_launchctl() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(!agent.exists());
     let log = std::fs::read_to_string(&calls).unwrap();
-    assert!(log.ends_with(&format!("bootout gui/{uid}/dev.drill.run\n")), "{log}");
+    assert!(
+        log.ends_with(&format!("bootout gui/{uid}/dev.drill.run\n")),
+        "{log}"
+    );
 }
 
 #[test]
@@ -213,7 +246,9 @@ fn systemd_units_carry_the_schedule_in_the_configured_zone() {
     let out = &run.stdout;
     assert!(out.contains("# file: drill.service\n[Unit]"), "{out}");
     assert!(
-        out.contains("ExecStart=/usr/local/bin/drill --config /etc/drill/drill.toml run --tier local\n"),
+        out.contains(
+            "ExecStart=/usr/local/bin/drill --config /etc/drill/drill.toml run --tier local\n"
+        ),
         "{out}"
     );
     assert!(out.contains("Type=oneshot\n"), "{out}");
@@ -232,7 +267,8 @@ fn systemd_units_carry_the_schedule_in_the_configured_zone() {
 #[test]
 fn report_renders_history_with_charts_and_limits() {
     let work = tempfile::tempdir().unwrap();
-    let tiers = "[tiers.local]\nrepository = \"/nonexistent/local\"\npassword_file = \"/nonexistent/pw\"\n";
+    let tiers =
+        "[tiers.local]\nrepository = \"/nonexistent/local\"\npassword_file = \"/nonexistent/pw\"\n";
     let config = write_config_with_tiers(
         work.path(),
         "max_rto = \"90s\"\nmax_snapshot_age = \"26h\"",
@@ -256,15 +292,28 @@ fn report_renders_history_with_charts_and_limits() {
     let xml = page.replace("<!DOCTYPE html>", "");
     let doc = roxmltree::Document::parse_with_options(
         &xml,
-        roxmltree::ParsingOptions { allow_dtd: true, ..Default::default() },
+        roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..Default::default()
+        },
     )
     .expect("the page is well-formed");
-    let svgs: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("svg")).collect();
+    let svgs: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("svg"))
+        .collect();
     assert_eq!(svgs.len(), 2, "RTO and snapshot age charts");
     for svg in &svgs {
-        assert_eq!(svg.descendants().filter(|n| n.has_tag_name("circle")).count(), 3);
         assert_eq!(
-            svg.descendants().filter(|n| n.attribute("class") == Some("limit")).count(),
+            svg.descendants()
+                .filter(|n| n.has_tag_name("circle"))
+                .count(),
+            3
+        );
+        assert_eq!(
+            svg.descendants()
+                .filter(|n| n.attribute("class") == Some("limit"))
+                .count(),
             1
         );
     }

@@ -224,7 +224,10 @@ fn launchd_install(agent: &launchd::Agent, text: &str) -> u8 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    for dir in [path.parent().expect("has a parent"), agent.log_dir.as_path()] {
+    for dir in [
+        path.parent().expect("has a parent"),
+        agent.log_dir.as_path(),
+    ] {
         if let Err(e) = std::fs::create_dir_all(dir) {
             eprintln!("drill: cannot create {}: {e}", dir.display());
             return EXIT_ENVIRONMENT;

@@ -20,8 +20,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
 use crate::secret::SecretSource;
+use serde::Deserialize;
 
 /// The sandbox superuser name drill uses inside every sandbox.
 ///
@@ -416,7 +416,14 @@ fn slack_config(path: &Path, raw: RawSlack) -> Result<SlackConfig, ConfigError> 
         raw.webhook_url_env,
         &resolve,
     )?;
-    let token = one(path, "token", raw.token_command, raw.token_file, raw.token_env, &resolve)?;
+    let token = one(
+        path,
+        "token",
+        raw.token_command,
+        raw.token_file,
+        raw.token_env,
+        &resolve,
+    )?;
     let target = match (webhook, token, raw.channel) {
         (Some(_), Some(_), _) => {
             return Err(ConfigError::invalid(
@@ -998,6 +1005,45 @@ mod tests {
             lexical_clean(Path::new("/a/b/../c/./d")),
             PathBuf::from("/a/c/d")
         );
+    }
+
+    #[test]
+    fn slack_needs_one_destination_and_one_source_each() {
+        let d = tempfile::tempdir().unwrap();
+        let load_slack = |body: &str| {
+            let p = write(d.path(), "drill.toml", &format!("[slack]\n{body}"));
+            load(&p).map(|c| c.slack.unwrap())
+        };
+        let err = |body: &str| load_slack(body).unwrap_err().to_string();
+        assert!(err("token_env = \"T\"\n").contains("slack.channel"));
+        assert!(err("webhook_url_env = \"W\"\nchannel = \"#ops\"\n").contains("slack.channel"));
+        assert!(
+            err("webhook_url_env = \"W\"\ntoken_env = \"T\"\nchannel = \"#x\"\n")
+                .contains("not both")
+        );
+        assert!(
+            err("webhook_url_env = \"W\"\nwebhook_url_command = \"echo\"\n")
+                .contains("only one of")
+        );
+        assert!(err("channel = \"#ops\"\n").contains("no destination"));
+        assert!(err("webhook_url_env = \"W\"\napi_url = \"slack.com\"\n").contains("slack.api_url"));
+        let s = load_slack("webhook_url_file = \"hook\"\n").unwrap();
+        assert_eq!(
+            s.target,
+            SlackTarget::Webhook(SecretSource::File(d.path().join("hook")))
+        );
+        assert_eq!((s.retries, s.api_url.as_str()), (3, SLACK_API_URL));
+        let s =
+            load_slack("token_command = \"pass slack\"\nchannel = \"#ops\"\nbackoff = \"1s\"\n")
+                .unwrap();
+        assert_eq!(
+            s.target,
+            SlackTarget::Bot {
+                token: SecretSource::Command("pass slack".into()),
+                channel: "#ops".into()
+            }
+        );
+        assert_eq!(s.backoff, Duration::from_secs(1));
     }
 
     #[test]

@@ -212,7 +212,10 @@ pub async fn deliver(
         let sent = async {
             match (&webhook, &cfg.target) {
                 (Some(url), _) => client
-                    .post_webhook_message(url, &SlackApiPostWebhookMessageRequest::new(message.clone()))
+                    .post_webhook_message(
+                        url,
+                        &SlackApiPostWebhookMessageRequest::new(message.clone()),
+                    )
                     .await
                     .map(|_| ()),
                 (None, SlackTarget::Bot { channel, .. }) => {
@@ -300,12 +303,17 @@ fn duration(seconds: f64) -> String {
 }
 
 fn against_limit(what: &str, l: &PolicyLimit) -> String {
-    let actual = l.actual_seconds.map(duration).unwrap_or_else(|| "unknown".into());
+    let actual = l
+        .actual_seconds
+        .map(duration)
+        .unwrap_or_else(|| "unknown".into());
     let limit = l.limit_seconds.map(duration);
     match (l.status, limit) {
         (PolicyStatus::NotConfigured, _) | (_, None) => format!("{what} {actual} (no limit)"),
         (PolicyStatus::Passed, Some(m)) => format!("{what} {actual} ≤ limit {m} ✓"),
-        (PolicyStatus::Failed, Some(m)) => format!("{what} {actual} > limit {m} ✗ *over the limit*"),
+        (PolicyStatus::Failed, Some(m)) => {
+            format!("{what} {actual} > limit {m} ✗ *over the limit*")
+        }
         (PolicyStatus::Unknown, Some(m)) => format!("{what} unknown (limit {m}) — not proven"),
     }
 }
@@ -337,8 +345,11 @@ pub fn message(report: &Report, report_location: &str, tz: chrono_tz::Tz) -> Sla
         Verdict::Error => ("⚠️", "ERROR — no verdict"),
     };
     let mut blocks: Vec<SlackBlock> = vec![SlackHeaderBlock::new(
-        SlackBlockPlainText::new(clip(&format!("{icon} Restore drill {word}: tier {}", report.tier), 150))
-            .into(),
+        SlackBlockPlainText::new(clip(
+            &format!("{icon} Restore drill {word}: tier {}", report.tier),
+            150,
+        ))
+        .into(),
     )
     .into()];
 
@@ -359,7 +370,10 @@ pub fn message(report: &Report, report_location: &str, tz: chrono_tz::Tz) -> Sla
             esc(&clip(&report.repository, 300))
         ),
         snapshot,
-        format!("*RTO*\n{}", against_limit("restore + checks", &report.policy.max_rto)),
+        format!(
+            "*RTO*\n{}",
+            against_limit("restore + checks", &report.policy.max_rto)
+        ),
     ];
     blocks.push(
         SlackSectionBlock::new()
@@ -405,7 +419,11 @@ pub fn message(report: &Report, report_location: &str, tz: chrono_tz::Tz) -> Sla
             text.push_str(&format!("\n> {}", esc(&clip(e, 300))));
         }
         if !db.checks.is_empty() {
-            let passed = db.checks.iter().filter(|c| c.status == Status::Passed).count();
+            let passed = db
+                .checks
+                .iter()
+                .filter(|c| c.status == Status::Passed)
+                .count();
             let list: Vec<String> = db
                 .checks
                 .iter()
@@ -440,7 +458,12 @@ pub fn message(report: &Report, report_location: &str, tz: chrono_tz::Tz) -> Sla
             esc(&clip(&c.detail, 500))
         );
         if !c.findings.is_empty() {
-            let shown: Vec<String> = c.findings.iter().take(3).map(|f| esc(&clip(f, 300))).collect();
+            let shown: Vec<String> = c
+                .findings
+                .iter()
+                .take(3)
+                .map(|f| esc(&clip(f, 300)))
+                .collect();
             text.push_str(&format!("\n```{}```", shown.join("\n")));
             if c.findings.len() > 3 {
                 text.push_str(&format!("\n…and {} more", c.findings.len() - 3));
@@ -450,16 +473,25 @@ pub fn message(report: &Report, report_location: &str, tz: chrono_tz::Tz) -> Sla
     }
 
     let mut context = vec![format!("Full report: `{}`", esc(report_location))];
-    context.push(format!("run `{}` · drill {}", esc(&report.run_id), esc(&report.drill_version)));
+    context.push(format!(
+        "run `{}` · drill {}",
+        esc(&report.run_id),
+        esc(&report.drill_version)
+    ));
     if !report.warnings.is_empty() {
-        context.push(format!("{} warning(s) in the report", report.warnings.len()));
+        context.push(format!(
+            "{} warning(s) in the report",
+            report.warnings.len()
+        ));
     }
     blocks.truncate(MAX_BLOCKS - 1);
     blocks.push(
         SlackContextBlock::new(
             context
                 .into_iter()
-                .map(|t| SlackContextBlockElement::MarkDown(SlackBlockMarkDownText::new(clip(&t, 2000))))
+                .map(|t| {
+                    SlackContextBlockElement::MarkDown(SlackBlockMarkDownText::new(clip(&t, 2000)))
+                })
                 .collect(),
         )
         .into(),
@@ -474,7 +506,9 @@ pub fn message(report: &Report, report_location: &str, tz: chrono_tz::Tz) -> Sla
             .map(|s| format!(", snapshot {}", s.short_id))
             .unwrap_or_default()
     );
-    SlackMessageContent::new().with_text(text).with_blocks(blocks)
+    SlackMessageContent::new()
+        .with_text(text)
+        .with_blocks(blocks)
 }
 
 #[cfg(test)]

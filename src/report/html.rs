@@ -84,7 +84,11 @@ fn status_span(s: Status) -> String {
 /// The page of one drill, times shown in `tz`.
 pub fn render_report(r: &Report, tz: chrono_tz::Tz) -> String {
     let mut b = String::new();
-    let t = |d: DateTime<Utc>| d.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z").to_string();
+    let t = |d: DateTime<Utc>| {
+        d.with_timezone(&tz)
+            .format("%Y-%m-%d %H:%M:%S %Z")
+            .to_string()
+    };
     let _ = writeln!(
         b,
         "<h1>Restore drill — {} <span class=\"badge {}\">{}</span></h1>",
@@ -96,7 +100,14 @@ pub fn render_report(r: &Report, tz: chrono_tz::Tz) -> String {
     let mut row = |k: &str, v: String| {
         let _ = writeln!(b, "<tr><th>{k}</th><td>{v}</td></tr>");
     };
-    row("run", format!("<code>{}</code> (drill {})", escape(&r.run_id), escape(&r.drill_version)));
+    row(
+        "run",
+        format!(
+            "<code>{}</code> (drill {})",
+            escape(&r.run_id),
+            escape(&r.drill_version)
+        ),
+    );
     row(
         "repository",
         format!(
@@ -114,7 +125,11 @@ pub fn render_report(r: &Report, tz: chrono_tz::Tz) -> String {
                 "<code>{}</code> taken {} on {}",
                 escape(&s.short_id),
                 s.time.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z"),
-                escape(if s.hostname.is_empty() { "?" } else { &s.hostname })
+                escape(if s.hostname.is_empty() {
+                    "?"
+                } else {
+                    &s.hostname
+                })
             ),
             None => "none".into(),
         },
@@ -149,7 +164,11 @@ pub fn render_report(r: &Report, tz: chrono_tz::Tz) -> String {
     }
     let _ = writeln!(b, "<h2>Databases</h2>\n<table><tr><th>database</th><th>dump</th><th>restore</th><th>bytes</th><th>seconds</th><th>checks passed</th></tr>");
     for d in &r.databases {
-        let passed = d.checks.iter().filter(|c| c.status == Status::Passed).count();
+        let passed = d
+            .checks
+            .iter()
+            .filter(|c| c.status == Status::Passed)
+            .count();
         let _ = writeln!(
             b,
             "<tr><td>{}</td><td><code>{}</code> ({})</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{:.1}</td><td class=\"n\">{passed}/{}</td></tr>",
@@ -211,7 +230,10 @@ pub fn render_report(r: &Report, tz: chrono_tz::Tz) -> String {
         }
         let _ = writeln!(b, "</table>");
     }
-    page(&format!("drill {} {} — {}", r.tier, r.verdict.as_str(), r.run_id), &b)
+    page(
+        &format!("drill {} {} — {}", r.tier, r.verdict.as_str(), r.run_id),
+        &b,
+    )
 }
 
 /// One series of a history chart: `(time, value seconds, verdict)`.
@@ -232,15 +254,26 @@ pub fn chart(title: &str, points: &[Point<'_>], limit: Option<f64>) -> String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{}\">",
         escape(title)
     );
-    let _ = write!(s, "<text x=\"{L}\" y=\"18\" font-size=\"14\" font-weight=\"600\">{}</text>", escape(title));
+    let _ = write!(
+        s,
+        "<text x=\"{L}\" y=\"18\" font-size=\"14\" font-weight=\"600\">{}</text>",
+        escape(title)
+    );
     if points.is_empty() {
-        let _ = write!(s, "<text x=\"{L}\" y=\"{}\" font-size=\"13\">no drills recorded yet</text></svg>", H / 2.0);
+        let _ = write!(
+            s,
+            "<text x=\"{L}\" y=\"{}\" font-size=\"13\">no drills recorded yet</text></svg>",
+            H / 2.0
+        );
         return s;
     }
     let t0 = points.iter().map(|p| p.0).min().expect("points");
     let t1 = points.iter().map(|p| p.0).max().expect("points");
     let (t0, t1) = if t0 == t1 {
-        (t0 - chrono::Duration::days(1), t1 + chrono::Duration::days(1))
+        (
+            t0 - chrono::Duration::days(1),
+            t1 + chrono::Duration::days(1),
+        )
     } else {
         (t0, t1)
     };
@@ -350,14 +383,25 @@ pub fn render_history(
             .collect();
         let age: Vec<Point<'_>> = of_tier
             .iter()
-            .filter_map(|r| r.snapshot_age_seconds.map(|v| (r.started_at, v, r.verdict.as_str())))
+            .filter_map(|r| {
+                r.snapshot_age_seconds
+                    .map(|v| (r.started_at, v, r.verdict.as_str()))
+            })
             .collect();
         let _ = writeln!(b, "<h2>Tier {}</h2>", escape(tier));
-        let _ = writeln!(b, "{}", chart(&format!("RTO per drill — {tier}"), &rto, max_rto));
         let _ = writeln!(
             b,
             "{}",
-            chart(&format!("Snapshot age per drill — {tier}"), &age, max_snapshot_age)
+            chart(&format!("RTO per drill — {tier}"), &rto, max_rto)
+        );
+        let _ = writeln!(
+            b,
+            "{}",
+            chart(
+                &format!("Snapshot age per drill — {tier}"),
+                &age,
+                max_snapshot_age
+            )
         );
     }
     let _ = writeln!(b, "<h2>Drills</h2>\n<table><tr><th>started</th><th>tier</th><th>verdict</th><th>snapshot</th><th>RTO</th><th>snapshot age</th><th>bytes restored</th><th>checks passed / failed</th><th>report</th></tr>");
@@ -395,7 +439,10 @@ mod tests {
         assert_eq!(short_duration(Some(45.2)), "45s");
         assert_eq!(short_duration(Some(0.0)), "0s");
         assert_eq!(short_duration(None), "unknown");
-        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 
     #[test]

@@ -33,8 +33,16 @@ pub fn xml_text(s: &str) -> String {
 
 enum Outcome {
     Passed,
-    Failure { kind: String, message: String, text: String },
-    Error { kind: String, message: String, text: String },
+    Failure {
+        kind: String,
+        message: String,
+        text: String,
+    },
+    Error {
+        kind: String,
+        message: String,
+        text: String,
+    },
     Skipped(String),
 }
 
@@ -52,7 +60,9 @@ fn policy_case(suite: &str, name: &str, l: &PolicyLimit) -> Option<Case> {
             l.actual_seconds
                 .map(|v| format!("{v:.1}"))
                 .unwrap_or_else(|| "unknown".into()),
-            l.limit_seconds.map(|v| format!("{v:.0}")).unwrap_or_default()
+            l.limit_seconds
+                .map(|v| format!("{v:.0}"))
+                .unwrap_or_default()
         )
     };
     let outcome = match l.status {
@@ -136,7 +146,11 @@ fn cases(r: &Report) -> Vec<Case> {
         }
     }
     out.extend(policy_case(&suite, "max_rto", &r.policy.max_rto));
-    out.extend(policy_case(&suite, "max_snapshot_age", &r.policy.max_snapshot_age));
+    out.extend(policy_case(
+        &suite,
+        "max_snapshot_age",
+        &r.policy.max_snapshot_age,
+    ));
     let reasons = r.reasons.join("\n");
     out.push(Case {
         classname: suite,
@@ -148,7 +162,10 @@ fn cases(r: &Report) -> Vec<Case> {
                 kind: "verdict".into(),
                 message: format!(
                     "the backup is bad: {}",
-                    r.reasons.first().map(String::as_str).unwrap_or("see the report")
+                    r.reasons
+                        .first()
+                        .map(String::as_str)
+                        .unwrap_or("see the report")
                 ),
                 text: reasons,
             },
@@ -156,7 +173,10 @@ fn cases(r: &Report) -> Vec<Case> {
                 kind: "verdict".into(),
                 message: format!(
                     "no verdict: {}",
-                    r.reasons.first().map(String::as_str).unwrap_or("see the report")
+                    r.reasons
+                        .first()
+                        .map(String::as_str)
+                        .unwrap_or("see the report")
                 ),
                 text: reasons,
             },
@@ -189,7 +209,11 @@ pub fn render(r: &Report, report_path: &str) -> String {
     );
     let _ = writeln!(x, "    <properties>");
     let mut prop = |k: &str, v: &str| {
-        let _ = writeln!(x, "      <property name=\"{k}\" value=\"{}\"/>", xml_text(v));
+        let _ = writeln!(
+            x,
+            "      <property name=\"{k}\" value=\"{}\"/>",
+            xml_text(v)
+        );
     };
     prop("run_id", &r.run_id);
     prop("verdict", r.verdict.as_str());
@@ -252,6 +276,9 @@ mod tests {
 
     #[test]
     fn text_is_escaped_and_made_legal() {
-        assert_eq!(xml_text("a<b & \"c\"\u{1}"), "a&lt;b &amp; &quot;c&quot;\u{FFFD}");
+        assert_eq!(
+            xml_text("a<b & \"c\"\u{1}"),
+            "a&lt;b &amp; &quot;c&quot;\u{FFFD}"
+        );
     }
 }

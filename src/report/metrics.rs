@@ -14,7 +14,9 @@ use std::fmt::Write;
 use super::history::HistoryRow;
 
 fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn value(v: Option<f64>) -> String {

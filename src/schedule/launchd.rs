@@ -205,6 +205,9 @@ mod tests {
         assert!(err("0 0 3 1 1 * 2027").contains("no year"));
         assert!(err("0 0-58 * 1-15 * *").contains("885 StartCalendarInterval entries"));
         // every minute is one entry with no keys at all
-        assert_eq!(calendar(&Schedule::parse("0 * * * * *").unwrap()).unwrap(), vec![vec![]]);
+        assert_eq!(
+            calendar(&Schedule::parse("0 * * * * *").unwrap()).unwrap(),
+            vec![vec![]]
+        );
     }
 }
