@@ -113,6 +113,20 @@ fn sql_check(query: &str, expect: &str) -> String {
     format!("kind = \"sql\"\ndatabase = \"pagila\"\nquery = \"\"\"\n{query}\n\"\"\"\n\n[expect]\n{expect}\n")
 }
 
+/// A repository with one snapshot of the Pagila dump.
+fn pagila_repo() -> TestRepo {
+    require_environment();
+    TestRepo::new(&[(&dumps().join("pagila.dump"), "pagila.dump")])
+}
+
+/// A check that passes on Pagila.
+fn films_exist() -> (&'static str, String) {
+    (
+        "films-exist.toml",
+        sql_check("select count(*) from film", "min = 1000"),
+    )
+}
+
 /// A config for a snapshot of Pagila with `checks`, plus `slack` appended.
 fn pagila_config(
     work: &std::path::Path,
@@ -149,9 +163,7 @@ const OK_TEXT: Response = (200, vec![], "text/html", "ok");
 
 #[test]
 fn failed_drill_is_posted_to_the_webhook_with_junit_and_metrics() {
-    require_environment();
-    let d = dumps();
-    let repo = TestRepo::new(&[(&d.join("pagila.dump"), "pagila.dump")]);
+    let repo = pagila_repo();
     let work = tempfile::tempdir().unwrap();
     let slack = FakeSlack::start(vec![OK_TEXT]);
     let hook_path = "/services/T0TEST/B0TEST/s3cretHookToken";
@@ -168,10 +180,7 @@ fn failed_drill_is_posted_to_the_webhook_with_junit_and_metrics() {
             "rentals-wrong.toml",
             sql_check("select count(*) from rental", "equals = 1"),
         ),
-        (
-            "films-exist.toml",
-            sql_check("select count(*) from film", "min = 1000"),
-        ),
+        films_exist(),
     ];
     let config = pagila_config(
         work.path(),
@@ -297,9 +306,7 @@ fn failed_drill_is_posted_to_the_webhook_with_junit_and_metrics() {
 
 #[test]
 fn bot_token_posts_with_bearer_and_channel_after_429_and_500() {
-    require_environment();
-    let d = dumps();
-    let repo = TestRepo::new(&[(&d.join("pagila.dump"), "pagila.dump")]);
+    let repo = pagila_repo();
     let work = tempfile::tempdir().unwrap();
     let slack = FakeSlack::start(vec![
         (429, vec![("Retry-After", "1")], "application/json", "{\"ok\":false,\"error\":\"ratelimited\"}"),
@@ -312,10 +319,7 @@ fn bot_token_posts_with_bearer_and_channel_after_429_and_500() {
             "{\"ok\":true,\"channel\":\"C0OPS\",\"ts\":\"1795000000.000100\",\"message\":{\"type\":\"message\",\"ts\":\"1795000000.000100\",\"text\":\"drill\"}}",
         ),
     ]);
-    let checks = vec![(
-        "films-exist.toml",
-        sql_check("select count(*) from film", "min = 1000"),
-    )];
+    let checks = vec![films_exist()];
     let config = pagila_config(
         work.path(),
         &repo,
@@ -358,15 +362,10 @@ fn bot_token_posts_with_bearer_and_channel_after_429_and_500() {
 
 #[test]
 fn passed_drill_that_slack_never_accepts_exits_4_and_keeps_its_report() {
-    require_environment();
-    let d = dumps();
-    let repo = TestRepo::new(&[(&d.join("pagila.dump"), "pagila.dump")]);
+    let repo = pagila_repo();
     let work = tempfile::tempdir().unwrap();
     let slack = FakeSlack::start(vec![(500, vec![], "text/plain", "down")]);
-    let checks = vec![(
-        "films-exist.toml",
-        sql_check("select count(*) from film", "min = 1000"),
-    )];
+    let checks = vec![films_exist()];
     let config = pagila_config(
         work.path(),
         &repo,

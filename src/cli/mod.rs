@@ -520,12 +520,9 @@ fn schedule(cli: &Cli, count: usize) -> u8 {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let Some(s) = &config.schedule else {
-        eprintln!(
-            "drill: {} has no `schedule`; add e.g. schedule = \"0 0 3 15 1,4,7,10 *\" (cron with a seconds field)",
-            config.path.display()
-        );
-        return EXIT_USAGE;
+    let s = match service::schedule_of(&config) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let times = s.upcoming(clock.now(), config.timezone, count);
     if cli.json {

@@ -30,12 +30,9 @@ pub(super) enum LaunchdAction {
 
 const DEFAULT_LABEL: &str = "dev.drill.run";
 
-/// What the scheduled job runs.
+/// What a scheduled job runs: `PROGRAM --config CONFIG run [--tier T]`.
 #[derive(Debug, Args)]
-pub(super) struct AgentArgs {
-    /// The agent's label (also the plist's file name).
-    #[arg(long, default_value = DEFAULT_LABEL)]
-    label: String,
+pub(super) struct JobArgs {
     /// The drill binary the job runs (default: this one).
     #[arg(long, value_name = "PATH")]
     program: Option<PathBuf>,
@@ -45,6 +42,37 @@ pub(super) struct AgentArgs {
     /// Drill only this tier (default: the config's fallback list).
     #[arg(long, value_name = "T")]
     tier: Option<String>,
+}
+
+impl JobArgs {
+    /// `(program, config, tier)`, paths absolute; the tier checked against
+    /// `config`.
+    fn resolve(&self, config: &Config) -> Result<(PathBuf, PathBuf, Option<String>), u8> {
+        if let Some(t) = &self.tier {
+            if let Err(e) = config.tier(t) {
+                eprintln!("drill: {e}");
+                return Err(EXIT_USAGE);
+            }
+        }
+        let program = self
+            .program
+            .clone()
+            .or_else(|| std::env::current_exe().ok())
+            .map(|p| absolute(&p))
+            .unwrap_or_else(|| PathBuf::from("/usr/local/bin/drill"));
+        let config_path = absolute(self.config_path.as_deref().unwrap_or(&config.path));
+        Ok((program, config_path, self.tier.clone()))
+    }
+}
+
+/// The launchd agent's options.
+#[derive(Debug, Args)]
+pub(super) struct AgentArgs {
+    /// The agent's label (also the plist's file name).
+    #[arg(long, default_value = DEFAULT_LABEL)]
+    label: String,
+    #[command(flatten)]
+    job: JobArgs,
     /// Where the job's stdout and stderr go (default: ~/Library/Logs/drill).
     #[arg(long, value_name = "DIR")]
     log_dir: Option<PathBuf>,
@@ -58,15 +86,8 @@ pub(super) enum SystemdAction {
         /// Unit name (`NAME.service`, `NAME.timer`).
         #[arg(long, default_value = "drill")]
         name: String,
-        /// The drill binary the service runs (default: this one).
-        #[arg(long, value_name = "PATH")]
-        program: Option<PathBuf>,
-        /// The config the service reads (default: the one loaded now).
-        #[arg(long, value_name = "PATH")]
-        config_path: Option<PathBuf>,
-        /// Drill only this tier.
-        #[arg(long, value_name = "T")]
-        tier: Option<String>,
+        #[command(flatten)]
+        job: JobArgs,
         /// Print only this unit.
         #[arg(long, value_enum)]
         unit: Option<UnitKind>,
@@ -92,15 +113,8 @@ fn absolute(p: &Path) -> PathBuf {
     }
 }
 
-fn program(given: &Option<PathBuf>) -> PathBuf {
-    given
-        .clone()
-        .or_else(|| std::env::current_exe().ok())
-        .map(|p| absolute(&p))
-        .unwrap_or_else(|| PathBuf::from("/usr/local/bin/drill"))
-}
-
-fn schedule_of(config: &Config) -> Result<&Schedule, u8> {
+/// The config's schedule, or exit 2 saying what to add.
+pub(super) fn schedule_of(config: &Config) -> Result<&Schedule, u8> {
     config.schedule.as_ref().ok_or_else(|| {
         eprintln!(
             "drill: {} has no `schedule`; add e.g. schedule = \"0 0 3 15 1,4,7,10 *\" (cron with a seconds field)",
@@ -160,23 +174,17 @@ pub(super) fn launchd(cli: &Cli, action: &LaunchdAction) -> u8 {
             Err(code) => return code,
         },
     };
+    let (program, config_path, tier) = match a.job.resolve(&config) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
     let agent = launchd::Agent {
         label: a.label.clone(),
-        program: program(&a.program),
-        config: a
-            .config_path
-            .as_deref()
-            .map(absolute)
-            .unwrap_or_else(|| absolute(&config.path)),
-        tier: a.tier.clone(),
+        program,
+        config: config_path,
+        tier,
         log_dir,
     };
-    if let Some(t) = &agent.tier {
-        if let Err(e) = config.tier(t) {
-            eprintln!("drill: {e}");
-            return EXIT_USAGE;
-        }
-    }
     let text = match launchd::plist(&agent, schedule) {
         Ok(t) => t,
         Err(e) => {
@@ -300,13 +308,7 @@ fn launchd_uninstall(label: &str) -> u8 {
 
 /// `drill systemd print`.
 pub(super) fn systemd(cli: &Cli, action: &SystemdAction) -> u8 {
-    let SystemdAction::Print {
-        name,
-        program: prog,
-        config_path,
-        tier,
-        unit,
-    } = action;
+    let SystemdAction::Print { name, job, unit } = action;
     let (config, _) = match load(cli) {
         Ok(x) => x,
         Err(code) => return code,
@@ -315,20 +317,15 @@ pub(super) fn systemd(cli: &Cli, action: &SystemdAction) -> u8 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    if let Some(t) = tier {
-        if let Err(e) = config.tier(t) {
-            eprintln!("drill: {e}");
-            return EXIT_USAGE;
-        }
-    }
+    let (program, config_path, tier) = match job.resolve(&config) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
     let units = systemd::Units {
         name: name.clone(),
-        program: program(prog),
-        config: config_path
-            .as_deref()
-            .map(absolute)
-            .unwrap_or_else(|| absolute(&config.path)),
-        tier: tier.clone(),
+        program,
+        config: config_path,
+        tier,
     };
     let service = systemd::service(&units, schedule);
     let timer = systemd::timer(&units, schedule, config.timezone);
