@@ -546,21 +546,29 @@ impl Repository {
     /// With `--json`, restic leaves out what its ssh subprocess said. Ask
     /// again without it (`restic cat config`, read-only) to learn why the
     /// peer could not be reached.
+    ///
+    /// restic can exit on the closed connection before it has passed on
+    /// ssh's last line, so a failure without ssh's message is asked up to
+    /// three times.
     async fn diagnose_ssh(&self) -> Option<TierError> {
-        let out = self
-            .command(&["cat", "config"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .await
-            .ok()?;
-        if out.status.success() {
-            return None;
+        for _ in 0..3 {
+            let out = self
+                .command(&["cat", "config"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+                .await
+                .ok()?;
+            if out.status.success() {
+                return None;
+            }
+            if let e @ TierError::Ssh { .. } =
+                self.failure("cat", out.status, &String::from_utf8_lossy(&out.stderr))
+            {
+                return Some(e);
+            }
         }
-        match self.failure("cat", out.status, &String::from_utf8_lossy(&out.stderr)) {
-            e @ TierError::Ssh { .. } => Some(e),
-            _ => None,
-        }
+        None
     }
 
     /// All snapshots, oldest first.
