@@ -153,6 +153,17 @@ enum Command {
         #[command(subcommand)]
         action: service::SystemdAction,
     },
+    /// Remove sandboxes left behind: those whose drill process is gone
+    /// (killed runs, `--keep`). A sandbox of a drill still running is never
+    /// touched.
+    Reap {
+        /// Only sandboxes older than this (e.g. `1h`, `2d`).
+        #[arg(long, value_name = "DUR")]
+        older_than: Option<humantime::Duration>,
+        /// Only list what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Render `history.csv` as an HTML page: RTO and snapshot age per drill
     /// over time (SVG charts with the policy limits), and every drill.
     Report {
@@ -232,6 +243,10 @@ pub fn main() -> u8 {
         Some(Command::Schedule { count }) => schedule(&cli, *count),
         Some(Command::Launchd { action }) => service::launchd(&cli, action),
         Some(Command::Systemd { action }) => service::systemd(&cli, action),
+        Some(Command::Reap {
+            older_than,
+            dry_run,
+        }) => runtime.block_on(reap(&cli, older_than.map(Into::into), *dry_run)),
         Some(Command::Report { out }) => service::history_page(&cli, out.as_deref()),
         None => runtime.block_on(run(&cli, cli.run.clone())),
     }
@@ -252,13 +267,14 @@ async fn run(cli: &Cli, args: RunArgs) -> u8 {
         checks: args.checks.clone(),
         keep: args.keep,
     };
-    let _lock = match drill::DrillLock::acquire(&config.reports_dir, &opts.run_id, &config.path) {
+    let lock = match drill::DrillLock::acquire(&config.reports_dir, &opts.run_id, &config.path) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("drill: {e}");
             return EXIT_ENVIRONMENT;
         }
     };
+    reap_killed(&lock).await;
     let sink = progress::Terminal::new(cli.quiet, cli.verbose, config.timezone);
     let outcome = match guarded(&opts.run_id, drill::run(&config, &opts, clock, &sink)).await {
         Ok(o) => o,
@@ -290,6 +306,26 @@ async fn run(cli: &Cli, args: RunArgs) -> u8 {
             eprintln!("drill: failed to {e}; no verdict recorded");
             EXIT_ENVIRONMENT
         }
+    }
+}
+
+/// If the run that held `lock` before was killed, remove its sandboxes
+/// (only those) and say so.
+async fn reap_killed(lock: &drill::DrillLock) {
+    let Some(h) = lock.stale() else { return };
+    match drill::reap::after_killed_run(h).await {
+        Ok(names) => eprintln!(
+            "drill: the previous run ({h}) did not end cleanly; removed its {} sandbox(es){}",
+            names.len(),
+            if names.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", names.join(", "))
+            }
+        ),
+        Err(e) => eprintln!(
+            "drill: the previous run ({h}) did not end cleanly, and its sandboxes could not be removed: {e}; run `drill reap` once the engine is back"
+        ),
     }
 }
 
@@ -358,13 +394,14 @@ async fn investigate(cli: &Cli) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let _lock = match drill::DrillLock::acquire(&config.reports_dir, &run_id, &config.path) {
+    let lock = match drill::DrillLock::acquire(&config.reports_dir, &run_id, &config.path) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("drill: {e}");
             return EXIT_ENVIRONMENT;
         }
     };
+    reap_killed(&lock).await;
     let sink = progress::Terminal::new(cli.quiet, cli.verbose, config.timezone);
     match &cli.command {
         Some(Command::Bisect {
@@ -547,6 +584,55 @@ fn schedule(cli: &Cli, count: usize) -> u8 {
             println!("  (no future time matches)");
         }
     }
+    EXIT_PASSED
+}
+
+async fn reap(cli: &Cli, older_than: Option<std::time::Duration>, dry_run: bool) -> u8 {
+    use crate::drill::reap::Fate;
+    let (config, clock) = match load(cli) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let run_id = drill::new_run_id(clock.as_ref());
+    // Holding the lock clears a killed run's line from it; a drill running
+    // now keeps its sandboxes either way (its process is alive).
+    let lock = drill::DrillLock::acquire(&config.reports_dir, &run_id, &config.path).ok();
+    let list = match drill::reap::reap(older_than, dry_run, clock.now()).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("drill: {e}");
+            return EXIT_ENVIRONMENT;
+        }
+    };
+    drop(lock);
+    if cli.json {
+        print_json(&list);
+        return EXIT_PASSED;
+    }
+    for r in &list {
+        let what = match (r.fate, dry_run) {
+            (Fate::Removed, false) => "removed",
+            (Fate::Removed, true) => "would remove",
+            (Fate::InUse, _) => "kept (its drill is running)",
+            (Fate::OtherHost, _) => "kept (started from another host)",
+            (Fate::TooYoung, _) => "kept (younger than --older-than)",
+        };
+        println!(
+            "{what}: {} (run {}, tier {}, database {}, {}, {} old)",
+            r.sandbox.name,
+            r.sandbox.run_id,
+            r.sandbox.tier,
+            r.sandbox.database,
+            r.sandbox.state,
+            crate::report::html::short_duration(Some(r.age_seconds as f64))
+        );
+    }
+    let n = list.iter().filter(|r| r.fate == Fate::Removed).count();
+    println!(
+        "{} {n} sandbox(es); {} kept",
+        if dry_run { "would remove" } else { "removed" },
+        list.len() - n
+    );
     EXIT_PASSED
 }
 

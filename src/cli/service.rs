@@ -378,18 +378,6 @@ pub(super) fn history_page(cli: &Cli, out: Option<&Path>) -> u8 {
     EXIT_PASSED
 }
 
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // on success (and we stop at the first NUL or the end).
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "localhost".into();
-    }
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
 /// After a drill: `--junit`, `--metrics`, then Slack (unless
 /// `--no-notify`). Returns `false` when something asked for was not
 /// delivered; each failure is said on stderr with the report's location.
@@ -433,7 +421,7 @@ pub(super) async fn deliver(cli: &Cli, config: &Config, args: &RunArgs, o: &RunO
         }
         return all;
     };
-    let location = format!("{}:{}", hostname(), o.written.html.display());
+    let location = format!("{}:{}", crate::drill::hostname(), o.written.html.display());
     let message = crate::notify::message(&o.report, &location, config.timezone);
     let note = |m: &str| eprintln!("drill: {m}");
     match crate::notify::deliver(slack, &message, &note).await {

@@ -1,8 +1,11 @@
 //! One drill at a time per config: an exclusive `flock(2)` on
 //! `<reports_dir>/drill.lock`, held for the whole run and released by the
 //! kernel when the process ends, however it ends. The file holds who took
-//! it (pid, host, run id, start time, config), so a second drill can say
-//! who is in the way.
+//! it (pid, host, run id, start time, config, as one JSON line), so a second
+//! drill can say who is in the way. It is emptied when a run ends normally:
+//! a holder line found by the next run that gets the lock is the state of a
+//! run that was killed (SIGKILL, power loss) before it could clean up, and
+//! names the run whose sandboxes are to be reaped.
 
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
@@ -13,6 +16,52 @@ use std::path::{Path, PathBuf};
 pub struct DrillLock {
     file: std::fs::File,
     path: PathBuf,
+    stale: Option<Holder>,
+}
+
+/// Who holds (or held) the lock: the JSON line in the lock file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Holder {
+    /// Process id.
+    pub pid: u32,
+    /// Host name.
+    pub host: String,
+    /// The run id its sandboxes are labelled with.
+    pub run_id: String,
+    /// When it took the lock (RFC 3339, UTC).
+    pub started_at: String,
+    /// Its config file.
+    pub config: String,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pid {} on host {}, run {}, started {}, config {}",
+            self.pid, self.host, self.run_id, self.started_at, self.config
+        )
+    }
+}
+
+/// This host's name (`gethostname(2)`), `?` if unknown.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; we stop at the first NUL
+    // or at the end.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "?".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+fn describe(text: &str) -> String {
+    match serde_json::from_str::<Holder>(text) {
+        Ok(h) => h.to_string(),
+        Err(_) => text.to_string(),
+    }
 }
 
 /// Why the lock could not be taken.
@@ -69,27 +118,35 @@ impl DrillLock {
                     holder: if holder.is_empty() {
                         "holder unknown".into()
                     } else {
-                        holder.to_string()
+                        describe(holder)
                     },
                 });
             }
             return Err(io(err));
         }
-        let host = std::fs::read_to_string("/etc/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_default();
-        let who = format!(
-            "pid {} on host {}, run {run_id}, started {}, config {}",
-            std::process::id(),
-            if host.is_empty() { "?" } else { &host },
-            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            config.display()
-        );
+        // What a run that did not end normally left behind.
+        let mut previous = String::new();
+        let _ = file.read_to_string(&mut previous);
+        let stale = serde_json::from_str::<Holder>(previous.trim()).ok();
+        let who = serde_json::to_string(&Holder {
+            pid: std::process::id(),
+            host: hostname(),
+            run_id: run_id.to_string(),
+            started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            config: config.display().to_string(),
+        })
+        .expect("serializes");
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;
         file.write_all(who.as_bytes()).map_err(io)?;
         file.flush().map_err(io)?;
-        Ok(DrillLock { file, path })
+        Ok(DrillLock { file, path, stale })
+    }
+
+    /// The run that held this lock before and ended without releasing it
+    /// cleanly (killed): its sandboxes may still exist.
+    pub fn stale(&self) -> Option<&Holder> {
+        self.stale.as_ref()
     }
 
     /// The lock file.
@@ -120,6 +177,15 @@ mod tests {
             "{msg}"
         );
         drop(first);
-        DrillLock::acquire(d.path(), "run-c", Path::new("/etc/drill.toml")).unwrap();
+        let third = DrillLock::acquire(d.path(), "run-c", Path::new("/etc/drill.toml")).unwrap();
+        assert_eq!(third.stale(), None, "run-a ended cleanly");
+        // A holder line left in the file (a killed run) is found by the next.
+        let d2 = tempfile::tempdir().unwrap();
+        let killed = DrillLock::acquire(d2.path(), "run-k", Path::new("/c")).unwrap();
+        let text = std::fs::read_to_string(killed.path()).unwrap();
+        drop(killed);
+        std::fs::write(d2.path().join("drill.lock"), text).unwrap();
+        let next = DrillLock::acquire(d2.path(), "run-n", Path::new("/c")).unwrap();
+        assert_eq!(next.stale().map(|h| h.run_id.as_str()), Some("run-k"));
     }
 }

@@ -11,10 +11,11 @@ pub mod diff;
 pub mod doctor;
 pub mod extract;
 mod lock;
+pub mod reap;
 pub mod snapshots;
 pub mod status;
 
-pub use lock::{DrillLock, LockError};
+pub use lock::{hostname, DrillLock, Holder, LockError};
 
 use std::time::Instant;
 

@@ -15,8 +15,8 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 
 use super::{
-    ExecOutcome, OutputLog, SandboxError, LABEL_DATABASE, LABEL_MANAGED, LABEL_RUN_ID,
-    LABEL_SNAPSHOT, LABEL_TIER,
+    ExecOutcome, OutputLog, SandboxError, LABEL_DATABASE, LABEL_HOST, LABEL_MANAGED, LABEL_PID,
+    LABEL_RUN_ID, LABEL_SNAPSHOT, LABEL_TIER,
 };
 use crate::config::SANDBOX_SUPERUSER;
 use crate::secret::Secret;
@@ -111,6 +111,30 @@ async fn force_remove(docker: &Docker, id: &str) {
         .v(true)
         .build();
     let _ = docker.remove_container(id, Some(opts)).await;
+}
+
+/// A sandbox as the engine lists it, with drill's labels.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SandboxInfo {
+    /// Container id.
+    pub id: String,
+    /// Container name.
+    pub name: String,
+    /// `drill.run-id`.
+    pub run_id: String,
+    /// `drill.tier`.
+    pub tier: String,
+    /// `drill.database`.
+    pub database: String,
+    /// `drill.pid`: the drill process that started it (absent on sandboxes
+    /// of older versions).
+    pub pid: Option<u32>,
+    /// `drill.host`: where that process ran.
+    pub host: Option<String>,
+    /// When the container was created.
+    pub created: chrono::DateTime<chrono::Utc>,
+    /// Docker's state (`running`, `exited`, …).
+    pub state: String,
 }
 
 impl DockerEngine {
@@ -211,8 +235,12 @@ impl DockerEngine {
             name = format!("{name}-{s}");
         }
         let password = Secret::random();
+        let pid = std::process::id().to_string();
+        let host = crate::drill::hostname();
         let labels: HashMap<String, String> = [
             (LABEL_MANAGED, "true"),
+            (LABEL_PID, pid.as_str()),
+            (LABEL_HOST, host.as_str()),
             (LABEL_RUN_ID, req.run_id.as_str()),
             (LABEL_TIER, req.tier.as_str()),
             (LABEL_DATABASE, req.database.as_str()),
@@ -292,6 +320,46 @@ impl DockerEngine {
             .await
             .map_err(|e| api_error("list", run_id, e))?;
         Ok(list.into_iter().filter_map(|c| c.id).collect())
+    }
+
+    /// Every container carrying drill's sandbox label, running or not.
+    ///
+    /// # Errors
+    /// [`SandboxError::Api`].
+    pub async fn sandboxes(&self) -> Result<Vec<SandboxInfo>, SandboxError> {
+        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_MANAGED}=true")])]);
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| api_error("list", "drill sandboxes", e))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                let label = |k: &str| labels.get(k).cloned().unwrap_or_default();
+                Some(SandboxInfo {
+                    id: c.id?,
+                    name: c
+                        .names
+                        .and_then(|n| n.into_iter().next())
+                        .map(|n| n.trim_start_matches('/').to_string())
+                        .unwrap_or_default(),
+                    run_id: label(LABEL_RUN_ID),
+                    tier: label(LABEL_TIER),
+                    database: label(LABEL_DATABASE),
+                    pid: label(LABEL_PID).parse().ok(),
+                    host: labels.get(LABEL_HOST).cloned(),
+                    created: chrono::DateTime::from_timestamp(c.created.unwrap_or(0), 0)
+                        .unwrap_or_default(),
+                    state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                })
+            })
+            .collect())
     }
 
     /// Force-remove a container by id (with its anonymous volumes).

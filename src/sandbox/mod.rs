@@ -8,7 +8,7 @@
 
 mod docker;
 
-pub use docker::{DockerEngine, Sandbox, SandboxRequest};
+pub use docker::{DockerEngine, Sandbox, SandboxInfo, SandboxRequest};
 
 use std::collections::VecDeque;
 
@@ -23,6 +23,10 @@ pub const LABEL_TIER: &str = "drill.tier";
 pub const LABEL_SNAPSHOT: &str = "drill.snapshot";
 /// Label marking a container as a drill sandbox.
 pub const LABEL_MANAGED: &str = "drill.sandbox";
+/// Label: pid of the drill process that started the sandbox.
+pub const LABEL_PID: &str = "drill.pid";
+/// Label: host name of the drill process that started the sandbox.
+pub const LABEL_HOST: &str = "drill.host";
 
 /// Why a sandbox could not be provided or used. All of these are
 /// environment problems (exit 3), never a verdict on the backup.

@@ -1,0 +1,108 @@
+//! Removing sandboxes that no running drill owns.
+//!
+//! Every sandbox carries drill's labels: the run id, and the pid and host of
+//! the drill process that started it. A run removes its own sandboxes when it
+//! ends, fails or is interrupted; what is left comes from a run that was
+//! killed (SIGKILL, power loss) or kept with `--keep`. Two ways clean up:
+//!
+//! - the next drill of the same config finds the killed run in the lock file
+//!   ([`super::DrillLock::stale`]) and removes that run's sandboxes, only
+//!   those ([`after_killed_run`]);
+//! - `drill reap` removes every drill sandbox whose drill process is gone
+//!   ([`reap`]); a sandbox whose process still runs on this host is never
+//!   touched, and one started from another host is left alone (its process
+//!   cannot be checked from here).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::lock::{hostname, Holder};
+use crate::sandbox::{DockerEngine, SandboxError, SandboxInfo};
+
+/// Is process `pid` alive on this host (`kill(pid, 0)`)?
+fn alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Remove the sandboxes of `killed`, the run that held the lock before and
+/// ended without cleaning up. Returns the names removed.
+///
+/// # Errors
+/// The engine cannot be reached or listed.
+pub async fn after_killed_run(killed: &Holder) -> Result<Vec<String>, SandboxError> {
+    let engine = DockerEngine::connect().await?;
+    let mut removed = Vec::new();
+    for s in engine.sandboxes().await? {
+        if s.run_id == killed.run_id {
+            engine.remove(&s.id).await;
+            removed.push(s.name);
+        }
+    }
+    Ok(removed)
+}
+
+/// Why a sandbox is kept or removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fate {
+    /// Its drill process is gone: removed (or would be, with `--dry-run`).
+    Removed,
+    /// Its drill process still runs on this host.
+    InUse,
+    /// Started from another host; its process cannot be checked here.
+    OtherHost,
+    /// Younger than `--older-than`.
+    TooYoung,
+}
+
+/// One sandbox `drill reap` looked at.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reaped {
+    /// The sandbox.
+    #[serde(flatten)]
+    pub sandbox: SandboxInfo,
+    /// Its age, seconds.
+    pub age_seconds: i64,
+    /// What happened to it.
+    pub fate: Fate,
+}
+
+/// Look at every drill sandbox; remove those whose drill process is gone
+/// and that are older than `older_than` (all of them when `None`), unless
+/// `dry_run`.
+///
+/// # Errors
+/// The engine cannot be reached or listed.
+pub async fn reap(
+    older_than: Option<std::time::Duration>,
+    dry_run: bool,
+    now: DateTime<Utc>,
+) -> Result<Vec<Reaped>, SandboxError> {
+    let engine = DockerEngine::connect().await?;
+    let here = hostname();
+    let mut out = Vec::new();
+    for s in engine.sandboxes().await? {
+        let age = (now - s.created).num_seconds();
+        let fate = match (&s.host, s.pid) {
+            (Some(h), _) if *h != here => Fate::OtherHost,
+            (_, Some(pid)) if alive(pid) => Fate::InUse,
+            _ if older_than.is_some_and(|d| age < d.as_secs() as i64) => Fate::TooYoung,
+            _ => Fate::Removed,
+        };
+        if fate == Fate::Removed && !dry_run {
+            engine.remove(&s.id).await;
+        }
+        out.push(Reaped {
+            sandbox: s,
+            age_seconds: age,
+            fate,
+        });
+    }
+    out.sort_by(|a, b| a.sandbox.created.cmp(&b.sandbox.created));
+    Ok(out)
+}
