@@ -77,6 +77,32 @@ fn killed_run_is_reaped_by_the_next_run_and_reap_spares_running_drills() {
     let kept_run = report["run_id"].as_str().unwrap().to_string();
     assert!(sandbox_exists(&kept_run));
 
+    // The sandbox publishes PostgreSQL on 127.0.0.1 only, capped in memory
+    // and CPUs as configured (1 GiB, 1 CPU).
+    let inspect = Command::new("docker")
+        .args([
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=drill.run-id={kept_run}"),
+        ])
+        .output()
+        .unwrap();
+    let id = String::from_utf8(inspect.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let out = Command::new("docker")
+        .args(["inspect", "--format", "{{json .HostConfig}}", &id])
+        .output()
+        .unwrap();
+    let host: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bindings = host["PortBindings"]["5432/tcp"].as_array().unwrap();
+    assert_eq!(bindings.len(), 1, "{host}");
+    assert_eq!(bindings[0]["HostIp"], "127.0.0.1", "{host}");
+    assert_eq!(host["Memory"], 1024 * 1024 * 1024, "{host}");
+    assert_eq!(host["NanoCpus"], 1_000_000_000i64, "{host}");
+
     // A drill killed with SIGKILL while its sandbox runs.
     let mut child = Command::new(env!("CARGO_BIN_EXE_drill"))
         .arg("--config")
