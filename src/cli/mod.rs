@@ -313,15 +313,10 @@ async fn run(cli: &Cli, args: RunArgs) -> u8 {
 /// (only those) and say so.
 async fn reap_killed(lock: &drill::DrillLock) {
     let Some(h) = lock.stale() else { return };
-    match drill::reap::after_killed_run(h).await {
-        Ok(names) => eprintln!(
-            "drill: the previous run ({h}) did not end cleanly; removed its {} sandbox(es){}",
-            names.len(),
-            if names.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", names.join(", "))
-            }
+    match drill::sweep(&h.run_id).await {
+        Ok(ids) => eprintln!(
+            "drill: the previous run ({h}) did not end cleanly; removed its {} sandbox(es)",
+            ids.len()
         ),
         Err(e) => eprintln!(
             "drill: the previous run ({h}) did not end cleanly, and its sandboxes could not be removed: {e}; run `drill reap` once the engine is back"
@@ -607,7 +602,11 @@ async fn reap(cli: &Cli, older_than: Option<std::time::Duration>, dry_run: bool)
     drop(lock);
     if cli.json {
         print_json(&list);
-        return EXIT_PASSED;
+        return if list.iter().any(|r| r.fate == Fate::NotRemoved) {
+            EXIT_ENVIRONMENT
+        } else {
+            EXIT_PASSED
+        };
     }
     for r in &list {
         let what = match (r.fate, dry_run) {
@@ -616,6 +615,7 @@ async fn reap(cli: &Cli, older_than: Option<std::time::Duration>, dry_run: bool)
             (Fate::InUse, _) => "kept (its drill is running)",
             (Fate::OtherHost, _) => "kept (started from another host)",
             (Fate::TooYoung, _) => "kept (younger than --older-than)",
+            (Fate::NotRemoved, _) => "NOT removed (the engine still lists it)",
         };
         println!(
             "{what}: {} (run {}, tier {}, database {}, {}, {} old)",
@@ -628,11 +628,16 @@ async fn reap(cli: &Cli, older_than: Option<std::time::Duration>, dry_run: bool)
         );
     }
     let n = list.iter().filter(|r| r.fate == Fate::Removed).count();
+    let failed = list.iter().filter(|r| r.fate == Fate::NotRemoved).count();
     println!(
         "{} {n} sandbox(es); {} kept",
         if dry_run { "would remove" } else { "removed" },
-        list.len() - n
+        list.len() - n - failed
     );
+    if failed > 0 {
+        eprintln!("drill: {failed} sandbox(es) could not be removed; see above");
+        return EXIT_ENVIRONMENT;
+    }
     EXIT_PASSED
 }
 

@@ -7,7 +7,7 @@
 //!
 //! - the next drill of the same config finds the killed run in the lock file
 //!   ([`super::DrillLock::stale`]) and removes that run's sandboxes, only
-//!   those ([`after_killed_run`]);
+//!   those ([`super::sweep`], as after an interruption);
 //! - `drill reap` removes every drill sandbox whose drill process is gone
 //!   ([`reap`]); a sandbox whose process still runs on this host is never
 //!   touched, and one started from another host is left alone (its process
@@ -16,7 +16,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::lock::{hostname, Holder};
+use super::lock::hostname;
 use crate::sandbox::{DockerEngine, SandboxError, SandboxInfo};
 
 /// Is process `pid` alive on this host (`kill(pid, 0)`)?
@@ -27,23 +27,6 @@ fn alive(pid: u32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     let rc = unsafe { libc::kill(pid, 0) };
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
-/// Remove the sandboxes of `killed`, the run that held the lock before and
-/// ended without cleaning up. Returns the names removed.
-///
-/// # Errors
-/// The engine cannot be reached or listed.
-pub async fn after_killed_run(killed: &Holder) -> Result<Vec<String>, SandboxError> {
-    let engine = DockerEngine::connect().await?;
-    let mut removed = Vec::new();
-    for s in engine.sandboxes().await? {
-        if s.run_id == killed.run_id {
-            engine.remove(&s.id).await;
-            removed.push(s.name);
-        }
-    }
-    Ok(removed)
 }
 
 /// Why a sandbox is kept or removed.
@@ -58,6 +41,9 @@ pub enum Fate {
     OtherHost,
     /// Younger than `--older-than`.
     TooYoung,
+    /// Its drill process is gone, but the engine still lists it after the
+    /// removal.
+    NotRemoved,
 }
 
 /// One sandbox `drill reap` looked at.
@@ -74,7 +60,8 @@ pub struct Reaped {
 
 /// Look at every drill sandbox; remove those whose drill process is gone
 /// and that are older than `older_than` (all of them when `None`), unless
-/// `dry_run`.
+/// `dry_run`. A sandbox the engine still lists afterwards is
+/// [`Fate::NotRemoved`].
 ///
 /// # Errors
 /// The engine cannot be reached or listed.
@@ -102,6 +89,21 @@ pub async fn reap(
             age_seconds: age,
             fate,
         });
+    }
+    if !dry_run && out.iter().any(|r| r.fate == Fate::Removed) {
+        // Removal is best effort per container: believe the engine's list,
+        // not the request.
+        let left: Vec<String> = engine
+            .sandboxes()
+            .await?
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        for r in &mut out {
+            if r.fate == Fate::Removed && left.contains(&r.sandbox.id) {
+                r.fate = Fate::NotRemoved;
+            }
+        }
     }
     out.sort_by(|a, b| a.sandbox.created.cmp(&b.sandbox.created));
     Ok(out)

@@ -10,20 +10,10 @@ use chrono::{DateTime, Utc};
 use super::history::HistoryRow;
 use super::{PolicyLimit, PolicyStatus, Report, Status};
 
-/// Escape text for HTML element content and quoted attributes.
+/// Escape text for HTML element content and quoted attributes: the same
+/// escaping as the JUnit writer's, so every page is also well-formed XML.
 pub fn escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
+    super::junit::xml_text(s)
 }
 
 const STYLE: &str = "body{font:14px/1.45 -apple-system,system-ui,sans-serif;margin:2em auto;max-width:1000px;padding:0 1em;color:#222}\
@@ -440,8 +430,8 @@ mod tests {
         assert_eq!(short_duration(Some(0.0)), "0s");
         assert_eq!(short_duration(None), "unknown");
         assert_eq!(
-            escape("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+            escape("<a href=\"x\">&'\u{1}"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&apos;\u{FFFD}"
         );
     }
 
