@@ -81,7 +81,8 @@ pub(super) async fn run(
     // and everything it started have closed theirs.
     drop(cmd);
     let mut child = spawned.map_err(start_error)?;
-    let pgid = child.id();
+    // Abandoned (drill interrupted): the whole group goes on drop.
+    let mut group = crate::process::GroupGuard::new(child.id());
     let mut log = OutputLog::default();
     let waited = tokio::time::timeout(timeout, async {
         let mut buf = [0u8; 8192];
@@ -110,7 +111,7 @@ pub(super) async fn run(
     let status = match waited {
         Ok(Ok(status)) => status,
         Ok(Err(e)) => {
-            kill_group(pgid).await;
+            group.stop().await;
             log.finish();
             return Err(Incomplete {
                 error: CheckError::Program(format!("wait for `{shown}`: {e}")),
@@ -118,7 +119,7 @@ pub(super) async fn run(
             });
         }
         Err(_) => {
-            kill_group(pgid).await;
+            group.stop().await;
             let _ = child.wait().await;
             log.finish();
             return Err(Incomplete {
@@ -131,7 +132,7 @@ pub(super) async fn run(
         }
     };
     // Children it left behind in its group go too.
-    kill_group(pgid).await;
+    group.stop().await;
     log.finish();
     let output = log.bounded(HEAD_LINES, TAIL_LINES);
     match status.code() {
@@ -170,29 +171,6 @@ pub(super) async fn run(
                 output,
             })
         }
-    }
-}
-
-/// SIGTERM the process group `pgid`, then SIGKILL it 2 s later if any
-/// member is left.
-async fn kill_group(pgid: Option<u32>) {
-    let Some(pgid) = pgid.and_then(|p| i32::try_from(p).ok()) else {
-        return;
-    };
-    // SAFETY: killpg only sends a signal; pgid is the group this check
-    // created for its own child (process_group(0)).
-    let alive = unsafe { libc::killpg(pgid, libc::SIGTERM) } == 0;
-    if alive {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        for _ in 0..9 {
-            // SAFETY: as above; signal 0 only probes.
-            if unsafe { libc::killpg(pgid, 0) } != 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        // SAFETY: as above.
-        unsafe { libc::killpg(pgid, libc::SIGKILL) };
     }
 }
 

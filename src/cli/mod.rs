@@ -276,7 +276,8 @@ async fn run(cli: &Cli, args: RunArgs) -> u8 {
     };
     reap_killed(&lock).await;
     let sink = progress::Terminal::new(cli.quiet, cli.verbose, config.timezone);
-    let outcome = match guarded(&opts.run_id, drill::run(&config, &opts, clock, &sink)).await {
+    let outcome = match guarded(&opts.run_id, true, drill::run(&config, &opts, clock, &sink)).await
+    {
         Ok(o) => o,
         Err(code) => return code,
     };
@@ -324,36 +325,70 @@ async fn reap_killed(lock: &drill::DrillLock) {
     }
 }
 
-/// Run `work`, which starts sandboxes labelled `run_id`. On SIGINT or
-/// SIGTERM, or if it panics, remove the run's sandboxes and return the exit
-/// code (no verdict).
-async fn guarded<T>(run_id: &str, work: impl std::future::Future<Output = T>) -> Result<T, u8> {
-    let work = std::panic::AssertUnwindSafe(work);
-    tokio::select! {
-        r = futures_util::FutureExt::catch_unwind(work) => match r {
+/// How long an interrupted drill gets to stop its work, remove its
+/// sandboxes and write its report before drill gives up on it.
+const INTERRUPT_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Run `work`, which starts sandboxes labelled `run_id`. If it panics,
+/// remove the run's sandboxes and return the exit code (no verdict).
+///
+/// On SIGINT or SIGTERM: a `cooperative` work (`drill run`) is told through
+/// [`crate::interrupt`] and given [`INTERRUPT_GRACE`] to stop, clean up and
+/// write its report (verdict `error`), then returns as usual; a second
+/// signal, the end of the grace, or work that is not cooperative: remove the
+/// run's sandboxes here and return exit 3.
+async fn guarded<T>(
+    run_id: &str,
+    cooperative: bool,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, u8> {
+    let work = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(work));
+    tokio::pin!(work);
+    let panicked = || async {
+        eprintln!("drill: internal error (panic); removing this run's sandboxes; no verdict");
+        let _ = drill::sweep(run_id).await;
+        Err(EXIT_ENVIRONMENT)
+    };
+    let signal = tokio::select! {
+        r = &mut work => return match r {
             Ok(v) => Ok(v),
-            Err(_) => {
-                eprintln!("drill: internal error (panic); removing this run's sandboxes; no verdict");
-                let _ = drill::sweep(run_id).await;
-                Err(EXIT_ENVIRONMENT)
-            }
+            Err(_) => panicked().await,
         },
-        signal = shutdown_signal() => {
-            eprintln!("drill: interrupted by {signal}; removing this run's sandboxes");
-            // A create request in flight when the signal came may land after
-            // the first sweep: sweep again a moment later.
-            let mut removed = 0;
-            for pause in [0, 1500] {
-                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
-                match drill::sweep(run_id).await {
-                    Ok(ids) => removed += ids.len(),
-                    Err(e) => eprintln!("drill: could not remove the sandboxes of run {run_id}: {e}"),
-                }
-            }
-            eprintln!("drill: removed {removed} sandbox(es) of run {run_id}");
-            Err(EXIT_ENVIRONMENT)
+        signal = shutdown_signal() => signal,
+    };
+    if cooperative {
+        crate::interrupt::raise(signal);
+        eprintln!(
+            "drill: interrupted by {signal}; stopping, removing this run's sandboxes and writing the report (send it again to stop at once)"
+        );
+        tokio::select! {
+            r = &mut work => return match r {
+                Ok(v) => Ok(v),
+                Err(_) => panicked().await,
+            },
+            again = shutdown_signal() => eprintln!("drill: {again} again; stopping at once"),
+            () = tokio::time::sleep(INTERRUPT_GRACE) => eprintln!(
+                "drill: the interrupted drill did not stop within {} s; stopping at once",
+                INTERRUPT_GRACE.as_secs()
+            ),
+        }
+    } else {
+        eprintln!("drill: interrupted by {signal}; removing this run's sandboxes");
+    }
+    // Dropping the work stops its child processes; a create request in
+    // flight when the signal came may land after the first sweep: sweep
+    // again a moment later.
+    drop(work);
+    let mut removed = 0;
+    for pause in [0, 1500] {
+        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+        match drill::sweep(run_id).await {
+            Ok(ids) => removed += ids.len(),
+            Err(e) => eprintln!("drill: could not remove the sandboxes of run {run_id}: {e}"),
         }
     }
+    eprintln!("drill: removed {removed} sandbox(es) of run {run_id}");
+    Err(EXIT_ENVIRONMENT)
 }
 
 /// `drill bisect`, `drill diff`, `drill extract`: they restore snapshots
@@ -425,7 +460,12 @@ async fn investigate(cli: &Cli) -> u8 {
             };
             conclude(
                 cli,
-                guarded(&run_id, drill::bisect::run(&config, &opts, clock, &sink)).await,
+                guarded(
+                    &run_id,
+                    false,
+                    drill::bisect::run(&config, &opts, clock, &sink),
+                )
+                .await,
                 |rec| progress::bisect_summary(rec, &config.reports_dir),
                 |rec| match rec.verdict {
                     Verdict::Passed => EXIT_PASSED,
@@ -446,7 +486,12 @@ async fn investigate(cli: &Cli) -> u8 {
             };
             conclude(
                 cli,
-                guarded(&run_id, drill::diff::run(&config, &opts, clock, &sink)).await,
+                guarded(
+                    &run_id,
+                    false,
+                    drill::diff::run(&config, &opts, clock, &sink),
+                )
+                .await,
                 progress::diff_summary,
                 |rec| match rec.status() {
                     crate::report::Status::Passed => EXIT_PASSED,
@@ -474,7 +519,12 @@ async fn investigate(cli: &Cli) -> u8 {
             };
             conclude(
                 cli,
-                guarded(&run_id, drill::extract::run(&config, &opts, clock, &sink)).await,
+                guarded(
+                    &run_id,
+                    false,
+                    drill::extract::run(&config, &opts, clock, &sink),
+                )
+                .await,
                 progress::extract_summary,
                 |_| EXIT_PASSED,
             )

@@ -284,6 +284,7 @@ pub const COMMAND_ENV: [&str; 6] = [
 pub(super) fn load_dir(
     dir: &Path,
     databases: &[DatabaseConfig],
+    default_timeout: Duration,
 ) -> Result<Vec<CheckDefinition>, ConfigError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -300,18 +301,23 @@ pub(super) fn load_dir(
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     files.sort();
-    files.iter().map(|f| load_file(f, databases)).collect()
+    files
+        .iter()
+        .map(|f| load_file_with(f, databases, default_timeout))
+        .collect()
 }
 
-/// Load one check file.
+/// Load one check file; `default_timeout` (`timeouts.check`) for a file
+/// that gives no `timeout`.
 ///
 /// # Errors
 /// [`ConfigError`] naming the file and key: an unknown kind, an unknown key,
 /// a database not in `drill.toml`, an `expect` that cannot be judged, a
 /// `max_drop` outside 0–1, an empty command.
-pub fn load_file(
+pub(super) fn load_file_with(
     path: &Path,
     databases: &[DatabaseConfig],
+    default_timeout: Duration,
 ) -> Result<CheckDefinition, ConfigError> {
     let text = super::read(path)?;
     let name = path
@@ -349,7 +355,7 @@ pub fn load_file(
         match t {
             Some(d) if d.is_zero() => Err(invalid("timeout", "must be longer than 0 s".into())),
             Some(d) => Ok(d),
-            None => Ok(DEFAULT_TIMEOUT),
+            None => Ok(default_timeout),
         }
     };
     let make = |database: Option<String>,
@@ -638,7 +644,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("c.toml");
         std::fs::write(&p, text).unwrap();
-        load_file(&p, &dbs())
+        load_file_with(&p, &dbs(), DEFAULT_TIMEOUT)
     }
 
     #[test]

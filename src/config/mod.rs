@@ -205,6 +205,70 @@ struct RawConfig {
     #[serde(default)]
     databases: Vec<RawDatabase>,
     slack: Option<RawSlack>,
+    #[serde(default)]
+    timeouts: RawTimeouts,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    #[serde(default, with = "humantime_serde")]
+    listing: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    stall: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    restore: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    check: Option<Duration>,
+}
+
+/// `[timeouts]`: a limit on every phase of a drill, so an unattended drill
+/// always ends. Each one that expires ends its phase with no verdict
+/// (`error`, exit 3) and a reason naming the phase and the key. The sandbox's
+/// start is bounded by `sandbox.startup_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Phase `listing`: each restic listing command (`snapshots`, `ls`,
+    /// `cat`). Default 10 min.
+    pub listing: Duration,
+    /// Phase `streaming`: how long restic may send no byte of a dump while
+    /// the restore waits for one. Default 10 min.
+    pub stall: Duration,
+    /// Phase `restore`: one database's restore, from the first byte to the
+    /// restore tool's exit. Default 12 h.
+    pub restore: Duration,
+    /// Phase `check`: a check whose file gives no `timeout`. Default 10 min.
+    pub check: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            listing: crate::tier::DEFAULT_LISTING_TIMEOUT,
+            stall: Duration::from_secs(600),
+            restore: Duration::from_secs(12 * 3600),
+            check: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+fn timeouts(path: &Path, raw: RawTimeouts) -> Result<Timeouts, ConfigError> {
+    let d = Timeouts::default();
+    let pick = |key: &str, v: Option<Duration>, default: Duration| match v {
+        Some(v) if v.is_zero() => Err(ConfigError::invalid(
+            path,
+            format!("timeouts.{key}"),
+            "must be longer than 0 s",
+        )),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    };
+    Ok(Timeouts {
+        listing: pick("listing", raw.listing, d.listing)?,
+        stall: pick("stall", raw.stall, d.stall)?,
+        restore: pick("restore", raw.restore, d.restore)?,
+        check: pick("check", raw.check, d.check)?,
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -571,6 +635,8 @@ pub struct Config {
     pub databases: Vec<DatabaseConfig>,
     /// Slack settings, if any.
     pub slack: Option<SlackConfig>,
+    /// `[timeouts]`.
+    pub timeouts: Timeouts,
     /// Checks from `checks_dir`, sorted by name.
     pub checks: Vec<CheckDefinition>,
 }
@@ -865,7 +931,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
     let reports_dir = resolve(&raw.reports_dir.unwrap_or_else(|| PathBuf::from("reports")));
     let checks_dir = resolve(&raw.checks_dir.unwrap_or_else(|| PathBuf::from("checks")));
-    let checks = checks::load_dir(&checks_dir, &databases)?;
+    let timeouts = timeouts(path, raw.timeouts)?;
+    let checks = checks::load_dir(&checks_dir, &databases, timeouts.check)?;
 
     Ok(Config {
         path: path.to_path_buf(),
@@ -883,6 +950,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         sandbox,
         databases,
         slack: raw.slack.map(|s| slack_config(path, s)).transpose()?,
+        timeouts,
         checks,
     })
 }

@@ -308,6 +308,7 @@ pub(crate) async fn open_tier(
     }
     Repository::open_at(t, &location.repository, &config.restic)
         .await
+        .map(|r| r.with_listing_timeout(config.timeouts.listing))
         .map_err(CommandError::tier)
 }
 

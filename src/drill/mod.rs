@@ -23,8 +23,8 @@ use crate::checks;
 use crate::clock::Clock;
 use crate::config::{CheckDefinition, Config, DatabaseConfig, Engine};
 use crate::report::{
-    self, CheckReport, DatabaseReport, Event, EventSink, PolicyLimit, PolicyReport, PolicyStatus,
-    Report, RestoreReport, SnapshotReport, Status, Verdict, WrittenReport,
+    self, CheckReport, DatabaseReport, Event, EventSink, Interruption, PolicyLimit, PolicyReport,
+    PolicyStatus, Report, RestoreReport, SnapshotReport, Status, Verdict, WrittenReport,
 };
 use crate::restore;
 use crate::sandbox::{DockerEngine, Sandbox, SandboxRequest};
@@ -127,8 +127,9 @@ pub async fn run(
         let outcome = run_tier(config, opts, tier, &attempts, clock, events).await?;
         attempts = outcome.report.attempts.clone();
         let passed = outcome.report.verdict == Verdict::Passed;
+        let stop = passed || outcome.report.interrupted.is_some();
         last = Some(outcome);
-        if passed {
+        if stop {
             break;
         }
     }
@@ -165,6 +166,48 @@ pub async fn sweep(run_id: &str) -> Result<Vec<String>, crate::sandbox::SandboxE
         engine.remove(id).await;
     }
     Ok(ids)
+}
+
+/// Passes events on and remembers the phase they show, so an interrupted
+/// run can say where it stopped.
+struct PhaseTracker<'a> {
+    inner: &'a dyn EventSink,
+    now: std::sync::Mutex<(&'static str, Option<String>)>,
+}
+
+impl<'a> PhaseTracker<'a> {
+    fn new(inner: &'a dyn EventSink) -> Self {
+        PhaseTracker {
+            inner,
+            now: std::sync::Mutex::new(("listing", None)),
+        }
+    }
+
+    fn interruption(&self, signal: &str) -> Interruption {
+        let (phase, database) = self.now.lock().expect("phase lock").clone();
+        Interruption {
+            signal: signal.into(),
+            phase: phase.into(),
+            database,
+        }
+    }
+}
+
+impl EventSink for PhaseTracker<'_> {
+    fn emit(&self, event: &Event) {
+        let next = match event {
+            Event::SandboxStarting { database, .. } => Some(("sandbox", Some(database))),
+            Event::RestoreStarted { database, .. } => Some(("restore", Some(database))),
+            Event::RestoreFinished { database, .. } | Event::CheckFinished { database, .. } => {
+                Some(("checks", Some(database)))
+            }
+            _ => None,
+        };
+        if let Some((phase, database)) = next {
+            *self.now.lock().expect("phase lock") = (phase, database.cloned());
+        }
+        self.inner.emit(event);
+    }
 }
 
 /// One database of a drill: what it is, the checks it gets, its record.
@@ -489,103 +532,126 @@ pub async fn run_tier(
         repository: display_repo.clone(),
     });
     let disk = location.as_ref().ok().and_then(|l| l.disk);
-    let repo = match location {
-        Ok(l) => {
-            for w in &l.warnings {
-                events.emit(&Event::Warning { message: w.clone() });
-            }
-            warnings.extend(l.warnings);
-            match Repository::open_at(tier, &l.repository, &config.restic).await {
-                Ok(r) => Some(r),
-                // A prompt without a terminal is a usage error, unless
-                // earlier tiers were tried: then this attempt is recorded
-                // (no verdict) so their verdicts still reach the exit code.
-                Err(e) if e.is_usage() && earlier.is_empty() => {
-                    return Err(RunError::Usage(e.to_string()))
-                }
-                Err(e) => {
-                    reasons.push(e.to_string());
-                    None
-                }
-            }
-        }
-        Err(e) => {
-            reasons.push(e.to_string());
-            None
-        }
-    };
-    if let Some(repo) = &repo {
-        match repo.select_snapshot(&opts.snapshot).await {
-            Ok(Some(s)) => snapshot = Some(s),
-            Ok(None) => {
-                backup_missing = true;
-                reasons.push(format!(
-                    "repository {display_repo} of tier `{tier_name}` has no snapshots"
-                ));
-            }
-            Err(e) if e.is_usage() => return Err(RunError::Usage(e.to_string())),
-            Err(e) => reasons.push(e.to_string()),
-        }
-    }
-    let snapshot_report = snapshot.as_ref().map(|s| {
-        let age =
-            (started_at - s.time.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1000.0;
-        SnapshotReport {
-            id: s.id.clone(),
-            short_id: s.short_id.clone(),
-            time: s.time,
-            age_seconds: age.max(0.0),
-            hostname: s.hostname.clone(),
-            tags: s.tags.clone(),
-        }
-    });
-    if let (Some(s), Some(d)) = (&snapshot_report, disk) {
-        warnings.push(format!(
-            "tier `{tier_name}`: the cold copy on disk {d} is {} old (snapshot {} of {})",
-            humantime::format_duration(std::time::Duration::from_secs(s.age_seconds as u64)),
-            s.short_id,
-            s.time
-                .with_timezone(&config.timezone)
-                .format("%Y-%m-%d %H:%M %Z")
-        ));
-    }
-    if let Some(s) = &snapshot_report {
-        events.emit(&Event::SnapshotSelected {
-            short_id: s.short_id.clone(),
-            time: s.time.to_rfc3339(),
-            age_seconds: s.age_seconds,
-        });
-    }
-
     // Row counts of this tier's last passed drills, for `max_drop`.
     let baselines = report::history::baselines(&config.reports_dir, &tier_name);
-    if let (Some(repo), Some(snap)) = (&repo, &snapshot) {
-        let source = SnapshotSource {
-            run_id: &opts.run_id,
-            tier: &tier_name,
-            repo,
-            snapshot: snap,
-            baselines: &baselines,
-            name_by_snapshot: false,
-        };
-        let kept = drill_snapshot(config, &source, &mut dbs, opts.keep, events).await;
-        for k in kept {
-            events.emit(&Event::Kept {
-                database: k.database,
-                container: k.sandbox.name.clone(),
-                port: k.sandbox.port,
-                user: k.sandbox.user.clone(),
-                dbname: k.dbname,
-            });
+    let tracker = PhaseTracker::new(events);
+    let mut repo: Option<Repository> = None;
+    let mut snapshot_report: Option<SnapshotReport> = None;
+    // Listing, restores and checks, abandoned on SIGINT/SIGTERM.
+    let interrupted = {
+        let work =
+            async {
+                repo = match location {
+                    Ok(l) => {
+                        for w in &l.warnings {
+                            events.emit(&Event::Warning { message: w.clone() });
+                        }
+                        warnings.extend(l.warnings);
+                        match Repository::open_at(tier, &l.repository, &config.restic).await {
+                            Ok(r) => Some(r.with_listing_timeout(config.timeouts.listing)),
+                            // A prompt without a terminal is a usage error, unless
+                            // earlier tiers were tried: then this attempt is recorded
+                            // (no verdict) so their verdicts still reach the exit code.
+                            Err(e) if e.is_usage() && earlier.is_empty() => {
+                                return Err(RunError::Usage(e.to_string()))
+                            }
+                            Err(e) => {
+                                reasons.push(e.to_string());
+                                None
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        reasons.push(e.to_string());
+                        None
+                    }
+                };
+                if let Some(repo) = &repo {
+                    match repo.select_snapshot(&opts.snapshot).await {
+                        Ok(Some(s)) => snapshot = Some(s),
+                        Ok(None) => {
+                            backup_missing = true;
+                            reasons.push(format!(
+                                "repository {display_repo} of tier `{tier_name}` has no snapshots"
+                            ));
+                        }
+                        Err(e) if e.is_usage() => return Err(RunError::Usage(e.to_string())),
+                        Err(e) => reasons.push(e.to_string()),
+                    }
+                }
+                snapshot_report = snapshot.as_ref().map(|s| {
+                    let age = (started_at - s.time.with_timezone(&chrono::Utc)).num_milliseconds()
+                        as f64
+                        / 1000.0;
+                    SnapshotReport {
+                        id: s.id.clone(),
+                        short_id: s.short_id.clone(),
+                        time: s.time,
+                        age_seconds: age.max(0.0),
+                        hostname: s.hostname.clone(),
+                        tags: s.tags.clone(),
+                    }
+                });
+                if let (Some(s), Some(d)) = (&snapshot_report, disk) {
+                    warnings.push(format!(
+                "tier `{tier_name}`: the cold copy on disk {d} is {} old (snapshot {} of {})",
+                humantime::format_duration(std::time::Duration::from_secs(s.age_seconds as u64)),
+                s.short_id,
+                s.time
+                    .with_timezone(&config.timezone)
+                    .format("%Y-%m-%d %H:%M %Z")
+            ));
+                }
+                if let Some(s) = &snapshot_report {
+                    events.emit(&Event::SnapshotSelected {
+                        short_id: s.short_id.clone(),
+                        time: s.time.to_rfc3339(),
+                        age_seconds: s.age_seconds,
+                    });
+                }
+                if let (Some(repo), Some(snap)) = (&repo, &snapshot) {
+                    let source = SnapshotSource {
+                        run_id: &opts.run_id,
+                        tier: &tier_name,
+                        repo,
+                        snapshot: snap,
+                        baselines: &baselines,
+                        name_by_snapshot: false,
+                    };
+                    let kept = drill_snapshot(config, &source, &mut dbs, opts.keep, &tracker).await;
+                    for k in kept {
+                        events.emit(&Event::Kept {
+                            database: k.database,
+                            container: k.sandbox.name.clone(),
+                            port: k.sandbox.port,
+                            user: k.sandbox.user.clone(),
+                            dbname: k.dbname,
+                        });
+                    }
+                    if !opts.keep {
+                        let _ = sweep(&opts.run_id).await;
+                    }
+                } else {
+                    for db in &mut dbs {
+                        db.set_restore(Status::NotRun, "no snapshot to restore from".into());
+                        db.checks_not_run("no snapshot to restore from");
+                    }
+                }
+                Ok(())
+            };
+        match crate::interrupt::raised() {
+            Some(signal) => Some(tracker.interruption(signal)),
+            None => tokio::select! {
+                done = work => {
+                    done?;
+                    None
+                }
+                signal = crate::interrupt::wait() => Some(tracker.interruption(signal)),
+            },
         }
-        if !opts.keep {
-            let _ = sweep(&opts.run_id).await;
-        }
-    } else {
-        for db in &mut dbs {
-            db.set_restore(Status::NotRun, "no snapshot to restore from".into());
-            db.checks_not_run("no snapshot to restore from");
-        }
+    };
+    if let Some(i) = &interrupted {
+        interrupted_cleanup(&opts.run_id, i, &mut dbs, &mut reasons).await;
     }
     let checks_done = clock.now();
 
@@ -594,8 +660,8 @@ pub async fn run_tier(
         && dbs
             .iter()
             .all(|d| d.report.restore.status == Status::Passed);
-    let rto_seconds =
-        all_restored.then(|| (checks_done - started_at).num_milliseconds() as f64 / 1000.0);
+    let rto_seconds = (all_restored && interrupted.is_none())
+        .then(|| (checks_done - started_at).num_milliseconds() as f64 / 1000.0);
     let policy = PolicyReport {
         max_rto: PolicyLimit::judge(config.policy.max_rto, rto_seconds),
         max_snapshot_age: PolicyLimit::judge(
@@ -628,7 +694,10 @@ pub async fn run_tier(
             ));
         }
     }
-    let verdict = if failed {
+    // An interrupted drill has no verdict, whatever it had found so far.
+    let verdict = if interrupted.is_some() {
+        Verdict::Error
+    } else if failed {
         Verdict::Failed
     } else if errored {
         Verdict::Error
@@ -666,6 +735,7 @@ pub async fn run_tier(
         disk,
         attempts,
         passed_tier,
+        interrupted,
     };
     let written = report::write(&report, &config.reports_dir, config.timezone)?;
     events.emit(&Event::Finished {
@@ -677,6 +747,38 @@ pub async fn run_tier(
         report,
         written,
     })
+}
+
+/// After SIGINT/SIGTERM: what was not finished is marked so, the reason
+/// goes first, and the run's sandboxes are removed (also with `--keep`),
+/// twice: a create request in flight when the signal came may land after
+/// the first sweep.
+async fn interrupted_cleanup(
+    run_id: &str,
+    interruption: &Interruption,
+    dbs: &mut [DbRun<'_>],
+    reasons: &mut Vec<String>,
+) {
+    let what = match (interruption.phase.as_str(), &interruption.database) {
+        ("restore", Some(d)) => format!("the restore of database `{d}`"),
+        ("sandbox", Some(d)) => format!("the start of the sandbox for database `{d}`"),
+        ("checks", Some(d)) => format!("the checks of database `{d}`"),
+        _ => "the listing of the repository".to_string(),
+    };
+    let why = format!("interrupted by {} during {what}", interruption.signal);
+    for db in dbs.iter_mut() {
+        if db.report.restore.status == Status::NotRun {
+            db.set_restore(Status::Error, why.clone());
+            db.checks_not_run(&why);
+        } else if db.report.restore.status == Status::Passed && db.report.checks.is_empty() {
+            db.checks_not_run(&why);
+        }
+    }
+    reasons.insert(0, format!("{why}; no verdict"));
+    for pause in [0, 1500] {
+        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+        let _ = sweep(run_id).await;
+    }
 }
 
 /// Start a sandbox for `db` and restore `plan` into it. Fills the
@@ -738,7 +840,14 @@ pub(crate) async fn restore_database(
         database: name.clone(),
         bytes: plan.file.size,
     });
-    let outcome = restore::execute(plan, source.repo, source.snapshot, &sandbox).await;
+    let outcome = restore::execute(
+        plan,
+        source.repo,
+        source.snapshot,
+        &sandbox,
+        &config.timeouts,
+    )
+    .await;
     let r = &mut db.report.restore;
     r.status = outcome.status;
     r.bytes = outcome.bytes;
@@ -782,6 +891,18 @@ async fn drill_database(
         events,
     )
     .await;
+    // A check that did not pass in a sandbox that died or ran out of memory
+    // proves nothing about the backup.
+    if db.report.checks.iter().any(|c| c.status != Status::Passed) {
+        if let Err(e) = sandbox.check_alive().await {
+            for c in &mut db.report.checks {
+                if c.status != Status::Passed {
+                    c.status = Status::Error;
+                    c.detail = format!("could not be judged: {e}");
+                }
+            }
+        }
+    }
     if keep {
         Some(sandbox)
     } else {

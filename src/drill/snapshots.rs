@@ -51,7 +51,9 @@ pub async fn list(
     let t = config.tiers.get(tier).expect("caller checked the tier");
     let now = clock.now();
     let location = locate(t, &now.with_timezone(&config.timezone))?;
-    let repo = Repository::open_at(t, &location.repository, &config.restic).await?;
+    let repo = Repository::open_at(t, &location.repository, &config.restic)
+        .await?
+        .with_listing_timeout(config.timeouts.listing);
     let paths: Vec<&str> = config.databases.iter().map(|d| d.path.as_str()).collect();
     let mut out = Vec::new();
     for s in repo.snapshots().await? {

@@ -283,6 +283,21 @@ pub struct Report {
     /// The tier whose drill passed, if one did.
     #[serde(default)]
     pub passed_tier: Option<String>,
+    /// Set when SIGINT or SIGTERM stopped the run (verdict `error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<Interruption>,
+}
+
+/// A run stopped by a signal: which, and where it was.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Interruption {
+    /// `SIGINT` or `SIGTERM`.
+    pub signal: String,
+    /// The phase under way: `listing` (restic snapshots/ls), `sandbox`
+    /// (starting one), `restore` (streaming a dump into it), `checks`.
+    pub phase: String,
+    /// The `[[databases]]` entry being worked on, if any.
+    pub database: Option<String>,
 }
 
 /// One tier tried by a run (fallback).

@@ -34,7 +34,7 @@ use crate::report::Status;
 use crate::sandbox::{pg_message, Sandbox};
 use crate::tier::{DumpError, Repository, Snapshot, SnapshotFile};
 
-pub use stream::{has_trailer, plain_creates_database, Tap};
+pub use stream::{has_trailer, plain_creates_database, Stall, Tap};
 
 /// Bytes read from the head of a dump to decide how to restore it.
 const HEAD_BYTES: usize = 64 * 1024;
@@ -152,6 +152,7 @@ pub async fn execute(
     repo: &Repository,
     snapshot: &Snapshot,
     sandbox: &Sandbox,
+    timeouts: &crate::config::Timeouts,
 ) -> RestoreOutcome {
     let started = Instant::now();
     let db = &plan.database;
@@ -174,7 +175,16 @@ pub async fn execute(
         Ok(d) => d,
         Err(e) => return RestoreOutcome::new(Status::Error, Some(e.to_string())),
     };
-    let stored = Tap::new(dump.take_stdout(), 0);
+    let stall = Stall::new(dump.take_stdout(), timeouts.stall);
+    let stalled = stall.flag();
+    let stalled_error = || {
+        format!(
+            "phase streaming: restic sent no data of {} for {} (timeouts.stall); restic was stopped. Is the repository's disk or peer hung?",
+            db.path,
+            humantime::format_duration(timeouts.stall)
+        )
+    };
+    let stored = Tap::new(stall, 0);
     let stored_counter = stored.counter();
     let buffered = tokio::io::BufReader::with_capacity(256 * 1024, stored);
     let decoded: Box<dyn AsyncRead + Unpin + Send> = match db.compression {
@@ -211,6 +221,10 @@ pub async fn execute(
         seconds: started.elapsed().as_secs_f64(),
         error,
     };
+    if head_result.is_err() && stalled.load(std::sync::atomic::Ordering::Relaxed) {
+        let _ = dump.stop().await;
+        return finish(Status::Error, Some(stalled_error()), tap.bytes());
+    }
     if let Err(e) = head_result {
         let restic = dump.stop().await;
         return match restic {
@@ -289,7 +303,30 @@ pub async fn execute(
         ],
     };
     let mut input = std::io::Cursor::new(head).chain(&mut tap);
-    let exec = sandbox.exec_with_input(&cmd, Some(&mut input)).await;
+    let exec = match tokio::time::timeout(
+        timeouts.restore,
+        sandbox.exec_with_input(&cmd, Some(&mut input)),
+    )
+    .await
+    {
+        Ok(x) => x,
+        Err(_) => {
+            let _ = dump.stop().await;
+            return finish(
+                    Status::Error,
+                    Some(format!(
+                        "phase restore: the restore of {} did not finish within {} (timeouts.restore); it was stopped",
+                        db.path,
+                        humantime::format_duration(timeouts.restore)
+                    )),
+                    tap.bytes(),
+                );
+        }
+    };
+    if stalled.load(std::sync::atomic::Ordering::Relaxed) {
+        let _ = dump.stop().await;
+        return finish(Status::Error, Some(stalled_error()), tap.bytes());
+    }
     let exec = match exec {
         Ok(x) => x,
         Err(e) => {

@@ -1,6 +1,7 @@
 //! The dump stream's taps: byte counting, the tail kept for the trailer
 //! check, and the head sniffed for `CREATE DATABASE`.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -145,6 +146,70 @@ pub fn has_trailer(tail: &[u8], format: DumpFormat) -> bool {
         .filter(|l| !l.is_empty() && !l.starts_with("\\unrestrict"))
         .collect();
     matches!(lines.as_slice(), [.., "--", m, "--"] if *m == marker)
+}
+
+/// An `AsyncRead` pass-through that fails with [`std::io::ErrorKind::TimedOut`]
+/// when its source keeps the reader waiting for `limit` without a byte
+/// (phase `streaming`, `timeouts.stall`). Time the reader spends elsewhere
+/// (the restore tool busy, not asking for more) does not count. The stall is
+/// recorded in a shared flag, so the restore can tell it from damage.
+pub struct Stall<R> {
+    inner: R,
+    limit: std::time::Duration,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    stalled: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<R> Stall<R> {
+    /// Wrap `inner`.
+    pub fn new(inner: R, limit: std::time::Duration) -> Self {
+        Stall {
+            inner,
+            limit,
+            deadline: None,
+            stalled: Arc::default(),
+        }
+    }
+
+    /// A flag set once the source stalled.
+    pub fn flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.stalled.clone()
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Stall<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                this.deadline = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                let limit = this.limit;
+                let deadline = this
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                match deadline.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        this.stalled.store(true, Ordering::Relaxed);
+                        Poll::Ready(Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!(
+                                "restic sent no data for {}",
+                                humantime::format_duration(limit)
+                            ),
+                        )))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -78,6 +78,8 @@ pub struct Sandbox {
     pub password: Secret,
     /// Server version as `server_version` reports it, e.g. `16.4`.
     pub server_version: String,
+    /// The memory cap in bytes (`sandbox.memory`).
+    pub memory_bytes: u64,
 }
 
 /// Where Docker tools look for the engine when `DOCKER_HOST` is unset:
@@ -291,6 +293,7 @@ impl DockerEngine {
             user: SANDBOX_SUPERUSER.into(),
             password,
             server_version: String::new(),
+            memory_bytes: req.memory_bytes,
         };
         match sandbox.boot(req.startup_timeout).await {
             Ok(()) => Ok(sandbox),
@@ -448,6 +451,18 @@ impl Sandbox {
             .await
             .map_err(|e| api_error("inspect", &self.name, e))?;
         let state = info.state.unwrap_or_default();
+        // Docker flags the container when its main process was killed for
+        // memory; a backend killed while the postmaster lives only shows in
+        // the cgroup's own count (cgroup v2 `memory.events`).
+        if state.oom_killed == Some(true)
+            || (state.running == Some(true) && self.oom_kills().await > 0)
+        {
+            return Err(SandboxError::OutOfMemory {
+                name: self.name.clone(),
+                limit_bytes: self.memory_bytes,
+                log_tail: self.log_tail().await,
+            });
+        }
         if state.running == Some(true) {
             return Ok(());
         }
@@ -461,6 +476,34 @@ impl Sandbox {
             },
             log_tail: self.log_tail().await,
         })
+    }
+
+    /// How many processes the kernel killed for memory in the sandbox's
+    /// cgroup: the `oom_kill` line of `/sys/fs/cgroup/memory.events`
+    /// (cgroup v2) or `/sys/fs/cgroup/memory/memory.oom_control` (cgroup
+    /// v1, Linux ≥ 4.13); Linux kernel docs, "Control Group v2" and
+    /// "Memory Resource Controller". 0 when neither can be read.
+    async fn oom_kills(&self) -> u64 {
+        let cmd = [
+            "cat",
+            "/sys/fs/cgroup/memory.events",
+            "/sys/fs/cgroup/memory/memory.oom_control",
+        ];
+        let Ok((exec_id, mut output, _)) = self.attach(&cmd, false).await else {
+            return 0;
+        };
+        let _ = exec_id;
+        let mut text = Vec::new();
+        while let Some(Ok(chunk)) = output.next().await {
+            if let bollard::container::LogOutput::StdOut { message } = chunk {
+                text.extend_from_slice(&message);
+            }
+        }
+        String::from_utf8_lossy(&text)
+            .lines()
+            .filter_map(|l| l.strip_prefix("oom_kill "))
+            .filter_map(|n| n.trim().parse::<u64>().ok())
+            .sum()
     }
 
     /// The last lines of the container's log, one line, secrets redacted.
@@ -545,9 +588,13 @@ impl Sandbox {
                 collect.await;
             }
             Some(mut reader) => {
+                // Input closed whatever happened: a process must never wait
+                // for input that will not come.
                 let feed = async {
-                    let n = tokio::io::copy(&mut reader, &mut stdin).await?;
-                    stdin.shutdown().await?;
+                    let copied = tokio::io::copy(&mut reader, &mut stdin).await;
+                    let closed = stdin.shutdown().await;
+                    let n = copied?;
+                    closed?;
                     Ok::<u64, std::io::Error>(n)
                 };
                 tokio::pin!(feed);

@@ -82,6 +82,18 @@ pub enum SandboxError {
         /// The end of the container's log.
         log_tail: String,
     },
+    /// The kernel killed a process of the sandbox for memory: the sandbox's
+    /// cap was too small for this restore or check. Says nothing about the
+    /// backup.
+    #[error("sandbox {name} ran out of memory: a PostgreSQL process was killed (OOM) at the sandbox's limit of {} (sandbox.memory); this is not a verdict on the backup: raise sandbox.memory and drill again; container log ends: {log_tail}", bytesize::ByteSize::b(*limit_bytes).display().iec())]
+    OutOfMemory {
+        /// Container name.
+        name: String,
+        /// The memory cap in bytes.
+        limit_bytes: u64,
+        /// The end of the container's log.
+        log_tail: String,
+    },
     /// Output of a process in the sandbox could not be written where it
     /// was going (a file on the host).
     #[error("{action} a process in sandbox {name}: {source}")]

@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset};
 use serde::Deserialize;
@@ -66,6 +67,16 @@ pub enum TierError {
         message: String,
     },
     /// Any other restic failure while listing.
+    /// A listing command outlived `timeouts.listing`.
+    #[error("phase listing: restic {command} on tier `{tier}` did not finish within {} (timeouts.listing); restic was stopped. Is the repository's disk or peer hung?", humantime::format_duration(*limit))]
+    Timeout {
+        /// Tier name.
+        tier: String,
+        /// restic subcommand.
+        command: String,
+        /// The limit.
+        limit: Duration,
+    },
     #[error("restic {command} on tier `{tier}` exited with {status}: {stderr}")]
     Restic {
         /// Tier name.
@@ -289,7 +300,12 @@ pub struct Repository {
     password: ChildPassword,
     /// Extended options (`-o key=value`) for every restic command.
     options: Vec<String>,
+    /// Limit on each listing command (`snapshots`, `ls`, `cat`).
+    listing_timeout: Duration,
 }
+
+/// Default for `timeouts.listing`: 10 minutes.
+pub const DEFAULT_LISTING_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone)]
 enum ChildPassword {
@@ -447,7 +463,16 @@ impl Repository {
             restic: restic.to_path_buf(),
             password,
             options,
+            listing_timeout: DEFAULT_LISTING_TIMEOUT,
         })
+    }
+
+    /// Limit each listing command (`snapshots`, `ls`, `cat`) to `limit`
+    /// (`timeouts.listing`); past it restic's process group is killed and
+    /// the command fails with [`TierError::Timeout`].
+    pub fn with_listing_timeout(mut self, limit: Duration) -> Self {
+        self.listing_timeout = limit;
+        self
     }
 
     /// The repository location with any URL password redacted.
@@ -466,6 +491,9 @@ impl Repository {
             .env_remove("RESTIC_REPOSITORY_FILE")
             .env("RESTIC_PROGRESS_FPS", "0.0001")
             .stdin(Stdio::null())
+            // Its own group: stopping restic stops its ssh too, and a
+            // terminal's Ctrl-C reaches drill, which stops restic itself.
+            .process_group(0)
             .kill_on_drop(true);
         match &self.password {
             ChildPassword::Value(s) => {
@@ -526,13 +554,25 @@ impl Repository {
     }
 
     async fn run_json(&self, command: &str, args: &[&str]) -> Result<Vec<u8>, TierError> {
-        let out = self
+        let child = self
             .command(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .output()
-            .await
+            .spawn()
             .map_err(|e| self.spawn_error(e))?;
+        let mut group = crate::process::GroupGuard::new(child.id());
+        let out = match tokio::time::timeout(self.listing_timeout, child.wait_with_output()).await {
+            Ok(out) => out.map_err(|e| self.spawn_error(e))?,
+            Err(_) => {
+                group.stop().await;
+                return Err(TierError::Timeout {
+                    tier: self.tier.clone(),
+                    command: command.into(),
+                    limit: self.listing_timeout,
+                });
+            }
+        };
+        group.disarm();
         if !out.status.success() {
             let err = self.failure(command, out.status, &String::from_utf8_lossy(&out.stderr));
             if matches!(err, TierError::Restic { .. }) && self.location.starts_with("sftp:") {
@@ -752,6 +792,7 @@ impl Repository {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| self.spawn_error(e))?;
+        let group = crate::process::GroupGuard::new(child.id());
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         let stderr_task = tokio::spawn(async move {
@@ -771,6 +812,7 @@ impl Repository {
             snapshot: snapshot.short_id.clone(),
             path: path.into(),
             child,
+            group,
             stdout: Some(stdout),
             stderr_task,
         })
@@ -783,6 +825,8 @@ pub struct DumpStream {
     snapshot: String,
     path: String,
     child: Child,
+    /// restic's process group, killed if the stream is abandoned.
+    group: crate::process::GroupGuard,
     stdout: Option<ChildStdout>,
     stderr_task: tokio::task::JoinHandle<String>,
 }
@@ -843,6 +887,10 @@ impl DumpStream {
                 self.evaluate(status, &stderr)
             }
             _ => {
+                drop(std::mem::replace(
+                    &mut self.group,
+                    crate::process::GroupGuard::new(None),
+                ));
                 let _ = self.child.kill().await;
                 self.stderr_task.abort();
                 Ok(())
@@ -866,6 +914,7 @@ impl DumpStream {
             .wait()
             .await
             .map_err(|e| self.repo.spawn_error(e))?;
+        self.group.disarm();
         let stderr =
             std::mem::replace(&mut self.stderr_task, tokio::spawn(async { String::new() }))
                 .await
