@@ -331,7 +331,13 @@ pub async fn execute(
         Ok(x) => x,
         Err(e) => {
             let _ = dump.stop().await;
-            return finish(Status::Error, Some(e.to_string()), tap.bytes());
+            // A sandbox that died (or ran out of memory) explains the
+            // failed exec better than the API error does.
+            let why = match sandbox.check_alive().await {
+                Err(dead) => dead.to_string(),
+                Ok(()) => e.to_string(),
+            };
+            return finish(Status::Error, Some(why), tap.bytes());
         }
     };
 

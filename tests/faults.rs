@@ -1,0 +1,825 @@
+//! The fault-injection suite: every way a drill can go wrong that drill
+//! promises to handle, each against real restic repositories, real dumps
+//! and the real Docker engine.
+//!
+//! Every case asserts the exit code, the verdict and the reason the report
+//! names, and then [`Case::assert_clean`]: no sandbox of the drill is left,
+//! no process the drill started is left (nothing on the machine names the
+//! case's directories in its command line, environment or working
+//! directory), drill's temporary directory is empty, and the repository's
+//! files are byte-identical to what they were before the drill. No faulty
+//! case may exit 0.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{
+    database, dumps, healthy, report_of, require_environment, write_config, Db, TestRepo,
+};
+use serde_json::Value;
+
+/// restic as the tests' own PATH finds it, wrapped: `dump` goes through a
+/// trickle (`DRILL_TEST_TRICKLE` bytes every 0.1 s) or stalls after its
+/// first 64 KiB (`DRILL_TEST_STALL=1`); `snapshots` hangs with
+/// `DRILL_TEST_HANG_LISTING=1`. `pipefail`: the wrapper's exit status is
+/// restic's when restic fails.
+const RESTIC_WRAPPER: &str = r#"#!/bin/bash
+set -o pipefail
+if [ "$1" = snapshots ] && [ -n "$DRILL_TEST_HANG_LISTING" ]; then
+  sleep 3600
+fi
+if [ "$1" = dump ]; then
+  restic "$@" | python3 -c '
+import os, sys, time
+chunk = int(os.environ.get("DRILL_TEST_TRICKLE", "4096"))
+stall = os.environ.get("DRILL_TEST_STALL")
+src, out, sent = sys.stdin.buffer, sys.stdout.buffer, 0
+while True:
+    b = src.read(chunk)
+    if not b:
+        break
+    out.write(b)
+    out.flush()
+    sent += len(b)
+    if stall and sent >= 65536:
+        time.sleep(3600)
+    time.sleep(0.1)
+'
+  exit
+fi
+exec restic "$@"
+"#;
+
+/// One fault: a repository, a config in a directory of its own, and the
+/// repository's digest before anything ran.
+struct Case {
+    work: tempfile::TempDir,
+    repo: TestRepo,
+    config: PathBuf,
+    before: BTreeMap<PathBuf, Vec<u8>>,
+    /// Pids of the drills this case started.
+    pids: Vec<u32>,
+}
+
+impl Case {
+    /// A repository with one snapshot of `files`, and a config for `dbs`
+    /// with `checks`; `extra` is appended to `drill.toml` (e.g. a
+    /// `[timeouts]` table); `slow` puts the restic wrapper in `restic`.
+    fn new(
+        files: &[(&Path, &str)],
+        dbs: &[&Db],
+        checks: &[(&str, String)],
+        extra: &str,
+        slow: bool,
+    ) -> Case {
+        require_environment();
+        let repo = TestRepo::new(files);
+        Case::with_repo(repo, dbs, checks, extra, slow)
+    }
+
+    fn with_repo(
+        repo: TestRepo,
+        dbs: &[&Db],
+        checks: &[(&str, String)],
+        extra: &str,
+        slow: bool,
+    ) -> Case {
+        let work = tempfile::tempdir().unwrap();
+        let config = write_config(work.path(), &repo, dbs, checks);
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        if slow {
+            let wrapper = work.path().join("restic-slow");
+            std::fs::write(&wrapper, RESTIC_WRAPPER).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+            text = format!("restic = \"{}\"\n{text}", wrapper.display());
+        }
+        text.push_str(extra);
+        std::fs::write(&config, text).unwrap();
+        std::fs::create_dir_all(work.path().join("tmp")).unwrap();
+        let before = digest(&repo.repo);
+        Case {
+            work,
+            repo,
+            config,
+            before,
+            pids: Vec::new(),
+        }
+    }
+
+    fn reports(&self) -> PathBuf {
+        self.work.path().join("reports")
+    }
+
+    /// `drill --config … args`, with `env`, drill's TMPDIR in the case.
+    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_drill"));
+        c.arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("TMPDIR", self.work.path().join("tmp"))
+            .env_remove("RESTIC_PASSWORD")
+            .env_remove("RESTIC_PASSWORD_FILE");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// Run drill to the end.
+    fn run(&mut self, args: &[&str], env: &[(&str, &str)]) -> common::Run {
+        let child = self
+            .command(args, env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start drill");
+        self.pids.push(child.id());
+        let o = child.wait_with_output().unwrap();
+        common::Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// Start drill in the background; its stderr is collected by a thread.
+    fn spawn(&mut self, args: &[&str], env: &[(&str, &str)]) -> Running {
+        let mut child = self
+            .command(args, env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start drill");
+        self.pids.push(child.id());
+        let err = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            BufReader::new(err)
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
+        Running { child, stderr }
+    }
+
+    /// Wait (up to 60 s) for this case's `restic dump` to be running;
+    /// returns its pid.
+    fn wait_for_dump(&self) -> u32 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(pid) = processes_naming(&self.repo.repo.to_string_lossy())
+                .into_iter()
+                .find(|p| {
+                    p.argv.first().is_some_and(|a| a.ends_with("restic"))
+                        && p.argv.iter().any(|a| a == "dump")
+                })
+                .map(|p| p.pid)
+            {
+                return pid;
+            }
+            assert!(Instant::now() < deadline, "no restic dump started");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The invariants every case ends with.
+    fn assert_clean(&self, run_ids: &[&str]) {
+        // No sandbox: by run id, and by the pid label of every drill run.
+        for id in run_ids {
+            common::assert_no_sandbox_left(id);
+        }
+        for pid in &self.pids {
+            let left = containers(&format!("label=drill.pid={pid}"));
+            assert!(
+                left.is_empty(),
+                "sandboxes of drill pid {pid} remain: {left:?}"
+            );
+        }
+        // No process: nothing names the case's directories (restic has the
+        // repository in its environment; wrappers and checks live in the
+        // work directory). Killed groups may take a moment to go.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut left = processes_naming(&self.repo.dir.path().to_string_lossy());
+            left.extend(processes_naming(&self.work.path().to_string_lossy()));
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "processes left behind: {:?}",
+                left.iter()
+                    .map(|p| (p.pid, p.argv.join(" ")))
+                    .collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // No temporary directory left by drill.
+        let tmp: Vec<_> = std::fs::read_dir(self.work.path().join("tmp"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(tmp.is_empty(), "drill left temporary files: {tmp:?}");
+        // The repository is byte-identical (or still absent).
+        let after = digest(&self.repo.repo);
+        let changed: Vec<_> = self
+            .before
+            .keys()
+            .chain(after.keys())
+            .filter(|k| self.before.get(*k) != after.get(*k))
+            .collect();
+        assert!(
+            changed.is_empty(),
+            "the drill changed the repository: {changed:?}"
+        );
+    }
+}
+
+/// A drill started with [`Case::spawn`].
+struct Running {
+    child: Child,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Running {
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Wait for the end (at most 120 s): exit code and stderr.
+    fn finish(mut self) -> (i32, String) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("drill did not end within 120 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let stderr = self.stderr.join().unwrap();
+        (status.code().unwrap_or(-1), stderr)
+    }
+}
+
+/// Path → content of every file under `dir` (empty when it does not exist).
+fn digest(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.clone(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// A process on this machine.
+struct Proc {
+    pid: u32,
+    argv: Vec<String>,
+}
+
+/// Processes (other than this test) whose command line, environment or
+/// working directory contains `needle`.
+fn processes_naming(needle: &str) -> Vec<Proc> {
+    let me = std::process::id();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap() {
+        let e = e.unwrap();
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let read = |f: &str| std::fs::read(e.path().join(f)).unwrap_or_default();
+        let cmdline = read("cmdline");
+        if cmdline.is_empty() {
+            continue; // kernel thread or zombie
+        }
+        let environ = read("environ");
+        let cwd = std::fs::read_link(e.path().join("cwd")).unwrap_or_default();
+        let hit = |b: &[u8]| String::from_utf8_lossy(b).contains(needle);
+        if hit(&cmdline) || hit(&environ) || cwd.to_string_lossy().contains(needle) {
+            out.push(Proc {
+                pid,
+                argv: String::from_utf8_lossy(&cmdline)
+                    .split('\0')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            });
+        }
+    }
+    out
+}
+
+/// Container ids matching a `docker ps` filter (all states).
+fn containers(filter: &str) -> Vec<String> {
+    let o = Command::new("docker")
+        .args(["ps", "-aq", "--filter", filter])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "docker ps: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn frame_case(extra: &str, slow: bool, checks: &[(&str, String)]) -> Case {
+    let d = dumps();
+    Case::new(
+        &[(&d.join("frame-postgres.sql"), "frame-postgres.sql")],
+        &[healthy("frame")],
+        checks,
+        extra,
+        slow,
+    )
+}
+
+fn hive_case(file: &Path, extra: &str) -> Case {
+    Case::new(
+        &[(file, "hive-postgres.sql")],
+        &[healthy("hive")],
+        &[],
+        extra,
+        false,
+    )
+}
+
+/// Exit code, verdict and the reason: `reason` must be in the report's
+/// reasons. Returns the report.
+fn assert_outcome(case: &Case, run: &common::Run, code: i32, verdict: &str, reason: &str) -> Value {
+    let (_, report) = report_of(run, &case.reports());
+    assert_eq!(
+        run.code, code,
+        "stderr:\n{}\nreport: {report:#}",
+        run.stderr
+    );
+    assert_eq!(report["verdict"], verdict, "{report:#}");
+    let reasons = report["reasons"].to_string();
+    assert!(
+        reasons.contains(reason),
+        "expected `{reason}` in the reasons: {reasons}"
+    );
+    report
+}
+
+fn run_id(report: &Value) -> &str {
+    report["run_id"].as_str().unwrap()
+}
+
+#[test]
+fn truncated_dump_fails() {
+    // psql itself exits 0 on this file: only the missing trailer shows it.
+    let mut case = hive_case(&dumps().join("broken/hive-truncated.sql"), "");
+    let run = case.run(&[], &[]);
+    let report = assert_outcome(&case, &run, 1, "failed", "is truncated");
+    assert!(
+        report["rto_seconds"].is_null(),
+        "no RTO without a complete restore"
+    );
+    assert_eq!(report["policy"]["max_rto"]["status"], "unknown");
+    case.assert_clean(&[run_id(&report)]);
+}
+
+#[test]
+fn sql_error_mid_dump_fails() {
+    let mut case = hive_case(&dumps().join("broken/hive-sql-error.sql"), "");
+    let run = case.run(&[], &[]);
+    let report = assert_outcome(
+        &case,
+        &run,
+        1,
+        "failed",
+        r#"relation \"public.tenant_audit_log\" does not exist"#,
+    );
+    assert_eq!(database(&report, "hive")["restore"]["status"], "failed");
+    case.assert_clean(&[run_id(&report)]);
+}
+
+#[test]
+fn missing_dump_fails() {
+    let d = dumps();
+    let mut case = Case::new(
+        &[(&d.join("hive-postgres.sql"), "hive-postgres.sql")],
+        &[healthy("hive"), healthy("mysrt")],
+        &[],
+        "",
+        false,
+    );
+    let run = case.run(&[], &[]);
+    let report = assert_outcome(
+        &case,
+        &run,
+        1,
+        "failed",
+        "does not hold the dump /dumps/mysrt-postgres.sql.zst",
+    );
+    assert_eq!(database(&report, "hive")["restore"]["status"], "passed");
+    case.assert_clean(&[run_id(&report)]);
+}
+
+#[test]
+fn damaged_pack_fails() {
+    require_environment();
+    let d = dumps();
+    let repo = TestRepo::new(&[(&d.join("frame-postgres.sql"), "frame-postgres.sql")]);
+    repo.damage_largest_pack();
+    let mut case = Case::with_repo(repo, &[healthy("frame")], &[], "", false);
+    let run = case.run(&[], &[]);
+    let report = assert_outcome(&case, &run, 1, "failed", "the repository is damaged");
+    assert!(report["reasons"]
+        .to_string()
+        .contains("ciphertext verification failed"));
+    case.assert_clean(&[run_id(&report)]);
+}
+
+#[test]
+fn wrong_password_is_no_verdict() {
+    let mut case = hive_case(&dumps().join("hive-postgres.sql"), "");
+    std::fs::write(&case.repo.password_file, "not the password\n").unwrap();
+    let run = case.run(&[], &[]);
+    let report = assert_outcome(&case, &run, 3, "error", "wrong password");
+    assert_eq!(database(&report, "hive")["restore"]["status"], "not_run");
+    case.assert_clean(&[run_id(&report)]);
+}
+
+#[test]
+fn missing_repository_is_no_verdict() {
+    let mut case = hive_case(&dumps().join("hive-postgres.sql"), "");
+    let moved = case.repo.dir.path().join("moved-away");
+    std::fs::rename(&case.repo.repo, &moved).unwrap();
+    case.before = digest(&case.repo.repo);
+    let run = case.run(&[], &[]);
+    let report = assert_outcome(&case, &run, 3, "error", "does not exist");
+    case.assert_clean(&[run_id(&report)]);
+    assert!(
+        !case.repo.repo.exists(),
+        "drill created the missing repository"
+    );
+}
+
+#[test]
+fn docker_engine_unreachable_is_no_verdict() {
+    let mut case = hive_case(&dumps().join("hive-postgres.sql"), "");
+    let dead = case.work.path().join("dead.sock");
+    let host = format!("unix://{}", dead.display());
+    let run = case.run(&[], &[("DOCKER_HOST", &host)]);
+    let report = assert_outcome(&case, &run, 3, "error", "reach the Docker engine");
+    assert!(report["reasons"].to_string().contains("dead.sock"));
+    case.assert_clean(&[run_id(&report)]);
+}
+
+#[test]
+fn sandbox_image_missing_is_no_verdict() {
+    let mut case = hive_case(&dumps().join("hive-postgres.sql"), "");
+    let text = std::fs::read_to_string(&case.config).unwrap();
+    let text = text.replace(&common::image(), "drill-postgres:no-such-tag");
+    std::fs::write(&case.config, text).unwrap();
+    let run = case.run(&[], &[]);
+    let report = assert_outcome(&case, &run, 3, "error", "drill-postgres:no-such-tag");
+    assert!(report["reasons"].to_string().contains("get sandbox image"));
+    case.assert_clean(&[run_id(&report)]);
+}
+
+#[test]
+fn sandbox_killed_mid_restore_is_no_verdict() {
+    let mut case = frame_case("", true, &[]);
+    let running = case.spawn(&[], &[]);
+    case.wait_for_dump();
+    let pid = running.child.id();
+    let ids = containers(&format!("label=drill.pid={pid}"));
+    assert_eq!(ids.len(), 1, "one sandbox: {ids:?}");
+    // The sandbox's superuser password, to prove it reaches no report.
+    let env = Command::new("docker")
+        .args(["inspect", "-f", "{{json .Config.Env}}", &ids[0]])
+        .output()
+        .unwrap();
+    let env: Vec<String> = serde_json::from_slice(&env.stdout).unwrap();
+    let password = env
+        .iter()
+        .find_map(|e| e.strip_prefix("POSTGRES_PASSWORD="))
+        .expect("sandbox password")
+        .to_string();
+    let killed = Command::new("docker")
+        .args(["kill", &ids[0]])
+        .output()
+        .unwrap();
+    assert!(killed.status.success());
+    let (code, stderr) = running.finish();
+    let run = common::Run {
+        code,
+        stdout: String::new(),
+        stderr,
+    };
+    let report = assert_outcome(&case, &run, 3, "error", "stopped unexpectedly");
+    assert_eq!(database(&report, "frame")["restore"]["status"], "error");
+    assert_no_secret(&case, &password, &run.stderr);
+    case.assert_clean(&[run_id(&report)]);
+}
+
+#[test]
+fn out_of_memory_is_reported_with_the_limit_not_as_a_bad_backup() {
+    // A real pg_dump of hive, with a materialized view whose refresh needs
+    // far more than the sandbox's 128 MiB.
+    let healthy_dump = std::fs::read_to_string(dumps().join("hive-postgres.sql")).unwrap();
+    let trailer = "-- PostgreSQL database dump complete";
+    let at = healthy_dump.rfind(trailer).expect("trailer");
+    let at = healthy_dump[..at].rfind("--\n").unwrap_or(at);
+    let hungry = format!(
+        "{}CREATE MATERIALIZED VIEW public.memory_hog AS SELECT length(string_agg(md5(g::text), '')) AS n FROM generate_series(1, 20000000) g;\n\n{}",
+        &healthy_dump[..at],
+        &healthy_dump[at..]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hive-postgres.sql");
+    std::fs::write(&file, hungry).unwrap();
+    let mut case = hive_case(&file, "");
+    let text = std::fs::read_to_string(&case.config).unwrap();
+    std::fs::write(
+        &case.config,
+        text.replace("memory = \"1GiB\"", "memory = \"128MiB\""),
+    )
+    .unwrap();
+    let run = case.run(&[], &[]);
+    let report = assert_outcome(&case, &run, 3, "error", "ran out of memory");
+    let error = database(&report, "hive")["restore"]["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("128.0 MiB") && error.contains("sandbox.memory"),
+        "{error}"
+    );
+    assert_eq!(database(&report, "hive")["restore"]["status"], "error");
+    case.assert_clean(&[run_id(&report)]);
+}
+
+#[test]
+fn restic_killed_mid_stream_is_no_verdict() {
+    let mut case = frame_case("", true, &[]);
+    let running = case.spawn(&[], &[]);
+    let restic = case.wait_for_dump();
+    std::thread::sleep(Duration::from_millis(500));
+    let ok = Command::new("kill")
+        .args(["-KILL", &restic.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let (code, stderr) = running.finish();
+    let run = common::Run {
+        code,
+        stdout: String::new(),
+        stderr,
+    };
+    let report = assert_outcome(
+        &case,
+        &run,
+        3,
+        "error",
+        "restic dump on tier `local` exited",
+    );
+    assert_eq!(database(&report, "frame")["restore"]["status"], "error");
+    case.assert_clean(&[run_id(&report)]);
+}
+
+#[test]
+fn restic_stalling_mid_stream_times_out() {
+    let mut case = frame_case("\n[timeouts]\nstall = \"3s\"\n", true, &[]);
+    let run = case.run(&[], &[("DRILL_TEST_STALL", "1")]);
+    let report = assert_outcome(&case, &run, 3, "error", "phase streaming");
+    assert!(report["reasons"].to_string().contains("timeouts.stall"));
+    case.assert_clean(&[run_id(&report)]);
+}
+
+#[test]
+fn hanging_listing_times_out() {
+    let mut case = frame_case("\n[timeouts]\nlisting = \"2s\"\n", true, &[]);
+    let run = case.run(&[], &[("DRILL_TEST_HANG_LISTING", "1")]);
+    let report = assert_outcome(&case, &run, 3, "error", "phase listing");
+    assert!(report["reasons"].to_string().contains("timeouts.listing"));
+    case.assert_clean(&[run_id(&report)]);
+}
+
+#[test]
+fn sigint_mid_restore_writes_a_report_naming_the_phase() {
+    let mut case = frame_case("", true, &[]);
+    let running = case.spawn(&[], &[]);
+    let restic = case.wait_for_dump();
+    // The repository password reaches restic through its environment,
+    // never its arguments.
+    let argv = std::fs::read(format!("/proc/{restic}/cmdline")).unwrap_or_default();
+    assert!(!String::from_utf8_lossy(&argv).contains("correct horse"));
+    running.signal("INT");
+    let (code, stderr) = running.finish();
+    let run = common::Run {
+        code,
+        stdout: String::new(),
+        stderr,
+    };
+    let report = assert_outcome(
+        &case,
+        &run,
+        3,
+        "error",
+        "interrupted by SIGINT during the restore of database `frame`",
+    );
+    assert_eq!(report["interrupted"]["signal"], "SIGINT");
+    assert_eq!(report["interrupted"]["phase"], "restore");
+    assert_eq!(report["interrupted"]["database"], "frame");
+    assert_eq!(database(&report, "frame")["restore"]["status"], "error");
+    assert!(report["rto_seconds"].is_null());
+    case.assert_clean(&[run_id(&report)]);
+}
+
+#[test]
+fn sigkill_then_reap_removes_what_the_killed_drill_left() {
+    let mut case = frame_case("", true, &[]);
+    let running = case.spawn(&[], &[]);
+    case.wait_for_dump();
+    let pid = running.child.id();
+    let left = containers(&format!("label=drill.pid={pid}"));
+    assert_eq!(left.len(), 1);
+    running.signal("KILL");
+    let (code, _) = running.finish();
+    assert_eq!(code, -1, "killed by a signal");
+    assert_eq!(
+        containers(&format!("label=drill.pid={pid}")),
+        left,
+        "SIGKILL leaves the sandbox"
+    );
+    let reap = case.run(&["reap"], &[]);
+    assert_eq!(reap.code, 0, "{}\n{}", reap.stdout, reap.stderr);
+    assert!(reap.stdout.contains("removed"), "{}", reap.stdout);
+    case.assert_clean(&[]);
+}
+
+#[test]
+fn two_drills_at_once_the_second_is_refused() {
+    let mut case = frame_case("", true, &[]);
+    let first = case.spawn(&[], &[]);
+    case.wait_for_dump();
+    let second = case.run(&[], &[]);
+    assert_eq!(second.code, 3, "{}", second.stderr);
+    assert!(second.stderr.contains("drill.lock"), "{}", second.stderr);
+    assert!(
+        second.stderr.contains(&first.child.id().to_string()),
+        "names the holder: {}",
+        second.stderr
+    );
+    let (code, stderr) = first.finish();
+    assert_eq!(code, 0, "the first drill is not disturbed: {stderr}");
+    let run = common::Run {
+        code,
+        stdout: String::new(),
+        stderr,
+    };
+    let (_, report) = report_of(&run, &case.reports());
+    case.assert_clean(&[run_id(&report)]);
+}
+
+#[test]
+fn hanging_check_times_out_and_its_processes_go() {
+    let script = "#!/bin/sh\nsleep 3600 &\nsleep 3600\n";
+    let case_checks = [(
+        "hang.toml",
+        "kind = \"command\"\ndatabase = \"frame\"\ncommand = [\"./hang.sh\"]\ntimeout = \"2s\"\n"
+            .to_string(),
+    )];
+    let mut case = frame_case("", false, &case_checks);
+    let hang = case.work.path().join("checks/hang.sh");
+    std::fs::write(&hang, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hang, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = case.run(&[], &[]);
+    let report = assert_outcome(&case, &run, 3, "error", "check `hang`");
+    assert!(report["reasons"]
+        .to_string()
+        .contains("did not finish within 2s"));
+    case.assert_clean(&[run_id(&report)]);
+}
+
+#[test]
+fn unknown_config_key_is_a_usage_error() {
+    let mut case = hive_case(
+        &dumps().join("hive-postgres.sql"),
+        "\n[timeouts]\nstal = \"1m\"\n",
+    );
+    let run = case.run(&[], &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("drill.toml"), "{}", run.stderr);
+    assert!(run.stderr.contains("timeouts.stal"), "{}", run.stderr);
+    assert!(
+        !case.reports().exists(),
+        "no report for a config that does not load"
+    );
+    case.assert_clean(&[]);
+}
+
+#[test]
+fn check_kind_typo_is_a_usage_error() {
+    let checks = [(
+        "count.toml",
+        "kind = \"row-count\"\ndatabase = \"hive\"\n".to_string(),
+    )];
+    let d = dumps();
+    let mut case = Case::new(
+        &[(&d.join("hive-postgres.sql"), "hive-postgres.sql")],
+        &[healthy("hive")],
+        &checks,
+        "",
+        false,
+    );
+    let run = case.run(&[], &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("count.toml"), "{}", run.stderr);
+    assert!(run.stderr.contains("row-count"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("row-counts"),
+        "suggests the kinds: {}",
+        run.stderr
+    );
+    case.assert_clean(&[]);
+}
+
+/// `secret` appears in no file drill wrote and not in its output.
+fn assert_no_secret(case: &Case, secret: &str, output: &str) {
+    assert!(!output.contains(secret), "the secret is in drill's output");
+    for (path, bytes) in digest(&case.reports()) {
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(secret),
+            "the secret is in {}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn secrets_reach_no_report_junit_metrics_or_output() {
+    // The password comes from a command; a failing check makes every
+    // output carry detail (reasons, findings, JUnit failure text).
+    let password = "correct horse battery staple";
+    let checks = [(
+        "fails.toml",
+        "kind = \"sql\"\ndatabase = \"hive\"\nquery = \"select count(*) from pg_class\"\n[expect]\nmax = 0\n"
+            .to_string(),
+    )];
+    let d = dumps();
+    let mut case = Case::new(
+        &[(&d.join("hive-postgres.sql"), "hive-postgres.sql")],
+        &[healthy("hive")],
+        &checks,
+        "",
+        false,
+    );
+    let text = std::fs::read_to_string(&case.config).unwrap();
+    let file = case.repo.password_file.display().to_string();
+    let text = text.replace(
+        &format!("password_file = \"{file}\""),
+        &format!("password_command = \"cat {file}\""),
+    );
+    std::fs::write(&case.config, text).unwrap();
+    let junit = case.reports().join("junit.xml");
+    let metrics = case.reports().join("drill.prom");
+    let run = case.run(
+        &[
+            "-v",
+            "--junit",
+            junit.to_str().unwrap(),
+            "--metrics",
+            metrics.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let report = assert_outcome(&case, &run, 1, "failed", "check `fails` failed");
+    assert!(junit.is_file() && metrics.is_file());
+    assert_no_secret(&case, password, &format!("{}{}", run.stdout, run.stderr));
+    case.assert_clean(&[run_id(&report)]);
+}
