@@ -102,6 +102,12 @@ impl Case {
         text.push_str(extra);
         std::fs::write(&config, text).unwrap();
         std::fs::create_dir_all(work.path().join("tmp")).unwrap();
+        // A local sandbox's server runs as the `postgres` OS user when the
+        // tests run as root: it must be able to reach drill's TMPDIR.
+        use std::os::unix::fs::PermissionsExt;
+        for d in [work.path().to_path_buf(), work.path().join("tmp")] {
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o711)).unwrap();
+        }
         let before = digest(&repo.repo);
         Case {
             work,
@@ -822,4 +828,95 @@ fn secrets_reach_no_report_junit_metrics_or_output() {
     assert!(junit.is_file() && metrics.is_file());
     assert_no_secret(&case, password, &format!("{}{}", run.stdout, run.stderr));
     case.assert_clean(&[run_id(&report)]);
+}
+
+/// Switch a case's config to the local engine.
+fn use_local_engine(case: &Case) {
+    let text = std::fs::read_to_string(&case.config).unwrap();
+    std::fs::write(
+        &case.config,
+        text.replacen("[sandbox]\n", "[sandbox]\nengine = \"local\"\n", 1),
+    )
+    .unwrap();
+}
+
+#[test]
+fn local_engine_restores_and_checks_without_docker() {
+    // pagila healthy and checked; hive truncated: the same restore path
+    // must pass the one and fail the other, with Docker unreachable.
+    let d = dumps();
+    let checks = [(
+        "films.toml",
+        "kind = \"sql\"\ndatabase = \"pagila\"\nquery = \"select count(*) from film\"\n[expect]\nmin = 1000\n"
+            .to_string(),
+    )];
+    let mut case = Case::new(
+        &[
+            (&d.join("pagila.dump"), "pagila.dump"),
+            (&d.join("broken/hive-truncated.sql"), "hive-postgres.sql"),
+        ],
+        &[healthy("pagila"), healthy("hive")],
+        &checks,
+        "",
+        false,
+    );
+    use_local_engine(&case);
+    let dead = format!(
+        "unix://{}",
+        case.work.path().join("no-docker.sock").display()
+    );
+    let doctor = case.run(&["doctor"], &[("DOCKER_HOST", &dead)]);
+    assert!(
+        doctor.stdout.contains("ok   engine local: usable"),
+        "{}",
+        doctor.stdout
+    );
+    assert!(
+        doctor.stdout.contains("warn engine docker: not usable"),
+        "{}",
+        doctor.stdout
+    );
+    let run = case.run(&[], &[("DOCKER_HOST", &dead)]);
+    let report = assert_outcome(&case, &run, 1, "failed", "is truncated");
+    let pagila = database(&report, "pagila");
+    assert_eq!(pagila["restore"]["status"], "passed", "{pagila:#}");
+    assert_eq!(
+        common::check(&report, "pagila", "films")["status"],
+        "passed"
+    );
+    assert_eq!(database(&report, "hive")["restore"]["status"], "failed");
+    case.assert_clean(&[run_id(&report)]);
+}
+
+#[test]
+fn local_engine_sigint_and_sigkill_leave_nothing_behind() {
+    let mut case = frame_case("", true, &[]);
+    use_local_engine(&case);
+    // SIGINT mid-restore: the server and restic stop, the directory goes.
+    let running = case.spawn(&[], &[]);
+    case.wait_for_dump();
+    running.signal("INT");
+    let (code, stderr) = running.finish();
+    let run = common::Run {
+        code,
+        stdout: String::new(),
+        stderr,
+    };
+    let report = assert_outcome(&case, &run, 3, "error", "interrupted by SIGINT");
+    case.assert_clean(&[run_id(&report)]);
+    // SIGKILL mid-restore leaves the server; `drill reap` removes it.
+    let running = case.spawn(&[], &[]);
+    case.wait_for_dump();
+    running.signal("KILL");
+    running.finish();
+    let tmp = case.work.path().join("tmp");
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        1,
+        "the killed run's sandbox is left"
+    );
+    let reap = case.run(&["reap"], &[]);
+    assert_eq!(reap.code, 0, "{}\n{}", reap.stdout, reap.stderr);
+    assert!(reap.stdout.contains("removed"), "{}", reap.stdout);
+    case.assert_clean(&[]);
 }

@@ -585,7 +585,8 @@ fn doctor_checks_every_item_read_only_and_names_each_fix() {
         "ok   config:",
         "ok   restic: restic 0.",
         "ok   tier local:",
-        "ok   docker:",
+        "ok   engine docker: usable",
+        "ok   engine local: usable",
         "ok   slack:",
     ] {
         assert!(run.stdout.contains(line), "{line}:\n{}", run.stdout);

@@ -372,6 +372,7 @@ struct RawSandbox {
     cpus: Option<f64>,
     #[serde(default, with = "humantime_serde")]
     startup_timeout: Option<Duration>,
+    bin_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -583,6 +584,10 @@ pub struct SandboxConfig {
     pub cpus: f64,
     /// How long a sandbox may take to accept connections.
     pub startup_timeout: Duration,
+    /// `engine = "local"`: the directory of the PostgreSQL server binaries
+    /// (`initdb`, `postgres`, `psql`, `pg_restore`); default: found (see
+    /// [`crate::sandbox::LocalEngine::find`]).
+    pub bin_dir: Option<PathBuf>,
 }
 
 /// One `[[databases]]` entry: a dump inside each snapshot.
@@ -874,6 +879,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             .sandbox
             .startup_timeout
             .unwrap_or(Duration::from_secs(120)),
+        bin_dir: raw.sandbox.bin_dir.map(|d| resolve(&d)),
     };
 
     let mut databases: Vec<DatabaseConfig> = Vec::new();

@@ -32,7 +32,7 @@ use crate::clock::Clock;
 use crate::config::{Config, DatabaseConfig};
 use crate::report::{self, Event, EventSink, Status};
 use crate::restore::quote_ident;
-use crate::sandbox::{pg_message, DockerEngine, Sandbox};
+use crate::sandbox::{pg_message, Sandbox, SandboxEngine};
 use crate::tier::{Repository, Snapshot, TierError};
 
 /// A snapshot as `bisect` and `diff` name it.
@@ -383,7 +383,7 @@ pub(crate) async fn restore_one(
         }
     };
     let plan = crate::restore::plan(database, file);
-    let engine = DockerEngine::connect()
+    let engine = SandboxEngine::connect(&config.sandbox)
         .await
         .map_err(|e| (Status::Error, e.to_string()))?;
     match restore_database(config, source, &engine, &plan, &mut db, events).await {

@@ -7,8 +7,9 @@ use std::process::Stdio;
 use serde::Serialize;
 
 use crate::clock::Clock;
+use crate::config::Engine;
 use crate::config::{Config, PasswordSource, SlackTarget};
-use crate::sandbox::DockerEngine;
+use crate::sandbox::{DockerEngine, LocalEngine};
 use crate::tier::{locate, Repository, TierError};
 
 /// How an item fared.
@@ -211,40 +212,75 @@ pub async fn run(config: &Config, clock: &dyn Clock) -> Vec<Item> {
         }
     }
 
-    // sandbox engine and images
+    // sandbox engines: both are looked at; only the configured one can
+    // fail the preflight.
+    let docker_chosen = config.sandbox.engine == Engine::Docker;
+    let unchosen = |h: Health| if docker_chosen { h } else { Health::Warn };
     match DockerEngine::connect().await {
         Ok(engine) => {
             items.push(item(
-                "docker",
+                "engine docker",
                 Health::Ok,
                 format!(
-                    "engine reachable (version {})",
-                    engine.version().await.unwrap_or_else(|| "?".into())
+                    "usable: engine reachable (version {}){}",
+                    engine.version().await.unwrap_or_else(|| "?".into()),
+                    if docker_chosen { "; configured" } else { "" }
                 ),
                 None,
             ));
-            let mut images: Vec<&str> = config.databases.iter().map(|d| d.image.as_str()).collect();
-            images.push(&config.sandbox.image);
-            images.sort_unstable();
-            images.dedup();
-            for image in images {
-                if engine.image_present(image).await {
-                    items.push(item(format!("image {image}"), Health::Ok, "present", None));
-                } else {
-                    items.push(item(
-                        format!("image {image}"),
-                        Health::Fail,
-                        "not present on the engine",
-                        Some(format!("`docker pull {image}`, or build the offline image (scripts/build-image.sh) and set `image`")),
-                    ));
+            if docker_chosen {
+                let mut images: Vec<&str> =
+                    config.databases.iter().map(|d| d.image.as_str()).collect();
+                images.push(&config.sandbox.image);
+                images.sort_unstable();
+                images.dedup();
+                for image in images {
+                    if engine.image_present(image).await {
+                        items.push(item(format!("image {image}"), Health::Ok, "present", None));
+                    } else {
+                        items.push(item(
+                            format!("image {image}"),
+                            Health::Fail,
+                            "not present on the engine",
+                            Some(format!("`docker pull {image}`, or build the offline image (scripts/build-image.sh) and set `image`")),
+                        ));
+                    }
                 }
             }
         }
         Err(e) => items.push(item(
-            "docker",
-            Health::Fail,
-            e.to_string(),
-            Some("start Docker, or set DOCKER_HOST".into()),
+            "engine docker",
+            unchosen(Health::Fail),
+            format!("not usable: {e}"),
+            Some(if docker_chosen {
+                "start Docker, or set DOCKER_HOST, or use sandbox.engine = \"local\"".into()
+            } else {
+                "not needed: sandbox.engine = \"local\"".into()
+            }),
+        )),
+    }
+    match LocalEngine::find(config.sandbox.bin_dir.as_deref()) {
+        Ok(local) => items.push(item(
+            "engine local",
+            Health::Ok,
+            format!(
+                "usable: {} in {}{}",
+                local.version().await.unwrap_or_else(|| "PostgreSQL".into()),
+                local.bin_dir().display(),
+                if docker_chosen { "" } else { "; configured" }
+            ),
+            None,
+        )),
+        Err(e) => items.push(item(
+            "engine local",
+            if docker_chosen {
+                Health::Warn
+            } else {
+                Health::Fail
+            },
+            format!("not usable: {e}"),
+            (!docker_chosen)
+                .then(|| "install the PostgreSQL server package or set sandbox.bin_dir".into()),
         )),
     }
 

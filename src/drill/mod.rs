@@ -21,13 +21,13 @@ use std::time::Instant;
 
 use crate::checks;
 use crate::clock::Clock;
-use crate::config::{CheckDefinition, Config, DatabaseConfig, Engine};
+use crate::config::{CheckDefinition, Config, DatabaseConfig};
 use crate::report::{
     self, CheckReport, DatabaseReport, Event, EventSink, Interruption, PolicyLimit, PolicyReport,
     PolicyStatus, Report, RestoreReport, SnapshotReport, Status, Verdict, WrittenReport,
 };
 use crate::restore;
-use crate::sandbox::{DockerEngine, Sandbox, SandboxRequest};
+use crate::sandbox::{DockerEngine, Sandbox, SandboxEngine, SandboxRequest};
 use crate::tier::{Repository, Snapshot};
 
 /// What to drill.
@@ -160,11 +160,24 @@ pub fn new_run_id(clock: &dyn Clock) -> String {
 /// # Errors
 /// The engine cannot be reached or listed.
 pub async fn sweep(run_id: &str) -> Result<Vec<String>, crate::sandbox::SandboxError> {
-    let engine = DockerEngine::connect().await?;
-    let ids = engine.containers_of_run(run_id).await?;
-    for id in &ids {
+    let mut ids = Vec::new();
+    for local in crate::sandbox::local::sandboxes() {
+        if local.run_id == run_id {
+            crate::sandbox::local::remove(&local.id).await;
+            ids.push(local.id);
+        }
+    }
+    // A host without Docker (local engine) has no containers to sweep.
+    let engine = match DockerEngine::connect().await {
+        Ok(e) => e,
+        Err(_) if !ids.is_empty() => return Ok(ids),
+        Err(e) => return Err(e),
+    };
+    let containers = engine.containers_of_run(run_id).await?;
+    for id in &containers {
         engine.remove(id).await;
     }
+    ids.extend(containers);
     Ok(ids)
 }
 
@@ -431,7 +444,7 @@ pub(crate) async fn drill_snapshot(
     if plans.iter().all(Option::is_none) {
         return Vec::new();
     }
-    let engine = match DockerEngine::connect().await {
+    let engine = match SandboxEngine::connect(&config.sandbox).await {
         Ok(e) => e,
         Err(e) => {
             for (db, plan) in dbs.iter_mut().zip(plans.iter()) {
@@ -492,12 +505,6 @@ pub async fn run_tier(
                 config.checks_dir.display()
             )));
         }
-    }
-    if config.sandbox.engine == Engine::Local {
-        return Err(RunError::Usage(
-            "sandbox.engine = \"local\" is not supported by this version of drill; use \"docker\""
-                .into(),
-        ));
     }
     if config.databases.is_empty() {
         return Err(RunError::Usage(format!(
@@ -787,7 +794,7 @@ async fn interrupted_cleanup(
 pub(crate) async fn restore_database(
     config: &Config,
     source: &SnapshotSource<'_>,
-    engine: &DockerEngine,
+    engine: &SandboxEngine,
     plan: &restore::RestorePlan,
     db: &mut DbRun<'_>,
     events: &dyn EventSink,
@@ -875,7 +882,7 @@ pub(crate) async fn restore_database(
 async fn drill_database(
     config: &Config,
     source: &SnapshotSource<'_>,
-    engine: &DockerEngine,
+    engine: &SandboxEngine,
     plan: &restore::RestorePlan,
     db: &mut DbRun<'_>,
     keep: bool,

@@ -17,7 +17,23 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::lock::hostname;
-use crate::sandbox::{DockerEngine, SandboxError, SandboxInfo};
+use crate::config::Engine;
+use crate::sandbox::{local, DockerEngine, SandboxError, SandboxInfo};
+
+/// Every drill sandbox on this host: local ones (directories) and, when the
+/// Docker engine answers, containers. The engine's error counts only when
+/// it is the configured one.
+async fn list(engine: Engine) -> Result<(Vec<SandboxInfo>, Option<DockerEngine>), SandboxError> {
+    let mut all = local::sandboxes();
+    match DockerEngine::connect().await {
+        Ok(docker) => {
+            all.extend(docker.sandboxes().await?);
+            Ok((all, Some(docker)))
+        }
+        Err(e) if engine == Engine::Docker => Err(e),
+        Err(_) => Ok((all, None)),
+    }
+}
 
 /// Is process `pid` alive on this host (`kill(pid, 0)`)?
 fn alive(pid: u32) -> bool {
@@ -63,17 +79,21 @@ pub struct Reaped {
 /// `dry_run`. A sandbox the engine still lists afterwards is
 /// [`Fate::NotRemoved`].
 ///
+/// Local sandboxes (`sandbox.engine = "local"`) are looked at too; their
+/// `id` is their directory.
+///
 /// # Errors
-/// The engine cannot be reached or listed.
+/// The configured `engine` (Docker) cannot be reached or listed.
 pub async fn reap(
+    engine: Engine,
     older_than: Option<std::time::Duration>,
     dry_run: bool,
     now: DateTime<Utc>,
 ) -> Result<Vec<Reaped>, SandboxError> {
-    let engine = DockerEngine::connect().await?;
+    let (sandboxes, docker) = list(engine).await?;
     let here = hostname();
     let mut out = Vec::new();
-    for s in engine.sandboxes().await? {
+    for s in sandboxes {
         let age = (now - s.created).num_seconds();
         let fate = match (&s.host, s.pid) {
             (Some(h), _) if *h != here => Fate::OtherHost,
@@ -82,7 +102,10 @@ pub async fn reap(
             _ => Fate::Removed,
         };
         if fate == Fate::Removed && !dry_run {
-            engine.remove(&s.id).await;
+            match &docker {
+                Some(d) if !s.id.starts_with('/') => d.remove(&s.id).await,
+                _ => local::remove(&s.id).await,
+            }
         }
         out.push(Reaped {
             sandbox: s,
@@ -93,12 +116,7 @@ pub async fn reap(
     if !dry_run && out.iter().any(|r| r.fate == Fate::Removed) {
         // Removal is best effort per container: believe the engine's list,
         // not the request.
-        let left: Vec<String> = engine
-            .sandboxes()
-            .await?
-            .into_iter()
-            .map(|s| s.id)
-            .collect();
+        let left: Vec<String> = list(engine).await?.0.into_iter().map(|s| s.id).collect();
         for r in &mut out {
             if r.fate == Fate::Removed && left.contains(&r.sandbox.id) {
                 r.fate = Fate::NotRemoved;

@@ -58,19 +58,32 @@ pub struct SandboxRequest {
     pub startup_timeout: Duration,
 }
 
-/// A running sandbox container.
+/// What runs a sandbox.
+#[derive(Clone)]
+pub(crate) enum Backend {
+    /// A Docker container.
+    Docker(Docker),
+    /// A server on this host ([`super::local`]).
+    Local(std::sync::Arc<super::local::Server>),
+}
+
+/// A running sandbox: a Docker container, or a local server
+/// (`sandbox.engine = "local"`).
 #[derive(Clone)]
 pub struct Sandbox {
-    docker: Docker,
-    /// Container id.
+    pub(crate) backend: Backend,
+    /// Container id (local: the sandbox's directory).
     pub id: String,
-    /// Container name (`drill-<run id>-<database>`).
+    /// Container name (`drill-<run id>-<database>`; local: the directory's
+    /// name).
     pub name: String,
-    /// Image it runs.
+    /// Image it runs (local: `local:<binaries directory>`).
     pub image: String,
-    /// Host address of the published port (always 127.0.0.1).
+    /// Host address of the published port, always 127.0.0.1 (local: the
+    /// directory holding the server's Unix socket; libpq and
+    /// tokio-postgres read a host starting with `/` as one).
     pub host: String,
-    /// Host port mapped to the server's 5432.
+    /// Host port mapped to the server's 5432 (local: the socket's number).
     pub port: u16,
     /// Superuser name.
     pub user: String,
@@ -284,7 +297,7 @@ impl DockerEngine {
             .await
             .map_err(|e| api_error("create", &name, e))?;
         let mut sandbox = Sandbox {
-            docker: self.docker.clone(),
+            backend: Backend::Docker(self.docker.clone()),
             id: created.id,
             name,
             image: req.image.clone(),
@@ -372,8 +385,17 @@ impl DockerEngine {
 }
 
 impl Sandbox {
+    /// The Docker client of a container sandbox. Only the Docker paths
+    /// call it: each public method sends a local sandbox elsewhere first.
+    fn docker(&self) -> &Docker {
+        match &self.backend {
+            Backend::Docker(d) => d,
+            Backend::Local(_) => unreachable!("a Docker call on a local sandbox"),
+        }
+    }
+
     async fn boot(&mut self, timeout: Duration) -> Result<(), SandboxError> {
-        self.docker
+        self.docker()
             .start_container(
                 &self.id,
                 None::<bollard::query_parameters::StartContainerOptions>,
@@ -381,7 +403,7 @@ impl Sandbox {
             .await
             .map_err(|e| api_error("start", &self.name, e))?;
         let info = self
-            .docker
+            .docker()
             .inspect_container(
                 &self.id,
                 None::<bollard::query_parameters::InspectContainerOptions>,
@@ -442,8 +464,11 @@ impl Sandbox {
     /// # Errors
     /// [`SandboxError::Died`] or [`SandboxError::Api`].
     pub async fn check_alive(&self) -> Result<(), SandboxError> {
+        if let Backend::Local(s) = &self.backend {
+            return s.check_alive(self).await;
+        }
         let info = self
-            .docker
+            .docker()
             .inspect_container(
                 &self.id,
                 None::<bollard::query_parameters::InspectContainerOptions>,
@@ -508,12 +533,15 @@ impl Sandbox {
 
     /// The last lines of the container's log, one line, secrets redacted.
     pub async fn log_tail(&self) -> String {
+        if let Backend::Local(s) = &self.backend {
+            return s.log_tail(self);
+        }
         let opts = LogsOptionsBuilder::new()
             .stdout(true)
             .stderr(true)
             .tail("8")
             .build();
-        let mut stream = self.docker.logs(&self.id, Some(opts));
+        let mut stream = self.docker().logs(&self.id, Some(opts));
         let mut log = OutputLog::default();
         while let Some(Ok(chunk)) = stream.next().await {
             log.push(&chunk.into_bytes());
@@ -568,6 +596,9 @@ impl Sandbox {
     where
         R: AsyncRead + Unpin,
     {
+        if let Backend::Local(s) = &self.backend {
+            return s.exec_with_input(self, cmd, input).await;
+        }
         let (exec_id, mut output, mut stdin) = self.attach(cmd, input.is_some()).await?;
         let mut outcome = ExecOutcome::default();
         let mut log = OutputLog::default();
@@ -642,6 +673,9 @@ impl Sandbox {
     where
         W: tokio::io::AsyncWrite + Unpin,
     {
+        if let Backend::Local(s) = &self.backend {
+            return s.exec_to_writer(self, cmd, out).await;
+        }
         use bollard::container::LogOutput;
         let (exec_id, mut output, _) = self.attach(cmd, false).await?;
         let mut log = OutputLog::default();
@@ -701,7 +735,7 @@ impl Sandbox {
     > {
         use bollard::exec::{CreateExecOptions, StartExecResults};
         let exec = self
-            .docker
+            .docker()
             .create_exec(
                 &self.id,
                 CreateExecOptions {
@@ -716,7 +750,7 @@ impl Sandbox {
             .await
             .map_err(|e| api_error("exec in", &self.name, e))?;
         let started = self
-            .docker
+            .docker()
             .start_exec(&exec.id, None)
             .await
             .map_err(|e| api_error("exec in", &self.name, e))?;
@@ -734,7 +768,7 @@ impl Sandbox {
     /// cannot tell).
     async fn exit_code(&self, exec_id: &str) -> Result<Option<i64>, SandboxError> {
         let inspect = self
-            .docker
+            .docker()
             .inspect_exec(exec_id)
             .await
             .map_err(|e| api_error("inspect exec in", &self.name, e))?;
@@ -747,6 +781,9 @@ impl Sandbox {
 
     /// Remove the container (force, with its anonymous volumes).
     pub async fn remove(&self) {
-        force_remove(&self.docker, &self.id).await;
+        if let Backend::Local(s) = &self.backend {
+            return s.remove().await;
+        }
+        force_remove(self.docker(), &self.id).await;
     }
 }

@@ -7,10 +7,60 @@
 //! reap` can find leftovers. It is removed when the run ends unless `--keep`.
 
 mod docker;
+pub mod local;
 
 pub use docker::{DockerEngine, Sandbox, SandboxInfo, SandboxRequest};
+pub use local::LocalEngine;
 
 use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::config::{Engine, SandboxConfig};
+
+/// The engine that runs a drill's sandboxes (`sandbox.engine`).
+pub enum SandboxEngine {
+    /// Containers through the Docker API.
+    Docker(DockerEngine),
+    /// Servers from this host's PostgreSQL binaries.
+    Local(LocalEngine),
+}
+
+impl SandboxEngine {
+    /// The configured engine, reached (Docker) or found (local).
+    ///
+    /// # Errors
+    /// [`SandboxError::EngineUnreachable`] or
+    /// [`SandboxError::LocalUnusable`].
+    pub async fn connect(config: &SandboxConfig) -> Result<Self, SandboxError> {
+        Ok(match config.engine {
+            Engine::Docker => SandboxEngine::Docker(DockerEngine::connect().await?),
+            Engine::Local => SandboxEngine::Local(LocalEngine::find(config.bin_dir.as_deref())?),
+        })
+    }
+
+    /// Docker: make sure `image` is present (pulling it within `timeout`).
+    /// Local: nothing to do.
+    ///
+    /// # Errors
+    /// [`SandboxError::ImageMissing`].
+    pub async fn ensure_image(&self, image: &str, timeout: Duration) -> Result<(), SandboxError> {
+        match self {
+            SandboxEngine::Docker(d) => d.ensure_image(image, timeout).await,
+            SandboxEngine::Local(_) => Ok(()),
+        }
+    }
+
+    /// Start a sandbox and wait until it accepts connections.
+    ///
+    /// # Errors
+    /// As [`DockerEngine::start`] and [`LocalEngine::start`].
+    pub async fn start(&self, req: &SandboxRequest) -> Result<Sandbox, SandboxError> {
+        match self {
+            SandboxEngine::Docker(d) => d.start(req).await,
+            SandboxEngine::Local(l) => l.start(req).await,
+        }
+    }
+}
 
 /// Label carrying the run id on every sandbox.
 pub const LABEL_RUN_ID: &str = "drill.run-id";
@@ -81,6 +131,12 @@ pub enum SandboxError {
         oom: String,
         /// The end of the container's log.
         log_tail: String,
+    },
+    /// `sandbox.engine = "local"` cannot run here.
+    #[error("the local sandbox engine cannot run: {detail}")]
+    LocalUnusable {
+        /// What is missing.
+        detail: String,
     },
     /// The kernel killed a process of the sandbox for memory: the sandbox's
     /// cap was too small for this restore or check. Says nothing about the

@@ -1,0 +1,708 @@
+//! Sandboxes as PostgreSQL servers run from this host's own binaries
+//! (`sandbox.engine = "local"`), for hosts and CI runners without Docker.
+//!
+//! Each sandbox is a private directory `$TMPDIR/drill-sandbox-<run id>-<database>`
+//! (mode 0700) holding a cluster made by `initdb` (superuser `drill`, a
+//! random password, `scram-sha-256` authentication, UTF-8, locale
+//! `C.UTF-8`) and a `postgres` server started directly as drill's child. It
+//! listens on a Unix socket in that directory only (`listen_addresses = ''`),
+//! so nothing is published on the network. A marker file,
+//! `drill-sandbox.json`, carries the same facts as a Docker sandbox's
+//! labels, so the run's sweep and `drill reap` find it after an interruption
+//! or a SIGKILL. Removal stops the server's whole process group and deletes
+//! the directory.
+//!
+//! Caps: the server runs at a lower CPU priority (`nice` 10) and each of its
+//! processes is limited to `sandbox.memory` of address space
+//! (`RLIMIT_AS`), so a runaway restore fails inside the sandbox instead of
+//! starving production. PostgreSQL refuses to run as root: when drill runs
+//! as root the server runs as the `postgres` OS user (PostgreSQL docs,
+//! 18.1 "The PostgreSQL User Account").
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::process::{Child, Command};
+
+use super::{ExecOutcome, OutputLog, Sandbox, SandboxError, SandboxInfo, SandboxRequest};
+use crate::config::SANDBOX_SUPERUSER;
+use crate::secret::Secret;
+
+/// Prefix of every local sandbox directory's name.
+const DIR_PREFIX: &str = "drill-sandbox-";
+/// The marker file in a sandbox directory.
+const MARKER: &str = "drill-sandbox.json";
+/// The socket's port number (names `.s.PGSQL.5432`; no TCP port is opened).
+const PORT: u16 = 5432;
+/// Programs a local sandbox needs from the binaries directory.
+const PROGRAMS: [&str; 4] = ["initdb", "postgres", "psql", "pg_restore"];
+
+/// This host's PostgreSQL binaries.
+#[derive(Debug, Clone)]
+pub struct LocalEngine {
+    bin_dir: PathBuf,
+    /// uid and gid the server runs as when drill is root.
+    owner: Option<(u32, u32)>,
+}
+
+/// What [`MARKER`] holds.
+#[derive(Debug, Serialize, Deserialize)]
+struct Marker {
+    run_id: String,
+    tier: String,
+    database: String,
+    pid: u32,
+    host: String,
+    created: chrono::DateTime<chrono::Utc>,
+    /// The postmaster's pid (leader of the server's process group).
+    server_pid: Option<u32>,
+}
+
+/// A running local server; shared by the clones of its [`Sandbox`].
+pub(crate) struct Server {
+    dir: PathBuf,
+    bin_dir: PathBuf,
+    child: tokio::sync::Mutex<Option<Child>>,
+    pid: Option<u32>,
+}
+
+impl LocalEngine {
+    /// Find the binaries: `bin_dir` if given, else `pg_config --bindir`,
+    /// else the newest `/usr/lib/postgresql/<major>/bin`, else the
+    /// directory of `initdb` on PATH. When drill runs as root, the
+    /// `postgres` OS user must exist.
+    ///
+    /// # Errors
+    /// [`SandboxError::LocalUnusable`] saying what is missing.
+    pub fn find(bin_dir: Option<&Path>) -> Result<Self, SandboxError> {
+        let dir = match bin_dir {
+            Some(d) => d.to_path_buf(),
+            None => discover_bin_dir().ok_or_else(|| SandboxError::LocalUnusable {
+                detail: "no PostgreSQL server binaries found (looked at `pg_config --bindir`, /usr/lib/postgresql/*/bin and PATH); install the PostgreSQL server package or set sandbox.bin_dir".into(),
+            })?,
+        };
+        for p in PROGRAMS {
+            if !dir.join(p).is_file() {
+                return Err(SandboxError::LocalUnusable {
+                    detail: format!(
+                        "{} has no `{p}`; set sandbox.bin_dir to the directory of the PostgreSQL server binaries",
+                        dir.display()
+                    ),
+                });
+            }
+        }
+        // SAFETY: geteuid has no preconditions.
+        let owner = if unsafe { libc::geteuid() } == 0 {
+            Some(postgres_user().ok_or_else(|| SandboxError::LocalUnusable {
+                detail: "drill runs as root, PostgreSQL refuses to, and there is no `postgres` OS user to run the sandbox as; run drill as another user or create one".into(),
+            })?)
+        } else {
+            None
+        };
+        Ok(LocalEngine {
+            bin_dir: dir,
+            owner,
+        })
+    }
+
+    /// The binaries directory.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// The server's version (`postgres --version`), e.g. `postgres
+    /// (PostgreSQL) 15.8`.
+    pub async fn version(&self) -> Option<String> {
+        let out = Command::new(self.bin_dir.join("postgres"))
+            .arg("--version")
+            .output()
+            .await
+            .ok()?;
+        Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Make a cluster and start a server for `req`, waiting until it
+    /// accepts connections. On any failure everything is removed first.
+    ///
+    /// # Errors
+    /// [`SandboxError`] when `initdb` or the server fails, or the server
+    /// does not accept connections within `req.startup_timeout`.
+    pub async fn start(&self, req: &SandboxRequest) -> Result<Sandbox, SandboxError> {
+        let mut name = format!("{DIR_PREFIX}{}-{}", req.run_id, req.database);
+        if let Some(s) = &req.snapshot {
+            name = format!("{name}-{s}");
+        }
+        let dir = std::env::temp_dir().join(&name);
+        let io = |action: &'static str| {
+            let name = name.clone();
+            move |source: std::io::Error| SandboxError::Io {
+                action,
+                name: name.clone(),
+                source,
+            }
+        };
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&dir)
+                .map_err(io("create the directory of"))?;
+        }
+        let marker = Marker {
+            run_id: req.run_id.clone(),
+            tier: req.tier.clone(),
+            database: req.database.clone(),
+            pid: std::process::id(),
+            host: crate::drill::hostname(),
+            created: chrono::Utc::now(),
+            server_pid: None,
+        };
+        write_marker(&dir, &marker).map_err(io("write the marker of"))?;
+        let password = Secret::random();
+        let server = Arc::new(Server {
+            dir: dir.clone(),
+            bin_dir: self.bin_dir.clone(),
+            child: tokio::sync::Mutex::new(None),
+            pid: None,
+        });
+        let mut sandbox = Sandbox {
+            backend: super::docker::Backend::Local(server),
+            id: dir.display().to_string(),
+            name: name.clone(),
+            image: format!("local:{}", self.bin_dir.display()),
+            host: dir.display().to_string(),
+            port: PORT,
+            user: SANDBOX_SUPERUSER.into(),
+            password,
+            server_version: String::new(),
+            memory_bytes: req.memory_bytes,
+        };
+        match self.boot(&mut sandbox, marker, req).await {
+            Ok(()) => Ok(sandbox),
+            Err(e) => {
+                sandbox.remove().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn boot(
+        &self,
+        sandbox: &mut Sandbox,
+        mut marker: Marker,
+        req: &SandboxRequest,
+    ) -> Result<(), SandboxError> {
+        let dir = PathBuf::from(&sandbox.id);
+        let name = sandbox.name.clone();
+        let io = |action: &'static str| {
+            let name = name.clone();
+            move |source: std::io::Error| SandboxError::Io {
+                action,
+                name: name.clone(),
+                source,
+            }
+        };
+        let pwfile = dir.join("pwfile");
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&pwfile)
+                .map_err(io("write the password file of"))?;
+            writeln!(f, "{}", sandbox.password.expose())
+                .map_err(io("write the password file of"))?;
+        }
+        if let Some((uid, gid)) = self.owner {
+            for p in [&dir, &pwfile] {
+                std::os::unix::fs::chown(p, Some(uid), Some(gid)).map_err(io("hand over"))?;
+            }
+        }
+        let data = dir.join("data");
+        let mut initdb = self.server_command("initdb");
+        initdb
+            .arg("--pgdata")
+            .arg(&data)
+            .arg(format!("--username={SANDBOX_SUPERUSER}"))
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .args([
+                "--auth=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ]);
+        let out = initdb
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .await
+            .map_err(io("run initdb for"))?;
+        let _ = std::fs::remove_file(&pwfile);
+        if !out.status.success() {
+            let mut log = OutputLog::default();
+            log.push(&out.stderr);
+            log.finish();
+            return Err(SandboxError::Api {
+                action: "initdb",
+                name,
+                detail: format!("initdb exited with {}: {}", out.status, log.summary(3)),
+            });
+        }
+        let socket_dir = dir.clone();
+        let log = std::fs::File::create(dir.join("server.log")).map_err(io("open the log of"))?;
+        let log2 = log.try_clone().map_err(io("open the log of"))?;
+        if let Some((uid, gid)) = self.owner {
+            std::os::unix::fs::chown(dir.join("server.log"), Some(uid), Some(gid))
+                .map_err(io("hand over"))?;
+        }
+        let mut postgres = self.server_command("postgres");
+        postgres
+            .arg("-D")
+            .arg(&data)
+            .arg("-k")
+            .arg(&socket_dir)
+            .args(["-p", &PORT.to_string()])
+            .args(["-c", "listen_addresses="])
+            // Throwaway data: durability buys nothing here.
+            .args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .process_group(0);
+        let limit = req.memory_bytes;
+        // SAFETY: only async-signal-safe calls (setrlimit, setpriority)
+        // between fork and exec.
+        unsafe {
+            postgres.pre_exec(move || {
+                let rl = libc::rlimit {
+                    rlim_cur: limit as libc::rlim_t,
+                    rlim_max: limit as libc::rlim_t,
+                };
+                libc::setrlimit(libc::RLIMIT_AS, &rl);
+                libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+                Ok(())
+            });
+        }
+        let child = postgres.spawn().map_err(io("start the server of"))?;
+        let pid = child.id();
+        marker.server_pid = pid;
+        write_marker(&dir, &marker).map_err(io("write the marker of"))?;
+        let server = Arc::new(Server {
+            dir: dir.clone(),
+            bin_dir: self.bin_dir.clone(),
+            child: tokio::sync::Mutex::new(Some(child)),
+            pid,
+        });
+        sandbox.backend = super::docker::Backend::Local(server);
+
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            sandbox.check_alive().await?;
+            let probe = async {
+                let client = sandbox.connect("postgres").await?;
+                let row = client.query_one("SHOW server_version", &[]).await?;
+                Ok::<String, tokio_postgres::Error>(row.get(0))
+            };
+            let last_error = match tokio::time::timeout(Duration::from_secs(5), probe).await {
+                Ok(Ok(version)) => {
+                    sandbox.server_version = version;
+                    return Ok(());
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "probe timed out after 5 s".into(),
+            };
+            if started.elapsed() >= req.startup_timeout {
+                return Err(SandboxError::StartupTimeout {
+                    name: sandbox.name.clone(),
+                    seconds: req.startup_timeout.as_secs(),
+                    last_error,
+                    log_tail: sandbox.log_tail().await,
+                });
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// A command for a server program, run as the sandbox's owner.
+    fn server_command(&self, program: &str) -> Command {
+        let mut c = Command::new(self.bin_dir.join(program));
+        c.env_remove("PGDATA").env("LC_ALL", "C.UTF-8");
+        if let Some((uid, gid)) = self.owner {
+            c.uid(uid).gid(gid);
+        }
+        c
+    }
+}
+
+impl Server {
+    /// Fail if the server has exited, saying how, with the end of its log.
+    pub(crate) async fn check_alive(&self, sandbox: &Sandbox) -> Result<(), SandboxError> {
+        let mut child = self.child.lock().await;
+        let Some(c) = child.as_mut() else {
+            return Ok(());
+        };
+        match c.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => {
+                use std::os::unix::process::ExitStatusExt;
+                drop(child);
+                Err(SandboxError::Died {
+                    name: sandbox.name.clone(),
+                    exit_code: status
+                        .code()
+                        .map(i64::from)
+                        .or(status.signal().map(|s| 128 + i64::from(s)))
+                        .unwrap_or(-1),
+                    oom: String::new(),
+                    log_tail: self.log_tail(sandbox),
+                })
+            }
+            Err(e) => Err(SandboxError::Io {
+                action: "look at",
+                name: sandbox.name.clone(),
+                source: e,
+            }),
+        }
+    }
+
+    /// The last lines of the server's log, one line, secrets redacted.
+    pub(crate) fn log_tail(&self, sandbox: &Sandbox) -> String {
+        let text = std::fs::read(self.dir.join("server.log")).unwrap_or_default();
+        let mut log = OutputLog::default();
+        log.push(&text);
+        log.finish();
+        sandbox.password.redact(
+            &log.tail
+                .iter()
+                .rev()
+                .take(8)
+                .rev()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" | "),
+        )
+    }
+
+    /// A client command (`psql`, `pg_restore`, `pg_dump`, `timeout …`)
+    /// connecting to the sandbox through its socket; the password goes in
+    /// the environment.
+    fn client(&self, sandbox: &Sandbox, cmd: &[&str]) -> Command {
+        let program = if self.bin_dir.join(cmd[0]).is_file() {
+            self.bin_dir.join(cmd[0])
+        } else {
+            PathBuf::from(cmd[0])
+        };
+        let mut c = Command::new(program);
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut paths = vec![self.bin_dir.clone()];
+        paths.extend(std::env::split_paths(&path));
+        c.args(&cmd[1..])
+            .env("PATH", std::env::join_paths(paths).unwrap_or(path))
+            .env("PGHOST", &self.dir)
+            .env("PGPORT", PORT.to_string())
+            .env("PGUSER", &sandbox.user)
+            .env("PGPASSWORD", sandbox.password.expose())
+            .env_remove("PGSERVICE")
+            .env_remove("PGPASSFILE")
+            .process_group(0)
+            .kill_on_drop(true);
+        c
+    }
+
+    /// As the Docker sandbox's `exec_with_input`, as a host process.
+    pub(crate) async fn exec_with_input<R>(
+        &self,
+        sandbox: &Sandbox,
+        cmd: &[&str],
+        input: Option<R>,
+    ) -> Result<ExecOutcome, SandboxError>
+    where
+        R: AsyncRead + Unpin,
+    {
+        let mut child = self
+            .client(sandbox, cmd)
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| SandboxError::Io {
+                action: "start",
+                name: sandbox.name.clone(),
+                source: e,
+            })?;
+        let mut group = crate::process::GroupGuard::new(child.id());
+        let stdin = child.stdin.take();
+        let mut stdout = child.stdout.take().expect("piped");
+        let mut stderr = child.stderr.take().expect("piped");
+        let mut outcome = ExecOutcome::default();
+        let mut log = OutputLog::default();
+        let feed = async {
+            match (input, stdin) {
+                (Some(mut reader), Some(mut stdin)) => {
+                    let copied = tokio::io::copy(&mut reader, &mut stdin).await;
+                    let closed = stdin.shutdown().await;
+                    drop(stdin);
+                    match (copied, closed) {
+                        (Ok(n), Ok(())) => (n, None),
+                        (Ok(n), Err(e)) => (n, Some(format!("close the process's input: {e}"))),
+                        (Err(e), _) => (
+                            0,
+                            Some(format!("the process stopped reading its input: {e}")),
+                        ),
+                    }
+                }
+                _ => (0, None),
+            }
+        };
+        let collect = async {
+            let mut a = [0u8; 8192];
+            let mut b = [0u8; 8192];
+            let (mut open_out, mut open_err) = (true, true);
+            while open_out || open_err {
+                tokio::select! {
+                    n = stdout.read(&mut a), if open_out => match n {
+                        Ok(0) | Err(_) => open_out = false,
+                        Ok(n) => log.push(&a[..n]),
+                    },
+                    n = stderr.read(&mut b), if open_err => match n {
+                        Ok(0) | Err(_) => open_err = false,
+                        Ok(n) => log.push(&b[..n]),
+                    },
+                }
+            }
+        };
+        let ((n, stdin_error), ()) = tokio::join!(feed, collect);
+        outcome.stdin_bytes = n;
+        outcome.stdin_error = stdin_error;
+        let status = child.wait().await.map_err(|e| SandboxError::Io {
+            action: "wait for a process of",
+            name: sandbox.name.clone(),
+            source: e,
+        })?;
+        group.disarm();
+        log.finish();
+        outcome.output = log;
+        outcome.exit_code = status.code().map(i64::from);
+        Ok(outcome)
+    }
+
+    /// As the Docker sandbox's `exec_to_writer`, as a host process.
+    pub(crate) async fn exec_to_writer<W>(
+        &self,
+        sandbox: &Sandbox,
+        cmd: &[&str],
+        out: &mut W,
+    ) -> Result<(ExecOutcome, u64), SandboxError>
+    where
+        W: AsyncWrite + Unpin,
+    {
+        let mut child = self
+            .client(sandbox, cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| SandboxError::Io {
+                action: "start",
+                name: sandbox.name.clone(),
+                source: e,
+            })?;
+        let mut group = crate::process::GroupGuard::new(child.id());
+        let mut stdout = child.stdout.take().expect("piped");
+        let mut stderr = child.stderr.take().expect("piped");
+        let mut log = OutputLog::default();
+        let copy = async {
+            let n = tokio::io::copy(&mut stdout, out).await;
+            out.flush().await?;
+            n
+        };
+        let errs = async {
+            let mut b = Vec::new();
+            let _ = stderr.read_to_end(&mut b).await;
+            b
+        };
+        let (written, errs) = tokio::join!(copy, errs);
+        log.push(&errs);
+        let written = written.map_err(|e| SandboxError::Io {
+            action: "write the output of",
+            name: sandbox.name.clone(),
+            source: e,
+        })?;
+        let status = child.wait().await.map_err(|e| SandboxError::Io {
+            action: "wait for a process of",
+            name: sandbox.name.clone(),
+            source: e,
+        })?;
+        group.disarm();
+        log.finish();
+        Ok((
+            ExecOutcome {
+                exit_code: status.code().map(i64::from),
+                output: log,
+                ..Default::default()
+            },
+            written,
+        ))
+    }
+
+    /// Stop the server (its whole process group) and delete its directory.
+    pub(crate) async fn remove(&self) {
+        if let Some(mut child) = self.child.lock().await.take() {
+            stop_group(self.pid).await;
+            let _ = child.wait().await;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// SIGQUIT the server's group (PostgreSQL's immediate shutdown), then
+/// SIGKILL whatever is left after 5 s.
+async fn stop_group(pid: Option<u32>) {
+    let Some(pgid) = pid.and_then(|p| i32::try_from(p).ok()).filter(|p| *p > 1) else {
+        return;
+    };
+    // SAFETY: signals to the group drill created for the server.
+    if unsafe { libc::killpg(pgid, libc::SIGQUIT) } != 0 {
+        return;
+    }
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // SAFETY: as above; signal 0 only probes.
+        if unsafe { libc::killpg(pgid, 0) } != 0 {
+            return;
+        }
+    }
+    // SAFETY: as above.
+    unsafe { libc::killpg(pgid, libc::SIGKILL) };
+}
+
+fn write_marker(dir: &Path, marker: &Marker) -> std::io::Result<()> {
+    let text = serde_json::to_vec_pretty(marker).map_err(std::io::Error::other)?;
+    let tmp = dir.join(format!("{MARKER}.tmp"));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, dir.join(MARKER))
+}
+
+/// Local sandboxes on this host (directories in the temporary directory
+/// with a marker), as the engine-neutral [`SandboxInfo`]; `id` is the
+/// directory.
+pub fn sandboxes() -> Vec<SandboxInfo> {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(DIR_PREFIX) {
+            continue;
+        }
+        let Ok(text) = std::fs::read(e.path().join(MARKER)) else {
+            continue;
+        };
+        let Ok(m) = serde_json::from_slice::<Marker>(&text) else {
+            continue;
+        };
+        let running = m.server_pid.is_some_and(alive);
+        out.push(SandboxInfo {
+            id: e.path().display().to_string(),
+            name,
+            run_id: m.run_id,
+            tier: m.tier,
+            database: m.database,
+            pid: Some(m.pid),
+            host: Some(m.host),
+            created: m.created,
+            state: if running { "running" } else { "exited" }.into(),
+        });
+    }
+    out
+}
+
+/// Remove the local sandbox in directory `id` (from [`sandboxes`]): stop
+/// its server's process group and delete the directory.
+pub async fn remove(id: &str) {
+    let dir = PathBuf::from(id);
+    if !dir
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with(DIR_PREFIX))
+    {
+        return;
+    }
+    if let Ok(text) = std::fs::read(dir.join(MARKER)) {
+        if let Ok(m) = serde_json::from_slice::<Marker>(&text) {
+            stop_group(m.server_pid).await;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only probes.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// uid and gid of the `postgres` OS user.
+fn postgres_user() -> Option<(u32, u32)> {
+    let name = std::ffi::CString::new("postgres").ok()?;
+    // SAFETY: getpwnam returns a pointer into static storage or null; read
+    // at once, before any other call that could overwrite it.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    if pw.is_null() {
+        return None;
+    }
+    // SAFETY: non-null, points at a valid passwd.
+    let pw = unsafe { &*pw };
+    Some((pw.pw_uid, pw.pw_gid))
+}
+
+/// Where this host's PostgreSQL server binaries are.
+fn discover_bin_dir() -> Option<PathBuf> {
+    if let Ok(out) = std::process::Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+    {
+        let d = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if out.status.success() && d.join("initdb").is_file() && d.join("postgres").is_file() {
+            return Some(d);
+        }
+    }
+    let mut majors: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let major = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").is_file().then_some((major, bin))
+        })
+        .collect();
+    majors.sort();
+    if let Some((_, bin)) = majors.pop() {
+        return Some(bin);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .find(|d| d.join("initdb").is_file() && d.join("postgres").is_file())
+}
