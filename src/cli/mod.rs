@@ -342,8 +342,10 @@ async fn guarded<T>(
     cooperative: bool,
     work: impl std::future::Future<Output = T>,
 ) -> Result<T, u8> {
-    let work = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(work));
-    tokio::pin!(work);
+    // Boxed, so that dropping it below really ends it (and its children).
+    let mut work = Box::pin(futures_util::FutureExt::catch_unwind(
+        std::panic::AssertUnwindSafe(work),
+    ));
     let panicked = || async {
         eprintln!("drill: internal error (panic); removing this run's sandboxes; no verdict");
         let _ = drill::sweep(run_id).await;

@@ -123,6 +123,6 @@ pub async fn reap(
             }
         }
     }
-    out.sort_by(|a, b| a.sandbox.created.cmp(&b.sandbox.created));
+    out.sort_by_key(|r| r.sandbox.created);
     Ok(out)
 }

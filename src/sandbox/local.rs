@@ -2,7 +2,7 @@
 //! (`sandbox.engine = "local"`), for hosts and CI runners without Docker.
 //!
 //! Each sandbox is a private directory `$TMPDIR/drill-sandbox-<run id>-<database>`
-//! (mode 0700) holding a cluster made by `initdb` (superuser `drill`, a
+//! (mode 0700) holding a cluster made by `initdb` (superuser `drill_sandbox`, a
 //! random password, `scram-sha-256` authentication, UTF-8, locale
 //! `C.UTF-8`) and a `postgres` server started directly as drill's child. It
 //! listens on a Unix socket in that directory only (`listen_addresses = ''`),
