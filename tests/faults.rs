@@ -478,6 +478,18 @@ fn wrong_password_is_no_verdict() {
 }
 
 #[test]
+fn password_file_open_to_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut case = hive_case(&dumps().join("hive-postgres.sql"), "");
+    let pw = &case.repo.password_file;
+    std::fs::set_permissions(pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let run = case.run(&[], &[]);
+    let report = assert_outcome(&case, &run, 3, "error", "readable by group or others");
+    assert!(report["reasons"].to_string().contains("chmod 600"));
+    case.assert_clean(&[run_id(&report)]);
+}
+
+#[test]
 fn missing_repository_is_no_verdict() {
     let mut case = hive_case(&dumps().join("hive-postgres.sql"), "");
     let moved = case.repo.dir.path().join("moved-away");

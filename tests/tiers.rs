@@ -219,7 +219,7 @@ fn fallback_from_a_broken_local_tier_to_a_healthy_ring() {
     let repo = hive_repo();
     let sshd = Sshd::start();
     let wrong = repo.dir.path().join("wrong-password");
-    std::fs::write(&wrong, "not the password\n").unwrap();
+    write_secret(&wrong, "not the password\n");
     let tiers = format!(
         "[tiers.local]\nrepository = \"{}\"\npassword_file = \"{}\"\n\n{}",
         repo.repo.display(),
@@ -294,7 +294,7 @@ fn password_prompt_on_a_terminal_works_and_without_one_exits_2() {
     // usage error that would hide the first attempt.
     let fallback = tempfile::tempdir().unwrap();
     let wrong = repo.dir.path().join("wrong-password");
-    std::fs::write(&wrong, "not the password\n").unwrap();
+    write_secret(&wrong, "not the password\n");
     let both = format!(
         "[tiers.local]\nrepository = \"{}\"\npassword_file = \"{}\"\n\n{tiers}",
         repo.repo.display(),
@@ -564,7 +564,7 @@ fn doctor_checks_every_item_read_only_and_names_each_fix() {
     let repo = hive_repo();
     let volumes = tempfile::tempdir().unwrap();
     let wrong = repo.dir.path().join("wrong-password");
-    std::fs::write(&wrong, "not the password\n").unwrap();
+    write_secret(&wrong, "not the password\n");
     let healthy_tiers = format!(
         "[tiers.local]\nrepository = \"{}\"\npassword_file = \"{}\"\n\n\
          [tiers.cold]\nrepository = \"{}\"\ndisks = [1, 2]\npassword_file = \"{}\"\n",

@@ -416,6 +416,21 @@ impl Repository {
                         ),
                     });
                 }
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(f)
+                    .map(|m| m.permissions().mode())
+                    .unwrap_or(0);
+                if mode & 0o077 != 0 {
+                    return Err(TierError::Password {
+                        tier: tier.name.clone(),
+                        message: format!(
+                            "password_file {} is readable by group or others (mode {:o}); run `chmod 600 {}`",
+                            f.display(),
+                            mode & 0o777,
+                            f.display()
+                        ),
+                    });
+                }
                 ChildPassword::File(f.clone())
             }
             PasswordSource::Prompt => {

@@ -54,6 +54,14 @@ pub fn require_environment() {
     );
 }
 
+/// Write a secret file with mode 0600 (drill refuses one that group or
+/// others can read).
+pub fn write_secret(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 /// A restic repository holding the given files under `/dumps/`.
 pub struct TestRepo {
     pub dir: tempfile::TempDir,
@@ -74,7 +82,7 @@ impl TestRepo {
         let dir = tempfile::tempdir().unwrap();
         let repo = dir.path().join("repo");
         let password_file = dir.path().join("restic-password");
-        std::fs::write(&password_file, "correct horse battery staple\n").unwrap();
+        write_secret(&password_file, "correct horse battery staple\n");
         let r = TestRepo {
             dir,
             repo,
