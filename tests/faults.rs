@@ -898,6 +898,31 @@ fn local_engine_restores_and_checks_without_docker() {
     );
     assert_eq!(database(&report, "hive")["restore"]["status"], "failed");
     case.assert_clean(&[run_id(&report)]);
+    // --keep: the printed command connects; `drill reap` removes it.
+    let kept = case.run(
+        &["--keep", "--database", "pagila"],
+        &[("DOCKER_HOST", &dead)],
+    );
+    assert_eq!(kept.code, 0, "{}", kept.stderr);
+    let line = kept
+        .stderr
+        .lines()
+        .find(|l| l.contains("sandbox kept"))
+        .unwrap_or_else(|| panic!("no `sandbox kept` line: {}", kept.stderr));
+    let command = line.split('`').nth(1).expect("a command in backticks");
+    let psql = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{command} -XAtc 'select count(*) from film'"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&psql.stdout).trim(),
+        "1000",
+        "{line}\n{psql:?}"
+    );
+    let reap = case.run(&["reap"], &[("DOCKER_HOST", &dead)]);
+    assert_eq!(reap.code, 0, "{}", reap.stderr);
+    case.assert_clean(&[]);
 }
 
 #[test]

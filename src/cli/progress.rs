@@ -111,7 +111,18 @@ impl EventSink for Terminal {
             } => self.line(&format!("{database}: check {name} {}: {detail}", status.as_str())),
             Event::Kept {
                 database,
+                container: _,
+                host,
+                port,
+                user,
+                dbname,
+            } if host.starts_with('/') => self.line(&format!(
+                "{database}: sandbox kept: `PGPASSWORD=\"$(cat {host}/password)\" psql -h {host} -p {port} -U {user} -d {dbname}`; remove with `drill reap`"
+            )),
+            Event::Kept {
+                database,
                 container,
+                host: _,
                 port,
                 user,
                 dbname,

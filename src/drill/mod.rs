@@ -630,6 +630,7 @@ pub async fn run_tier(
                         events.emit(&Event::Kept {
                             database: k.database,
                             container: k.sandbox.name.clone(),
+                            host: k.sandbox.host.clone(),
                             port: k.sandbox.port,
                             user: k.sandbox.user.clone(),
                             dbname: k.dbname,

@@ -80,9 +80,12 @@ pub enum Event {
     Kept {
         /// Database.
         database: String,
-        /// Container name.
+        /// Container name (local engine: the sandbox's directory name).
         container: String,
-        /// Host port on 127.0.0.1.
+        /// `127.0.0.1`, or (local engine) the directory holding the
+        /// server's socket and its `password` file.
+        host: String,
+        /// Host port on 127.0.0.1 (local engine: the socket's number).
         port: u16,
         /// Superuser.
         user: String,

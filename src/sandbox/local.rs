@@ -206,6 +206,20 @@ impl LocalEngine {
                 source,
             }
         };
+        // For the operator of a `--keep` run (mode 0600, in the 0700
+        // directory, deleted with it).
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(dir.join("password"))
+                .map_err(io("write the password file of"))?;
+            writeln!(f, "{}", sandbox.password.expose())
+                .map_err(io("write the password file of"))?;
+        }
         let pwfile = dir.join("pwfile");
         {
             use std::io::Write;
