@@ -201,7 +201,7 @@ impl Case {
             common::assert_no_sandbox_left(id);
         }
         for pid in &self.pids {
-            let left = containers(&format!("label=drill.pid={pid}"));
+            let left = common::containers_matching(&format!("label=drill.pid={pid}"), false);
             assert!(
                 left.is_empty(),
                 "sandboxes of drill pid {pid} remain: {left:?}"
@@ -339,23 +339,6 @@ fn processes_naming(needle: &str) -> Vec<Proc> {
         }
     }
     out
-}
-
-/// Container ids matching a `docker ps` filter (all states).
-fn containers(filter: &str) -> Vec<String> {
-    let o = Command::new("docker")
-        .args(["ps", "-aq", "--filter", filter])
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "docker ps: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
 }
 
 fn frame_case(extra: &str, slow: bool, checks: &[(&str, String)]) -> Case {
@@ -533,7 +516,7 @@ fn sandbox_killed_mid_restore_is_no_verdict() {
     let running = case.spawn(&[], &[]);
     case.wait_for_dump();
     let pid = running.child.id();
-    let ids = containers(&format!("label=drill.pid={pid}"));
+    let ids = common::containers_matching(&format!("label=drill.pid={pid}"), false);
     assert_eq!(ids.len(), 1, "one sandbox: {ids:?}");
     // The sandbox's superuser password, to prove it reaches no report.
     let env = Command::new("docker")
@@ -683,13 +666,13 @@ fn sigkill_then_reap_removes_what_the_killed_drill_left() {
     let running = case.spawn(&[], &[]);
     case.wait_for_dump();
     let pid = running.child.id();
-    let left = containers(&format!("label=drill.pid={pid}"));
+    let left = common::containers_matching(&format!("label=drill.pid={pid}"), false);
     assert_eq!(left.len(), 1);
     running.signal("KILL");
     let (code, _) = running.finish();
     assert_eq!(code, -1, "killed by a signal");
     assert_eq!(
-        containers(&format!("label=drill.pid={pid}")),
+        common::containers_matching(&format!("label=drill.pid={pid}"), false),
         left,
         "SIGKILL leaves the sandbox"
     );

@@ -267,14 +267,10 @@ async fn run(cli: &Cli, args: RunArgs) -> u8 {
         checks: args.checks.clone(),
         keep: args.keep,
     };
-    let lock = match drill::DrillLock::acquire(&config.reports_dir, &opts.run_id, &config.path) {
+    let _lock = match take_lock(&config, &opts.run_id).await {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("drill: {e}");
-            return EXIT_ENVIRONMENT;
-        }
+        Err(code) => return code,
     };
-    reap_killed(&lock).await;
     let sink = progress::Terminal::new(cli.quiet, cli.verbose, config.timezone);
     let outcome = match guarded(&opts.run_id, true, drill::run(&config, &opts, clock, &sink)).await
     {
@@ -322,6 +318,21 @@ async fn reap_killed(lock: &drill::DrillLock) {
         Err(e) => eprintln!(
             "drill: the previous run ({h}) did not end cleanly, and its sandboxes could not be removed: {e}; run `drill reap` once the engine is back"
         ),
+    }
+}
+
+/// Take the config's lock for `run_id` (exit 3 when another drill holds
+/// it), then remove what a killed earlier run left ([`reap_killed`]).
+async fn take_lock(config: &config::Config, run_id: &str) -> Result<drill::DrillLock, u8> {
+    match drill::DrillLock::acquire(&config.reports_dir, run_id, &config.path) {
+        Ok(lock) => {
+            reap_killed(&lock).await;
+            Ok(lock)
+        }
+        Err(e) => {
+            eprintln!("drill: {e}");
+            Err(EXIT_ENVIRONMENT)
+        }
     }
 }
 
@@ -426,14 +437,10 @@ async fn investigate(cli: &Cli) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let lock = match drill::DrillLock::acquire(&config.reports_dir, &run_id, &config.path) {
+    let _lock = match take_lock(&config, &run_id).await {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("drill: {e}");
-            return EXIT_ENVIRONMENT;
-        }
+        Err(code) => return code,
     };
-    reap_killed(&lock).await;
     let sink = progress::Terminal::new(cli.quiet, cli.verbose, config.timezone);
     match &cli.command {
         Some(Command::Bisect {

@@ -156,7 +156,10 @@ pub fn has_trailer(tail: &[u8], format: DumpFormat) -> bool {
 pub struct Stall<R> {
     inner: R,
     limit: std::time::Duration,
-    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// One timer, re-armed at the start of each wait (no allocation on the
+    /// stream's path).
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    armed: bool,
     stalled: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -166,7 +169,8 @@ impl<R> Stall<R> {
         Stall {
             inner,
             limit,
-            deadline: None,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+            armed: false,
             stalled: Arc::default(),
         }
     }
@@ -186,15 +190,18 @@ impl<R: AsyncRead + Unpin> AsyncRead for Stall<R> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(r) => {
-                this.deadline = None;
+                this.armed = false;
                 Poll::Ready(r)
             }
             Poll::Pending => {
                 let limit = this.limit;
-                let deadline = this
-                    .deadline
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-                match deadline.as_mut().poll(cx) {
+                if !this.armed {
+                    this.armed = true;
+                    this.deadline
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + limit);
+                }
+                match this.deadline.as_mut().poll(cx) {
                     Poll::Ready(()) => {
                         this.stalled.store(true, Ordering::Relaxed);
                         Poll::Ready(Err(std::io::Error::new(

@@ -208,31 +208,11 @@ impl LocalEngine {
         };
         // For the operator of a `--keep` run (mode 0600, in the 0700
         // directory, deleted with it).
-        {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(dir.join("password"))
-                .map_err(io("write the password file of"))?;
-            writeln!(f, "{}", sandbox.password.expose())
-                .map_err(io("write the password file of"))?;
-        }
+        write_private(&dir.join("password"), sandbox.password.expose())
+            .map_err(io("write the password file of"))?;
         let pwfile = dir.join("pwfile");
-        {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&pwfile)
-                .map_err(io("write the password file of"))?;
-            writeln!(f, "{}", sandbox.password.expose())
-                .map_err(io("write the password file of"))?;
-        }
+        write_private(&pwfile, sandbox.password.expose())
+            .map_err(io("write the password file of"))?;
         if let Some((uid, gid)) = self.owner {
             for p in [&dir, &pwfile] {
                 std::os::unix::fs::chown(p, Some(uid), Some(gid)).map_err(io("hand over"))?;
@@ -438,19 +418,17 @@ impl Server {
         c
     }
 
-    /// As the Docker sandbox's `exec_with_input`, as a host process.
-    pub(crate) async fn exec_with_input<R>(
+    /// Start a [`Server::client`] command with its output piped (and its
+    /// input, when `with_stdin`), its process group guarded.
+    fn spawn_client(
         &self,
         sandbox: &Sandbox,
         cmd: &[&str],
-        input: Option<R>,
-    ) -> Result<ExecOutcome, SandboxError>
-    where
-        R: AsyncRead + Unpin,
-    {
-        let mut child = self
+        with_stdin: bool,
+    ) -> Result<(Child, crate::process::GroupGuard), SandboxError> {
+        let child = self
             .client(sandbox, cmd)
-            .stdin(if input.is_some() {
+            .stdin(if with_stdin {
                 Stdio::piped()
             } else {
                 Stdio::null()
@@ -463,7 +441,21 @@ impl Server {
                 name: sandbox.name.clone(),
                 source: e,
             })?;
-        let mut group = crate::process::GroupGuard::new(child.id());
+        let group = crate::process::GroupGuard::new(child.id());
+        Ok((child, group))
+    }
+
+    /// As the Docker sandbox's `exec_with_input`, as a host process.
+    pub(crate) async fn exec_with_input<R>(
+        &self,
+        sandbox: &Sandbox,
+        cmd: &[&str],
+        input: Option<R>,
+    ) -> Result<ExecOutcome, SandboxError>
+    where
+        R: AsyncRead + Unpin,
+    {
+        let (mut child, mut group) = self.spawn_client(sandbox, cmd, input.is_some())?;
         let stdin = child.stdin.take();
         let mut stdout = child.stdout.take().expect("piped");
         let mut stderr = child.stderr.take().expect("piped");
@@ -529,18 +521,7 @@ impl Server {
     where
         W: AsyncWrite + Unpin,
     {
-        let mut child = self
-            .client(sandbox, cmd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| SandboxError::Io {
-                action: "start",
-                name: sandbox.name.clone(),
-                source: e,
-            })?;
-        let mut group = crate::process::GroupGuard::new(child.id());
+        let (mut child, mut group) = self.spawn_client(sandbox, cmd, false)?;
         let mut stdout = child.stdout.take().expect("piped");
         let mut stderr = child.stderr.take().expect("piped");
         let mut log = OutputLog::default();
@@ -607,6 +588,19 @@ async fn stop_group(pid: Option<u32>) {
     }
     // SAFETY: as above.
     unsafe { libc::killpg(pgid, libc::SIGKILL) };
+}
+
+/// Create `path` (it must not exist) with mode 0600 holding `secret` and a
+/// newline.
+fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    writeln!(f, "{secret}")
 }
 
 fn write_marker(dir: &Path, marker: &Marker) -> std::io::Result<()> {

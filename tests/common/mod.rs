@@ -481,8 +481,13 @@ pub fn database<'a>(report: &'a Value, name: &str) -> &'a Value {
 /// Ids of containers labelled with `run_id`; `running_only` leaves out
 /// stopped ones.
 pub fn sandboxes_of_run(run_id: &str, running_only: bool) -> Vec<String> {
-    let filter = format!("label=drill.run-id={run_id}");
-    let mut args = vec!["ps", "-q", "--filter", &filter];
+    containers_matching(&format!("label=drill.run-id={run_id}"), running_only)
+}
+
+/// Ids of containers matching a `docker ps` filter; `running_only` leaves
+/// out stopped ones.
+pub fn containers_matching(filter: &str, running_only: bool) -> Vec<String> {
+    let mut args = vec!["ps", "-q", "--filter", filter];
     if !running_only {
         args.push("-a");
     }
