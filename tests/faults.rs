@@ -546,10 +546,9 @@ fn sandbox_killed_mid_restore_is_no_verdict() {
     case.assert_clean(&[run_id(&report)]);
 }
 
-#[test]
-fn out_of_memory_is_reported_with_the_limit_not_as_a_bad_backup() {
-    // A real pg_dump of hive, with a materialized view whose refresh needs
-    // far more than the sandbox's 128 MiB.
+/// A real pg_dump of hive, with a materialized view whose refresh needs
+/// far more memory than a small sandbox has.
+fn memory_hog_dump(dir: &Path) -> PathBuf {
     let healthy_dump = std::fs::read_to_string(dumps().join("hive-postgres.sql")).unwrap();
     let trailer = "-- PostgreSQL database dump complete";
     let at = healthy_dump.rfind(trailer).expect("trailer");
@@ -559,16 +558,25 @@ fn out_of_memory_is_reported_with_the_limit_not_as_a_bad_backup() {
         &healthy_dump[..at],
         &healthy_dump[at..]
     );
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("hive-postgres.sql");
+    let file = dir.join("hive-postgres.sql");
     std::fs::write(&file, hungry).unwrap();
-    let mut case = hive_case(&file, "");
+    file
+}
+
+/// Drill the memory hog with `memory` (and the local engine if `local`):
+/// no verdict, the restore an error naming the limit `shown`.
+fn out_of_memory_case(memory: &str, shown: &str, local: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut case = hive_case(&memory_hog_dump(dir.path()), "");
     let text = std::fs::read_to_string(&case.config).unwrap();
     std::fs::write(
         &case.config,
-        text.replace("memory = \"1GiB\"", "memory = \"128MiB\""),
+        text.replace("memory = \"1GiB\"", &format!("memory = \"{memory}\"")),
     )
     .unwrap();
+    if local {
+        use_local_engine(&case);
+    }
     let run = case.run(&[], &[]);
     let report = assert_outcome(&case, &run, 3, "error", "ran out of memory");
     let error = database(&report, "hive")["restore"]["error"]
@@ -576,11 +584,24 @@ fn out_of_memory_is_reported_with_the_limit_not_as_a_bad_backup() {
         .unwrap()
         .to_string();
     assert!(
-        error.contains("128.0 MiB") && error.contains("sandbox.memory"),
+        error.contains(shown) && error.contains("sandbox.memory"),
         "{error}"
     );
     assert_eq!(database(&report, "hive")["restore"]["status"], "error");
     case.assert_clean(&[run_id(&report)]);
+}
+
+#[test]
+fn out_of_memory_is_reported_with_the_limit_not_as_a_bad_backup() {
+    // Docker: the kernel kills the backend at the cgroup's cap.
+    out_of_memory_case("128MiB", "128.0 MiB", false);
+}
+
+#[test]
+fn local_engine_out_of_memory_is_reported_with_the_limit() {
+    // Local: an allocation fails at RLIMIT_AS; PostgreSQL says
+    // `out of memory` and the server lives on.
+    out_of_memory_case("512MiB", "512.0 MiB", true);
 }
 
 #[test]
@@ -611,22 +632,26 @@ fn restic_killed_mid_stream_is_no_verdict() {
     case.assert_clean(&[run_id(&report)]);
 }
 
-#[test]
-fn restic_stalling_mid_stream_times_out() {
-    let mut case = frame_case("\n[timeouts]\nstall = \"3s\"\n", true, &[]);
-    let run = case.run(&[], &[("DRILL_TEST_STALL", "1")]);
-    let report = assert_outcome(&case, &run, 3, "error", "phase streaming");
-    assert!(report["reasons"].to_string().contains("timeouts.stall"));
+/// With `[timeouts] key = limit` and the wrapper told `hang` (an
+/// environment variable): no verdict, the reason naming `phase` and the key.
+fn times_out(key: &str, limit: &str, hang: &str, phase: &str) {
+    let mut case = frame_case(&format!("\n[timeouts]\n{key} = \"{limit}\"\n"), true, &[]);
+    let run = case.run(&[], &[(hang, "1")]);
+    let report = assert_outcome(&case, &run, 3, "error", &format!("phase {phase}"));
+    assert!(report["reasons"]
+        .to_string()
+        .contains(&format!("timeouts.{key}")));
     case.assert_clean(&[run_id(&report)]);
 }
 
 #[test]
+fn restic_stalling_mid_stream_times_out() {
+    times_out("stall", "3s", "DRILL_TEST_STALL", "streaming");
+}
+
+#[test]
 fn hanging_listing_times_out() {
-    let mut case = frame_case("\n[timeouts]\nlisting = \"2s\"\n", true, &[]);
-    let run = case.run(&[], &[("DRILL_TEST_HANG_LISTING", "1")]);
-    let report = assert_outcome(&case, &run, 3, "error", "phase listing");
-    assert!(report["reasons"].to_string().contains("timeouts.listing"));
-    case.assert_clean(&[run_id(&report)]);
+    times_out("listing", "2s", "DRILL_TEST_HANG_LISTING", "listing");
 }
 
 #[test]

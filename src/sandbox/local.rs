@@ -232,6 +232,7 @@ impl LocalEngine {
                 "--no-sync",
             ]);
         let out = initdb
+            .kill_on_drop(true)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .output()
@@ -351,6 +352,13 @@ impl Server {
             return Ok(());
         };
         match c.try_wait() {
+            // An allocation refused at RLIMIT_AS: PostgreSQL logs
+            // `ERROR:  out of memory` (or FATAL) and the server lives on.
+            Ok(None) if self.out_of_memory() => Err(SandboxError::OutOfMemory {
+                name: sandbox.name.clone(),
+                limit_bytes: sandbox.memory_bytes,
+                log_tail: self.log_tail(sandbox),
+            }),
             Ok(None) => Ok(()),
             Ok(Some(status)) => {
                 use std::os::unix::process::ExitStatusExt;
@@ -372,6 +380,14 @@ impl Server {
                 source: e,
             }),
         }
+    }
+
+    /// Whether the server logged an allocation it could not make
+    /// (PostgreSQL's `out of memory` error, at its cap).
+    fn out_of_memory(&self) -> bool {
+        let log = std::fs::read(self.dir.join("server.log")).unwrap_or_default();
+        let log = String::from_utf8_lossy(&log);
+        log.contains("ERROR:  out of memory") || log.contains("FATAL:  out of memory")
     }
 
     /// The last lines of the server's log, one line, secrets redacted.
@@ -455,7 +471,7 @@ impl Server {
     where
         R: AsyncRead + Unpin,
     {
-        let (mut child, mut group) = self.spawn_client(sandbox, cmd, input.is_some())?;
+        let (mut child, group) = self.spawn_client(sandbox, cmd, input.is_some())?;
         let stdin = child.stdin.take();
         let mut stdout = child.stdout.take().expect("piped");
         let mut stderr = child.stderr.take().expect("piped");
@@ -499,15 +515,9 @@ impl Server {
         let ((n, stdin_error), ()) = tokio::join!(feed, collect);
         outcome.stdin_bytes = n;
         outcome.stdin_error = stdin_error;
-        let status = child.wait().await.map_err(|e| SandboxError::Io {
-            action: "wait for a process of",
-            name: sandbox.name.clone(),
-            source: e,
-        })?;
-        group.disarm();
+        outcome.exit_code = wait_client(sandbox, child, group).await?;
         log.finish();
         outcome.output = log;
-        outcome.exit_code = status.code().map(i64::from);
         Ok(outcome)
     }
 
@@ -521,7 +531,7 @@ impl Server {
     where
         W: AsyncWrite + Unpin,
     {
-        let (mut child, mut group) = self.spawn_client(sandbox, cmd, false)?;
+        let (mut child, group) = self.spawn_client(sandbox, cmd, false)?;
         let mut stdout = child.stdout.take().expect("piped");
         let mut stderr = child.stderr.take().expect("piped");
         let mut log = OutputLog::default();
@@ -542,16 +552,11 @@ impl Server {
             name: sandbox.name.clone(),
             source: e,
         })?;
-        let status = child.wait().await.map_err(|e| SandboxError::Io {
-            action: "wait for a process of",
-            name: sandbox.name.clone(),
-            source: e,
-        })?;
-        group.disarm();
+        let exit_code = wait_client(sandbox, child, group).await?;
         log.finish();
         Ok((
             ExecOutcome {
-                exit_code: status.code().map(i64::from),
+                exit_code,
                 output: log,
                 ..Default::default()
             },
@@ -567,6 +572,22 @@ impl Server {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Wait for a client started by [`Server::spawn_client`]; its exit code
+/// (`None` when a signal ended it, which is never a success).
+async fn wait_client(
+    sandbox: &Sandbox,
+    mut child: Child,
+    mut group: crate::process::GroupGuard,
+) -> Result<Option<i64>, SandboxError> {
+    let status = child.wait().await.map_err(|e| SandboxError::Io {
+        action: "wait for a process of",
+        name: sandbox.name.clone(),
+        source: e,
+    })?;
+    group.disarm();
+    Ok(status.code().map(i64::from))
 }
 
 /// SIGQUIT the server's group (PostgreSQL's immediate shutdown), then

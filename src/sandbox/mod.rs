@@ -138,10 +138,11 @@ pub enum SandboxError {
         /// What is missing.
         detail: String,
     },
-    /// The kernel killed a process of the sandbox for memory: the sandbox's
-    /// cap was too small for this restore or check. Says nothing about the
+    /// A process of the sandbox hit its memory cap: the kernel killed it
+    /// (Docker) or an allocation failed (local, `RLIMIT_AS`). The cap was
+    /// too small for this restore or check. Says nothing about the
     /// backup.
-    #[error("sandbox {name} ran out of memory: a PostgreSQL process was killed (OOM) at the sandbox's limit of {} (sandbox.memory); this is not a verdict on the backup: raise sandbox.memory and drill again; container log ends: {log_tail}", bytesize::ByteSize::b(*limit_bytes).display().iec())]
+    #[error("sandbox {name} ran out of memory at the sandbox's limit of {} (sandbox.memory): a PostgreSQL process was killed or refused memory; this is not a verdict on the backup: raise sandbox.memory and drill again; container log ends: {log_tail}", bytesize::ByteSize::b(*limit_bytes).display().iec())]
     OutOfMemory {
         /// Container name.
         name: String,
