@@ -24,6 +24,7 @@ async fn start(run_id: &str) -> Sandbox {
             memory_bytes: 1 << 30,
             cpus: 1.0,
             startup_timeout: Duration::from_secs(120),
+            tuning: true,
         })
         .await
         .expect("sandbox starts")

@@ -865,11 +865,7 @@ fn local_engine_restores_and_checks_without_docker() {
     // pagila healthy and checked; hive truncated: the same restore path
     // must pass the one and fail the other, with Docker unreachable.
     let d = dumps();
-    let checks = [(
-        "films.toml",
-        "kind = \"sql\"\ndatabase = \"pagila\"\nquery = \"select count(*) from film\"\n[expect]\nmin = 1000\n"
-            .to_string(),
-    )];
+    let checks = [film_count_check()];
     let mut case = Case::new(
         &[
             (&d.join("pagila.dump"), "pagila.dump"),
@@ -964,4 +960,149 @@ fn local_engine_sigint_and_sigkill_leave_nothing_behind() {
     assert_eq!(reap.code, 0, "{}\n{}", reap.stdout, reap.stderr);
     assert!(reap.stdout.contains("removed"), "{}", reap.stdout);
     case.assert_clean(&[]);
+}
+
+// ---- Restore paths: pg_restore --jobs and databases at once ----
+
+/// Set `key = value` in the case's `[sandbox]` table.
+fn set_sandbox(case: &Case, setting: &str) {
+    let text = std::fs::read_to_string(&case.config).unwrap();
+    std::fs::write(
+        &case.config,
+        text.replacen("[sandbox]\n", &format!("[sandbox]\n{setting}\n"), 1),
+    )
+    .unwrap();
+}
+
+fn pagila_case(file: &Path, checks: &[(&str, String)]) -> Case {
+    Case::new(
+        &[(file, "pagila.dump")],
+        &[healthy("pagila")],
+        checks,
+        "",
+        false,
+    )
+}
+
+fn film_count_check() -> (&'static str, String) {
+    (
+        "films.toml",
+        "kind = \"sql\"\ndatabase = \"pagila\"\nquery = \"select count(*) from film\"\n[expect]\nmin = 1000\n"
+            .to_string(),
+    )
+}
+
+#[test]
+fn custom_dump_with_jobs_is_copied_into_the_sandbox_restored_and_the_copy_removed() {
+    let mut case = pagila_case(&dumps().join("pagila.dump"), &[film_count_check()]);
+    set_sandbox(&case, "restore_jobs = 2");
+    let run = case.run(&["--keep", "-v"], &[]);
+    let report = assert_outcome(&case, &run, 0, "passed", "");
+    assert!(
+        run.stderr
+            .contains("--jobs=2 (copied into the sandbox first)"),
+        "the plan names the jobs: {}",
+        run.stderr
+    );
+    assert_eq!(database(&report, "pagila")["restore"]["tool"], "pg_restore");
+    assert_eq!(
+        common::check(&report, "pagila", "films")["status"],
+        "passed"
+    );
+    // The kept sandbox no longer holds the copy.
+    let kept = common::sandboxes_of_run(run_id(&report), false);
+    assert_eq!(kept.len(), 1, "one kept sandbox");
+    let copy = Command::new("docker")
+        .args(["exec", &kept[0], "ls", "/tmp"])
+        .output()
+        .unwrap();
+    assert!(copy.status.success());
+    assert!(
+        !String::from_utf8_lossy(&copy.stdout).contains("drill-restore"),
+        "the dump's copy was removed: {}",
+        String::from_utf8_lossy(&copy.stdout)
+    );
+    Command::new("docker")
+        .args(["rm", "-f", "-v", &kept[0]])
+        .output()
+        .unwrap();
+    case.assert_clean(&[run_id(&report)]);
+}
+
+#[test]
+fn truncated_custom_dump_fails_streamed_and_with_jobs() {
+    let work = tempfile::tempdir().unwrap();
+    let whole = std::fs::read(dumps().join("pagila.dump")).unwrap();
+    let cut = work.path().join("pagila.dump");
+    std::fs::write(&cut, &whole[..whole.len() * 6 / 10]).unwrap();
+    for jobs in ["1", "2"] {
+        let mut case = pagila_case(&cut, &[film_count_check()]);
+        set_sandbox(&case, &format!("restore_jobs = {jobs}"));
+        let run = case.run(&[], &[]);
+        let report = assert_outcome(&case, &run, 1, "failed", "pg_restore exited with 1");
+        let restore = &database(&report, "pagila")["restore"];
+        assert_eq!(restore["status"], "failed", "jobs = {jobs}");
+        assert_eq!(
+            common::check(&report, "pagila", "films")["status"],
+            "not_run",
+            "jobs = {jobs}"
+        );
+        case.assert_clean(&[run_id(&report)]);
+    }
+}
+
+#[test]
+fn databases_restore_at_once_up_to_parallelism_with_progress_lines() {
+    let d = dumps();
+    let mut case = Case::new(
+        &[
+            (&d.join("frame-postgres.sql"), "frame-postgres.sql"),
+            (&d.join("hive-postgres.sql"), "hive-postgres.sql"),
+            (&d.join("mysrt-postgres.sql.zst"), "mysrt-postgres.sql.zst"),
+        ],
+        &[healthy("frame"), healthy("hive"), healthy("mysrt")],
+        &[],
+        "",
+        true,
+    );
+    set_sandbox(&case, "parallelism = 2");
+    // About 15 KB/s: frame's restore lasts over 10 s.
+    let running = case.spawn(&[], &[("DRILL_TEST_TRICKLE", "1500")]);
+    let pid = running.child.id();
+    let mut most = 0;
+    while running_is_alive(&running) {
+        let now = common::containers_matching(&format!("label=drill.pid={pid}"), true).len();
+        most = most.max(now);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, stderr) = running.finish();
+    let run = common::Run {
+        code,
+        stdout: String::new(),
+        stderr,
+    };
+    let report = assert_outcome(&case, &run, 0, "passed", "");
+    assert_eq!(most, 2, "two sandboxes at once, never three");
+    // Not a terminal: a plain progress line during the long restore.
+    assert!(
+        run.stderr.contains("frame: restored ") && run.stderr.contains("%) in "),
+        "a progress line: {}",
+        run.stderr
+    );
+    // The report keeps config order whatever order they finished in.
+    let names: Vec<&str> = report["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["frame", "hive", "mysrt"]);
+    case.assert_clean(&[run_id(&report)]);
+}
+
+fn running_is_alive(running: &Running) -> bool {
+    // `kill -0` tells whether the process is still there (a zombie counts
+    // until reaped by `finish`).
+    std::fs::read_to_string(format!("/proc/{}/stat", running.child.id()))
+        .is_ok_and(|s| !s.contains(") Z "))
 }

@@ -1,30 +1,166 @@
-//! Progress on stderr: one plain line per phase, fit for a terminal, launchd
-//! logs and CI alike.
+//! Progress on stderr. One plain line per phase, fit for launchd logs and
+//! CI, and during a long restore or check one line every
+//! [`PLAIN_INTERVAL`] seconds; on a terminal, the same lines above
+//! indicatif bars: per database the bytes restored of the dump's size (from
+//! `restic ls`) with rate and ETA, then a spinner per running check.
 
-use std::io::Write;
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::drill::RunOutcome;
 use crate::report::{Event, EventSink, Status, Verdict};
 
-/// Prints events as lines on stderr.
+/// Seconds between two plain progress lines of one restore or check.
+pub const PLAIN_INTERVAL: f64 = 10.0;
+
+/// Prints events on stderr: lines, and bars when stderr is a terminal.
 pub struct Terminal {
     quiet: bool,
     verbose: u8,
     tz: chrono_tz::Tz,
+    bars: Option<Bars>,
+    /// Plain mode: when (seconds into it) each restore or check last had a
+    /// progress line.
+    last_line: Mutex<HashMap<String, f64>>,
+}
+
+/// The live bars of a terminal.
+struct Bars {
+    multi: MultiProgress,
+    /// By database (restores) or `database/check` (checks).
+    live: Mutex<HashMap<String, ProgressBar>>,
 }
 
 impl Terminal {
-    /// A printer; `quiet` keeps only warnings and the verdict.
+    /// A printer; `quiet` keeps only warnings and the verdict. Bars are
+    /// drawn when stderr is a terminal (not `TERM=dumb`) and not `quiet`.
     pub fn new(quiet: bool, verbose: u8, tz: chrono_tz::Tz) -> Self {
-        Terminal { quiet, verbose, tz }
+        let bars = (!quiet
+            && std::io::stderr().is_terminal()
+            && std::env::var("TERM").map_or(true, |t| t != "dumb"))
+        .then(|| Bars {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            live: Mutex::new(HashMap::new()),
+        });
+        Terminal {
+            quiet,
+            verbose,
+            tz,
+            bars,
+            last_line: Mutex::new(HashMap::new()),
+        }
     }
 
     fn line(&self, text: &str) {
         let now = chrono::Utc::now()
             .with_timezone(&self.tz)
             .format("%H:%M:%S");
-        let _ = writeln!(std::io::stderr().lock(), "[{now}] {text}");
+        let print = || {
+            let _ = writeln!(std::io::stderr().lock(), "[{now}] {text}");
+        };
+        match &self.bars {
+            Some(b) => b.multi.suspend(print),
+            None => print(),
+        }
     }
+
+    /// Plain mode: whether the restore or check `key`, `seconds` into it,
+    /// is due a progress line.
+    fn due(&self, key: &str, seconds: f64) -> bool {
+        let mut last = self.last_line.lock().expect("progress lock");
+        let at = last.entry(key.to_string()).or_insert(0.0);
+        if seconds - *at >= PLAIN_INTERVAL {
+            *at = seconds;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Add a bar (replacing any under the same key).
+    fn add_bar(&self, key: String, bar: ProgressBar) {
+        if let Some(b) = &self.bars {
+            let bar = b.multi.add(bar);
+            if let Some(old) = b.live.lock().expect("bars lock").insert(key, bar) {
+                old.finish_and_clear();
+            }
+        }
+    }
+
+    /// Do `f` to the bar under `key`, if there is one.
+    fn with_bar(&self, key: &str, f: impl FnOnce(&ProgressBar)) {
+        if let Some(b) = &self.bars {
+            if let Some(bar) = b.live.lock().expect("bars lock").get(key) {
+                f(bar);
+            }
+        }
+    }
+
+    /// Take the bar under `key` off the screen.
+    fn remove_bar(&self, key: &str) {
+        if let Some(b) = &self.bars {
+            if let Some(bar) = b.live.lock().expect("bars lock").remove(key) {
+                bar.finish_and_clear();
+                b.multi.remove(&bar);
+            }
+        }
+    }
+}
+
+/// The bar of a restore: bytes read of the dump's size, rate, ETA.
+fn restore_bar(database: &str, total: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{prefix:.bold} restore [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(database.to_string());
+    bar
+}
+
+/// The spinner of a running check.
+fn check_spinner(database: &str, name: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} {prefix:.bold} check {msg} {elapsed}")
+    {
+        bar.set_style(style);
+    }
+    bar.set_prefix(database.to_string());
+    bar.set_message(name.to_string());
+    bar
+}
+
+/// `restored 512.0 MiB of 1.0 GiB (50%) in 20 s, 25.6 MiB/s, about 20 s
+/// left`: a plain progress line's body.
+pub fn restore_progress_line(bytes: u64, total: u64, seconds: f64) -> String {
+    let rate = if seconds > 0.0 {
+        bytes as f64 / seconds
+    } else {
+        0.0
+    };
+    let percent = if total > 0 {
+        format!(" ({}%)", (bytes.min(total) * 100) / total)
+    } else {
+        String::new()
+    };
+    let left = if rate > 0.0 && total > bytes {
+        format!(", about {} left", age((total - bytes) as f64 / rate))
+    } else {
+        String::new()
+    };
+    format!(
+        "restored {} of {}{percent} in {}, {}/s{left}",
+        size(bytes),
+        size(total),
+        age(seconds),
+        size(rate as u64)
+    )
 }
 
 fn size(bytes: u64) -> String {
@@ -84,7 +220,44 @@ impl EventSink for Terminal {
                 seconds,
             } => self.line(&format!("{database}: sandbox ready, PostgreSQL {server_version}, {seconds:.1} s")),
             Event::RestoreStarted { database, bytes } => {
+                self.last_line.lock().expect("progress lock").remove(database);
+                self.add_bar(database.clone(), restore_bar(database, *bytes));
                 self.line(&format!("{database}: restoring {}", size(*bytes)))
+            }
+            Event::RestoreProgress {
+                database,
+                bytes,
+                total,
+                seconds,
+            } => {
+                if self.bars.is_some() {
+                    self.with_bar(database, |b| b.set_position(*bytes));
+                } else if self.due(database, *seconds) {
+                    self.line(&format!(
+                        "{database}: {}",
+                        restore_progress_line(*bytes, *total, *seconds)
+                    ))
+                }
+            }
+            Event::CheckStarted { database, name } => {
+                let key = format!("{database}/{name}");
+                self.last_line.lock().expect("progress lock").remove(&key);
+                if self.bars.is_some() {
+                    self.add_bar(key.clone(), check_spinner(database, name));
+                    self.with_bar(&key, |b| b.enable_steady_tick(Duration::from_millis(120)));
+                }
+            }
+            Event::CheckRunning {
+                database,
+                name,
+                seconds,
+            } => {
+                if self.bars.is_none() && self.due(&format!("{database}/{name}"), *seconds) {
+                    self.line(&format!(
+                        "{database}: check {name} still running after {}",
+                        age(*seconds)
+                    ))
+                }
             }
             Event::RestoreFinished {
                 database,
@@ -92,7 +265,9 @@ impl EventSink for Terminal {
                 bytes,
                 seconds,
                 error,
-            } => match status {
+            } => {
+                self.remove_bar(database);
+                match status {
                 Status::Passed => self.line(&format!(
                     "{database}: restore passed, {} in {seconds:.1} s",
                     size(*bytes)
@@ -102,13 +277,17 @@ impl EventSink for Terminal {
                     s.as_str(),
                     error.as_deref().unwrap_or("")
                 )),
-            },
+                }
+            }
             Event::CheckFinished {
                 database,
                 name,
                 status,
                 detail,
-            } => self.line(&format!("{database}: check {name} {}: {detail}", status.as_str())),
+            } => {
+                self.remove_bar(&format!("{database}/{name}"));
+                self.line(&format!("{database}: check {name} {}: {detail}", status.as_str()))
+            }
             Event::Kept {
                 database,
                 container: _,

@@ -373,6 +373,17 @@ struct RawSandbox {
     #[serde(default, with = "humantime_serde")]
     startup_timeout: Option<Duration>,
     bin_dir: Option<PathBuf>,
+    parallelism: Option<usize>,
+    restore_jobs: Option<RawJobs>,
+    tuning: Option<bool>,
+}
+
+/// `sandbox.restore_jobs` as written: `"auto"` or a number.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawJobs {
+    Count(i64),
+    Word(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -588,6 +599,31 @@ pub struct SandboxConfig {
     /// (`initdb`, `postgres`, `psql`, `pg_restore`); default: found (see
     /// [`crate::sandbox::LocalEngine::find`]).
     pub bin_dir: Option<PathBuf>,
+    /// Databases of a snapshot restored (and checked) at once, each in its
+    /// own sandbox; default: the host's CPU count. Memory needed is up to
+    /// `parallelism × memory_bytes`.
+    pub parallelism: usize,
+    /// How custom-format dumps are restored (`sandbox.restore_jobs`).
+    pub restore_jobs: RestoreJobs,
+    /// Start sandboxes with settings that trade crash safety for restore
+    /// speed (`fsync=off`, `synchronous_commit=off`, `full_page_writes=off`,
+    /// a larger `maintenance_work_mem`, …; see
+    /// [`crate::sandbox::RESTORE_TUNING`]). Safe only because a sandbox is
+    /// thrown away; default `true`.
+    pub tuning: bool,
+}
+
+/// `sandbox.restore_jobs`: how a custom-format (`pg_dump -Fc`) dump is
+/// restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreJobs {
+    /// `pg_restore --jobs` with the sandbox's whole CPUs when it has at
+    /// least two and the dump is at least
+    /// [`crate::restore::JOBS_MIN_BYTES`]; otherwise streamed.
+    Auto,
+    /// Exactly this many jobs: 1 streams the dump into `pg_restore`; 2 or
+    /// more copy it into the sandbox first and run `pg_restore --jobs=N`.
+    Fixed(u32),
 }
 
 /// One `[[databases]]` entry: a dump inside each snapshot.
@@ -870,6 +906,28 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             "is below 64 MiB, too little for PostgreSQL; give e.g. \"2GiB\"",
         ));
     }
+    let parallelism = match raw.sandbox.parallelism {
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        Some(0) => {
+            return Err(ConfigError::invalid(
+                path,
+                "sandbox.parallelism",
+                "must be at least 1 (databases restored at once); leave it out for one per CPU",
+            ))
+        }
+        Some(n) => n,
+    };
+    let restore_jobs =
+        match raw.sandbox.restore_jobs {
+            None => RestoreJobs::Auto,
+            Some(RawJobs::Word(w)) if w == "auto" => RestoreJobs::Auto,
+            Some(RawJobs::Count(n)) if (1..=64).contains(&n) => RestoreJobs::Fixed(n as u32),
+            Some(_) => return Err(ConfigError::invalid(
+                path,
+                "sandbox.restore_jobs",
+                "must be \"auto\" or a number of pg_restore jobs from 1 (stream the dump) to 64",
+            )),
+        };
     let sandbox = SandboxConfig {
         engine: raw.sandbox.engine,
         image: raw.sandbox.image.unwrap_or_else(|| "postgres:16".into()),
@@ -880,6 +938,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             .startup_timeout
             .unwrap_or(Duration::from_secs(120)),
         bin_dir: raw.sandbox.bin_dir.map(|d| resolve(&d)),
+        parallelism,
+        restore_jobs,
+        tuning: raw.sandbox.tuning.unwrap_or(true),
     };
 
     let mut databases: Vec<DatabaseConfig> = Vec::new();

@@ -382,7 +382,7 @@ pub(crate) async fn restore_one(
             ))
         }
     };
-    let plan = crate::restore::plan(database, file);
+    let plan = crate::restore::plan(database, file, &config.sandbox);
     let engine = SandboxEngine::connect(&config.sandbox)
         .await
         .map_err(|e| (Status::Error, e.to_string()))?;

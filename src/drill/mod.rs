@@ -383,8 +383,8 @@ pub(crate) fn judge(databases: &[DatabaseReport]) -> Judgement {
 }
 
 /// Restore every database of `dbs` from one snapshot and run its checks,
-/// filling each `report`. Every dump is located (one `restic ls`) before
-/// any sandbox starts. With `keep`, the sandboxes of restores that passed
+/// filling each `report`, up to `sandbox.parallelism` databases at once.
+/// Every dump is located (one `restic ls`) before any sandbox starts. With `keep`, the sandboxes of restores that passed
 /// are left running and returned; otherwise each is removed when its
 /// checks end.
 pub(crate) async fn drill_snapshot(
@@ -410,7 +410,7 @@ pub(crate) async fn drill_snapshot(
         };
         match file {
             Some(file) if file.node_type == "file" => {
-                let plan = restore::plan(db.config, file);
+                let plan = restore::plan(db.config, file, &config.sandbox);
                 events.emit(&Event::Planned {
                     plan: plan.to_string(),
                 });
@@ -456,20 +456,35 @@ pub(crate) async fn drill_snapshot(
             return Vec::new();
         }
     };
-    let mut kept = Vec::new();
-    for (db, plan) in dbs.iter_mut().zip(plans.iter()) {
-        let Some(plan) = plan else { continue };
-        if let Some(sandbox) = drill_database(config, source, &engine, plan, db, keep, events).await
-        {
-            kept.push(KeptSandbox {
+    // Up to `parallelism` databases at once, each in its own sandbox; each
+    // database's record is its own, so the order they finish in does not
+    // matter. Kept sandboxes are returned in database order.
+    use futures_util::StreamExt;
+    let engine = &engine;
+    let mut kept: Vec<(usize, KeptSandbox)> = futures_util::stream::iter(
+        dbs.iter_mut()
+            .zip(plans.iter())
+            .enumerate()
+            .filter_map(|(i, (db, plan))| plan.as_ref().map(|p| (i, db, p))),
+    )
+    .map(|(i, db, plan)| async move {
+        let sandbox = drill_database(config, source, engine, plan, db, keep, events).await?;
+        Some((
+            i,
+            KeptSandbox {
                 database: db.config.name.clone(),
                 dbname: db.config.dbname.clone(),
                 sandbox,
                 pristine: db.checks.iter().all(|c| c.spec.concurrent()),
-            });
-        }
-    }
-    kept
+            },
+        ))
+    })
+    .buffer_unordered(config.sandbox.parallelism.max(1))
+    .filter_map(|k| async move { k })
+    .collect()
+    .await;
+    kept.sort_by_key(|(i, _)| *i);
+    kept.into_iter().map(|(_, k)| k).collect()
 }
 
 /// Drill one tier and write its report. `earlier` are the attempts of this
@@ -744,6 +759,7 @@ pub async fn run_tier(
         attempts,
         passed_tier,
         interrupted,
+        peak_rss_bytes: report::peak_rss_bytes(),
     };
     let written = report::write(&report, &config.reports_dir, config.timezone)?;
     events.emit(&Event::Finished {
@@ -823,6 +839,7 @@ pub(crate) async fn restore_database(
                 memory_bytes: config.sandbox.memory_bytes,
                 cpus: config.sandbox.cpus,
                 startup_timeout: config.sandbox.startup_timeout,
+                tuning: config.sandbox.tuning,
             })
             .await
     }
@@ -848,12 +865,24 @@ pub(crate) async fn restore_database(
         database: name.clone(),
         bytes: plan.file.size,
     });
-    let outcome = restore::execute(
-        plan,
-        source.repo,
-        source.snapshot,
-        &sandbox,
-        &config.timeouts,
+    let progress = restore::Counter::default();
+    let outcome = with_ticks(
+        restore::execute(
+            plan,
+            source.repo,
+            source.snapshot,
+            &sandbox,
+            &config.timeouts,
+            &progress,
+        ),
+        |seconds| {
+            events.emit(&Event::RestoreProgress {
+                database: name.clone(),
+                bytes: progress.get(),
+                total: plan.file.size,
+                seconds,
+            })
+        },
     )
     .await;
     let r = &mut db.report.restore;
@@ -919,6 +948,25 @@ async fn drill_database(
     }
 }
 
+/// Run `work`, calling `tick` with the seconds since it began about once a
+/// second until it ends (for progress events).
+pub(crate) async fn with_ticks<F: std::future::Future>(
+    work: F,
+    mut tick: impl FnMut(f64),
+) -> F::Output {
+    let started = Instant::now();
+    let period = std::time::Duration::from_secs(1);
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = every.tick() => tick(started.elapsed().as_secs_f64()),
+        }
+    }
+}
+
 /// Checks of one database that run at once (those that only read).
 pub const CHECK_PARALLELISM: usize = 4;
 
@@ -944,7 +992,18 @@ async fn run_checks(
                 tier,
                 baselines,
             };
-            let result = checks::run(&def, &ctx).await;
+            events.emit(&Event::CheckStarted {
+                database: database.name.clone(),
+                name: def.name.clone(),
+            });
+            let result = with_ticks(checks::run(&def, &ctx), |seconds| {
+                events.emit(&Event::CheckRunning {
+                    database: database.name.clone(),
+                    name: def.name.clone(),
+                    seconds,
+                })
+            })
+            .await;
             events.emit(&Event::CheckFinished {
                 database: database.name.clone(),
                 name: result.name.clone(),

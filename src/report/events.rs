@@ -52,6 +52,17 @@ pub enum Event {
         /// Dump size in bytes as stored.
         bytes: u64,
     },
+    /// A restore is under way; sent about once a second.
+    RestoreProgress {
+        /// Database.
+        database: String,
+        /// Bytes read from the repository so far (the dump as stored).
+        bytes: u64,
+        /// The dump's size as stored, bytes (from `restic ls`).
+        total: u64,
+        /// Seconds since the restore began.
+        seconds: f64,
+    },
     /// A restore ended.
     RestoreFinished {
         /// Database.
@@ -64,6 +75,22 @@ pub enum Event {
         seconds: f64,
         /// Why it did not pass.
         error: Option<String>,
+    },
+    /// A check began.
+    CheckStarted {
+        /// Database.
+        database: String,
+        /// Check name.
+        name: String,
+    },
+    /// A check is still running; sent about once a second.
+    CheckRunning {
+        /// Database.
+        database: String,
+        /// Check name.
+        name: String,
+        /// Seconds since it began.
+        seconds: f64,
     },
     /// A check ended.
     CheckFinished {

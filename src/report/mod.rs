@@ -286,6 +286,27 @@ pub struct Report {
     /// Set when SIGINT or SIGTERM stopped the run (verdict `error`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupted: Option<Interruption>,
+    /// drill's own peak resident memory over the run so far, bytes
+    /// (`getrusage(RUSAGE_SELF)` `ru_maxrss`; restic, the restore tools and
+    /// the sandboxes are not counted). `null` where the OS does not say.
+    #[serde(default)]
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// This process's peak resident set size in bytes, from `getrusage(2)`
+/// (`ru_maxrss` is in KiB on Linux, in bytes on macOS).
+pub fn peak_rss_bytes() -> Option<u64> {
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return None;
+    }
+    let max = u64::try_from(usage.ru_maxrss).ok()?;
+    Some(if cfg!(target_os = "macos") {
+        max
+    } else {
+        max * 1024
+    })
 }
 
 /// A run stopped by a signal: which, and where it was.

@@ -13,6 +13,11 @@
 //! | `plain` without it | same | `dbname`, created first |
 //! | `custom` (`pg_dump -Fc`) | `pg_restore --exit-on-error` | `dbname`, created first |
 //!
+//! A custom-format dump restored with several jobs (`sandbox.restore_jobs`,
+//! see [`jobs_for`]) is first streamed into a file inside the sandbox (never
+//! onto the host), because `pg_restore --jobs` needs a file it can seek in;
+//! then `pg_restore --jobs=N` loads it and the file is deleted.
+//!
 //! Whether a plain dump creates its database is read from its head: the first
 //! statement after the preamble of comments, `SET`s and
 //! `set_config` calls is `CREATE DATABASE` exactly when it was made with
@@ -29,18 +34,28 @@ use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::config::{Compression, DatabaseConfig, DumpFormat, SANDBOX_SUPERUSER};
+use crate::config::{
+    Compression, DatabaseConfig, DumpFormat, Engine, RestoreJobs, SandboxConfig, SANDBOX_SUPERUSER,
+};
 use crate::report::Status;
 use crate::sandbox::{pg_message, Sandbox};
 use crate::tier::{DumpError, Repository, Snapshot, SnapshotFile};
 
-pub use stream::{has_trailer, plain_creates_database, Stall, Tap};
+pub use stream::{has_trailer, plain_creates_database, Counter, Stall, Tap};
 
 /// Bytes read from the head of a dump to decide how to restore it.
 const HEAD_BYTES: usize = 64 * 1024;
 /// Magic at the start of a custom-format archive (PostgreSQL
 /// `pg_backup_archiver.c`).
 const CUSTOM_MAGIC: &[u8] = b"PGDMP";
+
+/// Smallest custom-format dump (bytes, as stored) that `restore_jobs =
+/// "auto"` restores with `pg_restore --jobs`: below it, copying the dump in
+/// first costs more than parallel jobs save.
+pub const JOBS_MIN_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Most jobs `restore_jobs = "auto"` gives `pg_restore`.
+const JOBS_MAX_AUTO: u32 = 8;
 
 /// What will be restored, from where, with which tool. Printable.
 #[derive(Debug, Clone)]
@@ -49,13 +64,45 @@ pub struct RestorePlan {
     pub database: DatabaseConfig,
     /// The dump as found in the snapshot (size in bytes).
     pub file: SnapshotFile,
+    /// `pg_restore` jobs: 1 streams the dump into the restore tool; 2 or
+    /// more (custom format only) copy it into the sandbox and run
+    /// `pg_restore --jobs`.
+    pub jobs: u32,
 }
 
 /// Build the plan for one database whose dump was found in the snapshot.
-pub fn plan(database: &DatabaseConfig, file: SnapshotFile) -> RestorePlan {
+pub fn plan(database: &DatabaseConfig, file: SnapshotFile, sandbox: &SandboxConfig) -> RestorePlan {
+    let jobs = jobs_for(database.format, file.size, sandbox);
     RestorePlan {
         database: database.clone(),
         file,
+        jobs,
+    }
+}
+
+/// `pg_restore` jobs for a dump of `format` and `size` bytes (as stored):
+/// always 1 for plain and `pg_dumpall` dumps (psql has one session); for
+/// custom format, `restore_jobs` when it is a number, and with `"auto"` the
+/// sandbox's whole CPUs (`sandbox.cpus`, or this host's CPUs for the local
+/// engine; at most 8) when there are at least two and the dump is at least
+/// [`JOBS_MIN_BYTES`], else 1.
+pub fn jobs_for(format: DumpFormat, size: u64, sandbox: &SandboxConfig) -> u32 {
+    if format != DumpFormat::Custom {
+        return 1;
+    }
+    match sandbox.restore_jobs {
+        RestoreJobs::Fixed(n) => n.max(1),
+        RestoreJobs::Auto => {
+            let cpus = match sandbox.engine {
+                Engine::Docker => sandbox.cpus.floor() as u32,
+                Engine::Local => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            };
+            if cpus >= 2 && size >= JOBS_MIN_BYTES {
+                cpus.min(JOBS_MAX_AUTO)
+            } else {
+                1
+            }
+        }
     }
 }
 
@@ -72,9 +119,14 @@ impl RestorePlan {
 impl fmt::Display for RestorePlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = &self.database;
+        let jobs = if self.jobs > 1 {
+            format!(" --jobs={} (copied into the sandbox first)", self.jobs)
+        } else {
+            String::new()
+        };
         write!(
             f,
-            "{}: {} ({}, {} bytes{}) → {} in a {} sandbox, database `{}`",
+            "{}: {} ({}, {} bytes{}) → {}{jobs} in a {} sandbox, database `{}`",
             d.name,
             d.path,
             d.format.as_str(),
@@ -146,13 +198,16 @@ async fn database_exists(sandbox: &Sandbox, dbname: &str) -> Result<bool, String
 }
 
 /// Stream the planned dump from `repo` into `sandbox` and judge the result.
-/// Never returns a pass without proof: see the module docs.
+/// Never returns a pass without proof: see the module docs. `progress`
+/// counts the bytes read from the repository as they come (the dump as
+/// stored, of `plan.file.size`).
 pub async fn execute(
     plan: &RestorePlan,
     repo: &Repository,
     snapshot: &Snapshot,
     sandbox: &Sandbox,
     timeouts: &crate::config::Timeouts,
+    progress: &Counter,
 ) -> RestoreOutcome {
     let started = Instant::now();
     let db = &plan.database;
@@ -184,7 +239,7 @@ pub async fn execute(
             humantime::format_duration(timeouts.stall)
         )
     };
-    let stored = Tap::new(stall, 0);
+    let stored = Tap::with_counter(stall, 0, progress.clone());
     let stored_counter = stored.counter();
     let buffered = tokio::io::BufReader::with_capacity(256 * 1024, stored);
     let decoded: Box<dyn AsyncRead + Unpin + Send> = match db.compression {
@@ -282,8 +337,14 @@ pub async fn execute(
 
     let user_flag = format!("--username={SANDBOX_SUPERUSER}");
     let db_flag = format!("--dbname={connect_db}");
-    let cmd: Vec<&str> = match db.format {
-        DumpFormat::Custom => vec![
+    // pg_restore --jobs needs a file: the stream goes into one inside the
+    // sandbox first.
+    let staged = (db.format == DumpFormat::Custom && plan.jobs > 1)
+        .then(|| sandbox.scratch_path("drill-restore.dump"));
+    let jobs_flag = format!("--jobs={}", plan.jobs);
+    let cmd: Vec<&str> = match (&staged, db.format) {
+        (Some(file), _) => vec!["sh", "-c", "umask 077 && exec cat > \"$1\"", "sh", file],
+        (None, DumpFormat::Custom) => vec![
             "pg_restore",
             "--exit-on-error",
             "--no-password",
@@ -303,26 +364,24 @@ pub async fn execute(
         ],
     };
     let mut input = std::io::Cursor::new(head).chain(&mut tap);
-    let exec = match tokio::time::timeout(
-        timeouts.restore,
-        sandbox.exec_with_input(&cmd, Some(&mut input)),
-    )
-    .await
-    {
-        Ok(x) => x,
-        Err(_) => {
-            let _ = dump.stop().await;
-            return finish(
-                    Status::Error,
-                    Some(format!(
-                        "phase restore: the restore of {} did not finish within {} (timeouts.restore); it was stopped",
-                        db.path,
-                        humantime::format_duration(timeouts.restore)
-                    )),
-                    tap.bytes(),
-                );
-        }
+    let deadline = tokio::time::Instant::now() + timeouts.restore;
+    let overran = || {
+        format!(
+            "phase restore: the restore of {} did not finish within {} (timeouts.restore); it was stopped",
+            db.path,
+            humantime::format_duration(timeouts.restore)
+        )
     };
+    let exec =
+        match tokio::time::timeout_at(deadline, sandbox.exec_with_input(&cmd, Some(&mut input)))
+            .await
+        {
+            Ok(x) => x,
+            Err(_) => {
+                let _ = dump.stop().await;
+                return finish(Status::Error, Some(overran()), tap.bytes());
+            }
+        };
     if stalled.load(std::sync::atomic::Ordering::Relaxed) {
         let _ = dump.stop().await;
         return finish(Status::Error, Some(stalled_error()), tap.bytes());
@@ -359,6 +418,54 @@ pub async fn execute(
             tap.bytes(),
         );
     }
+    let exec = match &staged {
+        None => exec,
+        Some(file) => {
+            // The copy: a failure here is the sandbox's (its disk), not the
+            // dump's.
+            if !exec.succeeded() {
+                let why = match sandbox.check_alive().await {
+                    Err(dead) => dead.to_string(),
+                    Ok(()) => format!(
+                        "copy {} into the sandbox for pg_restore --jobs: {}; give the sandbox more disk or set sandbox.restore_jobs = 1 to stream it",
+                        db.path,
+                        exec.output.summary(3)
+                    ),
+                };
+                return finish(Status::Error, Some(why), tap.bytes());
+            }
+            let restore_cmd = [
+                "pg_restore",
+                "--exit-on-error",
+                "--no-password",
+                &jobs_flag,
+                &user_flag,
+                &db_flag,
+                file.as_str(),
+            ];
+            let restored = tokio::time::timeout_at(
+                deadline,
+                sandbox.exec_with_input(&restore_cmd, None::<&[u8]>),
+            )
+            .await;
+            // The copy is not needed any more, whatever happened (a kept
+            // sandbox should not carry it).
+            let _ = sandbox
+                .exec_with_input(&["rm", "-f", file.as_str()], None::<&[u8]>)
+                .await;
+            match restored {
+                Err(_) => return finish(Status::Error, Some(overran()), tap.bytes()),
+                Ok(Err(e)) => {
+                    let why = match sandbox.check_alive().await {
+                        Err(dead) => dead.to_string(),
+                        Ok(()) => e.to_string(),
+                    };
+                    return finish(Status::Error, Some(why), tap.bytes());
+                }
+                Ok(Ok(x)) => x,
+            }
+        }
+    };
     if !exec.succeeded() {
         if let Err(e) = sandbox.check_alive().await {
             return finish(Status::Error, Some(e.to_string()), tap.bytes());

@@ -45,6 +45,15 @@ impl<R> Tap<R> {
         }
     }
 
+    /// Like [`Tap::new`], counting into `count` (a counter the caller
+    /// watches, e.g. for progress).
+    pub fn with_counter(inner: R, keep: usize, count: Counter) -> Self {
+        Tap {
+            count,
+            ..Tap::new(inner, keep)
+        }
+    }
+
     /// A handle on the byte count that outlives the tap.
     pub fn counter(&self) -> Counter {
         self.count.clone()

@@ -56,6 +56,8 @@ pub struct SandboxRequest {
     pub cpus: f64,
     /// Readiness deadline.
     pub startup_timeout: Duration,
+    /// Start the server with [`super::restore_tuning`] (`sandbox.tuning`).
+    pub tuning: bool,
 }
 
 /// What runs a sandbox.
@@ -272,8 +274,18 @@ impl DockerEngine {
             }]),
         )]);
         let memory = i64::try_from(req.memory_bytes).unwrap_or(i64::MAX);
+        // The image's entrypoint passes `postgres …` on to the server, as
+        // the official image's does.
+        let cmd = req.tuning.then(|| {
+            let mut cmd = vec!["postgres".to_string()];
+            for setting in super::restore_tuning(req.memory_bytes) {
+                cmd.extend(["-c".to_string(), setting]);
+            }
+            cmd
+        });
         let body = ContainerCreateBody {
             image: Some(req.image.clone()),
+            cmd,
             env: Some(vec![
                 format!("POSTGRES_PASSWORD={}", password.expose()),
                 format!("POSTGRES_USER={SANDBOX_SUPERUSER}"),
@@ -385,6 +397,17 @@ impl DockerEngine {
 }
 
 impl Sandbox {
+    /// A path inside the sandbox for a file drill puts there (a custom dump
+    /// copied in for `pg_restore --jobs`): `/tmp/NAME` in a container, inside
+    /// the sandbox's directory for the local engine. It goes when the
+    /// sandbox goes.
+    pub fn scratch_path(&self, name: &str) -> String {
+        match &self.backend {
+            Backend::Docker(_) => format!("/tmp/{name}"),
+            Backend::Local(s) => s.dir().join(name).to_string_lossy().into_owned(),
+        }
+    }
+
     /// The Docker client of a container sandbox. Only the Docker paths
     /// call it: each public method sends a local sandbox elsewhere first.
     fn docker(&self) -> &Docker {

@@ -264,19 +264,15 @@ impl LocalEngine {
             .arg(&socket_dir)
             .args(["-p", &PORT.to_string()])
             .args(["-c", "listen_addresses="])
-            // Throwaway data: durability buys nothing here.
-            .args([
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ])
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
             .process_group(0);
+        if req.tuning {
+            for setting in super::restore_tuning(req.memory_bytes) {
+                postgres.args(["-c", &setting]);
+            }
+        }
         let limit = req.memory_bytes;
         // SAFETY: only async-signal-safe calls (setrlimit, setpriority)
         // between fork and exec.
@@ -345,6 +341,11 @@ impl LocalEngine {
 }
 
 impl Server {
+    /// The sandbox's directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Fail if the server has exited, saying how, with the end of its log.
     pub(crate) async fn check_alive(&self, sandbox: &Sandbox) -> Result<(), SandboxError> {
         let mut child = self.child.lock().await;
