@@ -144,11 +144,10 @@ pub fn restore_progress_line(bytes: u64, total: u64, seconds: f64) -> String {
     } else {
         0.0
     };
-    let percent = if total > 0 {
-        format!(" ({}%)", (bytes.min(total) * 100) / total)
-    } else {
-        String::new()
-    };
+    let percent = (bytes.min(total) * 100)
+        .checked_div(total)
+        .map(|p| format!(" ({p}%)"))
+        .unwrap_or_default();
     let left = if rate > 0.0 && total > bytes {
         format!(", about {} left", age((total - bytes) as f64 / rate))
     } else {
@@ -546,5 +545,24 @@ fn diff_databases(out: &mut impl Write, databases: &[crate::drill::diff::Databas
         if !d.schema_diff.is_empty() {
             let _ = write!(out, "{}", d.schema_diff);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::restore_progress_line;
+
+    #[test]
+    fn progress_line_gives_share_rate_and_time_left() {
+        let mib = 1024 * 1024;
+        assert_eq!(
+            restore_progress_line(512 * mib, 1024 * mib, 20.0),
+            "restored 512.0 MiB of 1.0 GiB (50%) in 20s, 25.6 MiB/s, about 20s left"
+        );
+        // Nothing read yet, or an empty dump: no rate to divide by.
+        assert_eq!(
+            restore_progress_line(0, 0, 0.0),
+            "restored 0 B of 0 B in 0s, 0 B/s"
+        );
     }
 }
