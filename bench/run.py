@@ -1,0 +1,459 @@
+#!/usr/bin/env python3
+"""drill's restore benchmark: how close a drill comes to PostgreSQL's own
+ingest speed, and how little memory drill needs while it streams.
+
+It builds a dataset (`pgbench -i` at --scale, plus Pagila, in one database),
+dumps it (plain and custom format) and a smaller one (--small-scale), backs
+the dumps up with restic into a fresh repository (one snapshot), then
+measures, alternating within each round, --reps rounds, medians reported:
+
+  A  `drill run` of that snapshot: sandbox, restore, one cheap SQL check,
+     report, sandbox removed (wall time of the whole command)
+  B  the pipeline an operator would write by hand, in a container started
+     the same way (same image, memory, CPUs, server settings):
+       docker run … ; wait for TCP ; createdb ;
+       restic dump --no-lock latest DUMP | docker exec -i C psql -X -q -v ON_ERROR_STOP=1
+       (pg_restore --exit-on-error for custom) ; the same check ; docker rm
+  C  the ingest limit: the same, but the dump is copied into the container
+     first (not timed) and loaded from the file there with `psql -f`
+     (`pg_restore --jobs` for custom)
+
+Scenarios: one plain dump (A, A without restore tuning, B, C); one custom
+dump (A streamed, A with pg_restore --jobs, B, C); a small plain dump (A, B:
+drill's memory at a second scale); a snapshot of three databases (A with
+parallelism 2 and 1, against the sum of B over the three).
+
+drill's peak RSS is what drill reports (`peak_rss_bytes`, getrusage
+RUSAGE_SELF), cross-checked against VmHWM sampled from /proc while it runs.
+
+Results are printed and written to --out (bench/results.md) with the
+machine described. This is a script, not a test: nothing here asserts a
+time. Usage (as root, on the Debian machine the tests run on):
+
+    scripts/setup.sh && bench/run.py                 # ~1 GB dump, 3 rounds
+    bench/run.py --scale 5 --small-scale 2 --reps 1  # a quick look
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DRILL = REPO / "target" / "release" / "drill"
+PAGILA = REPO / "fixtures" / "pagila"
+PASSWORD = "bench-only-password"
+CHECK = "select count(*) from pgbench_branches"
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def sh(cmd, **kw):
+    """Run a shell command, failing loudly."""
+    kw.setdefault("check", True)
+    return subprocess.run(cmd, shell=True, executable="/bin/bash", **kw)
+
+
+def out(cmd):
+    return sh(cmd, capture_output=True, text=True).stdout.strip()
+
+
+def mib(b):
+    return b / (1024 * 1024)
+
+
+def tuning(memory_bytes):
+    """The settings drill starts a tuned sandbox with
+    (src/sandbox/mod.rs `restore_tuning`), for the hand-run containers."""
+    mwm = min(max(memory_bytes // 8 // (1024 * 1024), 64), 1024)
+    return [
+        "fsync=off",
+        "synchronous_commit=off",
+        "full_page_writes=off",
+        "wal_level=minimal",
+        "max_wal_senders=0",
+        "max_wal_size=4GB",
+        "checkpoint_timeout=30min",
+        f"maintenance_work_mem={mwm}MB",
+    ]
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.work = Path(args.work).resolve()
+        self.memory = args.memory_gib * 1024**3
+        self.env = dict(os.environ)
+        self.env["RESTIC_REPOSITORY"] = str(self.work / "repo")
+        self.env["RESTIC_PASSWORD_FILE"] = str(self.work / "restic-password")
+        self.results = {}
+
+    # ---------------------------------------------------------------- data
+
+    def container(self, name, tuned=True):
+        """Start a container like drill's sandbox; return seconds to ready
+        (accepting TCP connections, i.e. the final server, not the
+        entrypoint's temporary one)."""
+        sh(f"docker rm -f -v {name} >/dev/null 2>&1 || true")
+        started = time.monotonic()
+        settings = " ".join(f"-c {s}" for s in tuning(self.memory)) if tuned else ""
+        shm = min(256 * 1024**2, self.memory // 4)
+        sh(
+            f"docker run -d --name {name} -e POSTGRES_PASSWORD={PASSWORD} "
+            f"--memory {self.memory} --memory-swap {self.memory} --cpus {self.args.cpus} "
+            f"--shm-size {shm} {self.args.image} postgres {settings} >/dev/null"
+        )
+        while True:
+            r = sh(
+                f"docker exec {name} pg_isready -q -h 127.0.0.1 -U postgres",
+                check=False,
+            )
+            if r.returncode == 0:
+                return time.monotonic() - started
+            if time.monotonic() - started > 120:
+                sys.exit(f"bench: container {name} not ready in 120 s")
+            time.sleep(0.1)
+
+    def build_dataset(self):
+        stamp = self.work / "stage" / f".scale-{self.args.scale}-{self.args.small_scale}"
+        if stamp.exists():
+            log(f"dataset of scale {self.args.scale}/{self.args.small_scale} already in {self.work}")
+            return
+        shutil.rmtree(self.work, ignore_errors=True)
+        dumps = self.work / "stage" / "dumps"
+        dumps.mkdir(parents=True)
+        gen = "drill-bench-gen"
+        self.container(gen)
+        psql = f"docker exec -i {gen} psql -X -q -v ON_ERROR_STOP=1 -U postgres"
+        for db, scale in (("bench", self.args.scale), ("small", self.args.small_scale)):
+            log(f"pgbench -i -s {scale} and Pagila into database {db}")
+            sh(f"docker exec {gen} createdb -U postgres {db}")
+            sh(f"docker exec {gen} pgbench -i -q -s {scale} -U postgres {db}")
+            sh(f"{psql} -d {db} < {PAGILA / 'pagila-schema.sql'} >/dev/null")
+            sh(f"{psql} -d {db} < {PAGILA / 'pagila-data.sql'} >/dev/null")
+        log("pg_dump: bench.sql, bench.dump, small.sql")
+        sh(f"docker exec {gen} pg_dump -U postgres bench > {dumps / 'bench.sql'}")
+        sh(f"docker exec {gen} pg_dump -U postgres -Fc bench > {dumps / 'bench.dump'}")
+        sh(f"docker exec {gen} pg_dump -U postgres small > {dumps / 'small.sql'}")
+        sh(f"docker rm -f -v {gen} >/dev/null")
+        # The three databases of the multi-database snapshot: the small
+        # dump under three names (restic stores its content once).
+        for i in (1, 2, 3):
+            os.link(dumps / "small.sql", dumps / f"multi-{i}.sql")
+        (self.work / "restic-password").write_text(PASSWORD + "\n")
+        os.chmod(self.work / "restic-password", 0o600)
+        log("restic init + backup")
+        sh("restic init --quiet", env=self.env)
+        sh(f"cd {self.work / 'stage'} && restic backup --quiet --host bench dumps", env=self.env)
+        stamp.touch()
+
+    def size(self, name):
+        return (self.work / "stage" / "dumps" / name).stat().st_size
+
+    # ---------------------------------------------------------------- A
+
+    def config(self, name, databases, **sandbox):
+        """A drill config under work/NAME for `databases`
+        [(name, file, format)], each with the cheap check."""
+        d = self.work / "conf" / name
+        shutil.rmtree(d, ignore_errors=True)
+        (d / "checks").mkdir(parents=True)
+        settings = {
+            "image": f'"{self.args.image}"',
+            "memory": f'"{self.args.memory_gib}GiB"',
+            "cpus": f"{self.args.cpus:.1f}",
+        }
+        settings.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in sandbox.items()})
+        text = (
+            'timezone = "UTC"\nreports_dir = "reports"\nchecks_dir = "checks"\n\n'
+            f'[tiers.bench]\nrepository = "{self.work / "repo"}"\n'
+            f'password_file = "{self.work / "restic-password"}"\n\n[sandbox]\n'
+            + "".join(f"{k} = {v}\n" for k, v in settings.items())
+        )
+        for db, file, fmt in databases:
+            text += (
+                f'\n[[databases]]\nname = "{db}"\npath = "/dumps/{file}"\n'
+                f'format = "{fmt}"\ndbname = "bench"\nroles = ["postgres"]\n'
+            )
+            (d / "checks" / f"{db}-branches.toml").write_text(
+                f'kind = "sql"\ndatabase = "{db}"\nquery = "{CHECK}"\n[expect]\nmin = 1\n'
+            )
+        (d / "drill.toml").write_text(text)
+        return d
+
+    def run_a(self, conf):
+        """`drill run` once; the wall time, what the report says, and the
+        VmHWM seen from outside."""
+        reports = conf / "reports"
+        before = set(reports.glob("*.json")) if reports.exists() else set()
+        started = time.monotonic()
+        p = subprocess.Popen(
+            [str(DRILL), "--config", str(conf / "drill.toml"), "--tier", "bench", "--no-notify"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        hwm = [0]
+
+        def sample():
+            while p.poll() is None:
+                try:
+                    for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
+                        if line.startswith("VmHWM:"):
+                            hwm[0] = max(hwm[0], int(line.split()[1]) * 1024)
+                except OSError:
+                    pass
+                time.sleep(0.2)
+
+        t = threading.Thread(target=sample)
+        t.start()
+        _, err = p.communicate()
+        wall = time.monotonic() - started
+        t.join()
+        if p.returncode != 0:
+            sys.exit(f"bench: drill exited with {p.returncode}:\n{err}")
+        (report_path,) = set(reports.glob("*.json")) - before
+        r = json.loads(report_path.read_text())
+        dbs = r["databases"]
+        return {
+            "wall": wall,
+            "rto": r["rto_seconds"],
+            "restore": sum(d["restore"]["seconds"] for d in dbs),
+            "ready": statistics.mean(d["restore"]["sandbox_seconds"] for d in dbs),
+            "bytes": sum(d["restore"]["bytes"] for d in dbs),
+            "restored_bytes": sum(d["restore"]["restored_bytes"] for d in dbs),
+            "rss": r["peak_rss_bytes"],
+            "hwm": hwm[0],
+        }
+
+    # ---------------------------------------------------------------- B, C
+
+    def run_b(self, file, fmt, tuned=True):
+        """The hand-run pipeline, timed from `docker run` to `docker rm`."""
+        c = "drill-bench-b"
+        started = time.monotonic()
+        ready = self.container(c, tuned)
+        sh(f"docker exec {c} createdb -U postgres bench")
+        load = time.monotonic()
+        tool = (
+            "pg_restore --exit-on-error -U postgres -d bench"
+            if fmt == "custom"
+            else "psql -X -q -v ON_ERROR_STOP=1 -o /dev/null -U postgres -d bench"
+        )
+        sh(
+            f"set -o pipefail; restic dump --quiet --no-lock latest /dumps/{file} "
+            f"| docker exec -i {c} {tool}",
+            env=self.env,
+        )
+        load = time.monotonic() - load
+        n = out(f"docker exec {c} psql -X -U postgres -d bench -Atc '{CHECK}'")
+        assert int(n) >= 1, n
+        sh(f"docker rm -f -v {c} >/dev/null")
+        return {"wall": time.monotonic() - started, "ready": ready, "load": load}
+
+    def run_c(self, file, fmt, jobs=1):
+        """The ingest limit: the dump already in the container. Timed: the
+        start to ready, the load from the file, the check, the removal."""
+        c = "drill-bench-c"
+        started = time.monotonic()
+        ready = self.container(c)
+        sh(f"docker exec {c} createdb -U postgres bench")
+        paused = time.monotonic()
+        sh(
+            f"set -o pipefail; restic dump --quiet --no-lock latest /dumps/{file} "
+            f"| docker exec -i {c} sh -c 'cat > /tmp/dump'",
+            env=self.env,
+        )
+        paused = time.monotonic() - paused
+        load = time.monotonic()
+        if fmt == "custom":
+            sh(f"docker exec {c} pg_restore --exit-on-error --jobs={jobs} -U postgres -d bench /tmp/dump")
+        else:
+            sh(f"docker exec {c} psql -X -q -v ON_ERROR_STOP=1 -o /dev/null -U postgres -d bench -f /tmp/dump")
+        load = time.monotonic() - load
+        n = out(f"docker exec {c} psql -X -U postgres -d bench -Atc '{CHECK}'")
+        assert int(n) >= 1, n
+        sh(f"docker rm -f -v {c} >/dev/null")
+        return {"wall": time.monotonic() - started - paused, "ready": ready, "load": load}
+
+    # ---------------------------------------------------------------- run
+
+    def measure(self, scenario, runs):
+        """`runs` is [(label, fn)]; each round runs every one in turn."""
+        got = {label: [] for label, _ in runs}
+        for r in range(self.args.reps):
+            for label, fn in runs:
+                m = fn()
+                got[label].append(m)
+                log(f"{scenario} round {r + 1}: {label} {m['wall']:.1f} s")
+        self.results[scenario] = got
+        return got
+
+    def run(self):
+        a = self.args
+        plain = self.config("plain", [("bench", "bench.sql", "plain")])
+        plain_raw = self.config("plain-untuned", [("bench", "bench.sql", "plain")], tuning=False)
+        custom1 = self.config("custom-stream", [("bench", "bench.dump", "custom")], restore_jobs=1)
+        customj = self.config("custom-jobs", [("bench", "bench.dump", "custom")], restore_jobs=a.jobs)
+        customa = self.config("custom-auto", [("bench", "bench.dump", "custom")])
+        small = self.config("small", [("small", "small.sql", "plain")])
+        multi = [(f"m{i}", f"multi-{i}.sql", "plain") for i in (1, 2, 3)]
+        multi2 = self.config("multi-par2", multi, parallelism=2)
+        multi1 = self.config("multi-par1", multi, parallelism=1)
+        only = set(a.only.split(",")) if a.only else None
+        want = lambda s: only is None or s in only  # noqa: E731
+
+        if want("plain"):
+            self.measure("plain", [
+                ("A", lambda: self.run_a(plain)),
+                ("B", lambda: self.run_b("bench.sql", "plain")),
+                ("C", lambda: self.run_c("bench.sql", "plain")),
+                ("A untuned", lambda: self.run_a(plain_raw)),
+                ("B untuned", lambda: self.run_b("bench.sql", "plain", tuned=False)),
+            ])
+        if want("custom"):
+            self.measure("custom", [
+                ("A stream", lambda: self.run_a(custom1)),
+                (f"A jobs={a.jobs}", lambda: self.run_a(customj)),
+                ("A auto", lambda: self.run_a(customa)),
+                ("B", lambda: self.run_b("bench.dump", "custom")),
+                (f"C jobs={a.jobs}", lambda: self.run_c("bench.dump", "custom", a.jobs)),
+            ])
+        if want("small"):
+            self.measure("small", [
+                ("A", lambda: self.run_a(small)),
+                ("B", lambda: self.run_b("small.sql", "plain")),
+            ])
+        if want("multi"):
+            self.measure("multi", [
+                ("A parallelism=2", lambda: self.run_a(multi2)),
+                ("A parallelism=1", lambda: self.run_a(multi1)),
+                ("B", lambda: self.sum_b(multi)),
+            ])
+
+    def sum_b(self, dbs):
+        parts = [self.run_b(f, fmt) for _, f, fmt in dbs]
+        return {
+            "wall": sum(p["wall"] for p in parts),
+            "ready": statistics.mean(p["ready"] for p in parts),
+            "load": sum(p["load"] for p in parts),
+        }
+
+    # ---------------------------------------------------------------- report
+
+    def machine(self):
+        cpu = "?"
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem = int(Path("/proc/meminfo").read_text().split()[1]) * 1024
+        pg = out(f"docker run --rm --entrypoint postgres {self.args.image} --version")
+        return [
+            f"- CPU: {os.cpu_count()} × {cpu}",
+            f"- memory: {mem / 1024**3:.1f} GiB",
+            f"- kernel: {platform.release()}; cgroup {'v2' if Path('/sys/fs/cgroup/cgroup.controllers').exists() else 'v1'}",
+            f"- Docker engine {out('docker version --format {{.Server.Version}}')}, storage driver {out('docker info --format {{.Driver}}')}",
+            f"- image `{self.args.image}`: {pg}",
+            f"- {out('restic version').split(' compiled')[0]}",
+            f"- drill {out(f'{DRILL} --version')} at commit {out(f'git -C {REPO} rev-parse --short HEAD')}"
+            + (" (uncommitted changes)" if out(f"git -C {REPO} status --porcelain -- src Cargo.toml Cargo.lock") else ""),
+            f"- sandboxes: memory {self.args.memory_gib} GiB, cpus {self.args.cpus}; dumps on the same disk as Docker's",
+        ]
+
+    def write(self):
+        a = self.args
+        med = lambda runs, k: statistics.median(r[k] for r in runs)  # noqa: E731
+        fmt_runs = lambda runs: ", ".join(f"{r['wall']:.1f}" for r in runs)  # noqa: E731
+        lines = [
+            "# drill restore benchmark",
+            "",
+            f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by `bench/run.py "
+            + " ".join(sys.argv[1:])
+            + f"`: pgbench scale {a.scale} (+ Pagila) and {a.small_scale}, {a.reps} round(s), medians.",
+            "",
+            "## Machine",
+            "",
+            *self.machine(),
+            "",
+            "## Dumps",
+            "",
+            f"- `bench.sql` (plain): {mib(self.size('bench.sql')):.0f} MiB",
+            f"- `bench.dump` (custom, pg_dump's default compression): {mib(self.size('bench.dump')):.0f} MiB",
+            f"- `small.sql` (plain): {mib(self.size('small.sql')):.0f} MiB; `multi-1..3.sql` are copies of it",
+            "",
+        ]
+        rows = []
+
+        def table(title, runs, ref=None, limit=None):
+            lines.extend([f"## {title}", "", "| run | median wall s | runs (s) | vs B | vs C | sandbox ready s | load/restore s | MB/s | drill peak RSS MiB (report / VmHWM) |", "|---|---|---|---|---|---|---|---|---|"])
+            b = runs.get("B")
+            c = next((v for k, v in runs.items() if k.startswith("C")), None)
+            for label, rs in runs.items():
+                wall = med(rs, "wall")
+                vs_b = f"{wall / med(b, 'wall'):.3f}" if b else ""
+                vs_c = f"{wall / med(c, 'wall'):.3f}" if c else ""
+                if "restore" in rs[0]:
+                    load = med(rs, "restore")
+                    rate = f"{med(rs, 'bytes') / load / 1e6:.1f}" if load else ""
+                    rss = f"{mib(max(r['rss'] for r in rs)):.1f} / {mib(max(r['hwm'] for r in rs)):.1f}"
+                else:
+                    load, rate, rss = med(rs, "load"), "", ""
+                lines.append(
+                    f"| {label} | {wall:.1f} | {fmt_runs(rs)} | {vs_b} | {vs_c} | {med(rs, 'ready'):.1f} | {load:.1f} | {rate} | {rss} |"
+                )
+            lines.append("")
+
+        titles = {
+            "plain": "One plain dump (`bench.sql`)",
+            "custom": "One custom-format dump (`bench.dump`)",
+            "small": "A smaller plain dump (`small.sql`): memory at a second scale",
+            "multi": "A snapshot of three databases (`multi-1..3.sql`)",
+        }
+        for k, runs in self.results.items():
+            table(titles[k], runs)
+        lines.extend([
+            "Columns: *wall* is the whole command (A: `drill run`, listing to report and sandbox removal; B, C: `docker run` to `docker rm`, C without the copy into the container). *sandbox ready*: container start until it accepts connections. *load/restore*: A the restore phase as drill reports it (summed over databases), B the pipeline, C the load from the file. *MB/s*: dump bytes read from the repository per second of restore. *peak RSS*: drill's own (not restic's, not the sandbox's).",
+            "",
+        ])
+        text = "\n".join(lines)
+        print(text)
+        if a.out:
+            Path(a.out).write_text(text)
+            log(f"wrote {a.out}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scale", type=int, default=70, help="pgbench scale of the large dump (70 ≈ 1 GB plain)")
+    p.add_argument("--small-scale", type=int, default=7, help="pgbench scale of the small dump")
+    p.add_argument("--reps", type=int, default=3, help="rounds (medians over them)")
+    p.add_argument("--image", default="drill-postgres:15")
+    p.add_argument("--memory-gib", type=int, default=2, help="sandbox memory cap")
+    p.add_argument("--cpus", type=float, default=2.0, help="sandbox CPU cap")
+    p.add_argument("--jobs", type=int, default=2, help="pg_restore --jobs for the custom dump")
+    p.add_argument("--work", default=str(REPO / "bench" / "work"), help="dataset and repository (kept between runs)")
+    p.add_argument("--only", help="comma-separated scenarios: plain,custom,small,multi")
+    p.add_argument("--out", default=str(REPO / "bench" / "results.md"))
+    p.add_argument("--no-build", action="store_true", help="use target/release/drill as it is")
+    args = p.parse_args()
+    if not args.no_build:
+        sh(f"cd {REPO} && cargo build --release --locked")
+    b = Bench(args)
+    b.build_dataset()
+    b.run()
+    b.write()
+
+
+if __name__ == "__main__":
+    main()
