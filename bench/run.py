@@ -435,8 +435,8 @@ class Bench:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scale", type=int, default=70, help="pgbench scale of the large dump (70 ≈ 1 GB plain)")
-    p.add_argument("--small-scale", type=int, default=7, help="pgbench scale of the small dump")
+    p.add_argument("--scale", type=int, default=100, help="pgbench scale of the large dump (100 ≈ 1 GB plain)")
+    p.add_argument("--small-scale", type=int, default=10, help="pgbench scale of the small dump")
     p.add_argument("--reps", type=int, default=3, help="rounds (medians over them)")
     p.add_argument("--image", default="drill-postgres:15")
     p.add_argument("--memory-gib", type=int, default=2, help="sandbox memory cap")

@@ -52,7 +52,7 @@ const CUSTOM_MAGIC: &[u8] = b"PGDMP";
 /// Smallest custom-format dump (bytes, as stored) that `restore_jobs =
 /// "auto"` restores with `pg_restore --jobs`: below it, copying the dump in
 /// first costs more than parallel jobs save.
-pub const JOBS_MIN_BYTES: u64 = 64 * 1024 * 1024;
+pub const JOBS_MIN_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Most jobs `restore_jobs = "auto"` gives `pg_restore`.
 const JOBS_MAX_AUTO: u32 = 8;
