@@ -291,16 +291,26 @@ class Bench:
     def measure(self, scenario, runs):
         """`runs` is [(label, fn)]; each round runs every one in turn."""
         got = {label: [] for label, _ in runs}
+        self.results[scenario] = got
         for r in range(self.args.reps):
             for label, fn in runs:
                 m = fn()
                 got[label].append(m)
                 log(f"{scenario} round {r + 1}: {label} {m['wall']:.1f} s")
-        self.results[scenario] = got
+                self.save()
         return got
+
+    def save(self):
+        """Every figure so far, for `--render` (work/results.json)."""
+        raw = {"argv": sys.argv[1:], "machine": self.machine_lines, "sizes": self.sizes,
+               "when": self.when, "results": self.results}
+        (self.work / "results.json").write_text(json.dumps(raw, indent=1))
 
     def run(self):
         a = self.args
+        self.machine_lines = self.machine()
+        self.sizes = {f: self.size(f) for f in ("bench.sql", "bench.dump", "small.sql")}
+        self.when = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
         plain = self.config("plain", [("bench", "bench.sql", "plain")])
         plain_raw = self.config("plain-untuned", [("bench", "bench.sql", "plain")], tuning=False)
         custom1 = self.config("custom-stream", [("bench", "bench.dump", "custom")], restore_jobs=1)
@@ -351,6 +361,45 @@ class Bench:
 
     # ---------------------------------------------------------------- report
 
+    def targets(self, med):
+        """The issue's targets, each with its figure and met / NOT MET."""
+        r = self.results
+        rows = []
+
+        def row(target, figure, met):
+            rows.append(f"| {target} | {figure} | {'met' if met else 'NOT MET'} |")
+
+        def have(s, *labels):
+            return s in r and all(r[s].get(x) for x in labels)
+
+        if have("plain", "A", "B"):
+            x = med(r["plain"]["A"], "wall") / med(r["plain"]["B"], "wall")
+            row("A/B ≤ 1.05, one plain dump", f"{x:.3f}", x <= 1.05)
+        if have("plain", "A", "C"):
+            x = med(r["plain"]["A"], "wall") / med(r["plain"]["C"], "wall")
+            row("A/C (for information: the ingest limit)", f"{x:.3f}", True)
+        for s, what in (("plain", "large dump"), ("small", "small dump")):
+            if have(s, "A"):
+                m = max(max(x["rss"], x["hwm"]) for x in r[s]["A"])
+                row(f"drill peak RSS ≤ 64 MiB, {what} ({mib(self.sizes['bench.sql' if s == 'plain' else 'small.sql']):.0f} MiB)",
+                    f"{mib(m):.1f} MiB", m <= 64 * 1024**2)
+        if have("multi", "A parallelism=2", "B"):
+            a2, b = med(r["multi"]["A parallelism=2"], "wall"), med(r["multi"]["B"], "wall")
+            row("three databases: A (parallelism 2) below the sum of the B's", f"{a2:.1f} s vs {b:.1f} s", a2 < b)
+        if have("custom", "A stream") and any(k.startswith("A jobs") for k in r.get("custom", {})):
+            jobs = next(k for k in r["custom"] if k.startswith("A jobs"))
+            st, jb = med(r["custom"]["A stream"], "wall"), med(r["custom"][jobs], "wall")
+            auto = med(r["custom"]["A auto"], "wall") if r["custom"].get("A auto") else None
+            row(f"custom dump: pg_restore --jobs used when it beats streaming ({jobs} vs stream; auto)",
+                f"{jb:.1f} s vs {st:.1f} s" + (f"; auto {auto:.1f} s" if auto else ""),
+                auto is None or auto <= min(st, jb) * 1.05)
+        if have("plain", "A", "A untuned"):
+            t, u = med(r["plain"]["A"], "wall"), med(r["plain"]["A untuned"], "wall")
+            row("restore tuning, measured (A tuned vs untuned)", f"{t:.1f} s vs {u:.1f} s", True)
+        if not rows:
+            return []
+        return ["## Targets", "", "| target | figure | |", "|---|---|---|", *rows, ""]
+
     def machine(self):
         cpu = "?"
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -371,26 +420,33 @@ class Bench:
             f"- sandboxes: memory {self.args.memory_gib} GiB, cpus {self.args.cpus}; dumps on the same disk as Docker's",
         ]
 
+    def load(self):
+        raw = json.loads((self.work / "results.json").read_text())
+        self.machine_lines, self.sizes, self.when = raw["machine"], raw["sizes"], raw["when"]
+        self.results = raw["results"]
+        self.argv = raw["argv"]
+
     def write(self):
         a = self.args
         med = lambda runs, k: statistics.median(r[k] for r in runs)  # noqa: E731
+        argv = getattr(self, "argv", sys.argv[1:])
         fmt_runs = lambda runs: ", ".join(f"{r['wall']:.1f}" for r in runs)  # noqa: E731
         lines = [
             "# drill restore benchmark",
             "",
-            f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by `bench/run.py "
-            + " ".join(sys.argv[1:])
-            + f"`: pgbench scale {a.scale} (+ Pagila) and {a.small_scale}, {a.reps} round(s), medians.",
+            f"Run {self.when} by `bench/run.py "
+            + " ".join(argv)
+            + "`, medians of the rounds (each round runs every variant once, in turn).",
             "",
             "## Machine",
             "",
-            *self.machine(),
+            *self.machine_lines,
             "",
             "## Dumps",
             "",
-            f"- `bench.sql` (plain): {mib(self.size('bench.sql')):.0f} MiB",
-            f"- `bench.dump` (custom, pg_dump's default compression): {mib(self.size('bench.dump')):.0f} MiB",
-            f"- `small.sql` (plain): {mib(self.size('small.sql')):.0f} MiB; `multi-1..3.sql` are copies of it",
+            f"- `bench.sql` (plain): {mib(self.sizes['bench.sql']):.0f} MiB",
+            f"- `bench.dump` (custom, pg_dump's default compression): {mib(self.sizes['bench.dump']):.0f} MiB",
+            f"- `small.sql` (plain): {mib(self.sizes['small.sql']):.0f} MiB; `multi-1..3.sql` are copies of it",
             "",
         ]
         rows = []
@@ -420,8 +476,10 @@ class Bench:
             "small": "A smaller plain dump (`small.sql`): memory at a second scale",
             "multi": "A snapshot of three databases (`multi-1..3.sql`)",
         }
+        lines.extend(self.targets(med))
         for k, runs in self.results.items():
-            table(titles[k], runs)
+            if all(runs.values()):
+                table(titles[k], runs)
         lines.extend([
             "Columns: *wall* is the whole command (A: `drill run`, listing to report and sandbox removal; B, C: `docker run` to `docker rm`, C without the copy into the container). *sandbox ready*: container start until it accepts connections. *load/restore*: A the restore phase as drill reports it (summed over databases), B the pipeline, C the load from the file. *MB/s*: dump bytes read from the repository per second of restore. *peak RSS*: drill's own (not restic's, not the sandbox's).",
             "",
@@ -446,13 +504,21 @@ def main():
     p.add_argument("--only", help="comma-separated scenarios: plain,custom,small,multi")
     p.add_argument("--out", default=str(REPO / "bench" / "results.md"))
     p.add_argument("--no-build", action="store_true", help="use target/release/drill as it is")
+    p.add_argument("--render", action="store_true", help="only write --out again from work/results.json")
     args = p.parse_args()
+    if args.render:
+        b = Bench(args)
+        b.load()
+        b.write()
+        return
     if not args.no_build:
         sh(f"cd {REPO} && cargo build --release --locked")
     b = Bench(args)
     b.build_dataset()
-    b.run()
-    b.write()
+    try:
+        b.run()
+    finally:
+        b.write()
 
 
 if __name__ == "__main__":
