@@ -97,6 +97,8 @@ class Bench:
         self.env["RESTIC_REPOSITORY"] = str(self.work / "repo")
         self.env["RESTIC_PASSWORD_FILE"] = str(self.work / "restic-password")
         self.results = {}
+        self.scenario_when = {}
+        self.argv = sys.argv[1:]
 
     # ---------------------------------------------------------------- data
 
@@ -289,11 +291,15 @@ class Bench:
     # ---------------------------------------------------------------- run
 
     def measure(self, scenario, runs):
-        """`runs` is [(label, fn)]; each round runs every one in turn."""
+        """`runs` is [(label, fn)]; each round runs every one in turn,
+        starting one further along each round, so no variant always runs
+        right after the same other one (removing a sandbox of a large
+        restore keeps the disk busy for a while)."""
         got = {label: [] for label, _ in runs}
         self.results[scenario] = got
+        self.scenario_when[scenario] = self.when
         for r in range(self.args.reps):
-            for label, fn in runs:
+            for label, fn in runs[r % len(runs):] + runs[: r % len(runs)]:
                 m = fn()
                 got[label].append(m)
                 log(f"{scenario} round {r + 1}: {label} {m['wall']:.1f} s")
@@ -302,8 +308,8 @@ class Bench:
 
     def save(self):
         """Every figure so far, for `--render` (work/results.json)."""
-        raw = {"argv": sys.argv[1:], "machine": self.machine_lines, "sizes": self.sizes,
-               "when": self.when, "results": self.results}
+        raw = {"argv": self.argv, "machine": self.machine_lines, "sizes": self.sizes,
+               "when": self.when, "results": self.results, "scenario_when": self.scenario_when}
         (self.work / "results.json").write_text(json.dumps(raw, indent=1))
 
     def run(self):
@@ -311,6 +317,11 @@ class Bench:
         self.machine_lines = self.machine()
         self.sizes = {f: self.size(f) for f in ("bench.sql", "bench.dump", "small.sql")}
         self.when = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
+        if a.only and (self.work / "results.json").exists():
+            # The scenarios not run now keep their earlier figures.
+            self.load()
+            self.when = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
+            self.argv = self.argv + ["+", *sys.argv[1:]]
         plain = self.config("plain", [("bench", "bench.sql", "plain")])
         plain_raw = self.config("plain-untuned", [("bench", "bench.sql", "plain")], tuning=False)
         custom1 = self.config("custom-stream", [("bench", "bench.dump", "custom")], restore_jobs=1)
@@ -425,18 +436,19 @@ class Bench:
         self.machine_lines, self.sizes, self.when = raw["machine"], raw["sizes"], raw["when"]
         self.results = raw["results"]
         self.argv = raw["argv"]
+        self.scenario_when = raw.get("scenario_when", {k: raw["when"] for k in self.results})
 
     def write(self):
         a = self.args
         med = lambda runs, k: statistics.median(r[k] for r in runs)  # noqa: E731
-        argv = getattr(self, "argv", sys.argv[1:])
+        argv = self.argv
         fmt_runs = lambda runs: ", ".join(f"{r['wall']:.1f}" for r in runs)  # noqa: E731
         lines = [
             "# drill restore benchmark",
             "",
-            f"Run {self.when} by `bench/run.py "
+            "Run by `bench/run.py "
             + " ".join(argv)
-            + "`, medians of the rounds (each round runs every variant once, in turn).",
+            + "` (`+` separates a later run of some scenarios), medians of the rounds (each round runs every variant once, in turn).",
             "",
             "## Machine",
             "",
@@ -479,7 +491,7 @@ class Bench:
         lines.extend(self.targets(med))
         for k, runs in self.results.items():
             if all(runs.values()):
-                table(titles[k], runs)
+                table(f"{titles[k]}, run {self.scenario_when.get(k, self.when)}", runs)
         lines.extend([
             "Columns: *wall* is the whole command (A: `drill run`, listing to report and sandbox removal; B, C: `docker run` to `docker rm`, C without the copy into the container). *sandbox ready*: container start until it accepts connections. *load/restore*: A the restore phase as drill reports it (summed over databases), B the pipeline, C the load from the file. *MB/s*: dump bytes read from the repository per second of restore. *peak RSS*: drill's own (not restic's, not the sandbox's).",
             "",
