@@ -496,6 +496,24 @@ class Bench:
             "Columns: *wall* is the whole command (A: `drill run`, listing to report and sandbox removal; B, C: `docker run` to `docker rm`, C without the copy into the container). *sandbox ready*: container start until it accepts connections. *load/restore*: A the restore phase as drill reports it (summed over databases), B the pipeline, C the load from the file. *MB/s*: dump bytes read from the repository per second of restore. *peak RSS*: drill's own (not restic's, not the sandbox's).",
             "",
         ])
+        lines.extend([
+            "## Reproduce",
+            "",
+            "As root on a Debian bookworm machine with Docker, from a clone of this repository:",
+            "",
+            "```",
+            "scripts/setup.sh            # restic 0.18, PostgreSQL client, the drill-postgres:15 image",
+            "bench/run.py                # builds drill (release), the dataset, then every scenario",
+            "bench/run.py --only custom  # one scenario again; the others keep their figures",
+            "bench/run.py --render       # rewrite this file from bench/work/results.json",
+            "```",
+            "",
+            "`bench/run.py --help` lists the knobs (scale, rounds, sandbox memory and CPUs, jobs).",
+            "",
+        ])
+        notes = REPO / "bench" / "notes.md"
+        if notes.exists():
+            lines.extend([notes.read_text().rstrip(), ""])
         text = "\n".join(lines)
         print(text)
         if a.out:
