@@ -997,6 +997,7 @@ fn custom_dump_with_jobs_is_copied_into_the_sandbox_restored_and_the_copy_remove
     let mut case = pagila_case(&dumps().join("pagila.dump"), &[film_count_check()]);
     set_sandbox(&case, "restore_jobs = 2");
     let run = case.run(&["--keep", "-v"], &[]);
+    let cleanup = RemoveKept(case.pids.clone());
     let report = assert_outcome(&case, &run, 0, "passed", "");
     assert!(
         run.stderr
@@ -1022,11 +1023,24 @@ fn custom_dump_with_jobs_is_copied_into_the_sandbox_restored_and_the_copy_remove
         "the dump's copy was removed: {}",
         String::from_utf8_lossy(&copy.stdout)
     );
-    Command::new("docker")
-        .args(["rm", "-f", "-v", &kept[0]])
-        .output()
-        .unwrap();
+    drop(cleanup);
     case.assert_clean(&[run_id(&report)]);
+}
+
+/// Removes the sandboxes that `--keep` left of the given drills, also when
+/// an assertion fails first.
+struct RemoveKept(Vec<u32>);
+
+impl Drop for RemoveKept {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            for id in common::containers_matching(&format!("label=drill.pid={pid}"), false) {
+                let _ = Command::new("docker")
+                    .args(["rm", "-f", "-v", &id])
+                    .output();
+            }
+        }
+    }
 }
 
 #[test]
