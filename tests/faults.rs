@@ -262,8 +262,9 @@ impl Running {
         assert!(ok.success());
     }
 
-    /// Wait for the end (at most 120 s): exit code and stderr.
-    fn finish(mut self) -> (i32, String) {
+    /// Wait for the end (at most 120 s): exit code and stderr (stdout is
+    /// not kept).
+    fn finish(mut self) -> common::Run {
         let deadline = Instant::now() + Duration::from_secs(120);
         let status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
@@ -275,8 +276,11 @@ impl Running {
             }
             std::thread::sleep(Duration::from_millis(50));
         };
-        let stderr = self.stderr.join().unwrap();
-        (status.code().unwrap_or(-1), stderr)
+        common::Run {
+            code: status.code().unwrap_or(-1),
+            stdout: String::new(),
+            stderr: self.stderr.join().unwrap(),
+        }
     }
 }
 
@@ -534,12 +538,7 @@ fn sandbox_killed_mid_restore_is_no_verdict() {
         .output()
         .unwrap();
     assert!(killed.status.success());
-    let (code, stderr) = running.finish();
-    let run = common::Run {
-        code,
-        stdout: String::new(),
-        stderr,
-    };
+    let run = running.finish();
     let report = assert_outcome(&case, &run, 3, "error", "stopped unexpectedly");
     assert_eq!(database(&report, "frame")["restore"]["status"], "error");
     assert_no_secret(&case, &password, &run.stderr);
@@ -615,12 +614,7 @@ fn restic_killed_mid_stream_is_no_verdict() {
         .status()
         .unwrap();
     assert!(ok.success());
-    let (code, stderr) = running.finish();
-    let run = common::Run {
-        code,
-        stdout: String::new(),
-        stderr,
-    };
+    let run = running.finish();
     let report = assert_outcome(
         &case,
         &run,
@@ -664,12 +658,7 @@ fn sigint_mid_restore_writes_a_report_naming_the_phase() {
     let argv = std::fs::read(format!("/proc/{restic}/cmdline")).unwrap_or_default();
     assert!(!String::from_utf8_lossy(&argv).contains("correct horse"));
     running.signal("INT");
-    let (code, stderr) = running.finish();
-    let run = common::Run {
-        code,
-        stdout: String::new(),
-        stderr,
-    };
+    let run = running.finish();
     let report = assert_outcome(
         &case,
         &run,
@@ -694,7 +683,7 @@ fn sigkill_then_reap_removes_what_the_killed_drill_left() {
     let left = common::containers_matching(&format!("label=drill.pid={pid}"), false);
     assert_eq!(left.len(), 1);
     running.signal("KILL");
-    let (code, _) = running.finish();
+    let code = running.finish().code;
     assert_eq!(code, -1, "killed by a signal");
     assert_eq!(
         common::containers_matching(&format!("label=drill.pid={pid}"), false),
@@ -720,13 +709,12 @@ fn two_drills_at_once_the_second_is_refused() {
         "names the holder: {}",
         second.stderr
     );
-    let (code, stderr) = first.finish();
-    assert_eq!(code, 0, "the first drill is not disturbed: {stderr}");
-    let run = common::Run {
-        code,
-        stdout: String::new(),
-        stderr,
-    };
+    let run = first.finish();
+    assert_eq!(
+        run.code, 0,
+        "the first drill is not disturbed: {}",
+        run.stderr
+    );
     let (_, report) = report_of(&run, &case.reports());
     case.assert_clean(&[run_id(&report)]);
 }
@@ -937,12 +925,7 @@ fn local_engine_sigint_and_sigkill_leave_nothing_behind() {
     let running = case.spawn(&[], &[]);
     case.wait_for_dump();
     running.signal("INT");
-    let (code, stderr) = running.finish();
-    let run = common::Run {
-        code,
-        stdout: String::new(),
-        stderr,
-    };
+    let run = running.finish();
     let report = assert_outcome(&case, &run, 3, "error", "interrupted by SIGINT");
     case.assert_clean(&[run_id(&report)]);
     // SIGKILL mid-restore leaves the server; `drill reap` removes it.
@@ -1089,12 +1072,7 @@ fn databases_restore_at_once_up_to_parallelism_with_progress_lines() {
         most = most.max(now);
         std::thread::sleep(Duration::from_millis(200));
     }
-    let (code, stderr) = running.finish();
-    let run = common::Run {
-        code,
-        stdout: String::new(),
-        stderr,
-    };
+    let run = running.finish();
     let report = assert_outcome(&case, &run, 0, "passed", "");
     assert_eq!(most, 2, "two sandboxes at once, never three");
     // Not a terminal: a plain progress line during the long restore.
