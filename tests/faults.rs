@@ -262,8 +262,8 @@ impl Running {
         assert!(ok.success());
     }
 
-    /// Wait for the end (at most 120 s): exit code and stderr (stdout is
-    /// not kept).
+    /// Wait for the end (at most 120 s): exit code (-1 when killed by a
+    /// signal) and stderr; stdout went to /dev/null.
     fn finish(mut self) -> common::Run {
         let deadline = Instant::now() + Duration::from_secs(120);
         let status = loop {
@@ -683,8 +683,7 @@ fn sigkill_then_reap_removes_what_the_killed_drill_left() {
     let left = common::containers_matching(&format!("label=drill.pid={pid}"), false);
     assert_eq!(left.len(), 1);
     running.signal("KILL");
-    let code = running.finish().code;
-    assert_eq!(code, -1, "killed by a signal");
+    assert_eq!(running.finish().code, -1, "killed by a signal");
     assert_eq!(
         common::containers_matching(&format!("label=drill.pid={pid}"), false),
         left,
@@ -932,7 +931,7 @@ fn local_engine_sigint_and_sigkill_leave_nothing_behind() {
     let running = case.spawn(&[], &[]);
     case.wait_for_dump();
     running.signal("KILL");
-    running.finish();
+    assert_eq!(running.finish().code, -1, "killed by a signal");
     let tmp = case.work.path().join("tmp");
     assert_eq!(
         std::fs::read_dir(&tmp).unwrap().count(),
