@@ -13,9 +13,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{
@@ -146,32 +147,26 @@ impl Case {
             .spawn()
             .expect("start drill");
         self.pids.push(child.id());
-        let o = child.wait_with_output().unwrap();
-        common::Run {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
+        child.wait_with_output().unwrap().into()
     }
 
-    /// Start drill in the background; its stderr is collected by a thread.
+    /// Start drill in the background; its stdout and stderr are collected
+    /// by threads.
     fn spawn(&mut self, args: &[&str], env: &[(&str, &str)]) -> Running {
         let mut child = self
             .command(args, env)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start drill");
         self.pids.push(child.id());
-        let err = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            BufReader::new(err)
-                .lines()
-                .map_while(Result::ok)
-                .collect::<Vec<_>>()
-                .join("\n")
-        });
-        Running { child, stderr }
+        let stdout = read_all(child.stdout.take().unwrap());
+        let stderr = read_all(child.stderr.take().unwrap());
+        Running {
+            child,
+            stdout,
+            stderr,
+        }
     }
 
     /// Wait (up to 60 s) for this case's `restic dump` to be running;
@@ -250,7 +245,17 @@ impl Case {
 /// A drill started with [`Case::spawn`].
 struct Running {
     child: Child,
-    stderr: std::thread::JoinHandle<String>,
+    stdout: JoinHandle<Vec<u8>>,
+    stderr: JoinHandle<Vec<u8>>,
+}
+
+/// Everything `pipe` gives until its end, read by a thread.
+fn read_all(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        pipe.read_to_end(&mut bytes).unwrap();
+        bytes
+    })
 }
 
 impl Running {
@@ -263,7 +268,7 @@ impl Running {
     }
 
     /// Wait for the end (at most 120 s): exit code (-1 when killed by a
-    /// signal) and stderr; stdout went to /dev/null.
+    /// signal), stdout and stderr.
     fn finish(mut self) -> common::Run {
         let deadline = Instant::now() + Duration::from_secs(120);
         let status = loop {
@@ -276,11 +281,12 @@ impl Running {
             }
             std::thread::sleep(Duration::from_millis(50));
         };
-        common::Run {
-            code: status.code().unwrap_or(-1),
-            stdout: String::new(),
+        std::process::Output {
+            status,
+            stdout: self.stdout.join().unwrap(),
             stderr: self.stderr.join().unwrap(),
         }
+        .into()
     }
 }
 
@@ -541,7 +547,7 @@ fn sandbox_killed_mid_restore_is_no_verdict() {
     let run = running.finish();
     let report = assert_outcome(&case, &run, 3, "error", "stopped unexpectedly");
     assert_eq!(database(&report, "frame")["restore"]["status"], "error");
-    assert_no_secret(&case, &password, &run.stderr);
+    assert_no_secret(&case, &password, &run);
     case.assert_clean(&[run_id(&report)]);
 }
 
@@ -783,8 +789,15 @@ fn check_kind_typo_is_a_usage_error() {
 }
 
 /// `secret` appears in no file drill wrote and not in its output.
-fn assert_no_secret(case: &Case, secret: &str, output: &str) {
-    assert!(!output.contains(secret), "the secret is in drill's output");
+fn assert_no_secret(case: &Case, secret: &str, run: &common::Run) {
+    assert!(
+        !run.stdout.contains(secret),
+        "the secret is in drill's stdout"
+    );
+    assert!(
+        !run.stderr.contains(secret),
+        "the secret is in drill's stderr"
+    );
     for (path, bytes) in digest(&case.reports()) {
         assert!(
             !String::from_utf8_lossy(&bytes).contains(secret),
@@ -833,7 +846,7 @@ fn secrets_reach_no_report_junit_metrics_or_output() {
     );
     let report = assert_outcome(&case, &run, 1, "failed", "check `fails` failed");
     assert!(junit.is_file() && metrics.is_file());
-    assert_no_secret(&case, password, &format!("{}{}", run.stdout, run.stderr));
+    assert_no_secret(&case, password, &run);
     case.assert_clean(&[run_id(&report)]);
 }
 

@@ -423,9 +423,20 @@ impl Drop for Sshd {
 
 /// The result of one `drill` invocation.
 pub struct Run {
+    /// Exit code; -1 when drill was ended by a signal.
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
+}
+
+impl From<std::process::Output> for Run {
+    fn from(o: std::process::Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
 }
 
 pub fn drill(config: &Path, args: &[&str]) -> Run {
@@ -440,12 +451,7 @@ pub fn drill_env(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     }
     c.env_remove("RESTIC_PASSWORD")
         .env_remove("RESTIC_PASSWORD_FILE");
-    let o = c.output().expect("run drill");
-    Run {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
+    c.output().expect("run drill").into()
 }
 
 /// The newest JSON report `run` wrote in `reports_dir`.
