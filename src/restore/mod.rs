@@ -27,6 +27,9 @@
 //! the tool exits 0 having read all of its input, a plain dump ends with its
 //! completeness trailer, and the database checks will connect to exists.
 
+pub mod classify;
+pub mod head;
+pub mod roles;
 mod stream;
 
 use std::fmt;
