@@ -587,7 +587,8 @@ pub struct TierConfig {
 pub struct SandboxConfig {
     /// Which engine runs sandboxes.
     pub engine: Engine,
-    /// Default image (`postgres:16`).
+    /// Default image: a reference, a template with `{major}`, or `auto`
+    /// (the default, `postgres:{major}`); see [`crate::restore::image`].
     pub image: String,
     /// Memory cap in bytes.
     pub memory_bytes: u64,
@@ -637,14 +638,15 @@ pub struct DatabaseConfig {
     pub format: DumpFormat,
     /// Compression, from the path's suffix.
     pub compression: Compression,
-    /// Sandbox image for this database.
+    /// Sandbox image for this database, as configured: a reference, a
+    /// template with `{major}`, or `auto` (see [`crate::restore::image`]).
     pub image: String,
     /// The PostgreSQL database inside the restored dump that checks connect
     /// to (defaults to `name`).
     pub dbname: String,
-    /// Roles created (NOLOGIN) in the sandbox before the restore, for
-    /// `pg_dump` dumps whose objects are owned by or granted to roles that
-    /// only a `pg_dumpall` dump would create.
+    /// Roles created (NOLOGIN) in the sandbox before the restore. Optional:
+    /// drill also creates the roles it finds a `pg_dump` referring to (see
+    /// [`crate::restore::roles`]).
     pub roles: Vec<String>,
 }
 
@@ -928,9 +930,16 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
                 "must be \"auto\" or a number of pg_restore jobs from 1 (stream the dump) to 64",
             )),
         };
+    if let Some(image) = &raw.sandbox.image {
+        crate::restore::image::validate(image)
+            .map_err(|why| ConfigError::invalid(path, "sandbox.image", why))?;
+    }
     let sandbox = SandboxConfig {
         engine: raw.sandbox.engine,
-        image: raw.sandbox.image.unwrap_or_else(|| "postgres:16".into()),
+        image: raw
+            .sandbox
+            .image
+            .unwrap_or_else(|| crate::restore::image::AUTO.into()),
         memory_bytes,
         cpus,
         startup_timeout: raw
@@ -984,6 +993,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
                 format!("{key}.roles"),
                 "a pg_dumpall dump creates its own roles (pre-creating them would make its CREATE ROLE fail); remove `roles`",
             ));
+        }
+        if let Some(image) = &d.image {
+            crate::restore::image::validate(image)
+                .map_err(|why| ConfigError::invalid(path, format!("{key}.image"), why))?;
         }
         databases.push(DatabaseConfig {
             compression: Compression::from_path(&d.path),

@@ -258,6 +258,10 @@ impl<'a> DbRun<'a> {
                     image: database.image.clone(),
                     server_version: None,
                     sandbox_seconds: None,
+                    dump: None,
+                    roles_created: Vec::new(),
+                    class: None,
+                    cause: None,
                 },
                 checks: vec![],
             },
@@ -817,42 +821,66 @@ pub(crate) async fn restore_database(
     events: &dyn EventSink,
 ) -> Option<Sandbox> {
     let name = db.config.name.clone();
-    let image = db.config.image.clone();
-    events.emit(&Event::SandboxStarting {
-        database: name.clone(),
-        image: image.clone(),
-    });
-    let boot_started = Instant::now();
-    let sandbox: Result<Sandbox, _> = async {
-        engine
-            .ensure_image(&image, config.sandbox.startup_timeout)
-            .await?;
-        engine
-            .start(&SandboxRequest {
-                run_id: source.run_id.to_string(),
-                tier: source.tier.into(),
-                database: name.clone(),
-                snapshot: source
-                    .name_by_snapshot
-                    .then(|| source.snapshot.short_id.clone()),
-                image: image.clone(),
-                memory_bytes: config.sandbox.memory_bytes,
-                cpus: config.sandbox.cpus,
-                startup_timeout: config.sandbox.startup_timeout,
-                tuning: config.sandbox.tuning,
-            })
-            .await
-    }
-    .await;
-    let sandbox = match sandbox {
-        Ok(s) => s,
+    let configured = db.config.image.clone();
+    // The dump's head first when the image follows its version; otherwise
+    // it is read while the sandbox starts.
+    let follows_dump = engine.uses_images() && restore::image::is_template(&configured);
+    let inspect = restore::inspect(plan, source.repo, source.snapshot, &config.timeouts);
+    let (head, started) = if follows_dump {
+        let head = inspect.await;
+        let image = head
+            .as_ref()
+            .map_err(|_| ())
+            .and_then(|h| {
+                restore::image::resolve(&configured, &h.versions, &db.config.path).map_err(|e| {
+                    db.set_restore(Status::Error, e);
+                })
+            });
+        let image = match (&head, image) {
+            (Ok(_), Ok(image)) => image,
+            (Err(outcome), _) => {
+                db.set_restore(outcome.status, outcome.error.clone().unwrap_or_default());
+                db.checks_not_run("the restore did not run");
+                return None;
+            }
+            (Ok(_), Err(())) => {
+                db.checks_not_run("the restore did not run");
+                return None;
+            }
+        };
+        let started = start_sandbox(config, source, engine, &name, &image, events).await;
+        (head, started)
+    } else {
+        tokio::join!(
+            inspect,
+            start_sandbox(config, source, engine, &name, &configured, events)
+        )
+    };
+    let head = match head {
+        Ok(h) => h,
+        Err(outcome) => {
+            if let Ok((sandbox, _, _)) = started {
+                sandbox.remove().await;
+            }
+            db.set_restore(outcome.status, outcome.error.unwrap_or_default());
+            db.checks_not_run(if outcome.status == Status::Failed {
+                "the restore did not pass"
+            } else {
+                "the restore did not run"
+            });
+            return None;
+        }
+    };
+    db.report.restore.dump = Some(head.versions.clone());
+    let (sandbox, image, boot_seconds) = match started {
+        Ok(x) => x,
         Err(e) => {
             db.set_restore(Status::Error, e.to_string());
             db.checks_not_run("the restore did not run");
             return None;
         }
     };
-    let boot_seconds = boot_started.elapsed().as_secs_f64();
+    db.report.restore.image = image.clone();
     db.report.restore.sandbox_seconds = Some(boot_seconds);
     db.report.restore.server_version = Some(sandbox.server_version.clone());
     events.emit(&Event::SandboxReady {
@@ -860,6 +888,22 @@ pub(crate) async fn restore_database(
         server_version: sandbox.server_version.clone(),
         seconds: boot_seconds,
     });
+    // A server older than the dump's pg_dump: no attempt, no verdict.
+    let which = if engine.uses_images() {
+        format!("sandbox image {image}")
+    } else {
+        "the local sandbox".to_string()
+    };
+    if let Err(e) =
+        restore::image::check_server(&which, &sandbox.server_version, &name, &head.versions)
+    {
+        db.set_restore(Status::Error, e);
+        db.report.restore.class = Some("environment".into());
+        db.report.restore.cause = Some("server-too-old".into());
+        db.checks_not_run("the restore did not run");
+        sandbox.remove().await;
+        return None;
+    }
 
     events.emit(&Event::RestoreStarted {
         database: name.clone(),
@@ -891,6 +935,17 @@ pub(crate) async fn restore_database(
     r.restored_bytes = outcome.restored_bytes;
     r.seconds = outcome.seconds;
     r.error = outcome.error.clone();
+    r.roles_created = outcome.roles_created.clone();
+    if let Some(c) = &outcome.cause {
+        r.class = Some(
+            match c.class {
+                restore::classify::Class::Environment => "environment",
+                restore::classify::Class::Damage => "damage",
+            }
+            .into(),
+        );
+        r.cause = Some(c.name.into());
+    }
     events.emit(&Event::RestoreFinished {
         database: name,
         status: outcome.status,
@@ -905,6 +960,43 @@ pub(crate) async fn restore_database(
         sandbox.remove().await;
         None
     }
+}
+
+/// Start the sandbox of database `name` from `image` and wait until it is
+/// ready; the sandbox comes back with the image it runs and the seconds it
+/// took to become ready.
+async fn start_sandbox(
+    config: &Config,
+    source: &SnapshotSource<'_>,
+    engine: &SandboxEngine,
+    name: &str,
+    image: &str,
+    events: &dyn EventSink,
+) -> Result<(Sandbox, String, f64), crate::sandbox::SandboxError> {
+    let boot_started = Instant::now();
+    events.emit(&Event::SandboxStarting {
+        database: name.to_string(),
+        image: image.to_string(),
+    });
+    engine
+        .ensure_image(image, config.sandbox.startup_timeout)
+        .await?;
+    let sandbox = engine
+        .start(&SandboxRequest {
+            run_id: source.run_id.to_string(),
+            tier: source.tier.into(),
+            database: name.to_string(),
+            snapshot: source
+                .name_by_snapshot
+                .then(|| source.snapshot.short_id.clone()),
+            image: image.to_string(),
+            memory_bytes: config.sandbox.memory_bytes,
+            cpus: config.sandbox.cpus,
+            startup_timeout: config.sandbox.startup_timeout,
+            tuning: config.sandbox.tuning,
+        })
+        .await?;
+    Ok((sandbox, image.to_string(), boot_started.elapsed().as_secs_f64()))
 }
 
 /// Sandbox, restore and checks for one database. Fills `db.report`. The

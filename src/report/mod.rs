@@ -160,6 +160,22 @@ pub struct RestoreReport {
     pub server_version: Option<String>,
     /// Seconds the sandbox took from creation to accepting connections.
     pub sandbox_seconds: Option<f64>,
+    /// What the dump's head says: the server it was dumped from and the
+    /// `pg_dump` that wrote it (read before the sandbox started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump: Option<crate::restore::head::DumpVersions>,
+    /// Roles drill created (`NOLOGIN`) in the sandbox: those configured in
+    /// `roles` and those it found the dump referring to.
+    #[serde(default)]
+    pub roles_created: Vec<String>,
+    /// For a restore tool's failure: `environment` (the sandbox cannot take
+    /// the backup) or `damage` (the backup is bad).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// For a restore tool's failure: the classifier's name for its cause
+    /// (`missing-role`, `extension-missing`, `syntax-error`, `unrecognised`…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
 }
 
 /// One check's result.

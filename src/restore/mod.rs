@@ -29,6 +29,7 @@
 
 pub mod classify;
 pub mod head;
+pub mod image;
 pub mod roles;
 mod stream;
 
@@ -160,18 +161,174 @@ pub struct RestoreOutcome {
     pub seconds: f64,
     /// Why it did not pass.
     pub error: Option<String>,
+    /// Roles drill created in the sandbox (configured and discovered), in
+    /// order.
+    pub roles_created: Vec<String>,
+    /// The restore tool's failure as [`classify`] named it.
+    pub cause: Option<classify::Classified>,
 }
 
 impl RestoreOutcome {
-    fn new(status: Status, error: Option<String>) -> Self {
+    /// An outcome with nothing restored.
+    pub fn new(status: Status, error: Option<String>) -> Self {
         RestoreOutcome {
             status,
             bytes: 0,
             restored_bytes: 0,
             seconds: 0.0,
             error,
+            roles_created: Vec::new(),
+            cause: None,
         }
     }
+}
+
+/// What the head of a dump says, read before its sandbox starts
+/// ([`inspect`]).
+#[derive(Debug, Clone, Default)]
+pub struct DumpHead {
+    /// Server and `pg_dump` versions (see [`head`]).
+    pub versions: head::DumpVersions,
+}
+
+/// Most bytes of a plain dump [`inspect`] reads looking for its version
+/// comments (a `pg_dumpall` script has them in its first database section,
+/// after the roles).
+const INSPECT_PLAIN_BYTES: usize = 1024 * 1024;
+
+/// A dump streaming out of the repository, decompressed, counted.
+struct Opened {
+    dump: crate::tier::DumpStream,
+    tap: Tap<Box<dyn AsyncRead + Unpin + Send>>,
+    stored: Counter,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Opened {
+    fn stalled(&self) -> bool {
+        self.stalled.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Start `restic dump` of `db`'s dump and decompress it by its suffix;
+/// `progress` counts the bytes as stored, `keep_tail` bytes of the
+/// decompressed end are kept (for the trailer check).
+fn open(
+    db: &DatabaseConfig,
+    repo: &Repository,
+    snapshot: &Snapshot,
+    stall: std::time::Duration,
+    progress: Counter,
+    keep_tail: usize,
+) -> Result<Opened, String> {
+    let mut dump = repo.dump(snapshot, &db.path).map_err(|e| e.to_string())?;
+    let stall = Stall::new(dump.take_stdout(), stall);
+    let stalled = stall.flag();
+    let stored = Tap::with_counter(stall, 0, progress);
+    let stored_counter = stored.counter();
+    let buffered = tokio::io::BufReader::with_capacity(256 * 1024, stored);
+    let decoded: Box<dyn AsyncRead + Unpin + Send> = match db.compression {
+        Compression::None => Box::new(buffered),
+        Compression::Gzip => {
+            let mut d = async_compression::tokio::bufread::GzipDecoder::new(buffered);
+            d.multiple_members(true);
+            Box::new(d)
+        }
+        Compression::Zstd => {
+            let mut d = async_compression::tokio::bufread::ZstdDecoder::new(buffered);
+            d.multiple_members(true);
+            Box::new(d)
+        }
+    };
+    Ok(Opened {
+        dump,
+        tap: Tap::new(decoded, keep_tail),
+        stored: stored_counter,
+        stalled,
+    })
+}
+
+/// Read the head of the planned dump (one `restic dump`, stopped once the
+/// versions are read) before its sandbox starts, so that the sandbox's
+/// image can follow the dump's version.
+///
+/// # Errors
+/// An outcome that ends the restore: `failed` when restic reports damage,
+/// the dump cannot be decompressed, or a custom dump is not an archive;
+/// `error` when restic fails otherwise or stalls.
+pub async fn inspect(
+    plan: &RestorePlan,
+    repo: &Repository,
+    snapshot: &Snapshot,
+    timeouts: &crate::config::Timeouts,
+) -> Result<DumpHead, RestoreOutcome> {
+    let db = &plan.database;
+    let mut s = open(db, repo, snapshot, timeouts.stall, Counter::default(), 0)
+        .map_err(|e| RestoreOutcome::new(Status::Error, Some(e)))?;
+    let limit = if db.format == DumpFormat::Custom {
+        HEAD_BYTES
+    } else {
+        INSPECT_PLAIN_BYTES
+    };
+    let mut head = Vec::with_capacity(HEAD_BYTES);
+    let mut chunk = vec![0u8; HEAD_BYTES];
+    let read_error = loop {
+        match s.tap.read(&mut chunk).await {
+            Ok(0) => break None,
+            Ok(n) => head.extend_from_slice(&chunk[..n]),
+            Err(e) => break Some(e),
+        }
+        let enough = match db.format {
+            DumpFormat::Custom => head.len() >= 4096,
+            _ => head::plain_versions(&head).complete(),
+        };
+        if enough || head.len() >= limit {
+            break None;
+        }
+    };
+    let stalled = s.stalled();
+    let restic = s.dump.stop().await;
+    if stalled {
+        return Err(RestoreOutcome::new(
+            Status::Error,
+            Some(format!(
+                "phase streaming: restic sent no data of {} for {} (timeouts.stall); restic was stopped. Is the repository's disk or peer hung?",
+                db.path,
+                humantime::format_duration(timeouts.stall)
+            )),
+        ));
+    }
+    if let Err(r) = restic {
+        return Err(RestoreOutcome::new(restic_status(&r), Some(r.to_string())));
+    }
+    if let Some(e) = read_error {
+        return Err(RestoreOutcome::new(
+            Status::Failed,
+            Some(format!(
+                "read the start of {}: {e} (is the file really {:?}-compressed?)",
+                db.path, db.compression
+            )),
+        ));
+    }
+    let versions = match db.format {
+        DumpFormat::Custom => match head::custom_versions(&head) {
+            Ok(v) => v,
+            Err(head::HeaderError::NotCustom) => {
+                return Err(RestoreOutcome::new(Status::Failed, Some(not_custom(db))))
+            }
+            // A damaged header: pg_restore will say so.
+            Err(_) => head::DumpVersions::default(),
+        },
+        _ => head::plain_versions(&head),
+    };
+    Ok(DumpHead { versions })
+}
+
+fn not_custom(db: &DatabaseConfig) -> String {
+    format!(
+        "{} is not a pg_dump custom-format archive (it does not start with PGDMP); check `format` of database `{}`",
+        db.path, db.name
+    )
 }
 
 /// Quote an SQL identifier (PostgreSQL docs, 4.1.1).
@@ -186,6 +343,66 @@ async fn admin(sandbox: &Sandbox, sql: &str) -> Result<(), String> {
         .await
         .map_err(|e| pg_message(&e))?;
     client.batch_execute(sql).await.map_err(|e| pg_message(&e))
+}
+
+/// The roles the sandbox has (`pg_roles`), with a connection to create
+/// more over.
+async fn sandbox_roles(
+    sandbox: &Sandbox,
+) -> Result<(std::sync::Arc<tokio_postgres::Client>, std::collections::BTreeSet<String>), String> {
+    let client = sandbox
+        .connect("postgres")
+        .await
+        .map_err(|e| pg_message(&e))?;
+    let rows = client
+        .query("SELECT rolname::text FROM pg_catalog.pg_roles", &[])
+        .await
+        .map_err(|e| pg_message(&e))?;
+    let names = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+    Ok((std::sync::Arc::new(client), names))
+}
+
+/// The roles a custom archive's schema names, read by `pg_restore
+/// --schema-only` in the sandbox (it reads the archive's table of contents
+/// and stops, so restic is stopped after the head of the archive). Best
+/// effort: when this fails, the restore itself tells why.
+async fn archive_roles(
+    db: &DatabaseConfig,
+    repo: &Repository,
+    snapshot: &Snapshot,
+    sandbox: &Sandbox,
+    timeouts: &crate::config::Timeouts,
+) -> Vec<String> {
+    let Ok(mut s) = open(db, repo, snapshot, timeouts.stall, Counter::default(), 0) else {
+        return Vec::new();
+    };
+    let file = sandbox.scratch_path("drill-schema.sql");
+    let cmd = [
+        "sh",
+        "-c",
+        "umask 077 && exec pg_restore --schema-only --no-password --file=\"$1\"",
+        "sh",
+        file.as_str(),
+    ];
+    let ran = tokio::time::timeout(
+        timeouts.restore,
+        sandbox.exec_with_input(&cmd, Some(&mut s.tap)),
+    )
+    .await;
+    let _ = s.dump.stop().await;
+    let mut roles = Vec::new();
+    if matches!(&ran, Ok(Ok(x)) if x.exit_code == Some(0)) {
+        let mut sql = Vec::new();
+        if let Ok((x, _)) = sandbox.exec_to_writer(&["cat", file.as_str()], &mut sql).await {
+            if x.exit_code == Some(0) {
+                roles = roles::roles_in_script(&sql);
+            }
+        }
+    }
+    let _ = sandbox
+        .exec_with_input(&["rm", "-f", file.as_str()], None::<&[u8]>)
+        .await;
+    roles
 }
 
 async fn database_exists(sandbox: &Sandbox, dbname: &str) -> Result<bool, String> {
@@ -215,26 +432,57 @@ pub async fn execute(
     let started = Instant::now();
     let db = &plan.database;
 
-    if !db.roles.is_empty() {
-        let sql: String = db
-            .roles
-            .iter()
-            .map(|r| format!("CREATE ROLE {} NOLOGIN;", quote_ident(r)))
-            .collect();
-        if let Err(e) = admin(sandbox, &sql).await {
+    // Roles: the configured ones now; those a pg_dump names as they come
+    // (plain) or from the archive's table of contents (custom).
+    let (admin_client, mut known) = match sandbox_roles(sandbox).await {
+        Ok(x) => x,
+        Err(e) => {
             return RestoreOutcome::new(
                 Status::Error,
-                Some(format!("create roles {:?} in the sandbox: {e}", db.roles)),
-            );
+                Some(format!("list the roles of the sandbox: {e}")),
+            )
+        }
+    };
+    let mut wanted: Vec<String> = db.roles.clone();
+    if db.format == DumpFormat::Custom {
+        wanted.extend(archive_roles(db, repo, snapshot, sandbox, timeouts).await);
+    }
+    let mut roles_created: Vec<String> = Vec::new();
+    for r in wanted {
+        if !known.contains(&r) && !roles_created.contains(&r) {
+            roles_created.push(r);
         }
     }
+    if !roles_created.is_empty() {
+        if let Err(e) = admin_client
+            .batch_execute(&roles::create_roles_sql(&roles_created))
+            .await
+        {
+            return RestoreOutcome::new(
+                Status::Error,
+                Some(format!(
+                    "create roles {roles_created:?} in the sandbox: {}",
+                    pg_message(&e)
+                )),
+            );
+        }
+        known.extend(roles_created.iter().cloned());
+    }
 
-    let mut dump = match repo.dump(snapshot, &db.path) {
-        Ok(d) => d,
-        Err(e) => return RestoreOutcome::new(Status::Error, Some(e.to_string())),
+    let keep_tail = if db.format == DumpFormat::Custom {
+        0
+    } else {
+        4096
     };
-    let stall = Stall::new(dump.take_stdout(), timeouts.stall);
-    let stalled = stall.flag();
+    let Opened {
+        dump,
+        mut tap,
+        stored: stored_counter,
+        stalled,
+    } = match open(db, repo, snapshot, timeouts.stall, progress.clone(), keep_tail) {
+        Ok(s) => s,
+        Err(e) => return RestoreOutcome::new(Status::Error, Some(e)),
+    };
     let stalled_error = || {
         format!(
             "phase streaming: restic sent no data of {} for {} (timeouts.stall); restic was stopped. Is the repository's disk or peer hung?",
@@ -242,28 +490,6 @@ pub async fn execute(
             humantime::format_duration(timeouts.stall)
         )
     };
-    let stored = Tap::with_counter(stall, 0, progress.clone());
-    let stored_counter = stored.counter();
-    let buffered = tokio::io::BufReader::with_capacity(256 * 1024, stored);
-    let decoded: Box<dyn AsyncRead + Unpin + Send> = match db.compression {
-        Compression::None => Box::new(buffered),
-        Compression::Gzip => {
-            let mut d = async_compression::tokio::bufread::GzipDecoder::new(buffered);
-            d.multiple_members(true);
-            Box::new(d)
-        }
-        Compression::Zstd => {
-            let mut d = async_compression::tokio::bufread::ZstdDecoder::new(buffered);
-            d.multiple_members(true);
-            Box::new(d)
-        }
-    };
-    let keep_tail = if db.format == DumpFormat::Custom {
-        0
-    } else {
-        4096
-    };
-    let mut tap = Tap::new(decoded, keep_tail);
 
     // Read the head to choose how to restore; it is then replayed in front
     // of the rest of the stream.
@@ -272,12 +498,19 @@ pub async fn execute(
         .take(HEAD_BYTES as u64)
         .read_to_end(&mut head)
         .await;
+    let discovered_roles = std::cell::RefCell::new(Vec::<String>::new());
     let finish = |status: Status, error: Option<String>, restored_bytes: u64| RestoreOutcome {
         status,
         bytes: stored_counter.get(),
         restored_bytes,
         seconds: started.elapsed().as_secs_f64(),
         error,
+        roles_created: roles_created
+            .iter()
+            .chain(discovered_roles.borrow().iter())
+            .cloned()
+            .collect(),
+        cause: None,
     };
     if head_result.is_err() && stalled.load(std::sync::atomic::Ordering::Relaxed) {
         let _ = dump.stop().await;
@@ -308,14 +541,7 @@ pub async fn execute(
         DumpFormat::Custom => {
             if !head.starts_with(CUSTOM_MAGIC) {
                 let _ = dump.stop().await;
-                return finish(
-                    Status::Failed,
-                    Some(format!(
-                        "{} is not a pg_dump custom-format archive (it does not start with PGDMP); check `format` of database `{}`",
-                        db.path, db.name
-                    )),
-                    tap.bytes(),
-                );
+                return finish(Status::Failed, Some(not_custom(db)), tap.bytes());
             }
             (db.dbname.clone(), true)
         }
@@ -338,6 +564,7 @@ pub async fn execute(
         }
     }
 
+    let mut discovery_handle: Option<roles::Discovered> = None;
     let user_flag = format!("--username={SANDBOX_SUPERUSER}");
     let db_flag = format!("--dbname={connect_db}");
     // pg_restore --jobs needs a file: the stream goes into one inside the
@@ -366,7 +593,16 @@ pub async fn execute(
             &db_flag,
         ],
     };
-    let mut input = std::io::Cursor::new(head).chain(&mut tap);
+    let input = std::io::Cursor::new(head).chain(&mut tap);
+    // A plain pg_dump script: each role a statement names is created before
+    // that statement reaches psql (pg_dumpall scripts create their own).
+    let mut input: Box<dyn AsyncRead + Unpin + Send + '_> = if db.format == DumpFormat::Plain {
+        let discovery = roles::RoleDiscovery::new(input, admin_client.clone(), known.clone());
+        discovery_handle = Some(discovery.discovered());
+        Box::new(discovery)
+    } else {
+        Box::new(input)
+    };
     let deadline = tokio::time::Instant::now() + timeouts.restore;
     let overran = || {
         format!(
@@ -376,9 +612,16 @@ pub async fn execute(
         )
     };
     let exec =
-        match tokio::time::timeout_at(deadline, sandbox.exec_with_input(&cmd, Some(&mut input)))
-            .await
-        {
+        tokio::time::timeout_at(deadline, sandbox.exec_with_input(&cmd, Some(&mut input))).await;
+    drop(input);
+    if let Some(d) = &discovery_handle {
+        *discovered_roles.borrow_mut() = d.created();
+        if let Some(e) = d.error() {
+            let _ = dump.stop().await;
+            return finish(Status::Error, Some(e), tap.bytes());
+        }
+    }
+    let exec = match exec {
             Ok(x) => x,
             Err(_) => {
                 let _ = dump.stop().await;
@@ -482,11 +725,31 @@ pub async fn execute(
         } else {
             exec.output.summary(3)
         };
-        return finish(
-            Status::Failed,
-            Some(sandbox.password.redact(&format!("{what}: {why}"))),
+        // Environment or backup: the first error line decides.
+        let cause = classify::classify(exec.output.errors.first().map(String::as_str));
+        let (status, message) = match cause.class {
+            classify::Class::Environment => (
+                Status::Error,
+                format!(
+                    "{what}: {why} — the sandbox cannot take this backup ({}), not a verdict on the backup: {}",
+                    cause.name, cause.fix
+                ),
+            ),
+            classify::Class::Damage if cause.name == classify::UNRECOGNISED => {
+                (Status::Failed, format!("{what}: {why}"))
+            }
+            classify::Class::Damage => (
+                Status::Failed,
+                format!("{what}: {why} ({}: {})", cause.name, cause.fix),
+            ),
+        };
+        let mut outcome = finish(
+            status,
+            Some(sandbox.password.redact(&message)),
             tap.bytes(),
         );
+        outcome.cause = Some(cause);
+        return outcome;
     }
     if db.format != DumpFormat::Custom && !has_trailer(&tap.tail(), db.format) {
         return finish(

@@ -66,6 +66,15 @@ impl SandboxEngine {
         })
     }
 
+    /// Whether sandboxes run from images (`image` matters): Docker yes, the
+    /// local engine (this host's binaries) no.
+    pub fn uses_images(&self) -> bool {
+        match self {
+            SandboxEngine::Docker(_) => true,
+            SandboxEngine::Local(_) => false,
+        }
+    }
+
     /// Docker: make sure `image` is present (pulling it within `timeout`).
     /// Local: nothing to do.
     ///

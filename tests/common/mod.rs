@@ -224,7 +224,7 @@ pub const HEALTHY: [(&str, Db); 6] = [
             name: "hive",
             path: "/dumps/hive-postgres.sql",
             format: "plain",
-            roles: &["hive_app", "hive_readonly"],
+            roles: &[],
         },
     ),
     (
@@ -233,7 +233,7 @@ pub const HEALTHY: [(&str, Db); 6] = [
             name: "mysrt",
             path: "/dumps/mysrt-postgres.sql.zst",
             format: "plain",
-            roles: &["mysrt_app"],
+            roles: &[],
         },
     ),
     (
@@ -242,7 +242,7 @@ pub const HEALTHY: [(&str, Db); 6] = [
             name: "blueprint",
             path: "/dumps/blueprint-postgres.dump",
             format: "custom",
-            roles: &["blueprint_app"],
+            roles: &[],
         },
     ),
     (
@@ -251,7 +251,7 @@ pub const HEALTHY: [(&str, Db); 6] = [
             name: "pagila",
             path: "/dumps/pagila.dump",
             format: "custom",
-            roles: &["postgres"],
+            roles: &[],
         },
     ),
 ];
