@@ -35,6 +35,7 @@ PACKAGES=(
   ca-certificates
   "postgresql-$PG_MAJOR"
   "postgresql-client-$PG_MAJOR"
+  "postgresql-$PG_MAJOR-ip4r"  # an extension the sandbox image lacks (fixtures/ext-ip4r.sql)
   zstd
   gzip
   openssh-client

@@ -99,6 +99,16 @@ impl Case {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
             text = format!("restic = \"{}\"\n{text}", wrapper.display());
+            // The image follows the dump: its head is read (a short
+            // `restic dump`) before the sandbox starts, so the dump that
+            // runs once the sandbox is up is the restore's.
+            let image = common::image();
+            let repo_name = image.rsplit_once(':').map_or(image.as_str(), |(r, _)| r);
+            text = text.replacen(
+                &format!("image = \"{image}\""),
+                &format!("image = \"{repo_name}:{{major}}\""),
+                1,
+            );
         }
         text.push_str(extra);
         std::fs::write(&config, text).unwrap();
@@ -171,9 +181,20 @@ impl Case {
 
     /// Wait (up to 60 s) for this case's `restic dump` to be running;
     /// returns its pid.
+    /// The `restic dump` that streams into the sandbox: one started once a
+    /// sandbox of the drill runs (the dump's head is read by a short
+    /// `restic dump` of its own while the sandbox starts).
     fn wait_for_dump(&self) -> u32 {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
+            let sandbox_up = self.pids.iter().any(|pid| {
+                !common::containers_matching(&format!("label=drill.pid={pid}"), true).is_empty()
+            });
+            if !sandbox_up {
+                assert!(Instant::now() < deadline, "no sandbox started");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
             if let Some(pid) = processes_naming(&self.repo.repo.to_string_lossy())
                 .into_iter()
                 .find(|p| {

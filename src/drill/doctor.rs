@@ -56,6 +56,112 @@ fn item(
 /// missing repository and a wrong password arrived in 0.17).
 const RESTIC_MIN: (u32, u32) = (0, 17);
 
+/// One item per database, from the latest snapshot of the first reachable
+/// tier (in `fallback` order, else by name): the versions its dump's head
+/// names, the image its sandbox would run, whether that image is present,
+/// and whether its PostgreSQL (`PG_MAJOR` of the image) is at least the
+/// dump's `pg_dump` major.
+async fn database_items(
+    config: &Config,
+    engine: &DockerEngine,
+    latest: &[(String, crate::tier::Snapshot, Repository)],
+) -> Vec<Item> {
+    let pick = config
+        .fallback
+        .iter()
+        .find_map(|f| latest.iter().find(|(n, _, _)| n == f))
+        .or_else(|| latest.first());
+    let Some((tier, snapshot, repo)) = pick else {
+        return Vec::new();
+    };
+    let paths: Vec<&str> = config.databases.iter().map(|d| d.path.as_str()).collect();
+    let files = match repo.find_files(snapshot, &paths).await {
+        Ok(f) => f,
+        Err(e) => {
+            return vec![item(
+                "databases",
+                Health::Warn,
+                format!("could not list snapshot {} of tier {tier}: {e}", snapshot.short_id),
+                None,
+            )]
+        }
+    };
+    let mut items = Vec::new();
+    for db in &config.databases {
+        let name = format!("database {}", db.name);
+        let where_ = format!("snapshot {} of tier {tier}", snapshot.short_id);
+        let Some(file) = files.iter().find(|f| f.path == db.path).cloned() else {
+            items.push(item(
+                name,
+                Health::Warn,
+                format!("{where_} does not hold {}", db.path),
+                Some("check `path`, or whether the nightly backup ran".into()),
+            ));
+            continue;
+        };
+        let plan = crate::restore::plan(db, file, &config.sandbox);
+        let head = match crate::restore::inspect(&plan, repo, snapshot, &config.timeouts).await {
+            Ok(h) => h,
+            Err(o) => {
+                items.push(item(
+                    name,
+                    Health::Warn,
+                    format!(
+                        "could not read the head of {} in {where_}: {}",
+                        db.path,
+                        o.error.unwrap_or_default()
+                    ),
+                    None,
+                ));
+                continue;
+            }
+        };
+        let v = &head.versions;
+        let dumped = format!(
+            "{} in {where_}: dumped from PostgreSQL {} by pg_dump {}",
+            db.path,
+            v.server.as_deref().unwrap_or("(not stated)"),
+            v.pg_dump.as_deref().unwrap_or("(not stated)")
+        );
+        let image = match crate::restore::image::resolve(&db.image, v, &db.path) {
+            Ok(i) => i,
+            Err(e) => {
+                items.push(item(name, Health::Fail, format!("{dumped}; {e}"), None));
+                continue;
+            }
+        };
+        if !engine.image_present(&image).await {
+            items.push(item(
+                name,
+                Health::Fail,
+                format!("{dumped}; its sandbox image {image} is not present on the engine"),
+                Some(format!("`docker pull {image}`, or build the offline image (scripts/build-image.sh) and set `image`")),
+            ));
+            continue;
+        }
+        match (engine.image_pg_major(&image).await, v.pg_dump_major()) {
+            (Some(server), Some(dump)) if server < dump => items.push(item(
+                name,
+                Health::Fail,
+                format!("{dumped}; sandbox image {image} runs PostgreSQL {server}, older than the dump"),
+                Some(format!("use image = \"postgres:{{major}}\" or an image of PostgreSQL ≥ {dump}")),
+            )),
+            (server, _) => items.push(item(
+                name,
+                Health::Ok,
+                format!(
+                    "{dumped}; sandbox image {image}{}",
+                    server
+                        .map(|s| format!(" (PostgreSQL {s})"))
+                        .unwrap_or_else(|| " (its PostgreSQL version is known once it runs)".into())
+                ),
+                None,
+            )),
+        }
+    }
+    items
+}
+
 /// Run every preflight item against `config` (already loaded: the config
 /// item is implied).
 pub async fn run(config: &Config, clock: &dyn Clock) -> Vec<Item> {
@@ -115,7 +221,9 @@ pub async fn run(config: &Config, clock: &dyn Clock) -> Vec<Item> {
         }
     };
 
-    // tiers
+    // tiers; the latest snapshot of each reachable one is kept for the
+    // databases' items
+    let mut latest: Vec<(String, crate::tier::Snapshot, Repository)> = Vec::new();
     let now = clock.now().with_timezone(&config.timezone);
     for t in config.tiers.values() {
         let name = format!("tier {}", t.name);
@@ -165,7 +273,11 @@ pub async fn run(config: &Config, clock: &dyn Clock) -> Vec<Item> {
             }
         };
         match repo.snapshots().await {
-            Ok(s) => items.push(item(
+            Ok(s) => {
+                if let Some(l) = s.last() {
+                    latest.push((t.name.clone(), l.clone(), repo.clone()));
+                }
+                items.push(item(
                 name,
                 Health::Ok,
                 format!(
@@ -187,7 +299,8 @@ pub async fn run(config: &Config, clock: &dyn Clock) -> Vec<Item> {
                         .unwrap_or_default()
                 ),
                 None,
-            )),
+            ))
+            }
             Err(e) => {
                 let fix = match &e {
                     TierError::WrongPassword { .. } | TierError::Password { .. } => {
@@ -229,9 +342,14 @@ pub async fn run(config: &Config, clock: &dyn Clock) -> Vec<Item> {
                 None,
             ));
             if docker_chosen {
-                let mut images: Vec<&str> =
-                    config.databases.iter().map(|d| d.image.as_str()).collect();
-                images.push(&config.sandbox.image);
+                items.extend(database_items(config, &engine, &latest).await);
+                let mut images: Vec<&str> = config
+                    .databases
+                    .iter()
+                    .map(|d| d.image.as_str())
+                    .chain(std::iter::once(config.sandbox.image.as_str()))
+                    .filter(|i| !crate::restore::image::is_template(i))
+                    .collect();
                 images.sort_unstable();
                 images.dedup();
                 for image in images {

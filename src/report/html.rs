@@ -186,8 +186,32 @@ pub fn render_report(r: &Report, tz: chrono_tz::Tz) -> String {
                 .map(|v| format!(" (PostgreSQL {})", escape(v)))
                 .unwrap_or_default()
         );
+        if let Some(v) = &d.restore.dump {
+            let _ = writeln!(
+                b,
+                "<p>Dumped from PostgreSQL {} by pg_dump {}.</p>",
+                escape(v.server.as_deref().unwrap_or("(not stated)")),
+                escape(v.pg_dump.as_deref().unwrap_or("(not stated)"))
+            );
+        }
+        if !d.restore.roles_created.is_empty() {
+            let roles: Vec<String> = d
+                .restore
+                .roles_created
+                .iter()
+                .map(|r| format!("<code>{}</code>", escape(r)))
+                .collect();
+            let _ = writeln!(
+                b,
+                "<p>Roles created in the sandbox (NOLOGIN): {}.</p>",
+                roles.join(", ")
+            );
+        }
         if let Some(e) = &d.restore.error {
             let _ = writeln!(b, "<p class=\"failed\">{}</p>", escape(e));
+        }
+        if let (Some(class), Some(cause)) = (&d.restore.class, &d.restore.cause) {
+            let _ = writeln!(b, "<p>Cause: {} ({}).</p>", escape(cause), escape(class));
         }
         if d.checks.is_empty() {
             continue;

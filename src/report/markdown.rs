@@ -159,8 +159,36 @@ pub(super) fn render(r: &Report, tz: chrono_tz::Tz) -> String {
                 .map(|v| format!(" (PostgreSQL {v})"))
                 .unwrap_or_default()
         );
+        if let Some(v) = &d.restore.dump {
+            let _ = writeln!(
+                o,
+                "\nDumped from PostgreSQL {} by pg_dump {}{}.",
+                v.server.as_deref().unwrap_or("(not stated)"),
+                v.pg_dump.as_deref().unwrap_or("(not stated)"),
+                v.archive
+                    .as_deref()
+                    .map(|a| format!(", archive format {a}"))
+                    .unwrap_or_default()
+            );
+        }
+        if !d.restore.roles_created.is_empty() {
+            let roles: Vec<String> = d
+                .restore
+                .roles_created
+                .iter()
+                .map(|r| format!("`{r}`"))
+                .collect();
+            let _ = writeln!(
+                o,
+                "\nRoles created in the sandbox (NOLOGIN): {}.",
+                roles.join(", ")
+            );
+        }
         if let Some(e) = &d.restore.error {
             let _ = writeln!(o, "\n> {}", e.replace('\n', " "));
+        }
+        if let (Some(class), Some(cause)) = (&d.restore.class, &d.restore.cause) {
+            let _ = writeln!(o, "\nCause: {cause} ({class}).");
         }
         if !d.checks.is_empty() {
             let _ = writeln!(o, "\n| check | kind | status | seconds | detail |");

@@ -201,6 +201,17 @@ impl DockerEngine {
         self.docker.inspect_image(image).await.is_ok()
     }
 
+    /// The PostgreSQL major version an image declares in its environment
+    /// (`PG_MAJOR`, as the Docker Hub `postgres` images and drill's offline
+    /// build set it); `None` when it is absent or does not say.
+    pub async fn image_pg_major(&self, image: &str) -> Option<u32> {
+        let inspect = self.docker.inspect_image(image).await.ok()?;
+        let env = inspect.config?.env?;
+        env.iter()
+            .find_map(|kv| kv.strip_prefix("PG_MAJOR="))
+            .and_then(crate::restore::head::major_of)
+    }
+
     /// The engine's version string, e.g. `28.2.2`.
     pub async fn version(&self) -> Option<String> {
         self.docker.version().await.ok().and_then(|v| v.version)

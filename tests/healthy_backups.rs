@@ -1,0 +1,269 @@
+//! A healthy backup is never called bad: dumps that name roles nobody
+//! configured, dumps from a newer PostgreSQL, and dumps that need an
+//! extension the sandbox lacks, each against real restic repositories,
+//! real dumps and real sandboxes.
+//!
+//! - roles: `pg_dump` plain, custom and `--use-set-session-authorization`
+//!   dumps whose objects belong to `postgres` and two application roles,
+//!   with grants, default privileges and a policy for a third, pass with no
+//!   `roles` configured, and the report lists the roles drill created;
+//! - versions: a dump made by PostgreSQL 17's `pg_dump` (in the
+//!   `drill-postgres:17` image) is refused by a PostgreSQL 15 sandbox with
+//!   exit 3 naming both versions, and passes with `image =
+//!   "drill-postgres:{major}"`;
+//! - extensions: a dump of a database with `CREATE EXTENSION ip4r` (made on
+//!   this host, which has Debian's `postgresql-15-ip4r`) exits 3 naming the
+//!   extension, because the sandbox image does not have it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{database, drill, dumps, report_of, require_environment, TestRepo};
+use serde_json::Value;
+
+/// The PostgreSQL 17 image (`scripts/build-image.sh 17`).
+fn image_17() -> String {
+    std::env::var("DRILL_TEST_IMAGE_17").unwrap_or_else(|_| "drill-postgres:17".into())
+}
+
+/// A config with `dbs` as raw `[[databases]]` bodies.
+fn config(dir: &Path, repo: &TestRepo, image: &str, dbs: &[String], checks: &[(&str, &str)]) -> PathBuf {
+    let mut t = format!(
+        "timezone = \"Asia/Seoul\"\nreports_dir = \"reports\"\nchecks_dir = \"checks\"\n\n\
+         [policy]\nmax_rto = \"1h\"\nmax_snapshot_age = \"26h\"\n\n\
+         [tiers.local]\nrepository = \"{}\"\npassword_file = \"{}\"\n\n\
+         [sandbox]\nimage = \"{image}\"\nmemory = \"1GiB\"\ncpus = 1.0\nstartup_timeout = \"120s\"\n",
+        repo.repo.display(),
+        repo.password_file.display()
+    );
+    for d in dbs {
+        t.push_str("\n[[databases]]\n");
+        t.push_str(d);
+    }
+    std::fs::create_dir_all(dir.join("checks")).unwrap();
+    for (name, body) in checks {
+        std::fs::write(dir.join("checks").join(name), body).unwrap();
+    }
+    let p = dir.join("drill.toml");
+    std::fs::write(&p, t).unwrap();
+    p
+}
+
+fn roles_created(report: &Value, db: &str) -> Vec<String> {
+    database(report, db)["restore"]["roles_created"]
+        .as_array()
+        .unwrap_or_else(|| panic!("roles_created of {db}: {report:#}"))
+        .iter()
+        .map(|r| r.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn roles_a_pg_dump_names_are_created_without_configuration() {
+    require_environment();
+    let d = dumps();
+    let repo = TestRepo::new(&[
+        (&d.join("roles/shop.sql"), "shop.sql"),
+        (&d.join("roles/shop.dump"), "shop.dump"),
+        (&d.join("roles/shop-session-auth.sql"), "shop-session-auth.sql"),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let facts = common::source_facts();
+    let orders = facts["shop"]["sales.orders"].as_i64().unwrap();
+    let count_check = |db: &str| {
+        format!(
+            "kind = \"sql\"\ndatabase = \"{db}\"\nquery = \"SELECT count(*) FROM sales.orders\"\nexpect = {{ equals = {orders} }}\n"
+        )
+    };
+    let owner_check = "kind = \"sql\"\ndatabase = \"shop_custom\"\nquery = \"SELECT count(*) FROM pg_tables WHERE tableowner = 'shop_owner' AND tablename = 'orders'\"\nexpect = { equals = 1 }\n";
+    let checks = [
+        ("plain-orders.toml", count_check("shop_plain")),
+        ("custom-orders.toml", count_check("shop_custom")),
+        ("session-orders.toml", count_check("shop_session")),
+        ("configured-orders.toml", count_check("shop_configured")),
+        ("custom-owner.toml", owner_check.to_string()),
+    ];
+    let checks: Vec<(&str, &str)> = checks.iter().map(|(n, b)| (*n, b.as_str())).collect();
+    let cfg = config(
+        dir.path(),
+        &repo,
+        &common::image(),
+        &[
+            "name = \"shop_plain\"\npath = \"/dumps/shop.sql\"\nformat = \"plain\"\n".into(),
+            "name = \"shop_custom\"\npath = \"/dumps/shop.dump\"\nformat = \"custom\"\n".into(),
+            "name = \"shop_session\"\npath = \"/dumps/shop-session-auth.sql\"\nformat = \"plain\"\n".into(),
+            // `roles` stays valid: created up front, the rest discovered.
+            "name = \"shop_configured\"\npath = \"/dumps/shop.sql\"\nformat = \"plain\"\nroles = [\"shop_owner\"]\n".into(),
+        ],
+        &checks,
+    );
+    let run = drill(&cfg, &["run", "--no-notify"]);
+    let (_, report) = report_of(&run, &dir.path().join("reports"));
+    assert_eq!(run.code, 0, "stderr:\n{}\nreport: {report:#}", run.stderr);
+    let all = ["Shop Reader", "postgres", "shop_owner", "shop_writer"];
+    for db in ["shop_plain", "shop_custom", "shop_session", "shop_configured"] {
+        let mut created = roles_created(&report, db);
+        created.sort();
+        assert_eq!(created, all, "roles created for {db}");
+        let r = &database(&report, db)["restore"];
+        assert_eq!(r["status"], "passed", "{db}: {r:#}");
+        // The head's versions are in the report, with the sandbox's.
+        assert!(
+            r["dump"]["pg_dump"].as_str().unwrap().starts_with("15."),
+            "{db}: {r:#}"
+        );
+        assert!(r["dump"]["server"].as_str().unwrap().starts_with("15."));
+        assert!(r["server_version"].as_str().unwrap().starts_with("15."));
+    }
+    // Role-like text inside a function body is not a role.
+    let text = std::fs::read_to_string(dir.path().join("reports").read_dir().unwrap().find_map(|e| {
+        let p = e.unwrap().path();
+        (p.extension().is_some_and(|x| x == "md")).then_some(p)
+    }).unwrap()).unwrap();
+    assert!(text.contains("shop_writer"), "the Markdown report lists the roles:\n{text}");
+    assert!(!text.contains("ghost"));
+}
+
+/// A PostgreSQL 17 server in a container, with a small database `ledger`,
+/// removed on drop.
+struct Pg17 {
+    name: String,
+}
+
+impl Pg17 {
+    fn start() -> Pg17 {
+        let img = image_17();
+        let present = Command::new("docker").args(["image", "inspect", &img]).output().unwrap();
+        assert!(
+            present.status.success(),
+            "image {img} is missing: run scripts/setup.sh (it builds drill-postgres:15 and :17)"
+        );
+        let name = format!("drill-test-pg17-{}", std::process::id());
+        let out = Command::new("docker")
+            .args(["run", "-d", "--rm", "--name", &name, "-e", "POSTGRES_PASSWORD=fixture-only", &img])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "docker run: {}", String::from_utf8_lossy(&out.stderr));
+        let pg = Pg17 { name };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let ok = Command::new("docker")
+                .args(["exec", "-u", "postgres", &pg.name, "psql", "-X", "-c", "SELECT 1"])
+                .output()
+                .unwrap();
+            if ok.status.success() {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "PostgreSQL 17 did not start: {}", String::from_utf8_lossy(&ok.stderr));
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        pg.psql("postgres", "CREATE DATABASE ledger");
+        pg.psql(
+            "ledger",
+            "CREATE TABLE entries (id int PRIMARY KEY, amount numeric NOT NULL); \
+             INSERT INTO entries SELECT g, g FROM generate_series(1, 120) g;",
+        );
+        pg
+    }
+
+    fn psql(&self, db: &str, sql: &str) {
+        let o = Command::new("docker")
+            .args(["exec", "-u", "postgres", &self.name, "psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", sql])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "psql: {}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    /// `pg_dump` (PostgreSQL 17's) of `ledger` with `args`, into `out`.
+    fn dump(&self, args: &[&str], out: &Path) {
+        let mut a = vec!["exec", "-u", "postgres", self.name.as_str(), "pg_dump"];
+        a.extend_from_slice(args);
+        a.push("ledger");
+        let o = Command::new("docker").args(&a).output().unwrap();
+        assert!(o.status.success(), "pg_dump: {}", String::from_utf8_lossy(&o.stderr));
+        std::fs::write(out, o.stdout).unwrap();
+    }
+}
+
+impl Drop for Pg17 {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.name]).output();
+    }
+}
+
+#[test]
+fn dump_of_a_newer_postgresql_needs_a_sandbox_as_new() {
+    require_environment();
+    let work = tempfile::tempdir().unwrap();
+    let (plain, custom) = (work.path().join("ledger.sql"), work.path().join("ledger.dump"));
+    {
+        let pg = Pg17::start();
+        pg.dump(&[], &plain);
+        pg.dump(&["-Fc"], &custom);
+    }
+    let head = std::fs::read_to_string(&plain).unwrap();
+    assert!(head.contains("-- Dumped by pg_dump version 17."), "a PostgreSQL 17 dump");
+    assert!(head.contains("transaction_timeout"), "pg_dump 17 sets transaction_timeout");
+    let repo = TestRepo::new(&[(&plain, "ledger.sql"), (&custom, "ledger.dump")]);
+    let dbs = [
+        "name = \"ledger\"\npath = \"/dumps/ledger.sql\"\nformat = \"plain\"\n".to_string(),
+        "name = \"ledger_custom\"\ndbname = \"ledger_custom\"\npath = \"/dumps/ledger.dump\"\nformat = \"custom\"\n".to_string(),
+    ];
+    let check = "kind = \"sql\"\ndatabase = \"ledger\"\nquery = \"SELECT count(*) FROM entries\"\nexpect = { equals = 120 }\n";
+
+    // An older sandbox: no attempt, no verdict, both versions named.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &repo, "drill-postgres:15", &dbs, &[("count.toml", check)]);
+    let run = drill(&cfg, &["run", "--no-notify"]);
+    let (_, report) = report_of(&run, &dir.path().join("reports"));
+    assert_eq!(run.code, 3, "stderr:\n{}\nreport: {report:#}", run.stderr);
+    assert_eq!(report["verdict"], "error");
+    for db in ["ledger", "ledger_custom"] {
+        let r = &database(&report, db)["restore"];
+        assert_eq!(r["status"], "error", "{r:#}");
+        let e = r["error"].as_str().unwrap();
+        assert!(e.contains("drill-postgres:15 runs PostgreSQL 15."), "{e}");
+        assert!(e.contains(&format!("{db} was dumped by pg_dump 17.")), "{e}");
+        assert!(e.contains("image = \"postgres:{major}\""), "{e}");
+        assert_eq!(r["class"], "environment");
+        assert!(r["dump"]["pg_dump"].as_str().unwrap().starts_with("17."));
+    }
+
+    // The image follows the dump: a PostgreSQL 17 sandbox takes it.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &repo, "drill-postgres:{major}", &dbs, &[("count.toml", check)]);
+    let run = drill(&cfg, &["run", "--no-notify"]);
+    let (_, report) = report_of(&run, &dir.path().join("reports"));
+    assert_eq!(run.code, 0, "stderr:\n{}\nreport: {report:#}", run.stderr);
+    for db in ["ledger", "ledger_custom"] {
+        let r = &database(&report, db)["restore"];
+        assert_eq!(r["image"], "drill-postgres:17", "{r:#}");
+        assert!(r["server_version"].as_str().unwrap().starts_with("17."), "{r:#}");
+    }
+}
+
+#[test]
+fn extension_the_sandbox_lacks_is_an_environment_error() {
+    require_environment();
+    let repo = TestRepo::new(&[(&dumps().join("env/ext-ip4r.sql"), "ext-ip4r.sql")]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &repo,
+        &common::image(),
+        &["name = \"ext\"\npath = \"/dumps/ext-ip4r.sql\"\nformat = \"plain\"\n".into()],
+        &[],
+    );
+    let run = drill(&cfg, &["run", "--no-notify"]);
+    let (_, report) = report_of(&run, &dir.path().join("reports"));
+    assert_eq!(run.code, 3, "stderr:\n{}\nreport: {report:#}", run.stderr);
+    let r = &database(&report, "ext")["restore"];
+    assert_eq!(r["status"], "error");
+    assert_eq!(r["class"], "environment");
+    assert_eq!(r["cause"], "extension-missing");
+    let e = r["error"].as_str().unwrap();
+    assert!(e.contains("extension \"ip4r\""), "{e}");
+    assert!(e.contains("does not have extension ip4r"), "{e}");
+}
