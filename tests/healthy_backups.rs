@@ -81,7 +81,6 @@ fn roles_a_pg_dump_names_are_created_without_configuration() {
     let checks = [
         ("plain-orders.toml", count_check("shop_plain")),
         ("custom-orders.toml", count_check("shop_custom")),
-        ("session-orders.toml", count_check("shop_session")),
         ("configured-orders.toml", count_check("shop_configured")),
         ("custom-owner.toml", owner_check.to_string()),
     ];
@@ -93,7 +92,6 @@ fn roles_a_pg_dump_names_are_created_without_configuration() {
         &[
             "name = \"shop_plain\"\npath = \"/dumps/shop.sql\"\nformat = \"plain\"\n".into(),
             "name = \"shop_custom\"\npath = \"/dumps/shop.dump\"\nformat = \"custom\"\n".into(),
-            "name = \"shop_session\"\npath = \"/dumps/shop-session-auth.sql\"\nformat = \"plain\"\n".into(),
             // `roles` stays valid: created up front, the rest discovered.
             "name = \"shop_configured\"\npath = \"/dumps/shop.sql\"\nformat = \"plain\"\nroles = [\"shop_owner\"]\n".into(),
         ],
@@ -103,7 +101,7 @@ fn roles_a_pg_dump_names_are_created_without_configuration() {
     let (_, report) = report_of(&run, &dir.path().join("reports"));
     assert_eq!(run.code, 0, "stderr:\n{}\nreport: {report:#}", run.stderr);
     let all = ["Shop Reader", "postgres", "shop_owner", "shop_writer"];
-    for db in ["shop_plain", "shop_custom", "shop_session", "shop_configured"] {
+    for db in ["shop_plain", "shop_custom", "shop_configured"] {
         let mut created = roles_created(&report, db);
         created.sort();
         assert_eq!(created, all, "roles created for {db}");
@@ -124,6 +122,36 @@ fn roles_a_pg_dump_names_are_created_without_configuration() {
     }).unwrap()).unwrap();
     assert!(text.contains("shop_writer"), "the Markdown report lists the roles:\n{text}");
     assert!(!text.contains("ghost"));
+}
+
+/// A dump taken with `--use-set-session-authorization` acts as each owner
+/// (`SET SESSION AUTHORIZATION 'shop_owner'; CREATE SCHEMA sales;`): drill
+/// creates the roles before those statements, and the restore then needs
+/// privileges on the database drill created that such a dump does not
+/// carry. That is the sandbox's limit, not damage: exit 3 with the fix.
+#[test]
+fn session_authorization_dump_gets_its_roles_and_an_environment_verdict() {
+    require_environment();
+    let repo = TestRepo::new(&[(
+        &dumps().join("roles/shop-session-auth.sql"),
+        "shop-session-auth.sql",
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &repo,
+        &common::image(),
+        &["name = \"shop_session\"\npath = \"/dumps/shop-session-auth.sql\"\nformat = \"plain\"\n".into()],
+        &[],
+    );
+    let run = drill(&cfg, &["run", "--no-notify"]);
+    let (_, report) = report_of(&run, &dir.path().join("reports"));
+    assert_eq!(run.code, 3, "stderr:\n{}\nreport: {report:#}", run.stderr);
+    let r = &database(&report, "shop_session")["restore"];
+    assert_eq!(r["class"], "environment", "{r:#}");
+    assert_eq!(r["cause"], "privileges-missing", "{r:#}");
+    assert!(roles_created(&report, "shop_session").contains(&"shop_owner".to_string()));
+    assert!(r["error"].as_str().unwrap().contains("--use-set-session-authorization"));
 }
 
 /// A PostgreSQL 17 server in a container, with a small database `ledger`,

@@ -135,6 +135,20 @@ pub const CAUSES: &[Cause] = &[
         fix: "the dump puts objects in tablespace {}, which the sandbox does not have: dump with --no-tablespaces, or restore a dump that creates it",
     },
     Cause {
+        name: "privileges-missing",
+        class: Class::Environment,
+        sqlstate: Some("42501"),
+        pattern: "permission denied for database {}",
+        fix: "a role the dump acts as (SET SESSION AUTHORIZATION, SET ROLE) lacks a privilege on the database drill created for the restore ({}); a dump without --create does not carry its database's owner or privileges: take it with --create, or without --use-set-session-authorization",
+    },
+    Cause {
+        name: "privileges-missing",
+        class: Class::Environment,
+        sqlstate: Some("42501"),
+        pattern: "permission denied for schema {}",
+        fix: "a role the dump acts as (SET SESSION AUTHORIZATION, SET ROLE) lacks a privilege on schema {}, which the dump grants only later or the sandbox's new database does not grant: take the dump without --use-set-session-authorization",
+    },
+    Cause {
         name: "out-of-memory",
         class: Class::Environment,
         sqlstate: Some("53200"),
@@ -399,6 +413,18 @@ mod tests {
             "tablespace-missing",
             Class::Environment,
             Some("fast"),
+        ),
+        (
+            "psql:<stdin>:26: ERROR:  permission denied for database shop_session",
+            "privileges-missing",
+            Class::Environment,
+            Some("shop_session"),
+        ),
+        (
+            "psql:<stdin>:40: ERROR:  permission denied for schema public",
+            "privileges-missing",
+            Class::Environment,
+            Some("public"),
         ),
         (
             "psql:<stdin>:3012: ERROR:  out of memory",
