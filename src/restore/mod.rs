@@ -130,7 +130,7 @@ impl fmt::Display for RestorePlan {
         };
         write!(
             f,
-            "{}: {} ({}, {} bytes{}) → {}{jobs} in a {} sandbox, database `{}`",
+            "{}: {} ({}, {} bytes{}) → {}{jobs} in a sandbox of image {}, database `{}`",
             d.name,
             d.path,
             d.format.as_str(),

@@ -364,9 +364,41 @@ impl Scanner {
     }
 }
 
+/// The statement's first word, lower-cased (blanks and comments before it
+/// skipped); cheap, so that only the statements that can name roles or
+/// start `COPY` data are tokenised.
+fn first_word(stmt: &[u8]) -> Option<String> {
+    let mut i = 0;
+    while i < stmt.len() {
+        match stmt[i] {
+            b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' => i += 1,
+            b'-' if stmt.get(i + 1) == Some(&b'-') => {
+                i = memchr::memchr(b'\n', &stmt[i..]).map_or(stmt.len(), |n| i + n + 1);
+            }
+            b'/' if stmt.get(i + 1) == Some(&b'*') => {
+                // Nested comments are rare at a statement's start; the
+                // first `*/` is taken as the end (the tokeniser is exact).
+                i = memchr::memmem::find(&stmt[i..], b"*/").map_or(stmt.len(), |n| i + n + 2);
+            }
+            _ => break,
+        }
+    }
+    let end = stmt[i..]
+        .iter()
+        .position(|b| !b.is_ascii_alphabetic())
+        .map_or(stmt.len(), |n| i + n);
+    (end > i).then(|| String::from_utf8_lossy(&stmt[i..end]).to_ascii_lowercase())
+}
+
+/// First words of the statements that can name a role.
+const ROLE_STATEMENTS: &[&str] = &["alter", "create", "grant", "revoke", "set"];
+
 /// Whether a statement is `COPY … FROM stdin` (data follow it in the
 /// script).
 fn is_copy_from_stdin(stmt: &[u8]) -> bool {
+    if first_word(stmt).as_deref() != Some("copy") {
+        return false;
+    }
     let toks = tokens(&String::from_utf8_lossy(stmt));
     matches!(toks.first(), Some(Tok::Word(w)) if w == "copy")
         && toks
@@ -501,6 +533,9 @@ const NOT_ROLES: &[&str] = &[
 /// and current roles, policy roles, user-mapping users), in order, without
 /// `PUBLIC` and the `CURRENT_USER`-style keywords.
 pub fn roles_in(stmt: &str) -> Vec<String> {
+    if !first_word(stmt.as_bytes()).is_some_and(|w| ROLE_STATEMENTS.contains(&w.as_str())) {
+        return Vec::new();
+    }
     let t = tokens(stmt);
     let word = |i: usize, w: &str| matches!(t.get(i), Some(Tok::Word(x)) if x == w);
     let mut found: Vec<String> = Vec::new();
