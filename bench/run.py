@@ -164,9 +164,11 @@ class Bench:
 
     # ---------------------------------------------------------------- A
 
-    def config(self, name, databases, **sandbox):
+    def config(self, name, databases, roles=None, **sandbox):
         """A drill config under work/NAME for `databases`
-        [(name, file, format)], each with the cheap check."""
+        [(name, file, format)], each with the cheap check; `roles` is
+        written as each database's `roles` (drill finds them itself; a
+        build from before role discovery needs them)."""
         d = self.work / "conf" / name
         shutil.rmtree(d, ignore_errors=True)
         (d / "checks").mkdir(parents=True)
@@ -185,22 +187,24 @@ class Bench:
         for db, file, fmt in databases:
             text += (
                 f'\n[[databases]]\nname = "{db}"\npath = "/dumps/{file}"\n'
-                f'format = "{fmt}"\ndbname = "bench"\nroles = ["postgres"]\n'
+                f'format = "{fmt}"\ndbname = "bench"\n'
             )
+            if roles is not None:
+                text += "roles = [" + ", ".join(f'"{r}"' for r in roles) + "]\n"
             (d / "checks" / f"{db}-branches.toml").write_text(
                 f'kind = "sql"\ndatabase = "{db}"\nquery = "{CHECK}"\n[expect]\nmin = 1\n'
             )
         (d / "drill.toml").write_text(text)
         return d
 
-    def run_a(self, conf):
-        """`drill run` once; the wall time, what the report says, and the
-        VmHWM seen from outside."""
+    def run_a(self, conf, drill=None):
+        """`drill run` once (`drill`: another build); the wall time, what
+        the report says, and the VmHWM seen from outside."""
         reports = conf / "reports"
         before = set(reports.glob("*.json")) if reports.exists() else set()
         started = time.monotonic()
         p = subprocess.Popen(
-            [str(DRILL), "--config", str(conf / "drill.toml"), "--tier", "bench", "--no-notify"],
+            [str(drill or DRILL), "--config", str(conf / "drill.toml"), "--tier", "bench", "--no-notify"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -355,6 +359,19 @@ class Bench:
                 ("A", lambda: self.run_a(small)),
                 ("B", lambda: self.run_b("small.sql", "plain")),
             ])
+        if want("roles") and a.baseline:
+            # What role discovery costs: this build finding the roles itself
+            # against a build from before it, told them in `roles`.
+            plain_roles = self.config("plain-roles", [("bench", "bench.sql", "plain")], roles=["postgres"])
+            small_roles = self.config("small-roles", [("small", "small.sql", "plain")], roles=["postgres"])
+            self.measure("roles", [
+                ("A discovers", lambda: self.run_a(plain)),
+                ("A before (roles listed)", lambda: self.run_a(plain_roles, a.baseline)),
+            ])
+            self.measure("roles-small", [
+                ("A discovers", lambda: self.run_a(small)),
+                ("A before (roles listed)", lambda: self.run_a(small_roles, a.baseline)),
+            ])
         if want("multi"):
             self.measure("multi", [
                 ("A parallelism=2", lambda: self.run_a(multi2)),
@@ -404,6 +421,11 @@ class Bench:
             row(f"custom dump: pg_restore --jobs used when it beats streaming ({jobs} vs stream; auto)",
                 f"{jb:.1f} s vs {st:.1f} s" + (f"; auto {auto:.1f} s" if auto else ""),
                 auto is None or auto <= min(st, jb) * 1.05)
+        for sc, what in (("roles", "large"), ("roles-small", "small")):
+            if have(sc, "A discovers", "A before (roles listed)"):
+                d, b = med(r[sc]["A discovers"], "wall"), med(r[sc]["A before (roles listed)"], "wall")
+                row(f"role discovery, measured ({what} plain dump: A discovering vs a build before it)",
+                    f"{d:.1f} s vs {b:.1f} s ({(d / b - 1) * 100:+.1f}%)", True)
         if have("plain", "A", "A untuned"):
             t, u = med(r["plain"]["A"], "wall"), med(r["plain"]["A untuned"], "wall")
             row("restore tuning, measured (A tuned vs untuned)", f"{t:.1f} s vs {u:.1f} s", True)
@@ -487,6 +509,8 @@ class Bench:
             "custom": "One custom-format dump (`bench.dump`)",
             "small": "A smaller plain dump (`small.sql`): memory at a second scale",
             "multi": "A snapshot of three databases (`multi-1..3.sql`)",
+            "roles": "Role discovery on the plain dump (`bench.sql`): this build against one from before it (`--baseline`)",
+            "roles-small": "Role discovery on the small dump (`small.sql`)",
         }
         lines.extend(self.targets(med))
         for k, runs in self.results.items():
@@ -506,6 +530,9 @@ class Bench:
             "bench/run.py                # builds drill (release), the dataset, then every scenario",
             "bench/run.py --only custom  # one scenario again; the others keep their figures",
             "bench/run.py --render       # rewrite this file from bench/work/results.json",
+            "# role discovery against a build from before it:",
+            "git worktree add /tmp/drill-before b7920c4 && (cd /tmp/drill-before && cargo build --release)",
+            "bench/run.py --only roles --baseline /tmp/drill-before/target/release/drill",
             "```",
             "",
             "`bench/run.py --help` lists the knobs (scale, rounds, sandbox memory and CPUs, jobs).",
@@ -531,7 +558,8 @@ def main():
     p.add_argument("--cpus", type=float, default=2.0, help="sandbox CPU cap")
     p.add_argument("--jobs", type=int, default=2, help="pg_restore --jobs for the custom dump")
     p.add_argument("--work", default=str(REPO / "bench" / "work"), help="dataset and repository (kept between runs)")
-    p.add_argument("--only", help="comma-separated scenarios: plain,custom,small,multi")
+    p.add_argument("--only", help="comma-separated scenarios: plain,custom,small,multi,roles")
+    p.add_argument("--baseline", help="scenario roles: a drill binary from before role discovery (e.g. built from an earlier commit)")
     p.add_argument("--out", default=str(REPO / "bench" / "results.md"))
     p.add_argument("--no-build", action="store_true", help="use target/release/drill as it is")
     p.add_argument("--render", action="store_true", help="only write --out again from work/results.json")

@@ -673,6 +673,24 @@ pub fn roles_in(stmt: &str) -> Vec<String> {
     found
 }
 
+/// The role a statement creates itself (`CREATE ROLE|USER|GROUP name`), as
+/// a script that carries its globals does (`pg_dumpall --globals-only`
+/// followed by `pg_dump`): drill must not create it first.
+pub fn role_made_by(stmt: &str) -> Option<String> {
+    if first_word(stmt.as_bytes()).as_deref() != Some("create") {
+        return None;
+    }
+    let t = tokens(stmt);
+    match (t.get(1), t.get(2)) {
+        (Some(Tok::Word(w)), Some(Tok::Word(n) | Tok::Quoted(n)))
+            if ["role", "user", "group"].contains(&w.as_str()) && !(w == "user" && n == "mapping") =>
+        {
+            Some(n.clone())
+        }
+        _ => None,
+    }
+}
+
 /// Every role named in a whole script (for a custom archive's schema, as
 /// `pg_restore --schema-only` prints it), in order of first use.
 pub fn roles_in_script(script: &[u8]) -> Vec<String> {
@@ -832,10 +850,15 @@ impl<R: AsyncRead + Unpin> AsyncRead for RoleDiscovery<R> {
                     .feed(&this.input[this.input_pos..this.input_len], &mut this.out);
                 this.input_pos += used;
                 if let Some(stmt) = stmt {
-                    let new: Vec<String> = roles_in(&String::from_utf8_lossy(&stmt))
+                    let text = String::from_utf8_lossy(&stmt);
+                    if let Some(r) = role_made_by(&text) {
+                        this.known.insert(r);
+                    }
+                    let new: Vec<String> = roles_in(&text)
                         .into_iter()
                         .filter(|r| !this.known.contains(r))
                         .collect();
+                    drop(text);
                     if new.is_empty() {
                         this.out.extend_from_slice(&stmt);
                     } else {
@@ -1010,6 +1033,10 @@ SELECT E'it\'s; fine' AS x;
             vec!["g", "w"]
         );
         assert_eq!(roles_in("CREATE TABLE owner_to (owner text);"), Vec::<String>::new());
+        assert_eq!(role_made_by("CREATE ROLE app;").as_deref(), Some("app"));
+        assert_eq!(role_made_by("CREATE USER \"Bob\" LOGIN;").as_deref(), Some("Bob"));
+        assert_eq!(role_made_by("CREATE USER MAPPING FOR x SERVER s;"), None);
+        assert_eq!(role_made_by("CREATE TABLE t ();"), None);
         assert_eq!(roles_in("SELECT 'OWNER TO x';"), Vec::<String>::new());
     }
 }
