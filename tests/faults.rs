@@ -181,32 +181,43 @@ impl Case {
 
     /// Wait (up to 60 s) for this case's `restic dump` to be running;
     /// returns its pid.
-    /// The `restic dump` that streams into the sandbox: one started once a
-    /// sandbox of the drill runs (the dump's head is read by a short
-    /// `restic dump` of its own while the sandbox starts).
+    /// The `restic dump` that streams into the sandbox. The dump's head is
+    /// read first by a short `restic dump` of its own (before a Docker
+    /// sandbox of a `{major}` image starts, beside a local one's initdb), so
+    /// this waits for a sandbox (a running container of the drill, or a
+    /// local sandbox's directory in the case's TMPDIR) and for a dump that
+    /// has been running for a second.
     fn wait_for_dump(&self) -> u32 {
         let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen: BTreeMap<u32, Instant> = BTreeMap::new();
         loop {
+            assert!(Instant::now() < deadline, "no sandbox and restic dump started");
+            std::thread::sleep(Duration::from_millis(50));
             let sandbox_up = self.pids.iter().any(|pid| {
                 !common::containers_matching(&format!("label=drill.pid={pid}"), true).is_empty()
-            });
-            if !sandbox_up {
-                assert!(Instant::now() < deadline, "no sandbox started");
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-            if let Some(pid) = processes_naming(&self.repo.repo.to_string_lossy())
+            }) || std::fs::read_dir(self.work.path().join("tmp"))
+                .is_ok_and(|mut d| d.next().is_some());
+            let dumps: Vec<u32> = processes_naming(&self.repo.repo.to_string_lossy())
                 .into_iter()
-                .find(|p| {
+                .filter(|p| {
                     p.argv.first().is_some_and(|a| a.ends_with("restic"))
                         && p.argv.iter().any(|a| a == "dump")
                 })
                 .map(|p| p.pid)
-            {
-                return pid;
+                .collect();
+            seen.retain(|pid, _| dumps.contains(pid));
+            for pid in &dumps {
+                seen.entry(*pid).or_insert_with(Instant::now);
             }
-            assert!(Instant::now() < deadline, "no restic dump started");
-            std::thread::sleep(Duration::from_millis(50));
+            if !sandbox_up {
+                continue;
+            }
+            if let Some((pid, _)) = seen
+                .iter()
+                .find(|(_, since)| since.elapsed() >= Duration::from_secs(1))
+            {
+                return *pid;
+            }
         }
     }
 

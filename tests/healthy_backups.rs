@@ -258,6 +258,15 @@ fn dump_of_a_newer_postgresql_needs_a_sandbox_as_new() {
         assert_eq!(r["class"], "environment");
         assert!(r["dump"]["pg_dump"].as_str().unwrap().starts_with("17."));
     }
+    // doctor says the same from the latest snapshot, before any drill.
+    let doctor = drill(&cfg, &["doctor"]);
+    let line = doctor
+        .stdout
+        .lines()
+        .find(|l| l.contains("database ledger:"))
+        .unwrap_or_else(|| panic!("doctor names database ledger:\n{}", doctor.stdout));
+    assert!(line.starts_with("FAIL"), "{line}");
+    assert!(line.contains("by pg_dump 17.") && line.contains("drill-postgres:15 runs PostgreSQL 15, older than the dump"), "{line}");
 
     // The image follows the dump: a PostgreSQL 17 sandbox takes it.
     let dir = tempfile::tempdir().unwrap();

@@ -417,6 +417,29 @@ enum Tok {
     Sym(char),
 }
 
+/// The text of a quoted identifier or string literal starting at `c[*i]`
+/// (its quote character), the doubled quote read as one; `*i` moves past
+/// the closing quote.
+fn quoted(c: &[char], i: &mut usize) -> String {
+    let q = c[*i];
+    let mut s = String::new();
+    *i += 1;
+    while *i < c.len() {
+        if c[*i] == q {
+            if c.get(*i + 1) == Some(&q) {
+                s.push(q);
+                *i += 2;
+                continue;
+            }
+            *i += 1;
+            break;
+        }
+        s.push(c[*i]);
+        *i += 1;
+    }
+    s
+}
+
 /// Tokens of one statement: words, quoted identifiers, strings and
 /// symbols; blanks, comments and dollar-quoted bodies are skipped.
 fn tokens(text: &str) -> Vec<Tok> {
@@ -448,39 +471,9 @@ fn tokens(text: &str) -> Vec<Tok> {
                 }
             }
         } else if ch == '"' {
-            let mut s = String::new();
-            i += 1;
-            while i < c.len() {
-                if c[i] == '"' {
-                    if c.get(i + 1) == Some(&'"') {
-                        s.push('"');
-                        i += 2;
-                        continue;
-                    }
-                    i += 1;
-                    break;
-                }
-                s.push(c[i]);
-                i += 1;
-            }
-            out.push(Tok::Quoted(s));
+            out.push(Tok::Quoted(quoted(&c, &mut i)));
         } else if ch == '\'' {
-            let mut s = String::new();
-            i += 1;
-            while i < c.len() {
-                if c[i] == '\'' {
-                    if c.get(i + 1) == Some(&'\'') {
-                        s.push('\'');
-                        i += 2;
-                        continue;
-                    }
-                    i += 1;
-                    break;
-                }
-                s.push(c[i]);
-                i += 1;
-            }
-            out.push(Tok::Str(s));
+            out.push(Tok::Str(quoted(&c, &mut i)));
         } else if ch == '$' {
             // A dollar-quoted body, or a parameter.
             let mut j = i + 1;
