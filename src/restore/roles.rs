@@ -986,6 +986,43 @@ SELECT E'it\'s; fine' AS x;
         assert!(stmts.last().unwrap().ends_with("\\unrestrict abc123"));
     }
 
+    /// Whatever the input and however it is cut, every byte comes out once,
+    /// in order: the scanner only decides when bytes go on, never what.
+    #[test]
+    fn scanner_never_changes_the_stream() {
+        let alphabet = b"ab E$_1'\"-/*;\\.\n\r()cOPY FROM stdin";
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..300 {
+            let len = (next() % 2000) as usize;
+            let input: Vec<u8> = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let mut s = Scanner::default();
+            let mut out = Vec::new();
+            let mut rest: &[u8] = &input;
+            while !rest.is_empty() {
+                let cut = 1 + (next() % 64) as usize;
+                let mut chunk = &rest[..cut.min(rest.len())];
+                rest = &rest[chunk.len()..];
+                while !chunk.is_empty() {
+                    let (used, stmt) = s.feed(chunk, &mut out);
+                    chunk = &chunk[used..];
+                    if let Some(st) = stmt {
+                        out.extend_from_slice(&st);
+                    }
+                }
+            }
+            s.finish(&mut out);
+            assert_eq!(out, input);
+        }
+    }
+
     #[test]
     fn roles_of_a_script() {
         let roles = roles_in_script(SCRIPT.as_bytes());
