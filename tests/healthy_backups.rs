@@ -304,3 +304,72 @@ fn extension_the_sandbox_lacks_is_an_environment_error() {
     assert!(e.contains("extension \"ip4r\""), "{e}");
     assert!(e.contains("does not have extension ip4r"), "{e}");
 }
+
+/// `pg_dump --clean` without `--if-exists` starts with `DROP`s that an
+/// empty database cannot take: a healthy dump the sandbox cannot take as it
+/// stands, exit 3 with the fix, never "the backup is bad".
+#[test]
+fn clean_dump_without_if_exists_is_an_environment_error() {
+    require_environment();
+    let repo = TestRepo::new(&[(&dumps().join("env/shop-clean.sql"), "shop-clean.sql")]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &repo,
+        &common::image(),
+        &["name = \"shop\"\npath = \"/dumps/shop-clean.sql\"\nformat = \"plain\"\n".into()],
+        &[],
+    );
+    let run = drill(&cfg, &["run", "--no-notify"]);
+    let (_, report) = report_of(&run, &dir.path().join("reports"));
+    assert_eq!(run.code, 3, "stderr:\n{}\nreport: {report:#}", run.stderr);
+    let r = &database(&report, "shop")["restore"];
+    assert_eq!(r["cause"], "clean-dump", "{r:#}");
+    assert!(r["error"].as_str().unwrap().contains("--if-exists"), "{r:#}");
+}
+
+/// When the image follows the dump, a dump whose head names no version
+/// because it is empty or cut short is still a bad backup (exit 1), and a
+/// plain dump cut inside a statement that names a role is truncated, not a
+/// missing role.
+#[test]
+fn damage_stays_damage_when_the_image_follows_the_dump() {
+    require_environment();
+    let work = tempfile::tempdir().unwrap();
+    let empty = work.path().join("empty.sql");
+    std::fs::write(&empty, b"").unwrap();
+    let shop = std::fs::read_to_string(dumps().join("roles/shop.sql")).unwrap();
+    let cut_at = shop.find("OWNER TO postgres;").expect("an OWNER TO postgres") + "OWNER TO post".len();
+    let cut = work.path().join("shop-cut.sql");
+    std::fs::write(&cut, &shop[..cut_at]).unwrap();
+    let head_only = work.path().join("shop-head.sql");
+    std::fs::write(&head_only, "--\n-- PostgreSQL database dump\n--\n\n").unwrap();
+    let repo = TestRepo::new(&[
+        (&empty, "empty.sql"),
+        (&cut, "shop-cut.sql"),
+        (&head_only, "shop-head.sql"),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &repo,
+        "drill-postgres:{major}",
+        &[
+            "name = \"empty\"\npath = \"/dumps/empty.sql\"\nformat = \"plain\"\n".into(),
+            "name = \"cut\"\npath = \"/dumps/shop-cut.sql\"\nformat = \"plain\"\n".into(),
+            "name = \"head\"\npath = \"/dumps/shop-head.sql\"\nformat = \"plain\"\n".into(),
+        ],
+        &[],
+    );
+    let run = drill(&cfg, &["run", "--no-notify"]);
+    let (_, report) = report_of(&run, &dir.path().join("reports"));
+    assert_eq!(run.code, 1, "stderr:\n{}\nreport: {report:#}", run.stderr);
+    let error = |db: &str| {
+        let r = &database(&report, db)["restore"];
+        assert_eq!(r["status"], "failed", "{db}: {r:#}");
+        r["error"].as_str().unwrap().to_string()
+    };
+    assert!(error("empty").contains("is empty"), "{}", error("empty"));
+    assert!(error("cut").contains("is truncated"), "{}", error("cut"));
+    assert!(error("head").contains("without the `Dumped by pg_dump version` comment"), "{}", error("head"));
+}

@@ -828,25 +828,34 @@ pub(crate) async fn restore_database(
     let inspect = restore::inspect(plan, source.repo, source.snapshot, &config.timeouts);
     let (head, started) = if follows_dump {
         let head = inspect.await;
-        let image = head
-            .as_ref()
-            .map_err(|_| ())
-            .and_then(|h| {
-                restore::image::resolve(&configured, &h.versions, &db.config.path).map_err(|e| {
-                    db.set_restore(Status::Error, e);
-                })
-            });
-        let image = match (&head, image) {
-            (Ok(_), Ok(image)) => image,
-            (Err(outcome), _) => {
+        let image = match &head {
+            Err(outcome) => {
                 db.set_restore(outcome.status, outcome.error.clone().unwrap_or_default());
-                db.checks_not_run("the restore did not run");
+                db.checks_not_run(if outcome.status == Status::Failed {
+                    "the restore did not pass"
+                } else {
+                    "the restore did not run"
+                });
                 return None;
             }
-            (Ok(_), Err(())) => {
-                db.checks_not_run("the restore did not run");
-                return None;
-            }
+            Ok(h) => match restore::image::resolve(&configured, &h.versions, &db.config.path) {
+                Ok(image) => image,
+                // A head that names no version: damage when the head itself
+                // shows it (empty, cut short), else the image needs fixing.
+                Err(e) => {
+                    match &h.unreadable {
+                        Some(why) => {
+                            db.set_restore(Status::Failed, why.clone());
+                            db.checks_not_run("the restore did not pass");
+                        }
+                        None => {
+                            db.set_restore(Status::Error, e);
+                            db.checks_not_run("the restore did not run");
+                        }
+                    }
+                    return None;
+                }
+            },
         };
         let started = start_sandbox(config, source, engine, &name, &image, events).await;
         (head, started)

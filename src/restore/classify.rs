@@ -75,7 +75,14 @@ pub const CAUSES: &[Cause] = &[
         name: "psql-too-old",
         class: Class::Environment,
         sqlstate: None,
-        pattern: "invalid command \\{}",
+        pattern: "invalid command \\unrestrict",
+        fix: "the sandbox's psql does not know this meta-command of a newer pg_dump (\\restrict came with 17.6, 16.10, 15.14): use a newer image of the same major, or image = \"postgres:{major}\"",
+    },
+    Cause {
+        name: "psql-too-old",
+        class: Class::Environment,
+        sqlstate: None,
+        pattern: "invalid command \\restrict",
         fix: "the sandbox's psql does not know this meta-command of a newer pg_dump (\\restrict came with 17.6, 16.10, 15.14): use a newer image of the same major, or image = \"postgres:{major}\"",
     },
     Cause {
@@ -103,7 +110,21 @@ pub const CAUSES: &[Cause] = &[
         name: "locale-missing",
         class: Class::Environment,
         sqlstate: Some("42809"),
-        pattern: "locale name: \"{}\"",
+        pattern: "invalid locale name: \"{}\"",
+        fix: "the sandbox image does not have locale {}: use an image that has it (localedef or the locales package) and set `image`",
+    },
+    Cause {
+        name: "locale-missing",
+        class: Class::Environment,
+        sqlstate: Some("42809"),
+        pattern: "invalid LC_COLLATE locale name: \"{}\"",
+        fix: "the sandbox image does not have locale {}: use an image that has it (localedef or the locales package) and set `image`",
+    },
+    Cause {
+        name: "locale-missing",
+        class: Class::Environment,
+        sqlstate: Some("42809"),
+        pattern: "invalid LC_CTYPE locale name: \"{}\"",
         fix: "the sandbox image does not have locale {}: use an image that has it (localedef or the locales package) and set `image`",
     },
     Cause {
@@ -163,10 +184,24 @@ pub const CAUSES: &[Cause] = &[
         fix: "the sandbox ran out of memory: raise sandbox.memory and drill again",
     },
     Cause {
+        name: "out-of-memory",
+        class: Class::Environment,
+        sqlstate: Some("53200"),
+        pattern: "out of shared memory",
+        fix: "the sandbox's server ran out of lock table or shared memory (max_locks_per_transaction) during the restore: not a verdict on the backup; restore the database in a sandbox image configured with more",
+    },
+    Cause {
         name: "disk-full",
         class: Class::Environment,
         sqlstate: Some("53100"),
-        pattern: "No space left on device",
+        pattern: "could not extend file \"{}\": No space left on device",
+        fix: "the sandbox ran out of disk: free space where the Docker engine keeps its volumes (or the local engine's directory) and drill again",
+    },
+    Cause {
+        name: "disk-full",
+        class: Class::Environment,
+        sqlstate: Some("53100"),
+        pattern: "could not write to file \"{}\": No space left on device",
         fix: "the sandbox ran out of disk: free space where the Docker engine keeps its volumes (or the local engine's directory) and drill again",
     },
     Cause {
@@ -175,6 +210,27 @@ pub const CAUSES: &[Cause] = &[
         sqlstate: None,
         pattern: "server closed the connection unexpectedly",
         fix: "a server process of the sandbox ended during the restore (killed for memory, most often): see the sandbox's log, raise sandbox.memory and drill again",
+    },
+    Cause {
+        name: "server-crashed",
+        class: Class::Environment,
+        sqlstate: Some("57P02"),
+        pattern: "terminating connection because of crash of another server process",
+        fix: "a server process of the sandbox crashed during the restore (killed for memory, most often): see the sandbox's log, raise sandbox.memory and drill again",
+    },
+    Cause {
+        name: "server-crashed",
+        class: Class::Environment,
+        sqlstate: Some("57P03"),
+        pattern: "the database system is in recovery mode",
+        fix: "the sandbox's server was recovering from a crashed process (killed for memory, most often): see the sandbox's log, raise sandbox.memory and drill again",
+    },
+    Cause {
+        name: "server-crashed",
+        class: Class::Environment,
+        sqlstate: None,
+        pattern: "a worker process died unexpectedly",
+        fix: "a pg_restore worker ended during the restore (killed for memory, most often): raise sandbox.memory, or set sandbox.restore_jobs = 1",
     },
     // --- damage: the backup itself is bad -------------------------------
     Cause {
@@ -230,7 +286,7 @@ pub const CAUSES: &[Cause] = &[
         name: "constraint-violated",
         class: Class::Damage,
         sqlstate: Some("23503"),
-        pattern: "violates foreign key constraint \"{}\"",
+        pattern: "insert or update on table \"{}\" violates foreign key constraint",
         fix: "the dump's data break its own foreign key: the data or the dump are damaged",
     },
     Cause {
@@ -263,6 +319,18 @@ pub const CAUSES: &[Cause] = &[
     },
 ];
 
+/// Looked at only for a plain dump that drops its objects before creating
+/// them without `IF EXISTS` (`pg_dump --clean` alone): its first `DROP`
+/// fails in the sandbox's empty database, as the PostgreSQL docs say it
+/// may.
+pub const CLEAN_DUMP: &[Cause] = &[Cause {
+    name: "clean-dump",
+    class: Class::Environment,
+    sqlstate: Some("42P01"),
+    pattern: "{} does not exist",
+    fix: "the dump was taken with --clean but without --if-exists, so it drops objects an empty database does not have (PostgreSQL docs, pg_dump --clean): take it with --clean --if-exists, or without --clean",
+}];
+
 /// Name given to an error the table does not know (damage: fail closed).
 pub const UNRECOGNISED: &str = "unrecognised";
 
@@ -282,10 +350,23 @@ pub struct Classified {
 /// Classify a failed restore by the first error line of its tool.
 /// `None` or an unknown line is [`Class::Damage`] named [`UNRECOGNISED`].
 pub fn classify(first_error: Option<&str>) -> Classified {
+    classify_in(first_error, CAUSES)
+}
+
+/// [`classify`] for a plain dump that drops before it creates (see
+/// [`CLEAN_DUMP`]): a missing object is the sandbox's empty database.
+pub fn classify_clean_dump(first_error: Option<&str>) -> Classified {
+    match classify_in(first_error, CLEAN_DUMP) {
+        c if c.name == UNRECOGNISED => classify(first_error),
+        c => c,
+    }
+}
+
+fn classify_in(first_error: Option<&str>, table: &[Cause]) -> Classified {
     let Some(line) = first_error else {
         return unrecognised();
     };
-    for cause in CAUSES {
+    for cause in table {
         if let Some(object) = matches(cause.pattern, line) {
             let fix = match &object {
                 Some(o) => cause.fix.replace("{}", o),
@@ -311,29 +392,39 @@ fn unrecognised() -> Classified {
     }
 }
 
-/// Whether `line` holds `pattern`; `Some(Some(name))` with what stands at
-/// `{}` (up to the pattern's next literal, or the end of the line).
-fn matches(pattern: &str, line: &str) -> Option<Option<String>> {
-    let Some((pre, post)) = pattern.split_once("{}") else {
-        return line.contains(pattern).then_some(None);
+/// The message of an error line: what follows the last `ERROR:` (server
+/// errors, as psql and pg_restore print them) or else the last `error:`
+/// (the tools' own), without pg_restore's `could not execute query: `;
+/// the whole line when it has neither.
+pub fn message(line: &str) -> &str {
+    let m = if let Some(at) = line.rfind("ERROR:") {
+        &line[at + "ERROR:".len()..]
+    } else if let Some(at) = line.rfind("error:") {
+        &line[at + "error:".len()..]
+    } else {
+        line
     };
-    let mut from = 0;
-    while let Some(at) = line[from..].find(pre) {
-        let start = from + at + pre.len();
-        let rest = &line[start..];
-        if post.is_empty() {
-            let object = rest.trim();
-            if !object.is_empty() {
-                return Some(Some(object.to_string()));
-            }
-        } else if let Some(end) = rest.find(post) {
-            if end > 0 {
-                return Some(Some(rest[..end].to_string()));
-            }
-        }
-        from = start;
+    let m = m.trim_start();
+    m.strip_prefix("could not execute query: ").unwrap_or(m)
+}
+
+/// Whether the message of `line` starts with `pattern`; `Some(Some(name))`
+/// with what stands at `{}` (up to the pattern's next literal, or the end
+/// of the message). Anchored at the message's start, so that text quoted
+/// from the data (`invalid input syntax for type text: "… out of memory"`)
+/// never matches another entry.
+fn matches(pattern: &str, line: &str) -> Option<Option<String>> {
+    let msg = message(line);
+    let Some((pre, post)) = pattern.split_once("{}") else {
+        return msg.starts_with(pattern).then_some(None);
+    };
+    let rest = msg.strip_prefix(pre)?;
+    if post.is_empty() {
+        let object = rest.trim();
+        return (!object.is_empty()).then(|| Some(object.to_string()));
     }
-    None
+    let end = rest.find(post)?;
+    (end > 0).then(|| Some(rest[..end].to_string()))
 }
 
 #[cfg(test)]
@@ -375,7 +466,31 @@ mod tests {
             "psql:<stdin>:5: error: invalid command \\restrict",
             "psql-too-old",
             Class::Environment,
-            Some("restrict"),
+            None,
+        ),
+        (
+            "psql:<stdin>:900: error: invalid command \\N",
+            UNRECOGNISED,
+            Class::Damage,
+            None,
+        ),
+        (
+            "psql:<stdin>:3013: ERROR:  invalid input syntax for type integer: \"role \"x\" does not exist: out of memory\"",
+            "invalid-input",
+            Class::Damage,
+            Some("integer: \"role \"x\" does not exist: out of memory\""),
+        ),
+        (
+            "pg_restore: error: a worker process died unexpectedly",
+            "server-crashed",
+            Class::Environment,
+            None,
+        ),
+        (
+            "psql:<stdin>:77: ERROR:  out of shared memory",
+            "out-of-memory",
+            Class::Environment,
+            None,
         ),
         (
             "psql:<stdin>:25: ERROR:  extension \"vector\" is not available",
@@ -453,7 +568,7 @@ mod tests {
             "pg_restore: error: could not execute query: ERROR:  could not extend file \"base/16384/16402\": No space left on device",
             "disk-full",
             Class::Environment,
-            None,
+            Some("base/16384/16402"),
         ),
         (
             "psql:<stdin>:1200: error: server closed the connection unexpectedly",
@@ -533,6 +648,18 @@ mod tests {
                 cause.name
             );
         }
+    }
+
+    #[test]
+    fn a_clean_dump_dropping_what_is_not_there_is_the_environment() {
+        let line = "psql:<stdin>:24: ERROR:  relation \"public.orders\" does not exist";
+        assert_eq!(classify(Some(line)).class, Class::Damage);
+        let c = classify_clean_dump(Some(line));
+        assert_eq!((c.name, c.class), ("clean-dump", Class::Environment));
+        assert_eq!(
+            classify_clean_dump(Some("psql:<stdin>:9: ERROR:  syntax error at or near \"x\"")).name,
+            "syntax-error"
+        );
     }
 
     #[test]

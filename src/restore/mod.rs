@@ -189,12 +189,16 @@ impl RestoreOutcome {
 pub struct DumpHead {
     /// Server and `pg_dump` versions (see [`head`]).
     pub versions: head::DumpVersions,
+    /// Why the head names no `pg_dump` version when that is the dump's
+    /// damage (empty, cut short, a damaged archive header): the image
+    /// cannot follow such a dump, and the backup is bad.
+    pub unreadable: Option<String>,
 }
 
 /// Most bytes of a plain dump [`inspect`] reads looking for its version
 /// comments (a `pg_dumpall` script has them in its first database section,
-/// after the roles).
-const INSPECT_PLAIN_BYTES: usize = 1024 * 1024;
+/// after the roles, which may be many).
+const INSPECT_PLAIN_BYTES: usize = 16 * 1024 * 1024;
 
 /// A dump streaming out of the repository, decompressed, counted.
 struct Opened {
@@ -272,9 +276,13 @@ pub async fn inspect(
     };
     let mut head = Vec::with_capacity(HEAD_BYTES);
     let mut chunk = vec![0u8; HEAD_BYTES];
+    let mut ended = false;
     let read_error = loop {
         match s.tap.read(&mut chunk).await {
-            Ok(0) => break None,
+            Ok(0) => {
+                ended = true;
+                break None;
+            }
             Ok(n) => head.extend_from_slice(&chunk[..n]),
             Err(e) => break Some(e),
         }
@@ -310,18 +318,58 @@ pub async fn inspect(
             )),
         ));
     }
+    let mut unreadable = None;
     let versions = match db.format {
+        _ if head.is_empty() => {
+            unreadable = Some(format!(
+                "{} is empty (0 bytes{}): the backup job wrote nothing",
+                db.path,
+                if db.compression == Compression::None { "" } else { " after decompression" }
+            ));
+            head::DumpVersions::default()
+        }
         DumpFormat::Custom => match head::custom_versions(&head) {
             Ok(v) => v,
             Err(head::HeaderError::NotCustom) => {
                 return Err(RestoreOutcome::new(Status::Failed, Some(not_custom(db))))
             }
-            // A damaged header: pg_restore will say so.
-            Err(_) => head::DumpVersions::default(),
+            // A damaged header: pg_restore will say so too.
+            Err(e) => {
+                unreadable = Some(format!(
+                    "the custom archive {} cannot be read: {e}; it is truncated or damaged",
+                    db.path
+                ));
+                head::DumpVersions::default()
+            }
         },
-        _ => head::plain_versions(&head),
+        _ => {
+            let v = head::plain_versions(&head);
+            if !v.complete() && ended {
+                unreadable = Some(format!(
+                    "{} ends after {} bytes without the `Dumped by pg_dump version` comment every pg_dump script carries: it is truncated, or not a pg_dump script",
+                    db.path,
+                    head.len()
+                ));
+            }
+            v
+        }
     };
-    Ok(DumpHead { versions })
+    Ok(DumpHead {
+        versions,
+        unreadable,
+    })
+}
+
+fn truncated(db: &DatabaseConfig) -> String {
+    format!(
+        "{} is truncated: it does not end with the `-- PostgreSQL database {}dump complete` trailer",
+        db.path,
+        if db.format == DumpFormat::PgDumpall {
+            "cluster "
+        } else {
+            ""
+        }
+    )
 }
 
 fn not_custom(db: &DatabaseConfig) -> String {
@@ -549,7 +597,9 @@ pub async fn execute(
     if pre_create {
         if let Err(e) = admin(
             sandbox,
-            &format!("CREATE DATABASE {}", quote_ident(&connect_db)),
+            // template0, as the PostgreSQL docs advise for restoring a
+            // pg_dump (template1 of a custom image may hold extensions).
+            &format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(&connect_db)),
         )
         .await
         {
@@ -593,6 +643,11 @@ pub async fn execute(
             &db_flag,
         ],
     };
+    let head_copy = if db.format == DumpFormat::Plain {
+        head.clone()
+    } else {
+        Vec::new()
+    };
     let input = std::io::Cursor::new(head).chain(&mut tap);
     // A plain pg_dump script: each role a statement names is created before
     // that statement reaches psql (pg_dumpall scripts create their own).
@@ -614,12 +669,10 @@ pub async fn execute(
     let exec =
         tokio::time::timeout_at(deadline, sandbox.exec_with_input(&cmd, Some(&mut input))).await;
     drop(input);
+    let mut role_note = None;
     if let Some(d) = &discovery_handle {
         *discovered_roles.borrow_mut() = d.created();
-        if let Some(e) = d.error() {
-            let _ = dump.stop().await;
-            return finish(Status::Error, Some(e), tap.bytes());
-        }
+        role_note = d.error();
     }
     let exec = match exec {
             Ok(x) => x,
@@ -716,6 +769,19 @@ pub async fn execute(
         if let Err(e) = sandbox.check_alive().await {
             return finish(Status::Error, Some(e.to_string()), tap.bytes());
         }
+        // A plain dump read to its end without its trailer is truncated,
+        // whatever psql made of its cut last statement.
+        if db.format != DumpFormat::Custom && tap.at_eof() && !has_trailer(&tap.tail(), db.format)
+        {
+            let mut outcome = finish(Status::Failed, Some(truncated(db)), tap.bytes());
+            outcome.cause = Some(classify::Classified {
+                name: "truncated",
+                class: classify::Class::Damage,
+                object: None,
+                fix: String::new(),
+            });
+            return outcome;
+        }
         let what = match exec.exit_code {
             Some(c) => format!("{} exited with {c}", plan.tool()),
             None => format!("{} did not report an exit code", plan.tool()),
@@ -725,8 +791,30 @@ pub async fn execute(
         } else {
             exec.output.summary(3)
         };
-        // Environment or backup: the first error line decides.
-        let cause = classify::classify(exec.output.errors.first().map(String::as_str));
+        // Environment or backup: the first error line decides. A tool
+        // killed by a signal (the kernel's OOM killer inside the sandbox's
+        // memory cap) printed none.
+        let first = exec.output.errors.first().map(String::as_str);
+        let cause = match exec.exit_code {
+            Some(c) if c > 128 && first.is_none() => classify::Classified {
+                name: "tool-killed",
+                class: classify::Class::Environment,
+                object: None,
+                fix: format!(
+                    "{} was killed by signal {} inside the sandbox (the kernel's OOM killer at the memory cap, most often): raise sandbox.memory and drill again",
+                    plan.tool(),
+                    c - 128
+                ),
+            },
+            _ if db.format == DumpFormat::Plain && roles::drops_without_if_exists(&head_copy) => {
+                classify::classify_clean_dump(first)
+            }
+            _ => classify::classify(first),
+        };
+        let why = match &role_note {
+            Some(note) => format!("{why} ({note})"),
+            None => why,
+        };
         let (status, message) = match cause.class {
             classify::Class::Environment => (
                 Status::Error,
@@ -752,15 +840,7 @@ pub async fn execute(
         return outcome;
     }
     if db.format != DumpFormat::Custom && !has_trailer(&tap.tail(), db.format) {
-        return finish(
-            Status::Failed,
-            Some(format!(
-                "{} is truncated: it does not end with the `-- PostgreSQL database {}dump complete` trailer",
-                db.path,
-                if db.format == DumpFormat::PgDumpall { "cluster " } else { "" }
-            )),
-            tap.bytes(),
-        );
+        return finish(Status::Failed, Some(truncated(db)), tap.bytes());
     }
     match database_exists(sandbox, &db.dbname).await {
         Ok(true) => finish(Status::Passed, None, tap.bytes()),

@@ -534,14 +534,16 @@ pub fn roles_in(stmt: &str) -> Vec<String> {
     let mut found: Vec<String> = Vec::new();
     let mut push = |r: Option<String>| {
         if let Some(r) = r {
-            if !NOT_ROLES.contains(&r.as_str()) && !found.contains(&r) {
+            if !found.contains(&r) {
                 found.push(r);
             }
         }
     };
+    // A role name: a quoted identifier, or a word that is not a keyword
+    // standing where a role may (`PUBLIC`, `CURRENT_USER`…).
     let name_at = |i: usize| -> Option<String> {
         match t.get(i) {
-            Some(Tok::Word(w)) => Some(w.clone()),
+            Some(Tok::Word(w)) if !NOT_ROLES.contains(&w.as_str()) => Some(w.clone()),
             Some(Tok::Quoted(q)) => Some(q.clone()),
             _ => None,
         }
@@ -553,9 +555,10 @@ pub fn roles_in(stmt: &str) -> Vec<String> {
             if word(i, "group") {
                 i += 1;
             }
-            match name_at(i) {
-                Some(n) => v.push(n),
-                None => break,
+            match (name_at(i), t.get(i)) {
+                (Some(n), _) => v.push(n),
+                (None, Some(Tok::Word(_))) => {} // PUBLIC, CURRENT_USER…
+                _ => break,
             }
             if t.get(i + 1) == Some(&Tok::Sym(',')) {
                 i += 2;
@@ -684,6 +687,40 @@ pub fn role_made_by(stmt: &str) -> Option<String> {
     }
 }
 
+/// Whether a plain script starts by dropping what it will create without
+/// `IF EXISTS` (`pg_dump --clean` without `--if-exists`): restored into an
+/// empty database it stops at the first `DROP` (PostgreSQL docs,
+/// `pg_dump --clean`: "might generate some harmless error messages"). Looks
+/// at the statements of `head` up to the first `CREATE`.
+pub fn drops_without_if_exists(head: &[u8]) -> bool {
+    let mut scanner = Scanner::default();
+    let mut sink = Vec::new();
+    let mut rest = head;
+    while !rest.is_empty() {
+        let (used, stmt) = scanner.feed(rest, &mut sink);
+        rest = &rest[used..];
+        sink.clear();
+        let Some(stmt) = stmt else { continue };
+        let text = String::from_utf8_lossy(&stmt);
+        match first_word(&stmt).as_deref() {
+            Some("create") | Some("copy") => return false,
+            Some("drop") | Some("alter") => {
+                let t = tokens(&text);
+                let is_drop = matches!(t.first(), Some(Tok::Word(w)) if w == "drop")
+                    || t.iter().any(|x| matches!(x, Tok::Word(w) if w == "drop"));
+                let if_exists = t.windows(2).any(|w| {
+                    matches!(w, [Tok::Word(a), Tok::Word(b)] if a == "if" && b == "exists")
+                });
+                if is_drop {
+                    return !if_exists;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Every role named in a whole script (for a custom archive's schema, as
 /// `pg_restore --schema-only` prints it), in order of first use.
 pub fn roles_in_script(script: &[u8]) -> Vec<String> {
@@ -739,7 +776,7 @@ impl Discovered {
         self.inner.lock().expect("roles lock").created.clone()
     }
 
-    /// Why creating a role failed, if it did.
+    /// Why creating a role failed, if it did (the restore went on).
     pub fn error(&self) -> Option<String> {
         self.inner.lock().expect("roles lock").error.clone()
     }
@@ -815,11 +852,17 @@ impl<R: AsyncRead + Unpin> AsyncRead for RoleDiscovery<R> {
                 match fut.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Err(e)) => {
-                        let msg = format!("create roles {roles:?} in the sandbox: {e}");
+                        // Not fatal: the statement goes on, and if it
+                        // needed the role, psql says so and that error is
+                        // classified; this note goes with it.
+                        let msg = format!("drill could not create roles {roles:?} in the sandbox: {e}");
                         this.discovered.inner.lock().expect("roles lock").error =
-                            Some(msg.clone());
+                            Some(msg);
                         this.creating = None;
-                        return Poll::Ready(Err(std::io::Error::other(msg)));
+                        if let Some(h) = this.held.take() {
+                            this.out.extend_from_slice(&h);
+                        }
+                        continue;
                     }
                     Poll::Ready(Ok(())) => {
                         let roles = std::mem::take(roles);
@@ -1063,6 +1106,15 @@ SELECT E'it\'s; fine' AS x;
             vec!["g", "w"]
         );
         assert_eq!(roles_in("CREATE TABLE owner_to (owner text);"), Vec::<String>::new());
+        assert_eq!(roles_in("ALTER TABLE t OWNER TO \"all\";"), vec!["all"]);
+        assert_eq!(roles_in("GRANT SELECT ON t TO PUBLIC, r5;"), vec!["r5"]);
+        assert!(drops_without_if_exists(
+            b"SET x = 0;\nALTER TABLE ONLY public.t DROP CONSTRAINT t_pkey;\nDROP TABLE public.t;\nCREATE TABLE public.t ();\n"
+        ));
+        assert!(!drops_without_if_exists(
+            b"ALTER TABLE IF EXISTS ONLY public.t DROP CONSTRAINT IF EXISTS t_pkey;\nDROP TABLE IF EXISTS public.t;\n"
+        ));
+        assert!(!drops_without_if_exists(b"SET x = 0;\nCREATE TABLE t ();\nDROP TABLE t;\n"));
         assert_eq!(role_made_by("CREATE ROLE app;").as_deref(), Some("app"));
         assert_eq!(role_made_by("CREATE USER \"Bob\" LOGIN;").as_deref(), Some("Bob"));
         assert_eq!(role_made_by("CREATE USER MAPPING FOR x SERVER s;"), None);

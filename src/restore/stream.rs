@@ -31,6 +31,7 @@ pub struct Tap<R> {
     keep: usize,
     tail: Vec<u8>,
     read_error: Option<String>,
+    eof: bool,
 }
 
 impl<R> Tap<R> {
@@ -42,6 +43,7 @@ impl<R> Tap<R> {
             keep,
             tail: Vec::with_capacity(keep * 2),
             read_error: None,
+            eof: false,
         }
     }
 
@@ -70,6 +72,11 @@ impl<R> Tap<R> {
         self.tail[start..].to_vec()
     }
 
+    /// Whether the source reached its end (a read returned nothing).
+    pub fn at_eof(&self) -> bool {
+        self.eof
+    }
+
     /// The first read error, if any.
     pub fn read_error(&self) -> Option<&str> {
         self.read_error.as_deref()
@@ -83,10 +90,14 @@ impl<R: AsyncRead + Unpin> AsyncRead for Tap<R> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
+        let had_room = buf.remaining() > 0;
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let new = &buf.filled()[before..];
+                if new.is_empty() && had_room {
+                    this.eof = true;
+                }
                 this.count.0.fetch_add(new.len() as u64, Ordering::Relaxed);
                 if this.keep > 0 && !new.is_empty() {
                     let take = new.len().min(this.keep);
