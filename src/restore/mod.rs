@@ -811,6 +811,17 @@ pub async fn execute(
             }
             _ => classify::classify(first),
         };
+        // A pg_dumpall script creates every role it names: one it lacks
+        // is the script's fault (cut or edited), not the sandbox's.
+        let cause = if db.format == DumpFormat::PgDumpall && cause.name == "missing-role" {
+            classify::Classified {
+                class: classify::Class::Damage,
+                fix: "a pg_dumpall script creates the roles it names, and this one names a role it does not create: it is incomplete or was edited".into(),
+                ..cause
+            }
+        } else {
+            cause
+        };
         let why = match &role_note {
             Some(note) => format!("{why} ({note})"),
             None => why,
