@@ -29,7 +29,13 @@ fn image_17() -> String {
 }
 
 /// A config with `dbs` as raw `[[databases]]` bodies.
-fn config(dir: &Path, repo: &TestRepo, image: &str, dbs: &[String], checks: &[(&str, &str)]) -> PathBuf {
+fn config(
+    dir: &Path,
+    repo: &TestRepo,
+    image: &str,
+    dbs: &[String],
+    checks: &[(&str, &str)],
+) -> PathBuf {
     let mut t = format!(
         "timezone = \"Asia/Seoul\"\nreports_dir = \"reports\"\nchecks_dir = \"checks\"\n\n\
          [policy]\nmax_rto = \"1h\"\nmax_snapshot_age = \"26h\"\n\n\
@@ -51,6 +57,20 @@ fn config(dir: &Path, repo: &TestRepo, image: &str, dbs: &[String], checks: &[(&
     p
 }
 
+/// A drill of `dbs` from `repo` in a new directory: its run and report.
+fn drill_of(
+    repo: &TestRepo,
+    image: &str,
+    dbs: &[String],
+    checks: &[(&str, &str)],
+) -> (common::Run, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), repo, image, dbs, checks);
+    let run = drill(&cfg, &["run", "--no-notify"]);
+    let (_, report) = report_of(&run, &dir.path().join("reports"));
+    (run, report)
+}
+
 fn roles_created(report: &Value, db: &str) -> Vec<String> {
     database(report, db)["restore"]["roles_created"]
         .as_array()
@@ -67,7 +87,10 @@ fn roles_a_pg_dump_names_are_created_without_configuration() {
     let repo = TestRepo::new(&[
         (&d.join("roles/shop.sql"), "shop.sql"),
         (&d.join("roles/shop.dump"), "shop.dump"),
-        (&d.join("roles/shop-session-auth.sql"), "shop-session-auth.sql"),
+        (
+            &d.join("roles/shop-session-auth.sql"),
+            "shop-session-auth.sql",
+        ),
     ]);
     let dir = tempfile::tempdir().unwrap();
     let facts = common::source_facts();
@@ -116,11 +139,22 @@ fn roles_a_pg_dump_names_are_created_without_configuration() {
         assert!(r["server_version"].as_str().unwrap().starts_with("15."));
     }
     // Role-like text inside a function body is not a role.
-    let text = std::fs::read_to_string(dir.path().join("reports").read_dir().unwrap().find_map(|e| {
-        let p = e.unwrap().path();
-        (p.extension().is_some_and(|x| x == "md")).then_some(p)
-    }).unwrap()).unwrap();
-    assert!(text.contains("shop_writer"), "the Markdown report lists the roles:\n{text}");
+    let text = std::fs::read_to_string(
+        dir.path()
+            .join("reports")
+            .read_dir()
+            .unwrap()
+            .find_map(|e| {
+                let p = e.unwrap().path();
+                (p.extension().is_some_and(|x| x == "md")).then_some(p)
+            })
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        text.contains("shop_writer"),
+        "the Markdown report lists the roles:\n{text}"
+    );
     assert!(!text.contains("ghost"));
 }
 
@@ -136,22 +170,16 @@ fn session_authorization_dump_gets_its_roles_and_an_environment_verdict() {
         &dumps().join("roles/shop-session-auth.sql"),
         "shop-session-auth.sql",
     )]);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        dir.path(),
-        &repo,
-        &common::image(),
-        &["name = \"shop_session\"\npath = \"/dumps/shop-session-auth.sql\"\nformat = \"plain\"\n".into()],
-        &[],
-    );
-    let run = drill(&cfg, &["run", "--no-notify"]);
-    let (_, report) = report_of(&run, &dir.path().join("reports"));
+    let (run, report) = drill_of(&repo, &common::image(), &["name = \"shop_session\"\npath = \"/dumps/shop-session-auth.sql\"\nformat = \"plain\"\n".into()], &[]);
     assert_eq!(run.code, 3, "stderr:\n{}\nreport: {report:#}", run.stderr);
     let r = &database(&report, "shop_session")["restore"];
     assert_eq!(r["class"], "environment", "{r:#}");
     assert_eq!(r["cause"], "privileges-missing", "{r:#}");
     assert!(roles_created(&report, "shop_session").contains(&"shop_owner".to_string()));
-    assert!(r["error"].as_str().unwrap().contains("--use-set-session-authorization"));
+    assert!(r["error"]
+        .as_str()
+        .unwrap()
+        .contains("--use-set-session-authorization"));
 }
 
 /// A PostgreSQL 17 server in a container, with a small database `ledger`,
@@ -163,28 +191,50 @@ struct Pg17 {
 impl Pg17 {
     fn start() -> Pg17 {
         let img = image_17();
-        let present = Command::new("docker").args(["image", "inspect", &img]).output().unwrap();
+        let present = Command::new("docker")
+            .args(["image", "inspect", &img])
+            .output()
+            .unwrap();
         assert!(
             present.status.success(),
             "image {img} is missing: run scripts/setup.sh (it builds drill-postgres:15 and :17)"
         );
         let name = format!("drill-test-pg17-{}", std::process::id());
         let out = Command::new("docker")
-            .args(["run", "-d", "--rm", "--name", &name, "-e", "POSTGRES_PASSWORD=fixture-only", &img])
+            .args([
+                "run",
+                "-d",
+                "--rm",
+                "--name",
+                &name,
+                "-e",
+                "POSTGRES_PASSWORD=fixture-only",
+                &img,
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "docker run: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "docker run: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let pg = Pg17 { name };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         loop {
             let ok = Command::new("docker")
-                .args(["exec", "-u", "postgres", &pg.name, "psql", "-X", "-c", "SELECT 1"])
+                .args([
+                    "exec", "-u", "postgres", &pg.name, "psql", "-X", "-c", "SELECT 1",
+                ])
                 .output()
                 .unwrap();
             if ok.status.success() {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "PostgreSQL 17 did not start: {}", String::from_utf8_lossy(&ok.stderr));
+            assert!(
+                std::time::Instant::now() < deadline,
+                "PostgreSQL 17 did not start: {}",
+                String::from_utf8_lossy(&ok.stderr)
+            );
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
         pg.psql("postgres", "CREATE DATABASE ledger");
@@ -198,10 +248,27 @@ impl Pg17 {
 
     fn psql(&self, db: &str, sql: &str) {
         let o = Command::new("docker")
-            .args(["exec", "-u", "postgres", &self.name, "psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", sql])
+            .args([
+                "exec",
+                "-u",
+                "postgres",
+                &self.name,
+                "psql",
+                "-X",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
             .output()
             .unwrap();
-        assert!(o.status.success(), "psql: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
 
     /// `pg_dump` (PostgreSQL 17's) of `ledger` with `args`, into `out`.
@@ -210,14 +277,20 @@ impl Pg17 {
         a.extend_from_slice(args);
         a.push("ledger");
         let o = Command::new("docker").args(&a).output().unwrap();
-        assert!(o.status.success(), "pg_dump: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "pg_dump: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         std::fs::write(out, o.stdout).unwrap();
     }
 }
 
 impl Drop for Pg17 {
     fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rm", "-f", &self.name]).output();
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.name])
+            .output();
     }
 }
 
@@ -225,15 +298,24 @@ impl Drop for Pg17 {
 fn dump_of_a_newer_postgresql_needs_a_sandbox_as_new() {
     require_environment();
     let work = tempfile::tempdir().unwrap();
-    let (plain, custom) = (work.path().join("ledger.sql"), work.path().join("ledger.dump"));
+    let (plain, custom) = (
+        work.path().join("ledger.sql"),
+        work.path().join("ledger.dump"),
+    );
     {
         let pg = Pg17::start();
         pg.dump(&[], &plain);
         pg.dump(&["-Fc"], &custom);
     }
     let head = std::fs::read_to_string(&plain).unwrap();
-    assert!(head.contains("-- Dumped by pg_dump version 17."), "a PostgreSQL 17 dump");
-    assert!(head.contains("transaction_timeout"), "pg_dump 17 sets transaction_timeout");
+    assert!(
+        head.contains("-- Dumped by pg_dump version 17."),
+        "a PostgreSQL 17 dump"
+    );
+    assert!(
+        head.contains("transaction_timeout"),
+        "pg_dump 17 sets transaction_timeout"
+    );
     let repo = TestRepo::new(&[(&plain, "ledger.sql"), (&custom, "ledger.dump")]);
     let dbs = [
         "name = \"ledger\"\npath = \"/dumps/ledger.sql\"\nformat = \"plain\"\n".to_string(),
@@ -243,7 +325,13 @@ fn dump_of_a_newer_postgresql_needs_a_sandbox_as_new() {
 
     // An older sandbox: no attempt, no verdict, both versions named.
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &repo, "drill-postgres:15", &dbs, &[("count.toml", check)]);
+    let cfg = config(
+        dir.path(),
+        &repo,
+        "drill-postgres:15",
+        &dbs,
+        &[("count.toml", check)],
+    );
     let run = drill(&cfg, &["run", "--no-notify"]);
     let (_, report) = report_of(&run, &dir.path().join("reports"));
     assert_eq!(run.code, 3, "stderr:\n{}\nreport: {report:#}", run.stderr);
@@ -253,7 +341,10 @@ fn dump_of_a_newer_postgresql_needs_a_sandbox_as_new() {
         assert_eq!(r["status"], "error", "{r:#}");
         let e = r["error"].as_str().unwrap();
         assert!(e.contains("drill-postgres:15 runs PostgreSQL 15."), "{e}");
-        assert!(e.contains(&format!("{db} was dumped by pg_dump 17.")), "{e}");
+        assert!(
+            e.contains(&format!("{db} was dumped by pg_dump 17.")),
+            "{e}"
+        );
         assert!(e.contains("image = \"postgres:{major}\""), "{e}");
         assert_eq!(r["class"], "environment");
         assert!(r["dump"]["pg_dump"].as_str().unwrap().starts_with("17."));
@@ -266,18 +357,31 @@ fn dump_of_a_newer_postgresql_needs_a_sandbox_as_new() {
         .find(|l| l.contains("database ledger:"))
         .unwrap_or_else(|| panic!("doctor names database ledger:\n{}", doctor.stdout));
     assert!(line.starts_with("FAIL"), "{line}");
-    assert!(line.contains("by pg_dump 17.") && line.contains("drill-postgres:15 runs PostgreSQL 15, older than the dump"), "{line}");
+    assert!(
+        line.contains("by pg_dump 17.")
+            && line.contains("drill-postgres:15 runs PostgreSQL 15, older than the dump"),
+        "{line}"
+    );
 
     // The image follows the dump: a PostgreSQL 17 sandbox takes it.
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &repo, "drill-postgres:{major}", &dbs, &[("count.toml", check)]);
+    let cfg = config(
+        dir.path(),
+        &repo,
+        "drill-postgres:{major}",
+        &dbs,
+        &[("count.toml", check)],
+    );
     let run = drill(&cfg, &["run", "--no-notify"]);
     let (_, report) = report_of(&run, &dir.path().join("reports"));
     assert_eq!(run.code, 0, "stderr:\n{}\nreport: {report:#}", run.stderr);
     for db in ["ledger", "ledger_custom"] {
         let r = &database(&report, db)["restore"];
         assert_eq!(r["image"], "drill-postgres:17", "{r:#}");
-        assert!(r["server_version"].as_str().unwrap().starts_with("17."), "{r:#}");
+        assert!(
+            r["server_version"].as_str().unwrap().starts_with("17."),
+            "{r:#}"
+        );
     }
 }
 
@@ -285,16 +389,12 @@ fn dump_of_a_newer_postgresql_needs_a_sandbox_as_new() {
 fn extension_the_sandbox_lacks_is_an_environment_error() {
     require_environment();
     let repo = TestRepo::new(&[(&dumps().join("env/ext-ip4r.sql"), "ext-ip4r.sql")]);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        dir.path(),
+    let (run, report) = drill_of(
         &repo,
         &common::image(),
         &["name = \"ext\"\npath = \"/dumps/ext-ip4r.sql\"\nformat = \"plain\"\n".into()],
         &[],
     );
-    let run = drill(&cfg, &["run", "--no-notify"]);
-    let (_, report) = report_of(&run, &dir.path().join("reports"));
     assert_eq!(run.code, 3, "stderr:\n{}\nreport: {report:#}", run.stderr);
     let r = &database(&report, "ext")["restore"];
     assert_eq!(r["status"], "error");
@@ -312,20 +412,19 @@ fn extension_the_sandbox_lacks_is_an_environment_error() {
 fn clean_dump_without_if_exists_is_an_environment_error() {
     require_environment();
     let repo = TestRepo::new(&[(&dumps().join("env/shop-clean.sql"), "shop-clean.sql")]);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        dir.path(),
+    let (run, report) = drill_of(
         &repo,
         &common::image(),
         &["name = \"shop\"\npath = \"/dumps/shop-clean.sql\"\nformat = \"plain\"\n".into()],
         &[],
     );
-    let run = drill(&cfg, &["run", "--no-notify"]);
-    let (_, report) = report_of(&run, &dir.path().join("reports"));
     assert_eq!(run.code, 3, "stderr:\n{}\nreport: {report:#}", run.stderr);
     let r = &database(&report, "shop")["restore"];
     assert_eq!(r["cause"], "clean-dump", "{r:#}");
-    assert!(r["error"].as_str().unwrap().contains("--if-exists"), "{r:#}");
+    assert!(
+        r["error"].as_str().unwrap().contains("--if-exists"),
+        "{r:#}"
+    );
 }
 
 /// When the image follows the dump, a dump whose head names no version
@@ -339,7 +438,10 @@ fn damage_stays_damage_when_the_image_follows_the_dump() {
     let empty = work.path().join("empty.sql");
     std::fs::write(&empty, b"").unwrap();
     let shop = std::fs::read_to_string(dumps().join("roles/shop.sql")).unwrap();
-    let cut_at = shop.find("OWNER TO postgres;").expect("an OWNER TO postgres") + "OWNER TO post".len();
+    let cut_at = shop
+        .find("OWNER TO postgres;")
+        .expect("an OWNER TO postgres")
+        + "OWNER TO post".len();
     let cut = work.path().join("shop-cut.sql");
     std::fs::write(&cut, &shop[..cut_at]).unwrap();
     let head_only = work.path().join("shop-head.sql");
@@ -349,9 +451,7 @@ fn damage_stays_damage_when_the_image_follows_the_dump() {
         (&cut, "shop-cut.sql"),
         (&head_only, "shop-head.sql"),
     ]);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        dir.path(),
+    let (run, report) = drill_of(
         &repo,
         "drill-postgres:{major}",
         &[
@@ -361,8 +461,6 @@ fn damage_stays_damage_when_the_image_follows_the_dump() {
         ],
         &[],
     );
-    let run = drill(&cfg, &["run", "--no-notify"]);
-    let (_, report) = report_of(&run, &dir.path().join("reports"));
     assert_eq!(run.code, 1, "stderr:\n{}\nreport: {report:#}", run.stderr);
     let error = |db: &str| {
         let r = &database(&report, db)["restore"];
@@ -371,5 +469,9 @@ fn damage_stays_damage_when_the_image_follows_the_dump() {
     };
     assert!(error("empty").contains("is empty"), "{}", error("empty"));
     assert!(error("cut").contains("is truncated"), "{}", error("cut"));
-    assert!(error("head").contains("without the `Dumped by pg_dump version` comment"), "{}", error("head"));
+    assert!(
+        error("head").contains("without the `Dumped by pg_dump version` comment"),
+        "{}",
+        error("head")
+    );
 }
