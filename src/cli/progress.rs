@@ -210,6 +210,16 @@ impl EventSink for Terminal {
                 )),
                 None => self.line(&format!("bisect: snapshot {short_id} {}", verdict.as_str())),
             },
+            Event::DumpInspecting { .. } => {}
+            Event::DumpInspected {
+                database,
+                server,
+                pg_dump,
+            } => self.line(&format!(
+                "{database}: dumped from PostgreSQL {} by pg_dump {}",
+                server.as_deref().unwrap_or("(not stated)"),
+                pg_dump.as_deref().unwrap_or("(not stated)")
+            )),
             Event::SandboxStarting { database, image } => {
                 self.line(&format!("{database}: starting sandbox ({image})"))
             }

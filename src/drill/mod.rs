@@ -209,6 +209,7 @@ impl<'a> PhaseTracker<'a> {
 impl EventSink for PhaseTracker<'_> {
     fn emit(&self, event: &Event) {
         let next = match event {
+            Event::DumpInspecting { database } => Some(("head", Some(database))),
             Event::SandboxStarting { database, .. } => Some(("sandbox", Some(database))),
             Event::RestoreStarted { database, .. } => Some(("restore", Some(database))),
             Event::RestoreFinished { database, .. } | Event::CheckFinished { database, .. } => {
@@ -789,6 +790,7 @@ async fn interrupted_cleanup(
 ) {
     let what = match (interruption.phase.as_str(), &interruption.database) {
         ("restore", Some(d)) => format!("the restore of database `{d}`"),
+        ("head", Some(d)) => format!("the reading of the head of the dump of database `{d}`"),
         ("sandbox", Some(d)) => format!("the start of the sandbox for database `{d}`"),
         ("checks", Some(d)) => format!("the checks of database `{d}`"),
         _ => "the listing of the repository".to_string(),
@@ -825,7 +827,20 @@ pub(crate) async fn restore_database(
     // The dump's head first when the image follows its version; otherwise
     // it is read while the sandbox starts.
     let follows_dump = engine.uses_images() && restore::image::is_template(&configured);
-    let inspect = restore::inspect(plan, source.repo, source.snapshot, &config.timeouts);
+    events.emit(&Event::DumpInspecting {
+        database: name.clone(),
+    });
+    let inspect = async {
+        let head = restore::inspect(plan, source.repo, source.snapshot, &config.timeouts).await;
+        if let Ok(h) = &head {
+            events.emit(&Event::DumpInspected {
+                database: name.clone(),
+                server: h.versions.server.clone(),
+                pg_dump: h.versions.pg_dump.clone(),
+            });
+        }
+        head
+    };
     let (head, started) = if follows_dump {
         let head = inspect.await;
         let image = match &head {

@@ -29,6 +29,21 @@ pub enum Event {
         /// The plan's description.
         plan: String,
     },
+    /// The head of a database's dump is being read (a short `restic dump`)
+    /// for the versions it names.
+    DumpInspecting {
+        /// Database.
+        database: String,
+    },
+    /// The head of a database's dump was read.
+    DumpInspected {
+        /// Database.
+        database: String,
+        /// The server it was dumped from, if the head says.
+        server: Option<String>,
+        /// The `pg_dump` that wrote it, if the head says.
+        pg_dump: Option<String>,
+    },
     /// A sandbox is being started.
     SandboxStarting {
         /// Database.
