@@ -475,3 +475,27 @@ fn damage_stays_damage_when_the_image_follows_the_dump() {
         error("head")
     );
 }
+
+/// A `pg_dumpall` of a cluster with a tablespace in a directory of its
+/// host: the sandbox has no such directory, and drill does not drop the
+/// tablespace silently: exit 3 naming the directory and the fix.
+#[test]
+fn tablespace_the_sandbox_lacks_is_an_environment_error() {
+    require_environment();
+    let repo = TestRepo::new(&[(
+        &dumps().join("env/cluster-tablespace.sql"),
+        "cluster-tablespace.sql",
+    )]);
+    let (run, report) = drill_of(
+        &repo,
+        &common::image(),
+        &["name = \"metrics\"\npath = \"/dumps/cluster-tablespace.sql\"\nformat = \"pg_dumpall\"\n".into()],
+        &[],
+    );
+    assert_eq!(run.code, 3, "stderr:\n{}\nreport: {report:#}", run.stderr);
+    let r = &database(&report, "metrics")["restore"];
+    assert_eq!(r["class"], "environment", "{r:#}");
+    assert_eq!(r["cause"], "tablespace-missing", "{r:#}");
+    let e = r["error"].as_str().unwrap();
+    assert!(e.contains("fast-disk") && e.contains("--no-tablespaces"), "{e}");
+}
