@@ -223,7 +223,21 @@ impl Pg17 {
         loop {
             let ok = Command::new("docker")
                 .args([
-                    "exec", "-u", "postgres", &pg.name, "psql", "-X", "-c", "SELECT 1",
+                    // Over TCP: the entrypoint's temporary server (which
+                    // stops again) listens on the socket only, as the
+                    // official image's does.
+                    "exec",
+                    "-u",
+                    "postgres",
+                    "-e",
+                    "PGPASSWORD=fixture-only",
+                    &pg.name,
+                    "psql",
+                    "-X",
+                    "-h",
+                    "127.0.0.1",
+                    "-c",
+                    "SELECT 1",
                 ])
                 .output()
                 .unwrap();
