@@ -191,7 +191,10 @@ impl Case {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut seen: BTreeMap<u32, Instant> = BTreeMap::new();
         loop {
-            assert!(Instant::now() < deadline, "no sandbox and restic dump started");
+            assert!(
+                Instant::now() < deadline,
+                "no sandbox and restic dump started"
+            );
             std::thread::sleep(Duration::from_millis(50));
             let sandbox_up = self.pids.iter().any(|pid| {
                 !common::containers_matching(&format!("label=drill.pid={pid}"), true).is_empty()

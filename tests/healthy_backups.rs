@@ -511,5 +511,8 @@ fn tablespace_the_sandbox_lacks_is_an_environment_error() {
     assert_eq!(r["class"], "environment", "{r:#}");
     assert_eq!(r["cause"], "tablespace-missing", "{r:#}");
     let e = r["error"].as_str().unwrap();
-    assert!(e.contains("fast-disk") && e.contains("--no-tablespaces"), "{e}");
+    assert!(
+        e.contains("fast-disk") && e.contains("--no-tablespaces"),
+        "{e}"
+    );
 }

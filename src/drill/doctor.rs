@@ -81,7 +81,10 @@ async fn database_items(
             return vec![item(
                 "databases",
                 Health::Warn,
-                format!("could not list snapshot {} of tier {tier}: {e}", snapshot.short_id),
+                format!(
+                    "could not list snapshot {} of tier {tier}: {e}",
+                    snapshot.short_id
+                ),
                 None,
             )]
         }
@@ -143,8 +146,12 @@ async fn database_items(
             (Some(server), Some(dump)) if server < dump => items.push(item(
                 name,
                 Health::Fail,
-                format!("{dumped}; sandbox image {image} runs PostgreSQL {server}, older than the dump"),
-                Some(format!("use image = \"postgres:{{major}}\" or an image of PostgreSQL ≥ {dump}")),
+                format!(
+                    "{dumped}; sandbox image {image} runs PostgreSQL {server}, older than the dump"
+                ),
+                Some(format!(
+                    "use image = \"postgres:{{major}}\" or an image of PostgreSQL ≥ {dump}"
+                )),
             )),
             (server, _) => items.push(item(
                 name,
@@ -278,28 +285,28 @@ pub async fn run(config: &Config, clock: &dyn Clock) -> Vec<Item> {
                     latest.push((t.name.clone(), l.clone(), repo.clone()));
                 }
                 items.push(item(
-                name,
-                Health::Ok,
-                format!(
-                    "{}{}: reachable, password works, {} snapshot(s){}",
-                    repo.display_location(),
-                    location
-                        .disk
-                        .map(|d| format!(" (disk {d})"))
-                        .unwrap_or_default(),
-                    s.len(),
-                    s.last()
-                        .map(|l| format!(
-                            ", latest {} of {}",
-                            l.short_id,
-                            l.time
-                                .with_timezone(&config.timezone)
-                                .format("%Y-%m-%d %H:%M %Z")
-                        ))
-                        .unwrap_or_default()
-                ),
-                None,
-            ))
+                    name,
+                    Health::Ok,
+                    format!(
+                        "{}{}: reachable, password works, {} snapshot(s){}",
+                        repo.display_location(),
+                        location
+                            .disk
+                            .map(|d| format!(" (disk {d})"))
+                            .unwrap_or_default(),
+                        s.len(),
+                        s.last()
+                            .map(|l| format!(
+                                ", latest {} of {}",
+                                l.short_id,
+                                l.time
+                                    .with_timezone(&config.timezone)
+                                    .format("%Y-%m-%d %H:%M %Z")
+                            ))
+                            .unwrap_or_default()
+                    ),
+                    None,
+                ))
             }
             Err(e) => {
                 let fix = match &e {

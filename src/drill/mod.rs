@@ -1020,7 +1020,11 @@ async fn start_sandbox(
             tuning: config.sandbox.tuning,
         })
         .await?;
-    Ok((sandbox, image.to_string(), boot_started.elapsed().as_secs_f64()))
+    Ok((
+        sandbox,
+        image.to_string(),
+        boot_started.elapsed().as_secs_f64(),
+    ))
 }
 
 /// Sandbox, restore and checks for one database. Fills `db.report`. The

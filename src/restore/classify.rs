@@ -657,7 +657,10 @@ mod tests {
         let c = classify_clean_dump(Some(line));
         assert_eq!((c.name, c.class), ("clean-dump", Class::Environment));
         assert_eq!(
-            classify_clean_dump(Some("psql:<stdin>:9: ERROR:  syntax error at or near \"x\"")).name,
+            classify_clean_dump(Some(
+                "psql:<stdin>:9: ERROR:  syntax error at or near \"x\""
+            ))
+            .name,
             "syntax-error"
         );
     }

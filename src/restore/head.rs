@@ -183,7 +183,11 @@ impl HeaderReader<'_> {
                 value |= (*b as i64) << (8 * i);
             }
         }
-        Ok(if negative { value.wrapping_neg() } else { value })
+        Ok(if negative {
+            value.wrapping_neg()
+        } else {
+            value
+        })
     }
 
     /// `ReadStr`: a length (`-1` for NULL), then that many bytes.

@@ -104,23 +104,40 @@ mod tests {
 
     #[test]
     fn templates() {
-        assert_eq!(resolve("auto", &v("17.6 (Debian)"), "/d").unwrap(), "postgres:17");
+        assert_eq!(
+            resolve("auto", &v("17.6 (Debian)"), "/d").unwrap(),
+            "postgres:17"
+        );
         assert_eq!(
             resolve("drill-postgres:{major}", &v("15.18"), "/d").unwrap(),
             "drill-postgres:15"
         );
-        assert_eq!(resolve("postgres:16", &DumpVersions::default(), "/d").unwrap(), "postgres:16");
+        assert_eq!(
+            resolve("postgres:16", &DumpVersions::default(), "/d").unwrap(),
+            "postgres:16"
+        );
         let e = resolve("auto", &DumpVersions::default(), "/dumps/x.sql").unwrap_err();
-        assert!(e.contains("/dumps/x.sql") && e.contains("fixed image"), "{e}");
+        assert!(
+            e.contains("/dumps/x.sql") && e.contains("fixed image"),
+            "{e}"
+        );
         assert!(validate("postgres:{minor}").is_err());
         assert!(validate("postgres:{major}-postgis").is_ok());
     }
 
     #[test]
     fn older_server_is_refused() {
-        let e = check_server("sandbox image drill-postgres:15", "15.20", "frame", &v("17.6 (Debian 17.6-1)"))
-            .unwrap_err();
-        assert!(e.contains("15.20") && e.contains("pg_dump 17.6:") && e.contains("≥ 17"), "{e}");
+        let e = check_server(
+            "sandbox image drill-postgres:15",
+            "15.20",
+            "frame",
+            &v("17.6 (Debian 17.6-1)"),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("15.20") && e.contains("pg_dump 17.6:") && e.contains("≥ 17"),
+            "{e}"
+        );
         assert!(check_server("x", "17.2", "frame", &v("17.6")).is_ok());
         assert!(check_server("x", "18.0", "frame", &v("17.6")).is_ok());
         assert!(check_server("x", "16.4", "frame", &DumpVersions::default()).is_ok());

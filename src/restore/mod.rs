@@ -324,7 +324,11 @@ pub async fn inspect(
             unreadable = Some(format!(
                 "{} is empty (0 bytes{}): the backup job wrote nothing",
                 db.path,
-                if db.compression == Compression::None { "" } else { " after decompression" }
+                if db.compression == Compression::None {
+                    ""
+                } else {
+                    " after decompression"
+                }
             ));
             head::DumpVersions::default()
         }
@@ -397,7 +401,13 @@ async fn admin(sandbox: &Sandbox, sql: &str) -> Result<(), String> {
 /// more over.
 async fn sandbox_roles(
     sandbox: &Sandbox,
-) -> Result<(std::sync::Arc<tokio_postgres::Client>, std::collections::BTreeSet<String>), String> {
+) -> Result<
+    (
+        std::sync::Arc<tokio_postgres::Client>,
+        std::collections::BTreeSet<String>,
+    ),
+    String,
+> {
     let client = sandbox
         .connect("postgres")
         .await
@@ -441,7 +451,10 @@ async fn archive_roles(
     let mut roles = Vec::new();
     if matches!(&ran, Ok(Ok(x)) if x.exit_code == Some(0)) {
         let mut sql = Vec::new();
-        if let Ok((x, _)) = sandbox.exec_to_writer(&["cat", file.as_str()], &mut sql).await {
+        if let Ok((x, _)) = sandbox
+            .exec_to_writer(&["cat", file.as_str()], &mut sql)
+            .await
+        {
             if x.exit_code == Some(0) {
                 roles = roles::roles_in_script(&sql);
             }
@@ -527,7 +540,14 @@ pub async fn execute(
         mut tap,
         stored: stored_counter,
         stalled,
-    } = match open(db, repo, snapshot, timeouts.stall, progress.clone(), keep_tail) {
+    } = match open(
+        db,
+        repo,
+        snapshot,
+        timeouts.stall,
+        progress.clone(),
+        keep_tail,
+    ) {
         Ok(s) => s,
         Err(e) => return RestoreOutcome::new(Status::Error, Some(e)),
     };
@@ -599,7 +619,10 @@ pub async fn execute(
             sandbox,
             // template0, as the PostgreSQL docs advise for restoring a
             // pg_dump (template1 of a custom image may hold extensions).
-            &format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(&connect_db)),
+            &format!(
+                "CREATE DATABASE {} TEMPLATE template0",
+                quote_ident(&connect_db)
+            ),
         )
         .await
         {
@@ -675,12 +698,12 @@ pub async fn execute(
         role_note = d.error();
     }
     let exec = match exec {
-            Ok(x) => x,
-            Err(_) => {
-                let _ = dump.stop().await;
-                return finish(Status::Error, Some(overran()), tap.bytes());
-            }
-        };
+        Ok(x) => x,
+        Err(_) => {
+            let _ = dump.stop().await;
+            return finish(Status::Error, Some(overran()), tap.bytes());
+        }
+    };
     if stalled.load(std::sync::atomic::Ordering::Relaxed) {
         let _ = dump.stop().await;
         return finish(Status::Error, Some(stalled_error()), tap.bytes());
@@ -771,8 +794,7 @@ pub async fn execute(
         }
         // A plain dump read to its end without its trailer is truncated,
         // whatever psql made of its cut last statement.
-        if db.format != DumpFormat::Custom && tap.at_eof() && !has_trailer(&tap.tail(), db.format)
-        {
+        if db.format != DumpFormat::Custom && tap.at_eof() && !has_trailer(&tap.tail(), db.format) {
             let mut outcome = finish(Status::Failed, Some(truncated(db)), tap.bytes());
             outcome.cause = Some(classify::Classified {
                 name: "truncated",
@@ -842,11 +864,7 @@ pub async fn execute(
                 format!("{what}: {why} ({}: {})", cause.name, cause.fix),
             ),
         };
-        let mut outcome = finish(
-            status,
-            Some(sandbox.password.redact(&message)),
-            tap.bytes(),
-        );
+        let mut outcome = finish(status, Some(sandbox.password.redact(&message)), tap.bytes());
         outcome.cause = Some(cause);
         return outcome;
     }

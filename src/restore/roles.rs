@@ -662,7 +662,11 @@ pub fn roles_in(stmt: &str) -> Vec<String> {
     }
     if word(0, "create") && word(1, "database") {
         if let Some(o) = top_level(2, "owner") {
-            let at = if t.get(o + 1) == Some(&Tok::Sym('=')) { o + 2 } else { o + 1 };
+            let at = if t.get(o + 1) == Some(&Tok::Sym('=')) {
+                o + 2
+            } else {
+                o + 1
+            };
             push(name_at(at));
         }
     }
@@ -679,7 +683,8 @@ pub fn role_made_by(stmt: &str) -> Option<String> {
     let t = tokens(stmt);
     match (t.get(1), t.get(2)) {
         (Some(Tok::Word(w)), Some(Tok::Word(n) | Tok::Quoted(n)))
-            if ["role", "user", "group"].contains(&w.as_str()) && !(w == "user" && n == "mapping") =>
+            if ["role", "user", "group"].contains(&w.as_str())
+                && !(w == "user" && n == "mapping") =>
         {
             Some(n.clone())
         }
@@ -708,9 +713,9 @@ pub fn drops_without_if_exists(head: &[u8]) -> bool {
                 let t = tokens(&text);
                 let is_drop = matches!(t.first(), Some(Tok::Word(w)) if w == "drop")
                     || t.iter().any(|x| matches!(x, Tok::Word(w) if w == "drop"));
-                let if_exists = t.windows(2).any(|w| {
-                    matches!(w, [Tok::Word(a), Tok::Word(b)] if a == "if" && b == "exists")
-                });
+                let if_exists = t.windows(2).any(
+                    |w| matches!(w, [Tok::Word(a), Tok::Word(b)] if a == "if" && b == "exists"),
+                );
                 if is_drop {
                     return !if_exists;
                 }
@@ -855,9 +860,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for RoleDiscovery<R> {
                         // Not fatal: the statement goes on, and if it
                         // needed the role, psql says so and that error is
                         // classified; this note goes with it.
-                        let msg = format!("drill could not create roles {roles:?} in the sandbox: {e}");
-                        this.discovered.inner.lock().expect("roles lock").error =
-                            Some(msg);
+                        let msg =
+                            format!("drill could not create roles {roles:?} in the sandbox: {e}");
+                        this.discovered.inner.lock().expect("roles lock").error = Some(msg);
                         this.creating = None;
                         if let Some(h) = this.held.take() {
                             this.out.extend_from_slice(&h);
@@ -1025,7 +1030,10 @@ SELECT E'it\'s; fine' AS x;
         assert!(starts.contains(&"COPY public.t (a, b) FROM stdin;"));
         // COPY data are never a statement.
         assert!(!stmts.iter().any(|s| s.contains("copydata")), "{stmts:#?}");
-        assert!(starts.contains(&"SELECT E'it\\'s; fine' AS x;"), "{starts:#?}");
+        assert!(
+            starts.contains(&"SELECT E'it\\'s; fine' AS x;"),
+            "{starts:#?}"
+        );
         assert!(stmts.last().unwrap().ends_with("\\unrestrict abc123"));
     }
 
@@ -1077,17 +1085,32 @@ SELECT E'it\'s; fine' AS x;
 
     #[test]
     fn roles_of_statements() {
-        assert_eq!(roles_in("ALTER TABLE public.x OWNER TO \"Bob\";"), vec!["Bob"]);
+        assert_eq!(
+            roles_in("ALTER TABLE public.x OWNER TO \"Bob\";"),
+            vec!["Bob"]
+        );
         assert_eq!(roles_in("ALTER SCHEMA s OWNER TO App;"), vec!["app"]);
         assert_eq!(
             roles_in("GRANT SELECT(a), UPDATE(b) ON TABLE t TO r1, GROUP r2 WITH GRANT OPTION;"),
             vec!["r1", "r2"]
         );
-        assert_eq!(roles_in("GRANT ALL ON SCHEMA public TO PUBLIC;"), Vec::<String>::new());
-        assert_eq!(roles_in("REVOKE ALL ON TABLE t FROM r3 CASCADE;"), vec!["r3"]);
+        assert_eq!(
+            roles_in("GRANT ALL ON SCHEMA public TO PUBLIC;"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            roles_in("REVOKE ALL ON TABLE t FROM r3 CASCADE;"),
+            vec!["r3"]
+        );
         assert_eq!(roles_in("SET ROLE r4;"), vec!["r4"]);
-        assert_eq!(roles_in("SET SESSION AUTHORIZATION DEFAULT;"), Vec::<String>::new());
-        assert_eq!(roles_in("RESET SESSION AUTHORIZATION;"), Vec::<String>::new());
+        assert_eq!(
+            roles_in("SET SESSION AUTHORIZATION DEFAULT;"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            roles_in("RESET SESSION AUTHORIZATION;"),
+            Vec::<String>::new()
+        );
         assert_eq!(
             roles_in("ALTER DEFAULT PRIVILEGES FOR ROLE o1 REVOKE ALL ON TABLES FROM o2;"),
             vec!["o1", "o2"]
@@ -1100,12 +1123,18 @@ SELECT E'it\'s; fine' AS x;
             roles_in("CREATE USER MAPPING FOR PUBLIC SERVER s;"),
             Vec::<String>::new()
         );
-        assert_eq!(roles_in("ALTER ROLE ar IN DATABASE d SET search_path = x;"), vec!["ar"]);
+        assert_eq!(
+            roles_in("ALTER ROLE ar IN DATABASE d SET search_path = x;"),
+            vec!["ar"]
+        );
         assert_eq!(
             roles_in("GRANT INSERT ON t TO w GRANTED BY g;"),
             vec!["g", "w"]
         );
-        assert_eq!(roles_in("CREATE TABLE owner_to (owner text);"), Vec::<String>::new());
+        assert_eq!(
+            roles_in("CREATE TABLE owner_to (owner text);"),
+            Vec::<String>::new()
+        );
         assert_eq!(roles_in("ALTER TABLE t OWNER TO \"all\";"), vec!["all"]);
         assert_eq!(roles_in("GRANT SELECT ON t TO PUBLIC, r5;"), vec!["r5"]);
         assert!(drops_without_if_exists(
@@ -1114,9 +1143,14 @@ SELECT E'it\'s; fine' AS x;
         assert!(!drops_without_if_exists(
             b"ALTER TABLE IF EXISTS ONLY public.t DROP CONSTRAINT IF EXISTS t_pkey;\nDROP TABLE IF EXISTS public.t;\n"
         ));
-        assert!(!drops_without_if_exists(b"SET x = 0;\nCREATE TABLE t ();\nDROP TABLE t;\n"));
+        assert!(!drops_without_if_exists(
+            b"SET x = 0;\nCREATE TABLE t ();\nDROP TABLE t;\n"
+        ));
         assert_eq!(role_made_by("CREATE ROLE app;").as_deref(), Some("app"));
-        assert_eq!(role_made_by("CREATE USER \"Bob\" LOGIN;").as_deref(), Some("Bob"));
+        assert_eq!(
+            role_made_by("CREATE USER \"Bob\" LOGIN;").as_deref(),
+            Some("Bob")
+        );
         assert_eq!(role_made_by("CREATE USER MAPPING FOR x SERVER s;"), None);
         assert_eq!(role_made_by("CREATE TABLE t ();"), None);
         assert_eq!(roles_in("SELECT 'OWNER TO x';"), Vec::<String>::new());
