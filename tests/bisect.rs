@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use serde_json::Value;
@@ -335,82 +334,6 @@ fn extract(config: &Path, snapshot: &str, table: &str, out: &Path, json: bool) -
         args.push("--json");
     }
     drill(config, &args)
-}
-
-/// A throwaway server of the test image to load files into.
-struct Scratch {
-    name: String,
-}
-
-impl Scratch {
-    fn start() -> Scratch {
-        let name = format!("drill-test-scratch-{}", std::process::id());
-        let o = Command::new("docker")
-            .args([
-                "run",
-                "-d",
-                "--rm",
-                "--name",
-                &name,
-                "-e",
-                "POSTGRES_PASSWORD=scratch",
-                &image(),
-            ])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let s = Scratch { name };
-        for _ in 0..120 {
-            if s.psql("postgres", None, "select 1").is_ok() {
-                return s;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(500));
-        }
-        panic!("scratch server did not start");
-    }
-
-    /// Run psql (ON_ERROR_STOP) with `sql`, or with `file` on stdin.
-    fn psql(&self, db: &str, file: Option<&Path>, sql: &str) -> Result<String, String> {
-        self.psql_with(db, file, sql, "1")
-    }
-
-    fn psql_with(
-        &self,
-        db: &str,
-        file: Option<&Path>,
-        sql: &str,
-        stop: &str,
-    ) -> Result<String, String> {
-        // Over TCP: the entrypoint's temporary init server listens on the
-        // socket only, so only the final server answers (and readiness
-        // cannot be mistaken).
-        let mut c = Command::new("docker");
-        c.args(["exec", "-i", "-e", "PGPASSWORD=scratch", "-u", "postgres"])
-            .args([&self.name, "psql", "-X", "-q", "-A", "-t"])
-            .args(["-h", "127.0.0.1", "-U", "postgres"])
-            .args(["-v", &format!("ON_ERROR_STOP={stop}"), "-d", db]);
-        if file.is_none() {
-            c.args(["-c", sql]);
-        }
-        c.stdin(match file {
-            Some(f) => std::process::Stdio::from(std::fs::File::open(f).unwrap()),
-            None => std::process::Stdio::null(),
-        });
-        let o = c.output().unwrap();
-        if o.status.success() {
-            Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
-        } else {
-            Err(String::from_utf8_lossy(&o.stderr).into_owned())
-        }
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["rm", "-f", &self.name])
-            .output();
-    }
 }
 
 #[test]

@@ -182,130 +182,32 @@ fn session_authorization_dump_gets_its_roles_and_an_environment_verdict() {
         .contains("--use-set-session-authorization"));
 }
 
-/// A PostgreSQL 17 server in a container, with a small database `ledger`,
-/// removed on drop.
-struct Pg17 {
-    name: String,
+/// A PostgreSQL 17 server with a small database `ledger`.
+fn pg17() -> common::Scratch {
+    let pg = common::Scratch::start_image(&image_17());
+    let ok = |r: Result<String, String>| r.unwrap_or_else(|e| panic!("psql: {e}"));
+    ok(pg.psql("postgres", None, "CREATE DATABASE ledger"));
+    ok(pg.psql(
+        "ledger",
+        None,
+        "CREATE TABLE entries (id int PRIMARY KEY, amount numeric NOT NULL); \
+         INSERT INTO entries SELECT g, g FROM generate_series(1, 120) g;",
+    ));
+    pg
 }
 
-impl Pg17 {
-    fn start() -> Pg17 {
-        let img = image_17();
-        let present = Command::new("docker")
-            .args(["image", "inspect", &img])
-            .output()
-            .unwrap();
-        assert!(
-            present.status.success(),
-            "image {img} is missing: run scripts/setup.sh (it builds drill-postgres:15 and :17)"
-        );
-        let name = format!("drill-test-pg17-{}", std::process::id());
-        let out = Command::new("docker")
-            .args([
-                "run",
-                "-d",
-                "--rm",
-                "--name",
-                &name,
-                "-e",
-                "POSTGRES_PASSWORD=fixture-only",
-                &img,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "docker run: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let pg = Pg17 { name };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        loop {
-            let ok = Command::new("docker")
-                .args([
-                    // Over TCP: the entrypoint's temporary server (which
-                    // stops again) listens on the socket only, as the
-                    // official image's does.
-                    "exec",
-                    "-u",
-                    "postgres",
-                    "-e",
-                    "PGPASSWORD=fixture-only",
-                    &pg.name,
-                    "psql",
-                    "-X",
-                    "-h",
-                    "127.0.0.1",
-                    "-c",
-                    "SELECT 1",
-                ])
-                .output()
-                .unwrap();
-            if ok.status.success() {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "PostgreSQL 17 did not start: {}",
-                String::from_utf8_lossy(&ok.stderr)
-            );
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-        pg.psql("postgres", "CREATE DATABASE ledger");
-        pg.psql(
-            "ledger",
-            "CREATE TABLE entries (id int PRIMARY KEY, amount numeric NOT NULL); \
-             INSERT INTO entries SELECT g, g FROM generate_series(1, 120) g;",
-        );
-        pg
-    }
-
-    fn psql(&self, db: &str, sql: &str) {
-        let o = Command::new("docker")
-            .args([
-                "exec",
-                "-u",
-                "postgres",
-                &self.name,
-                "psql",
-                "-X",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                db,
-                "-c",
-                sql,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "psql: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-
-    /// `pg_dump` (PostgreSQL 17's) of `ledger` with `args`, into `out`.
-    fn dump(&self, args: &[&str], out: &Path) {
-        let mut a = vec!["exec", "-u", "postgres", self.name.as_str(), "pg_dump"];
-        a.extend_from_slice(args);
-        a.push("ledger");
-        let o = Command::new("docker").args(&a).output().unwrap();
-        assert!(
-            o.status.success(),
-            "pg_dump: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        std::fs::write(out, o.stdout).unwrap();
-    }
-}
-
-impl Drop for Pg17 {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["rm", "-f", &self.name])
-            .output();
-    }
+/// `pg_dump` (PostgreSQL 17's) of `ledger` in `pg` with `args`, into `out`.
+fn dump_ledger(pg: &common::Scratch, args: &[&str], out: &Path) {
+    let mut a = vec!["exec", "-u", "postgres", pg.name.as_str(), "pg_dump"];
+    a.extend_from_slice(args);
+    a.push("ledger");
+    let o = Command::new("docker").args(&a).output().unwrap();
+    assert!(
+        o.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::write(out, o.stdout).unwrap();
 }
 
 #[test]
@@ -317,9 +219,9 @@ fn dump_of_a_newer_postgresql_needs_a_sandbox_as_new() {
         work.path().join("ledger.dump"),
     );
     {
-        let pg = Pg17::start();
-        pg.dump(&[], &plain);
-        pg.dump(&["-Fc"], &custom);
+        let pg = pg17();
+        dump_ledger(&pg, &[], &plain);
+        dump_ledger(&pg, &["-Fc"], &custom);
     }
     let head = std::fs::read_to_string(&plain).unwrap();
     assert!(

@@ -246,7 +246,7 @@ impl Scanner {
                     }
                     b';' if self.paren <= 0 => {
                         self.keep(b, out);
-                        return Some(self.end_statement(out));
+                        return Some(self.end_statement());
                     }
                     b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' => {}
                     _ => self.started = true,
@@ -331,7 +331,7 @@ impl Scanner {
                 self.keep(b, out);
                 if b == b'\n' {
                     self.state = State::Normal;
-                    return Some(self.end_statement(out));
+                    return Some(self.end_statement());
                 }
             }
             State::CopyEol => {
@@ -346,7 +346,7 @@ impl Scanner {
         None
     }
 
-    fn end_statement(&mut self, out: &mut Vec<u8>) -> Option<Vec<u8>> {
+    fn end_statement(&mut self) -> Option<Vec<u8>> {
         let was_meta = self.state == State::Meta;
         self.started = false;
         self.paren = 0;
@@ -359,7 +359,6 @@ impl Scanner {
         if !was_meta && stmt.as_deref().is_some_and(is_copy_from_stdin) {
             self.state = State::CopyEol;
         }
-        let _ = out;
         stmt
     }
 }
@@ -748,16 +747,11 @@ pub fn roles_in_script(script: &[u8]) -> Vec<String> {
     found
 }
 
-/// Quote an SQL identifier (PostgreSQL docs, 4.1.1).
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 /// `CREATE ROLE … NOLOGIN` for each of `roles`.
 pub fn create_roles_sql(roles: &[String]) -> String {
     roles
         .iter()
-        .map(|r| format!("CREATE ROLE {} NOLOGIN;", quote_ident(r)))
+        .map(|r| format!("CREATE ROLE {} NOLOGIN;", super::quote_ident(r)))
         .collect()
 }
 

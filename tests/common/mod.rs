@@ -572,3 +572,99 @@ pub fn check_statuses(report: &Value, db: &str) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// A throwaway PostgreSQL server in a container, to load files into or
+/// to dump from; removed on drop. Ready once it answers over TCP: the
+/// entrypoint's temporary init server listens on the socket only.
+pub struct Scratch {
+    pub name: String,
+}
+
+impl Scratch {
+    /// A server of the test image.
+    pub fn start() -> Scratch {
+        Scratch::start_image(&image())
+    }
+
+    /// A server of `image`.
+    pub fn start_image(image: &str) -> Scratch {
+        let present = Command::new("docker")
+            .args(["image", "inspect", image])
+            .output()
+            .unwrap();
+        assert!(
+            present.status.success(),
+            "image {image} is missing: run scripts/setup.sh (it builds drill-postgres:15 and :17)"
+        );
+        let name = format!(
+            "drill-test-scratch-{}-{}",
+            std::process::id(),
+            image.replace([':', '/'], "-")
+        );
+        let o = Command::new("docker")
+            .args([
+                "run",
+                "-d",
+                "--rm",
+                "--name",
+                &name,
+                "-e",
+                "POSTGRES_PASSWORD=scratch",
+                image,
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let s = Scratch { name };
+        for _ in 0..120 {
+            if s.psql("postgres", None, "select 1").is_ok() {
+                return s;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        panic!("scratch server did not start");
+    }
+
+    /// Run psql (ON_ERROR_STOP) with `sql`, or with `file` on stdin.
+    pub fn psql(&self, db: &str, file: Option<&Path>, sql: &str) -> Result<String, String> {
+        self.psql_with(db, file, sql, "1")
+    }
+
+    pub fn psql_with(
+        &self,
+        db: &str,
+        file: Option<&Path>,
+        sql: &str,
+        stop: &str,
+    ) -> Result<String, String> {
+        // Over TCP: the entrypoint's temporary init server listens on the
+        // socket only, so only the final server answers (and readiness
+        // cannot be mistaken).
+        let mut c = Command::new("docker");
+        c.args(["exec", "-i", "-e", "PGPASSWORD=scratch", "-u", "postgres"])
+            .args([&self.name, "psql", "-X", "-q", "-A", "-t"])
+            .args(["-h", "127.0.0.1", "-U", "postgres"])
+            .args(["-v", &format!("ON_ERROR_STOP={stop}"), "-d", db]);
+        if file.is_none() {
+            c.args(["-c", sql]);
+        }
+        c.stdin(match file {
+            Some(f) => std::process::Stdio::from(std::fs::File::open(f).unwrap()),
+            None => std::process::Stdio::null(),
+        });
+        let o = c.output().unwrap();
+        if o.status.success() {
+            Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&o.stderr).into_owned())
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.name])
+            .output();
+    }
+}
