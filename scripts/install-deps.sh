@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything drill's tests and demo need on a Debian bookworm host:
-#   - Debian packages (mmdebstrap, PostgreSQL 15 server+client, zstd, gzip,
-#     OpenSSH server+client for the sftp test, CA certificates)
+#   - Debian packages (mmdebstrap, PostgreSQL 15 server+client, MariaDB
+#     server+client for the MariaDB fixtures, zstd, gzip, OpenSSH
+#     server+client for the sftp test, CA certificates)
 #   - restic 0.18 as /usr/local/bin/restic, taken from Debian trixie's restic
 #     package WITHOUT adding trixie to the system's apt sources
 # and verify that the Docker engine is reachable.
@@ -40,6 +41,8 @@ PACKAGES=(
   gzip
   openssh-client
   openssh-server             # only installed, never enabled/started by us
+  mariadb-server             # fixtures/generate-mariadb.sh runs its own throwaway
+  mariadb-client             # mariadbd; the packaged service is never left enabled/running
 )
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -75,6 +78,8 @@ is_installed() {
 }
 
 sshd_running() { pgrep -x sshd >/dev/null 2>&1; }
+# PIDs of running MariaDB servers, space-separated (empty when none).
+mariadbd_pids() { pgrep -x 'mariadbd|mysqld' 2>/dev/null | tr '\n' ' ' || true; }
 
 # --- 1. Debian packages ------------------------------------------------------
 missing=()
@@ -86,6 +91,7 @@ if ((${#missing[@]})); then
   log "installing missing packages: ${missing[*]}"
   sshd_was_running=0
   sshd_running && sshd_was_running=1
+  mariadbd_before=$(mariadbd_pids)
 
   # Keep package installs from starting services (sshd, the Debian
   # "main" PostgreSQL cluster): invoke-rc.d honours policy-rc.d exit 101.
@@ -126,6 +132,32 @@ if ((${#missing[@]})); then
       else
         log "WARNING: an sshd is running that was not running before; not touching it"
       fi
+    fi
+  fi
+  # The same for MariaDB: the mariadb-server package enables mariadb.service
+  # (systemd symlinks, or sysv rc links) and tries to start it. Only our own
+  # throwaway servers may run (fixtures/generate-mariadb.sh).
+  if [[ " ${missing[*]} " == *" mariadb-server "* ]]; then
+    if command -v systemctl >/dev/null 2>&1; then
+      now=()
+      [[ -d /run/systemd/system ]] && now=(--now)
+      log "disabling mariadb.service enabled by the mariadb-server package"
+      systemctl disable "${now[@]}" mariadb.service >/dev/null 2>&1 \
+        || log "WARNING: 'systemctl disable mariadb.service' failed; MariaDB may start at boot"
+    elif command -v update-rc.d >/dev/null 2>&1 && [[ -e /etc/init.d/mariadb ]]; then
+      log "disabling the mariadb init script enabled by the mariadb-server package"
+      update-rc.d mariadb disable >/dev/null 2>&1 \
+        || log "WARNING: 'update-rc.d mariadb disable' failed; MariaDB may start at boot"
+    fi
+    # The packaged server writes /run/mysqld/mysqld.pid; any other mariadbd
+    # (e.g. a fixture generator's) is not ours to stop.
+    pid=""
+    [[ -r /run/mysqld/mysqld.pid ]] && pid=$(cat /run/mysqld/mysqld.pid)
+    if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && [[ " $mariadbd_before " != *" $pid "* ]]; then
+      log "stopping mariadbd (pid $pid) started by the mariadb-server install"
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+      if kill -0 "$pid" 2>/dev/null; then log "WARNING: mariadbd (pid $pid) is still running"; fi
     fi
   fi
   for p in "${missing[@]}"; do
@@ -246,6 +278,11 @@ check "gzip" gzip --version
 check "ssh/sftp client" test -x /usr/bin/sftp
 check "sshd binary" test -x /usr/sbin/sshd
 check "sftp-server" test -x /usr/lib/openssh/sftp-server
+check "mariadbd ($(/usr/sbin/mariadbd --version 2>/dev/null || echo missing))" test -x /usr/sbin/mariadbd
+check "mariadb-install-db" test -x /usr/bin/mariadb-install-db
+check "mariadb client" mariadb --version
+check "mariadb-dump ($(mariadb-dump --version 2>/dev/null || echo missing))" mariadb-dump --version
+check "mariadb-binlog" mariadb-binlog --version
 
 if ! command -v docker >/dev/null 2>&1; then
   printf '%s: ERROR: the docker CLI is not installed; drill needs a Docker engine\n' "$PROG" >&2

@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod drill;
 pub mod interrupt;
+pub mod kind;
 pub mod notify;
 pub mod process;
 pub mod report;

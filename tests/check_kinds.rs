@@ -25,6 +25,7 @@ async fn start(run_id: &str) -> Sandbox {
             cpus: 1.0,
             startup_timeout: Duration::from_secs(120),
             tuning: true,
+            kind: drill::kind::default_kind(),
         })
         .await
         .expect("sandbox starts")

@@ -16,6 +16,9 @@
 //! (1 MiB) whatever the size of a value. The binary COPY format is
 //! PostgreSQL's (docs: COPY, "Binary Format").
 
+/// Database kinds this implementation serves.
+pub(super) const KINDS: &[&str] = &["postgresql"];
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -1,11 +1,15 @@
 //! `kind = "command"`: an external program (an application's own integrity
 //! CLI, a Prisma client count …) run on the host against the sandbox.
 //!
-//! The program gets `DATABASE_URL` (`postgresql://user:password@host:port/db`)
-//! and libpq's `PGHOST`/`PGPORT`/`PGUSER`/`PGPASSWORD`/`PGDATABASE`
-//! (PostgreSQL docs, 34.15 "Environment Variables"); every other inherited
-//! `PG*` variable is removed, so a `PGHOSTADDR` or `PGSERVICE` of the
-//! operator's shell cannot point it at a production server. It runs in its
+//! The program gets the database kind's client environment
+//! ([`crate::kind::DatabaseKind::client_env`]): for PostgreSQL
+//! `DATABASE_URL` (`postgresql://user:password@host:port/db`) and libpq's
+//! `PGHOST`/`PGPORT`/`PGUSER`/`PGPASSWORD`/`PGDATABASE` (PostgreSQL docs,
+//! 34.15 "Environment Variables"); for MariaDB/MySQL `DATABASE_URL`
+//! (`mysql://…`), `MYSQL_HOST`, `MYSQL_TCP_PORT`, `MYSQL_PWD`, `USER`. Every
+//! other inherited `PG*` and `MYSQL*` variable is removed, so a
+//! `PGHOSTADDR` or `PGSERVICE` of the operator's shell cannot point it at a
+//! production server. It runs in its
 //! own process group, with standard input closed; exit 0 within the timeout
 //! is a pass, another exit code a failure (unless the check file lists it
 //! in `error_codes`), a signal, an `error_codes` code or the timeout an
@@ -41,28 +45,16 @@ pub(super) async fn run(
         .stdin(Stdio::null())
         .process_group(0)
         .kill_on_drop(true);
+    // Client variables of this host (any kind's) must not redirect the
+    // program away from the sandbox.
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy();
-        if k.starts_with("PG") || k == "DATABASE_URL" {
+        if k.starts_with("PG") || k.starts_with("MYSQL") || k == "DATABASE_URL" {
             cmd.env_remove(k.as_ref());
         }
     }
     cmd.envs(env)
-        .env(
-            "DATABASE_URL",
-            database_url(
-                &sb.user,
-                sb.password.expose(),
-                &sb.host,
-                sb.port,
-                ctx.dbname,
-            ),
-        )
-        .env("PGHOST", &sb.host)
-        .env("PGPORT", sb.port.to_string())
-        .env("PGUSER", &sb.user)
-        .env("PGPASSWORD", sb.password.expose())
-        .env("PGDATABASE", ctx.dbname);
+        .envs(sb.kind.client_env(&sb.endpoint(), ctx.dbname));
     let shown = argv.join(" ");
     let start_error = |e: std::io::Error| {
         Incomplete::from(CheckError::Program(format!(
@@ -174,44 +166,28 @@ pub(super) async fn run(
     }
 }
 
-/// `postgresql://user:password@host:port/dbname`, each part percent-encoded
-/// as libpq's connection URIs require (PostgreSQL docs, 34.1.1.2).
-pub(super) fn database_url(
-    user: &str,
-    password: &str,
-    host: &str,
-    port: u16,
-    dbname: &str,
-) -> String {
-    format!(
-        "postgresql://{}:{}@{}:{port}/{}",
-        encode(user),
-        encode(password),
-        host,
-        encode(dbname)
-    )
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::kind::{by_name, Endpoint};
 
     #[test]
     fn url_is_encoded() {
+        let ep = Endpoint {
+            host: "127.0.0.1".into(),
+            port: 5433,
+            user: "drill_sandbox".into(),
+            password: crate::secret::Secret::new("p@ss/w"),
+        };
+        let env = by_name("postgresql").unwrap().client_env(&ep, "my db");
         assert_eq!(
-            database_url("drill_sandbox", "p@ss/w", "127.0.0.1", 5433, "my db"),
-            "postgresql://drill_sandbox:p%40ss%2Fw@127.0.0.1:5433/my%20db"
+            env[0],
+            (
+                "DATABASE_URL".to_string(),
+                "postgresql://drill_sandbox:p%40ss%2Fw@127.0.0.1:5433/my%20db".to_string()
+            )
         );
+        let env = by_name("mariadb").unwrap().client_env(&ep, "gym");
+        assert!(env.contains(&("MYSQL_TCP_PORT".to_string(), "5433".to_string())));
+        assert!(env[0].1.starts_with("mysql://drill_sandbox:p%40ss%2Fw@127.0.0.1:5433/gym"));
     }
 }

@@ -8,6 +8,8 @@
 
 mod amcheck;
 mod blob;
+mod blob_mysql;
+mod check_table;
 mod command;
 mod row_counts;
 mod sql;
@@ -132,18 +134,26 @@ pub async fn run(def: &CheckDefinition, ctx: &CheckContext<'_>) -> CheckReport {
                 id_column,
                 data_column,
                 digest_column,
-            } => blob::run(
-                ctx,
-                &blob::Target {
+            } => {
+                let target = blob::Target {
                     table,
                     id_column,
                     data_column,
                     digest_column,
-                },
-                def.timeout,
-            )
-            .await
-            .map_err(Incomplete::from),
+                };
+                // Each implementation names the database kinds it serves.
+                let kind = ctx.sandbox.kind.name();
+                if blob::KINDS.contains(&kind) {
+                    blob::run(ctx, &target, def.timeout).await
+                } else if blob_mysql::KINDS.contains(&kind) {
+                    blob_mysql::run(ctx, &target, def.timeout).await
+                } else {
+                    Err(CheckError::Sandbox(format!(
+                        "blob-roundtrip has no implementation for {kind} databases"
+                    )))
+                }
+                .map_err(Incomplete::from)
+            }
             CheckSpec::Command {
                 argv,
                 workdir,
@@ -154,6 +164,9 @@ pub async fn run(def: &CheckDefinition, ctx: &CheckContext<'_>) -> CheckReport {
                 heapallindexed,
                 parent_check,
             } => amcheck::run(ctx, *heapallindexed, *parent_check, def.timeout).await,
+            CheckSpec::CheckTable { extended } => check_table::run(ctx, *extended, def.timeout)
+                .await
+                .map_err(Incomplete::from),
         }
     };
     let result = match tokio::time::timeout(def.timeout + GRACE, work).await {
@@ -205,6 +218,25 @@ fn entry(def: &CheckDefinition, status: Status, detail: String) -> CheckReport {
         rows_verified: None,
         bytes_verified: None,
         output: vec![],
+    }
+}
+
+/// A session on the context's database through the sandbox's kind.
+async fn session(ctx: &CheckContext<'_>) -> Result<Box<dyn crate::kind::Session>, CheckError> {
+    ctx.sandbox
+        .session(ctx.dbname)
+        .await
+        .map_err(|detail| CheckError::Connect {
+            dbname: ctx.dbname.into(),
+            detail,
+        })
+}
+
+/// A failed query as a check error.
+fn query_error(e: crate::kind::QueryError) -> CheckError {
+    match e {
+        crate::kind::QueryError::Timeout(t) => CheckError::Timeout(t),
+        crate::kind::QueryError::Failed(m) => CheckError::Query(m),
     }
 }
 

@@ -10,11 +10,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{quote_table, text_rows, CheckContext, CheckError, Conclusion, Finding};
+use super::{CheckContext, CheckError, Conclusion, Finding};
+use crate::kind::QueryError;
 use crate::config::{CountedGroup, CountedTable};
 use crate::report::history::Baselines;
 use crate::report::{CountReport, PolicyStatus, Status};
-use crate::sandbox::pg_message;
 
 /// One item counted: name, rows, min, max_drop.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,19 +39,21 @@ pub(super) async fn run(
         (Err(e), true) => return Err(CheckError::History(format!("cannot judge max_drop: {e}"))),
         (Err(_), false) => None,
     };
-    let client = super::connect(ctx).await?;
-    let cancel = client.cancel_token();
+    let session = super::session(ctx).await?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
+    let kind = ctx.sandbox.kind;
     let empty = Baselines::default();
     let baselines = baselines.unwrap_or(&empty);
     let measure = async {
         let mut counted = Vec::new();
         for t in tables {
-            let sql = format!("SELECT count(*) FROM {}", quote_table(&t.table));
-            let msgs = client
-                .simple_query(&sql)
-                .await
-                .map_err(|e| CheckError::Query(format!("{}: {}", t.table, pg_message(&e))))?;
-            let rows = text_rows(&msgs);
+            let sql = format!("SELECT count(*) FROM {}", kind.quote_table(&t.table));
+            let rows = match session.query(&sql, left()).await {
+                Ok(r) => r.rows,
+                Err(QueryError::Timeout(_)) => return Err(CheckError::Timeout(timeout)),
+                Err(e) => return Err(CheckError::Query(format!("{}: {e}", t.table))),
+            };
             let n = rows
                 .first()
                 .and_then(|r| r.first().cloned().flatten())
@@ -65,24 +67,20 @@ pub(super) async fn run(
             });
         }
         for g in groups {
-            let msgs = client.simple_query(&g.query).await.map_err(|e| {
-                CheckError::Query(format!("groups `{}`: {}", g.name, pg_message(&e)))
-            })?;
+            let rows = match session.query(&g.query, left()).await {
+                Ok(r) => r.rows,
+                Err(QueryError::Timeout(_)) => return Err(CheckError::Timeout(timeout)),
+                Err(e) => return Err(CheckError::Query(format!("groups `{}`: {e}", g.name))),
+            };
             let known: Vec<String> = baselines
                 .items_of(ctx.database, check)
                 .filter_map(|(item, _)| group_key(&g.name, item).map(str::to_string))
                 .collect();
-            counted.extend(groups_of(g, &text_rows(&msgs), &known)?);
+            counted.extend(groups_of(g, &rows, &known)?);
         }
         Ok::<_, CheckError>(counted)
     };
-    let counted = match tokio::time::timeout(timeout, measure).await {
-        Ok(r) => r?,
-        Err(_) => {
-            let _ = cancel.cancel_query(tokio_postgres::NoTls).await;
-            return Err(CheckError::Timeout(timeout));
-        }
-    };
+    let counted = measure.await?;
     Ok(judge(ctx.database, check, ctx.tier, &counted, baselines))
 }
 

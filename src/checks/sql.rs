@@ -2,17 +2,16 @@
 //! (`equals`, `min`, `max`) or, with `no_rows = true`, a violations query
 //! whose every row is a finding.
 //!
-//! The query runs with the simple query protocol, so every value arrives as
-//! PostgreSQL's text output (PostgreSQL docs, 55.2.2 "Simple Query"):
-//! numbers compare as numbers whatever their SQL type, booleans read `t`/`f`.
+//! The query runs through the kind's text protocol (PostgreSQL's simple
+//! query protocol, PostgreSQL docs 55.2.2 "Simple Query"; MariaDB/MySQL's
+//! text protocol), so every value arrives as text: numbers compare as
+//! numbers whatever their SQL type; booleans read `t`/`f` on PostgreSQL and
+//! `1`/`0` on MariaDB/MySQL.
 
 use std::time::Duration;
 
-use tokio_postgres::SimpleQueryMessage;
-
 use super::{CheckContext, CheckError, Conclusion, Finding};
 use crate::config::SqlExpect;
-use crate::sandbox::pg_message;
 
 /// Violating rows listed in the report; the rest are counted.
 const MAX_ROWS_REPORTED: usize = 10;
@@ -23,34 +22,15 @@ pub(super) async fn run(
     expect: &SqlExpect,
     timeout: Duration,
 ) -> Result<Conclusion, CheckError> {
-    let client = super::connect(ctx).await?;
-    let cancel = client.cancel_token();
-    let result = tokio::time::timeout(timeout, client.simple_query(query)).await;
-    let messages = match result {
-        Ok(Ok(m)) => m,
-        Ok(Err(e)) => return Err(CheckError::Query(pg_message(&e))),
-        Err(_) => {
-            let _ = cancel.cancel_query(tokio_postgres::NoTls).await;
-            return Err(CheckError::Timeout(timeout));
-        }
-    };
-    drop(client);
-
-    let rows: Vec<Vec<(String, Option<String>)>> = messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(
-                (0..r.len())
-                    .map(|i| {
-                        (
-                            r.columns()[i].name().to_string(),
-                            r.get(i).map(str::to_string),
-                        )
-                    })
-                    .collect(),
-            ),
-            _ => None,
-        })
+    let session = super::session(ctx).await?;
+    let result = session
+        .query(query, timeout)
+        .await
+        .map_err(super::query_error)?;
+    let rows: Vec<Vec<(String, Option<String>)>> = result
+        .rows
+        .into_iter()
+        .map(|r| result.columns.iter().cloned().zip(r).collect())
         .collect();
     judge(&rows, expect)
 }

@@ -13,7 +13,14 @@ use serde::Deserialize;
 use super::{parse_toml, ConfigError, DatabaseConfig};
 
 /// Check kinds this version of drill runs (the spec's Checks section).
-pub const KINDS: [&str; 5] = ["sql", "row-counts", "blob-roundtrip", "command", "amcheck"];
+pub const KINDS: [&str; 6] = [
+    "sql",
+    "row-counts",
+    "blob-roundtrip",
+    "command",
+    "amcheck",
+    "check-table",
+];
 
 /// Default for `timeout` when a check file gives none: 10 minutes.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -125,6 +132,13 @@ pub enum CheckSpec {
         /// true; takes a ShareLock, harmless in a sandbox).
         parent_check: bool,
     },
+    /// `kind = "check-table"`: `CHECK TABLE … EXTENDED` on every table
+    /// (MariaDB/MySQL).
+    CheckTable {
+        /// `EXTENDED` (default true): a full key lookup for every row;
+        /// `false` runs the default `MEDIUM` check.
+        extended: bool,
+    },
 }
 
 impl CheckSpec {
@@ -136,7 +150,23 @@ impl CheckSpec {
             CheckSpec::BlobRoundtrip { .. } => "blob-roundtrip",
             CheckSpec::Command { .. } => "command",
             CheckSpec::Amcheck { .. } => "amcheck",
+            CheckSpec::CheckTable { .. } => "check-table",
         }
+    }
+
+    /// The database kinds (`kind` of `[[databases]]`) this check can run
+    /// in; `None` = every kind.
+    pub fn supported_kinds(&self) -> Option<&'static [&'static str]> {
+        match self {
+            CheckSpec::Amcheck { .. } => Some(&["postgresql"]),
+            CheckSpec::CheckTable { .. } => Some(&["mariadb", "mysql"]),
+            _ => None,
+        }
+    }
+
+    /// Whether this check can run in a database of kind `kind`.
+    pub fn supports(&self, kind: &str) -> bool {
+        self.supported_kinds().is_none_or(|k| k.contains(&kind))
     }
 
     /// Whether the check only reads the restored database, so it may run
@@ -266,6 +296,20 @@ struct RawAmcheck {
 
 fn yes() -> bool {
     true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheckTable {
+    #[allow(dead_code)]
+    kind: String,
+    database: Option<String>,
+    dbname: Option<String>,
+    description: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+    #[serde(default = "yes")]
+    extended: bool,
 }
 
 /// Environment variables drill sets for a `command` check; `env` may not
@@ -545,6 +589,24 @@ pub(super) fn load_file_with(
                 },
             )?
         }
+        "check-table" => {
+            let raw: RawCheckTable = parse_toml(path, &text)?;
+            if raw.database.is_none() && raw.dbname.is_some() {
+                return Err(invalid(
+                    "dbname",
+                    "needs `database`: without it the check runs in every restored database, each in its own dbname".into(),
+                ));
+            }
+            make(
+                raw.database,
+                raw.dbname,
+                raw.description,
+                raw.timeout,
+                CheckSpec::CheckTable {
+                    extended: raw.extended,
+                },
+            )?
+        }
         k => {
             return Err(invalid(
                 "kind",
@@ -556,6 +618,21 @@ pub(super) fn load_file_with(
         }
     };
     if let Some(db) = &def.database {
+        if let Some(d) = databases.iter().find(|d| &d.name == db) {
+            if !def.spec.supports(d.kind.name()) {
+                return Err(ConfigError::invalid(
+                    path,
+                    "kind",
+                    format!(
+                        "a {} check cannot run in database `{db}`, which is of kind {}; {} checks run in {} databases",
+                        def.spec.kind(),
+                        d.kind.name(),
+                        def.spec.kind(),
+                        def.spec.supported_kinds().unwrap_or_default().join(" and ")
+                    ),
+                ));
+            }
+        }
         if !databases.iter().any(|d| &d.name == db) {
             return Err(ConfigError::invalid(
                 path,
@@ -637,6 +714,9 @@ mod tests {
             image: "postgres:16".into(),
             dbname: "pagila".into(),
             roles: vec![],
+            kind: crate::kind::default_kind(),
+            increments: vec![],
+            accept_missing_trailer: false,
         }]
     }
 

@@ -138,6 +138,9 @@ pub enum DumpFormat {
     /// A custom-format archive made by `pg_dump -Fc`; restored with
     /// `pg_restore`.
     Custom,
+    /// SQL made by `mysqldump` / `mariadb-dump` (one database or
+    /// `--all-databases`); restored with the `mariadb` / `mysql` client.
+    Mysqldump,
 }
 
 impl DumpFormat {
@@ -147,6 +150,7 @@ impl DumpFormat {
             DumpFormat::PgDumpall => "pg_dumpall",
             DumpFormat::Plain => "plain",
             DumpFormat::Custom => "custom",
+            DumpFormat::Mysqldump => "mysqldump",
         }
     }
 }
@@ -390,8 +394,13 @@ enum RawJobs {
 #[serde(deny_unknown_fields)]
 struct RawDatabase {
     name: String,
+    kind: Option<String>,
     path: String,
-    format: DumpFormat,
+    format: Option<DumpFormat>,
+    #[serde(default)]
+    increments: Vec<String>,
+    #[serde(default)]
+    accept_missing_trailer: bool,
     image: Option<String>,
     dbname: Option<String>,
     #[serde(default)]
@@ -632,6 +641,8 @@ pub enum RestoreJobs {
 pub struct DatabaseConfig {
     /// Name used in reports, check files and `--database`.
     pub name: String,
+    /// The database server the dump is for (`kind`, default PostgreSQL).
+    pub kind: &'static dyn crate::kind::DatabaseKind,
     /// Absolute path of the dump inside the snapshot.
     pub path: String,
     /// How the dump was made.
@@ -648,6 +659,13 @@ pub struct DatabaseConfig {
     /// drill also creates the roles it finds a `pg_dump` referring to (see
     /// [`crate::restore::roles`]).
     pub roles: Vec<String>,
+    /// Increments applied after the dump, in name order: absolute paths
+    /// inside the snapshot, `*` and `?` matching within one path segment
+    /// (MariaDB/MySQL: `mysqlbinlog` output).
+    pub increments: Vec<String>,
+    /// A dump without its completeness trailer (made with
+    /// `--skip-comments`) is accepted; the report says so. Default false.
+    pub accept_missing_trailer: bool,
 }
 
 /// A loaded, validated configuration.
@@ -987,25 +1005,95 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
                 ),
             ));
         }
-        if d.format == DumpFormat::PgDumpall && !d.roles.is_empty() {
+        let kind = match &d.kind {
+            None => crate::kind::default_kind(),
+            Some(k) => crate::kind::by_name(k).ok_or_else(|| {
+                ConfigError::invalid(
+                    path,
+                    format!("{key}.kind"),
+                    format!(
+                        "`{k}` is not a database kind drill knows; use one of {}",
+                        crate::kind::names().join(", ")
+                    ),
+                )
+            })?,
+        };
+        let format = match d.format {
+            None => kind.formats()[0],
+            Some(f) if kind.formats().contains(&f) => f,
+            Some(f) => {
+                return Err(ConfigError::invalid(
+                    path,
+                    format!("{key}.format"),
+                    format!(
+                        "`{}` is not a {} dump format; {} dumps are {}",
+                        f.as_str(),
+                        kind.title(),
+                        kind.title(),
+                        kind.formats()
+                            .iter()
+                            .map(|f| format!("\"{}\"", f.as_str()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ))
+            }
+        };
+        if format == DumpFormat::PgDumpall && !d.roles.is_empty() {
             return Err(ConfigError::invalid(
                 path,
                 format!("{key}.roles"),
                 "a pg_dumpall dump creates its own roles (pre-creating them would make its CREATE ROLE fail); remove `roles`",
             ));
         }
+        if format == DumpFormat::Mysqldump && !d.roles.is_empty() {
+            return Err(ConfigError::invalid(
+                path,
+                format!("{key}.roles"),
+                "`roles` are for PostgreSQL dumps; a mysqldump --all-databases dump carries its users",
+            ));
+        }
+        if !d.increments.is_empty() && format != DumpFormat::Mysqldump {
+            return Err(ConfigError::invalid(
+                path,
+                format!("{key}.increments"),
+                format!(
+                    "increments are binlog SQL applied after a mysqldump; a {} dump has none",
+                    format.as_str()
+                ),
+            ));
+        }
+        for (j, inc) in d.increments.iter().enumerate() {
+            if !inc.starts_with('/') {
+                return Err(ConfigError::invalid(
+                    path,
+                    format!("{key}.increments[{j}]"),
+                    format!("`{inc}` is not absolute; give a path (or a glob such as /backups/incremental_*.sql) inside the snapshot"),
+                ));
+            }
+        }
         if let Some(image) = &d.image {
-            crate::restore::image::validate(image)
+            kind.validate_image(image)
                 .map_err(|why| ConfigError::invalid(path, format!("{key}.image"), why))?;
         }
+        // `[sandbox] image` is the PostgreSQL image; other kinds take their
+        // own `image` or their kind's default (`auto`).
+        let image = match d.image {
+            Some(i) => i,
+            None if std::ptr::addr_eq(kind, crate::kind::default_kind()) => sandbox.image.clone(),
+            None => crate::restore::image::AUTO.to_string(),
+        };
         databases.push(DatabaseConfig {
             compression: Compression::from_path(&d.path),
             dbname: d.dbname.unwrap_or_else(|| d.name.clone()),
-            image: d.image.unwrap_or_else(|| sandbox.image.clone()),
+            image,
+            kind,
             name: d.name,
             path: d.path,
-            format: d.format,
+            format,
             roles: d.roles,
+            increments: d.increments,
+            accept_missing_trailer: d.accept_missing_trailer,
         });
     }
 

@@ -103,7 +103,13 @@ async fn database_items(
             continue;
         };
         let plan = crate::restore::plan(db, file, &config.sandbox);
-        let head = match crate::restore::inspect(&plan, repo, snapshot, &config.timeouts).await {
+        let method = plan.method();
+        let src = crate::restore::Source {
+            repo,
+            snapshot,
+            timeouts: &config.timeouts,
+        };
+        let head = match method.inspect(&plan, &src).await {
             Ok(h) => h,
             Err(o) => {
                 items.push(item(
@@ -120,13 +126,22 @@ async fn database_items(
             }
         };
         let v = &head.versions;
-        let dumped = format!(
-            "{} in {where_}: dumped from PostgreSQL {} by pg_dump {}",
-            db.path,
-            v.server.as_deref().unwrap_or("(not stated)"),
-            v.pg_dump.as_deref().unwrap_or("(not stated)")
-        );
-        let image = match crate::restore::image::resolve(&db.image, v, &db.path) {
+        let dumped = if v.server.is_none() && v.pg_dump.is_none() {
+            format!(
+                "{} in {where_}: a {} dump ({})",
+                db.path,
+                db.kind.title(),
+                db.format.as_str()
+            )
+        } else {
+            format!(
+                "{} in {where_}: dumped from PostgreSQL {} by pg_dump {}",
+                db.path,
+                v.server.as_deref().unwrap_or("(not stated)"),
+                v.pg_dump.as_deref().unwrap_or("(not stated)")
+            )
+        };
+        let image = match method.image(&plan, &head) {
             Ok(i) => i,
             Err(e) => {
                 items.push(item(name, Health::Fail, format!("{dumped}; {e}"), None));

@@ -241,11 +241,14 @@ impl<'a> DbRun<'a> {
                 .checks
                 .iter()
                 .filter(|c| {
-                    c.applies_to(&database.name) && (only.is_empty() || only.contains(&c.name))
+                    c.applies_to(&database.name)
+                        && c.spec.supports(database.kind.name())
+                        && (only.is_empty() || only.contains(&c.name))
                 })
                 .collect(),
             report: DatabaseReport {
                 name: database.name.clone(),
+                kind: database.kind.name().into(),
                 path: database.path.clone(),
                 format: database.format.as_str().into(),
                 dbname: database.dbname.clone(),
@@ -263,6 +266,8 @@ impl<'a> DbRun<'a> {
                     roles_created: Vec::new(),
                     class: None,
                     cause: None,
+                    increments: Vec::new(),
+                    notes: Vec::new(),
                 },
                 checks: vec![],
             },
@@ -826,13 +831,23 @@ pub(crate) async fn restore_database(
     let configured = db.config.image.clone();
     // The dump's head first when the image follows its version; otherwise
     // it is read while the sandbox starts.
-    let follows_dump = engine.uses_images() && restore::image::is_template(&configured);
+    let method = plan.method();
+    let follows_dump = engine.uses_images() && method.image_follows_backup(plan);
+    let src = restore::Source {
+        repo: source.repo,
+        snapshot: source.snapshot,
+        timeouts: &config.timeouts,
+    };
     events.emit(&Event::DumpInspecting {
         database: name.clone(),
     });
     let inspect = async {
-        let head = restore::inspect(plan, source.repo, source.snapshot, &config.timeouts).await;
-        if let Ok(h) = &head {
+        let head = method.inspect(plan, &src).await;
+        if let Some(h) = head
+            .as_ref()
+            .ok()
+            .filter(|h| h.versions.server.is_some() || h.versions.pg_dump.is_some())
+        {
             events.emit(&Event::DumpInspected {
                 database: name.clone(),
                 server: h.versions.server.clone(),
@@ -853,7 +868,7 @@ pub(crate) async fn restore_database(
                 });
                 return None;
             }
-            Ok(h) => match restore::image::resolve(&configured, &h.versions, &db.config.path) {
+            Ok(h) => match method.image(plan, h) {
                 Ok(image) => image,
                 // A head that names no version: damage when the head itself
                 // shows it (empty, cut short), else the image needs fixing.
@@ -872,12 +887,15 @@ pub(crate) async fn restore_database(
                 }
             },
         };
-        let started = start_sandbox(config, source, engine, &name, &image, events).await;
+        let started = start_sandbox(config, source, engine, db.config, &image, events).await;
         (head, started)
     } else {
+        let image = method
+            .image(plan, &restore::DumpHead::default())
+            .unwrap_or(configured);
         tokio::join!(
             inspect,
-            start_sandbox(config, source, engine, &name, &configured, events)
+            start_sandbox(config, source, engine, db.config, &image, events)
         )
     };
     let head = match head {
@@ -918,9 +936,7 @@ pub(crate) async fn restore_database(
     } else {
         "the local sandbox".to_string()
     };
-    if let Err(e) =
-        restore::image::check_server(&which, &sandbox.server_version, &name, &head.versions)
-    {
+    if let Err(e) = method.admit(&which, &sandbox.server_version, plan, &head) {
         db.set_restore(Status::Error, e);
         db.report.restore.class = Some("environment".into());
         db.report.restore.cause = Some("server-too-old".into());
@@ -935,14 +951,7 @@ pub(crate) async fn restore_database(
     });
     let progress = restore::Counter::default();
     let outcome = with_ticks(
-        restore::execute(
-            plan,
-            source.repo,
-            source.snapshot,
-            &sandbox,
-            &config.timeouts,
-            &progress,
-        ),
+        method.execute(plan, &src, &sandbox, &progress),
         |seconds| {
             events.emit(&Event::RestoreProgress {
                 database: name.clone(),
@@ -960,6 +969,8 @@ pub(crate) async fn restore_database(
     r.seconds = outcome.seconds;
     r.error = outcome.error.clone();
     r.roles_created = outcome.roles_created.clone();
+    r.increments = outcome.increments.clone();
+    r.notes = outcome.notes.clone();
     if let Some(c) = &outcome.cause {
         r.class = Some(
             match c.class {
@@ -993,11 +1004,12 @@ async fn start_sandbox(
     config: &Config,
     source: &SnapshotSource<'_>,
     engine: &SandboxEngine,
-    name: &str,
+    database: &DatabaseConfig,
     image: &str,
     events: &dyn EventSink,
 ) -> Result<(Sandbox, String, f64), crate::sandbox::SandboxError> {
     let boot_started = Instant::now();
+    let name = database.name.as_str();
     events.emit(&Event::SandboxStarting {
         database: name.to_string(),
         image: image.to_string(),
@@ -1018,6 +1030,7 @@ async fn start_sandbox(
             cpus: config.sandbox.cpus,
             startup_timeout: config.sandbox.startup_timeout,
             tuning: config.sandbox.tuning,
+            kind: database.kind,
         })
         .await?;
     Ok((

@@ -176,6 +176,30 @@ pub struct RestoreReport {
     /// (`missing-role`, `extension-missing`, `syntax-error`, `unrecognised`…).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cause: Option<String>,
+    /// Increments applied after the dump (MariaDB/MySQL binlog SQL), in
+    /// order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub increments: Vec<IncrementReport>,
+    /// What the operator should know about the restore that is not a
+    /// failure (e.g. a dump accepted without its trailer).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// One increment applied after a dump.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IncrementReport {
+    /// Path inside the snapshot.
+    pub path: String,
+    /// Bytes read from the repository.
+    pub bytes: u64,
+    /// Seconds from the start of its stream to the end of its restore.
+    pub seconds: f64,
+    /// `passed`, `failed`, `error` or `not_run`.
+    pub status: Status,
+    /// Why it did not pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One check's result.
@@ -243,6 +267,10 @@ pub struct CountReport {
 pub struct DatabaseReport {
     /// `[[databases]]` name.
     pub name: String,
+    /// Database kind (`postgresql`, `mariadb`, `mysql`); reports written
+    /// before kinds existed read as `postgresql`.
+    #[serde(default = "default_kind")]
+    pub kind: String,
     /// Dump path inside the snapshot.
     pub path: String,
     /// Dump format.
@@ -253,6 +281,10 @@ pub struct DatabaseReport {
     pub restore: RestoreReport,
     /// The checks, in name order.
     pub checks: Vec<CheckReport>,
+}
+
+fn default_kind() -> String {
+    "postgresql".into()
 }
 
 /// The full record of one drill: `<UTC timestamp>-<tier>.json`.

@@ -158,6 +158,8 @@ pub fn has_trailer(tail: &[u8], format: DumpFormat) -> bool {
         DumpFormat::PgDumpall => "-- PostgreSQL database cluster dump complete",
         DumpFormat::Plain => "-- PostgreSQL database dump complete",
         DumpFormat::Custom => return true,
+        // Not a PostgreSQL format: no PostgreSQL trailer to find.
+        DumpFormat::Mysqldump => return false,
     };
     let text = String::from_utf8_lossy(tail);
     let lines: Vec<&str> = text

@@ -18,11 +18,8 @@ use super::{
     ExecOutcome, OutputLog, SandboxError, LABEL_DATABASE, LABEL_HOST, LABEL_MANAGED, LABEL_PID,
     LABEL_RUN_ID, LABEL_SNAPSHOT, LABEL_TIER,
 };
-use crate::config::SANDBOX_SUPERUSER;
 use crate::secret::Secret;
 
-/// Port PostgreSQL listens on inside the container.
-const PG_PORT: &str = "5432/tcp";
 /// `/dev/shm` size for the sandbox (bytes); Docker's 64 MiB default is too
 /// small for parallel queries and index builds.
 const SHM_BYTES: i64 = 256 * 1024 * 1024;
@@ -56,8 +53,11 @@ pub struct SandboxRequest {
     pub cpus: f64,
     /// Readiness deadline.
     pub startup_timeout: Duration,
-    /// Start the server with [`super::restore_tuning`] (`sandbox.tuning`).
+    /// Start the server with restore tuning (`sandbox.tuning`; see the
+    /// kind's [`crate::kind::DatabaseKind::container`]).
     pub tuning: bool,
+    /// The database kind the sandbox runs a server of.
+    pub kind: &'static dyn crate::kind::DatabaseKind,
 }
 
 /// What runs a sandbox.
@@ -95,6 +95,14 @@ pub struct Sandbox {
     pub server_version: String,
     /// The memory cap in bytes (`sandbox.memory`).
     pub memory_bytes: u64,
+    /// The database kind of its server.
+    pub kind: &'static dyn crate::kind::DatabaseKind,
+    /// OS user of processes drill runs in it.
+    pub(crate) exec_user: &'static str,
+    /// Environment of those processes (`NAME=VALUE`).
+    pub(crate) exec_env: Vec<String>,
+    /// The server's port inside the container (`5432/tcp`).
+    pub(crate) inner_port: &'static str,
 }
 
 /// Where Docker tools look for the engine when `DOCKER_HOST` is unset:
@@ -277,32 +285,21 @@ impl DockerEngine {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+        let spec = req.kind.container(&password, req.memory_bytes, req.tuning);
         let ports = HashMap::from([(
-            PG_PORT.to_string(),
+            spec.port.to_string(),
             Some(vec![PortBinding {
                 host_ip: Some("127.0.0.1".into()),
                 host_port: Some(String::new()),
             }]),
         )]);
         let memory = i64::try_from(req.memory_bytes).unwrap_or(i64::MAX);
-        // The image's entrypoint passes `postgres …` on to the server, as
-        // the official image's does.
-        let cmd = req.tuning.then(|| {
-            let mut cmd = vec!["postgres".to_string()];
-            for setting in super::restore_tuning(req.memory_bytes) {
-                cmd.extend(["-c".to_string(), setting]);
-            }
-            cmd
-        });
         let body = ContainerCreateBody {
             image: Some(req.image.clone()),
-            cmd,
-            env: Some(vec![
-                format!("POSTGRES_PASSWORD={}", password.expose()),
-                format!("POSTGRES_USER={SANDBOX_SUPERUSER}"),
-            ]),
+            cmd: spec.cmd.clone(),
+            env: Some(spec.env.clone()),
             labels: Some(labels),
-            exposed_ports: Some(HashMap::from([(PG_PORT.to_string(), HashMap::new())])),
+            exposed_ports: Some(HashMap::from([(spec.port.to_string(), HashMap::new())])),
             host_config: Some(HostConfig {
                 port_bindings: Some(ports),
                 memory: Some(memory),
@@ -326,10 +323,14 @@ impl DockerEngine {
             image: req.image.clone(),
             host: "127.0.0.1".into(),
             port: 0,
-            user: SANDBOX_SUPERUSER.into(),
+            user: spec.user,
             password,
             server_version: String::new(),
             memory_bytes: req.memory_bytes,
+            kind: req.kind,
+            exec_user: spec.exec_user,
+            exec_env: spec.exec_env,
+            inner_port: spec.port,
         };
         match sandbox.boot(req.startup_timeout).await {
             Ok(()) => Ok(sandbox),
@@ -447,18 +448,18 @@ impl Sandbox {
         self.port = info
             .network_settings
             .and_then(|n| n.ports)
-            .and_then(|p| p.get(PG_PORT).cloned().flatten())
+            .and_then(|p| p.get(self.inner_port).cloned().flatten())
             .and_then(|b| b.into_iter().find_map(|b| b.host_port))
             .and_then(|p| p.parse().ok())
             .ok_or_else(|| SandboxError::Api {
                 action: "inspect",
                 name: self.name.clone(),
-                detail: "Docker reports no published port for 5432/tcp".into(),
+                detail: format!("Docker reports no published port for {}", self.inner_port),
             })?;
         self.wait_ready(timeout).await
     }
 
-    /// Probe every 100 ms until the server answers `SELECT` over the
+    /// Probe every 100 ms until the server answers its kind's probe over the
     /// published port, the way a client will use it; never sleep blindly.
     /// Whether the sandbox died is asked of the engine at most once a second
     /// (it costs an inspect and an exec), so readiness is seen within 100 ms.
@@ -471,17 +472,14 @@ impl Sandbox {
                 self.check_alive().await?;
                 alive_checked = Some(Instant::now());
             }
-            let probe = async {
-                let client = self.connect(SANDBOX_SUPERUSER).await?;
-                let row = client.query_one("SHOW server_version", &[]).await?;
-                Ok::<String, tokio_postgres::Error>(row.get(0))
-            };
+            let endpoint = self.endpoint();
+            let probe = self.kind.probe(&endpoint);
             match tokio::time::timeout(Duration::from_secs(5), probe).await {
                 Ok(Ok(version)) => {
                     self.server_version = version;
                     return Ok(());
                 }
-                Ok(Err(e)) => last_error = e.to_string(),
+                Ok(Err(e)) => last_error = e,
                 Err(_) => last_error = "probe timed out after 5 s".into(),
             }
             if started.elapsed() >= timeout {
@@ -606,17 +604,29 @@ impl Sandbox {
         Ok(client)
     }
 
-    /// Connection settings for `dbname` over the published port.
+    /// Connection settings for PostgreSQL database `dbname` over the
+    /// published port.
     pub fn pg_config(&self, dbname: &str) -> tokio_postgres::Config {
-        let mut c = tokio_postgres::Config::new();
-        c.host(&self.host)
-            .port(self.port)
-            .user(&self.user)
-            .password(self.password.expose())
-            .dbname(dbname)
-            .application_name("drill")
-            .connect_timeout(Duration::from_secs(5));
-        c
+        crate::kind::postgresql::pg_config(&self.endpoint(), dbname)
+    }
+
+    /// How to reach the sandbox's server.
+    pub fn endpoint(&self) -> crate::kind::Endpoint {
+        crate::kind::Endpoint {
+            host: self.host.clone(),
+            port: self.port,
+            user: self.user.clone(),
+            password: self.password.clone(),
+        }
+    }
+
+    /// A session on database `dbname` for checks, through the sandbox's
+    /// kind's client.
+    ///
+    /// # Errors
+    /// The client's message.
+    pub async fn session(&self, dbname: &str) -> Result<Box<dyn crate::kind::Session>, String> {
+        self.kind.session(&self.endpoint(), dbname).await
     }
 
     /// Run `cmd` inside the sandbox as the `postgres` OS user, feeding it
@@ -781,7 +791,8 @@ impl Sandbox {
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
                     cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-                    user: Some("postgres".to_string()),
+                    user: Some(self.exec_user.to_string()),
+                    env: (!self.exec_env.is_empty()).then(|| self.exec_env.clone()),
                     ..Default::default()
                 },
             )

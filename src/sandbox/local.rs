@@ -132,6 +132,17 @@ impl LocalEngine {
     /// [`SandboxError`] when `initdb` or the server fails, or the server
     /// does not accept connections within `req.startup_timeout`.
     pub async fn start(&self, req: &SandboxRequest) -> Result<Sandbox, SandboxError> {
+        // This engine runs this host's PostgreSQL binaries: it serves the
+        // PostgreSQL kind only.
+        if !std::ptr::addr_eq(req.kind, &crate::kind::postgresql::POSTGRESQL) {
+            return Err(SandboxError::LocalUnusable {
+                detail: format!(
+                    "database `{}` is of kind {}, and the local engine runs PostgreSQL servers only; set sandbox.engine = \"docker\"",
+                    req.database,
+                    req.kind.name()
+                ),
+            });
+        }
         let mut name = format!("{DIR_PREFIX}{}-{}", req.run_id, req.database);
         if let Some(s) = &req.snapshot {
             name = format!("{name}-{s}");
@@ -180,6 +191,10 @@ impl LocalEngine {
             password,
             server_version: String::new(),
             memory_bytes: req.memory_bytes,
+            kind: req.kind,
+            exec_user: "",
+            exec_env: Vec::new(),
+            inner_port: "",
         };
         match self.boot(&mut sandbox, marker, req).await {
             Ok(()) => Ok(sandbox),

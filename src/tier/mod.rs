@@ -741,6 +741,53 @@ impl Repository {
         Ok(found)
     }
 
+    /// The entries directly inside directory `dir` of `snapshot` (one
+    /// `restic ls --json` call), in name order. A directory the snapshot
+    /// lacks gives an empty list.
+    ///
+    /// # Errors
+    /// [`TierError`] when restic fails or prints something unparsable.
+    pub async fn list_dir(
+        &self,
+        snapshot: &Snapshot,
+        dir: &str,
+    ) -> Result<Vec<SnapshotFile>, TierError> {
+        let dir = dir.trim_end_matches('/');
+        let out = self
+            .run_json("ls", &["ls", "--json", snapshot.id.as_str(), if dir.is_empty() { "/" } else { dir }])
+            .await?;
+        let mut found = Vec::new();
+        for line in out.split(|b| *b == b'\n') {
+            if line.is_empty() {
+                continue;
+            }
+            let v: serde_json::Value =
+                serde_json::from_slice(line).map_err(|e| TierError::Output {
+                    tier: self.tier.clone(),
+                    command: "ls".into(),
+                    message: e.to_string(),
+                })?;
+            let is_node = v
+                .get("message_type")
+                .or_else(|| v.get("struct_type"))
+                .and_then(|t| t.as_str())
+                == Some("node");
+            if !is_node {
+                continue;
+            }
+            let node: SnapshotFile = serde_json::from_value(v).map_err(|e| TierError::Output {
+                tier: self.tier.clone(),
+                command: "ls".into(),
+                message: e.to_string(),
+            })?;
+            if node.path.rsplit_once('/').map(|(d, _)| d) == Some(dir) {
+                found.push(node);
+            }
+        }
+        found.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(found)
+    }
+
     /// The content of the files `paths` in `snapshot`: for each file it
     /// holds, the ids of its data blobs in order — the `content` of its node
     /// in restic's tree (`restic cat tree <snapshot>:<dir>`, restic ≥ 0.17;

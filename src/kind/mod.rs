@@ -1,0 +1,202 @@
+//! Database kinds: what drill needs to know about a database server to
+//! restore a backup into it and check the result.
+//!
+//! A kind owns its default image, the dump formats it restores (each with
+//! its restore method), how its sandbox container is configured (image
+//! environment, port, server arguments), its readiness probe, its client for
+//! checks, how it quotes identifiers and the environment a `command` check
+//! gets. Nothing outside a kind's own module names it: the rest of drill
+//! asks the registry ([`by_name`]) for a `&dyn DatabaseKind`.
+//!
+//! Adding a kind is one module here plus one line in [`KINDS`].
+
+pub mod mariadb;
+pub mod postgresql;
+
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+
+use crate::config::DumpFormat;
+use crate::restore::RestoreMethod;
+use crate::secret::Secret;
+
+/// Every kind drill knows, by the name used in `kind = "…"`.
+pub static KINDS: &[&dyn DatabaseKind] = &[
+    &postgresql::POSTGRESQL,
+    &mariadb::MARIADB,
+    &mariadb::MYSQL,
+];
+
+/// The kind called `name` in config (`postgresql`, `mariadb`, `mysql`).
+pub fn by_name(name: &str) -> Option<&'static dyn DatabaseKind> {
+    KINDS.iter().copied().find(|k| k.name() == name)
+}
+
+/// The names of all kinds, for messages.
+pub fn names() -> Vec<&'static str> {
+    KINDS.iter().map(|k| k.name()).collect()
+}
+
+/// The default kind of a `[[databases]]` entry without `kind`.
+pub fn default_kind() -> &'static dyn DatabaseKind {
+    &postgresql::POSTGRESQL
+}
+
+/// How to reach a running server: host, port and superuser credentials.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// Host (127.0.0.1 for a container; a socket directory for the local
+    /// PostgreSQL engine).
+    pub host: String,
+    /// TCP port (or the socket's number).
+    pub port: u16,
+    /// Superuser name.
+    pub user: String,
+    /// Superuser password.
+    pub password: Secret,
+}
+
+/// How a kind's server runs in a container made from its image (the
+/// official Docker Hub images' conventions).
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    /// `NAME=VALUE` environment of the container (the image's entrypoint
+    /// reads the superuser's password from it).
+    pub env: Vec<String>,
+    /// The port the server listens on inside the container, e.g.
+    /// `5432/tcp`.
+    pub port: &'static str,
+    /// Command passed to the entrypoint (`None`: the image's default).
+    pub cmd: Option<Vec<String>>,
+    /// The superuser drill connects as.
+    pub user: String,
+    /// The OS user that processes drill runs in the container run as.
+    pub exec_user: &'static str,
+    /// `NAME=VALUE` environment of those processes (e.g. the client's
+    /// password variable).
+    pub exec_env: Vec<String>,
+}
+
+/// Rows of a query as text: column names and, per row, each value's text
+/// form (`None` for SQL NULL).
+#[derive(Debug, Clone, Default)]
+pub struct Rows {
+    /// Column names, in order.
+    pub columns: Vec<String>,
+    /// The rows.
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+/// Why a query gave no rows.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The server refused or failed it: its message.
+    #[error("{0}")]
+    Failed(String),
+    /// It did not finish in time; it was cancelled.
+    #[error("did not finish within {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+}
+
+/// A connection to one database of a sandbox, for checks.
+pub trait Session: Send + Sync {
+    /// Run `sql` (one statement, text protocol) and return its rows; the
+    /// statement is cancelled on the server when `timeout` passes.
+    ///
+    /// # Errors
+    /// [`QueryError`].
+    fn query<'a>(
+        &'a self,
+        sql: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Rows, QueryError>>;
+}
+
+/// A database kind. See the module docs.
+pub trait DatabaseKind: Send + Sync {
+    /// The name in config and reports: `postgresql`, `mariadb`, `mysql`.
+    fn name(&self) -> &'static str;
+
+    /// The server's name for people: `PostgreSQL`, `MariaDB`, `MySQL`.
+    fn title(&self) -> &'static str;
+
+    /// The image used when `image` is `auto` (or unset), e.g. `mariadb:11`.
+    /// PostgreSQL's is the template `postgres:{major}`.
+    fn default_image(&self) -> &'static str;
+
+    /// The dump formats this kind restores; the first is the default.
+    fn formats(&self) -> &'static [DumpFormat];
+
+    /// The restore method for `format` (one of [`DatabaseKind::formats`]).
+    fn method(&self, format: DumpFormat) -> &'static dyn RestoreMethod;
+
+    /// Check an `image` setting: a reference, or what this kind accepts
+    /// beyond that (PostgreSQL: `auto` and `{major}` templates).
+    ///
+    /// # Errors
+    /// Why the value is unusable, for a config error.
+    fn validate_image(&self, image: &str) -> Result<(), String>;
+
+    /// How a sandbox container of this kind is made, for a superuser
+    /// `password`, a memory cap (bytes) and whether to start the server
+    /// with restore tuning (settings that give up crash safety, safe only
+    /// in a throwaway sandbox).
+    fn container(&self, password: &Secret, memory_bytes: u64, tuning: bool) -> ContainerSpec;
+
+    /// Readiness: connect to the server as a client will and return its
+    /// version (e.g. `16.4`, `10.11.6-MariaDB-0+deb12u1`).
+    ///
+    /// # Errors
+    /// The client's error, for the startup-timeout message.
+    fn probe<'a>(&'a self, endpoint: &'a Endpoint) -> BoxFuture<'a, Result<String, String>>;
+
+    /// A session on database `dbname` for checks.
+    ///
+    /// # Errors
+    /// The client's error.
+    fn session<'a>(
+        &'a self,
+        endpoint: &'a Endpoint,
+        dbname: &'a str,
+    ) -> BoxFuture<'a, Result<Box<dyn Session>, String>>;
+
+    /// An identifier quoted for this kind's SQL.
+    fn quote_ident(&self, name: &str) -> String;
+
+    /// `schema.table` or `table` quoted for this kind's SQL.
+    fn quote_table(&self, name: &str) -> String {
+        match crate::config::split_table(name) {
+            Some((Some(s), t)) => format!("{}.{}", self.quote_ident(s), self.quote_ident(t)),
+            Some((None, t)) => self.quote_ident(t),
+            None => self.quote_ident(name),
+        }
+    }
+
+    /// The SQL expression giving the lower-case hex SHA-256 of a binary
+    /// column `column` (already quoted), computed by the server.
+    fn sha256_hex_sql(&self, column: &str) -> String;
+
+    /// The environment a `command` check gets to reach database `dbname`:
+    /// `DATABASE_URL` and the kind's standard client variables.
+    fn client_env(&self, endpoint: &Endpoint, dbname: &str) -> Vec<(String, String)>;
+}
+
+/// Percent-encode a URL component (RFC 3986 unreserved characters kept).
+pub(crate) fn url_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl std::fmt::Debug for dyn DatabaseKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -1,0 +1,717 @@
+//! MariaDB and MySQL logical dumps: `mysqldump` / `mariadb-dump` output
+//! (one database, `--databases` or `--all-databases`; `.gz`/`.zst` by
+//! suffix), then binlog increments (`mysqlbinlog` / `mariadb-binlog` output
+//! saved as SQL), streamed into the image's `mariadb` or `mysql` client in
+//! an empty running sandbox, in that order — the restore its operators run
+//! by hand (`gunzip < full.sql.gz | mysql`, then `mysqlbinlog … | mysql`).
+//!
+//! The client runs without `--force`, so the first SQL error stops it and
+//! fails the restore; `--binary-mode` keeps BLOB bytes in statements as they
+//! are (MariaDB docs, "mariadb Command-line Client").
+//!
+//! Completeness, proved per file:
+//! - the dump ends with `-- Dump completed on …` (or `-- Dump completed`
+//!   with `--skip-dump-date`), which `mysqldump` writes last. A dump made
+//!   with `--skip-comments` has no trailer, and no header comment either: it
+//!   fails unless `accept_missing_trailer = true`, which the report records.
+//!   A dump that has its header comment but not its trailer is truncated,
+//!   whatever the setting;
+//! - an increment ends with `# End of log file`, which `mysqlbinlog` writes
+//!   after the last event;
+//! - increments form an unbroken series: the files matched by the
+//!   `increments` globs, in name order, numbered consecutively
+//!   (`incremental_01.sql`, `incremental_02.sql`, …) or stamped at a
+//!   regular interval (`binlog_20261130T0600.sql`, …). A file missing from
+//!   the series fails the restore, naming it.
+//!
+//! Restoring an `--all-databases` dump rewrites the `mysql` system tables
+//! with production's users; the sandbox's server keeps its in-memory
+//! privileges until `FLUSH PRIVILEGES`, so drill's own login survives a dump
+//! made without `--flush-privileges`.
+
+use std::time::Instant;
+
+use futures_util::future::LocalBoxFuture as BoxFuture;
+use tokio::io::AsyncReadExt;
+
+use super::{
+    classify, open, restic_status, stalled_message, Counter, RestoreMethod, RestoreOutcome,
+    RestorePlan, Source, HEAD_BYTES,
+};
+use crate::config::{Compression, DatabaseConfig};
+use crate::kind::Endpoint;
+use crate::report::{IncrementReport, Status};
+use crate::sandbox::{ExecOutcome, Sandbox};
+use crate::tier::SnapshotFile;
+
+/// `mysqldump` output into the image's client.
+pub struct MysqlLogical {
+    /// The client program in the image: `mariadb` or `mysql`.
+    client: &'static str,
+}
+
+/// For `kind = "mariadb"`: the `mariadb` client.
+pub static MARIADB_CLIENT: MysqlLogical = MysqlLogical { client: "mariadb" };
+/// For `kind = "mysql"`: the `mysql` client.
+pub static MYSQL_CLIENT: MysqlLogical = MysqlLogical { client: "mysql" };
+
+/// The trailer `mysqldump` writes last (`-- Dump completed on <time>`).
+const DUMP_TRAILER: &str = "-- Dump completed";
+/// The header comment every `mysqldump` / `mariadb-dump` writes first
+/// (`-- MySQL dump 10.13 …`, `-- MariaDB dump 10.19 …`), absent with
+/// `--skip-comments`.
+const DUMP_HEADERS: [&str; 2] = ["-- MySQL dump", "-- MariaDB dump"];
+/// The line `mysqlbinlog` writes after the last event of a binlog.
+const BINLOG_TRAILER: &str = "# End of log file";
+/// Bytes of each file's end kept for the trailer check.
+const TAIL_BYTES: usize = 4096;
+
+/// Client errors that say the sandbox cannot take the dump (a server of
+/// another make or version), not that the dump is bad: (message start,
+/// cause name, fix). Matched after the `ERROR nnnn (sssss) at line n: `
+/// prefix.
+const ENVIRONMENT: &[(&str, &str, &str)] = &[
+    ("Unknown collation", "collation-missing", "the dump was made on a server with collations this sandbox lacks (a MySQL 8 dump in MariaDB, or an older server): use an image of the server that made the dump (`image`)"),
+    ("Unknown character set", "charset-missing", "the sandbox's server lacks a character set the dump uses: use an image of the server that made the dump (`image`)"),
+    ("Unknown storage engine", "engine-missing", "the sandbox's server lacks a storage engine the dump uses: use an image with that engine (`image`)"),
+    ("Unknown table engine", "engine-missing", "the sandbox's server lacks a storage engine the dump uses: use an image with that engine (`image`)"),
+    ("Plugin '", "plugin-missing", "the sandbox's server lacks a plugin the dump uses: use an image of the server that made the dump (`image`)"),
+    ("Got a packet bigger than 'max_allowed_packet'", "packet-too-large", "a statement of the dump is larger than the sandbox accepts: this should not happen with drill's 1 GiB limit; report it"),
+];
+
+impl RestoreMethod for MysqlLogical {
+    fn tool(&self, _plan: &RestorePlan) -> &'static str {
+        self.client
+    }
+
+    fn execute<'a>(
+        &'a self,
+        plan: &'a RestorePlan,
+        source: &'a Source<'a>,
+        sandbox: &'a Sandbox,
+        progress: &'a Counter,
+    ) -> BoxFuture<'a, RestoreOutcome> {
+        Box::pin(self.restore(plan, source, sandbox, progress))
+    }
+}
+
+/// One file streamed into the client.
+struct Fed {
+    /// Bytes read from the repository.
+    stored: u64,
+    /// Bytes fed to the client.
+    fed: u64,
+    /// Seconds it took.
+    seconds: f64,
+    /// The client's outcome, with the end of the stream.
+    result: Result<(ExecOutcome, Vec<u8>, bool), RestoreOutcome>,
+    /// The first bytes of the stream.
+    head: Vec<u8>,
+}
+
+impl MysqlLogical {
+    /// The client's command line: TCP to the server in the same container
+    /// (the password comes from `MYSQL_PWD` in the exec's environment).
+    fn command(&self, sandbox: &Sandbox, dbname: Option<&str>) -> Vec<String> {
+        let mut cmd = vec![
+            self.client.to_string(),
+            format!("--user={}", sandbox.user),
+            "--protocol=TCP".into(),
+            "--host=127.0.0.1".into(),
+            "--port=3306".into(),
+            format!("--max-allowed-packet={}", crate::kind::mariadb::MAX_PACKET),
+            "--binary-mode".into(),
+            "--batch".into(),
+        ];
+        if let Some(db) = dbname {
+            cmd.push(format!("--database={db}"));
+        }
+        cmd
+    }
+
+    async fn restore(
+        &self,
+        plan: &RestorePlan,
+        source: &Source<'_>,
+        sandbox: &Sandbox,
+        progress: &Counter,
+    ) -> RestoreOutcome {
+        let started = Instant::now();
+        let db = &plan.database;
+        let endpoint = sandbox.endpoint();
+        let mut outcome = RestoreOutcome::new(Status::Passed, None);
+
+        // The increments are found first: a broken series needs no restore.
+        let increments = match find_increments(db, source).await {
+            Ok(files) => files,
+            Err(e) => {
+                outcome.status = e.0;
+                outcome.error = Some(e.1);
+                return outcome;
+            }
+        };
+        if let Err(gap) = check_series(&increments) {
+            outcome.status = Status::Failed;
+            outcome.error = Some(format!("increments of database `{}`: {gap}", db.name));
+            return outcome;
+        }
+
+        // The dump. Its head says whether it creates its databases
+        // (`--databases`, `--all-databases`); a single-database dump goes
+        // into `dbname`, created first.
+        let fed = self
+            .feed(sandbox, source, &db.path, db.compression, progress, Some(&endpoint), &db.dbname)
+            .await;
+        outcome.bytes = fed.stored;
+        outcome.restored_bytes = fed.fed;
+        let judged = self.judge_dump(db, sandbox, &fed);
+        if let Err(e) = judged {
+            let mut e = e;
+            e.bytes = fed.stored;
+            e.restored_bytes = fed.fed;
+            e.seconds = started.elapsed().as_secs_f64();
+            return e;
+        }
+        if let Ok(Some(note)) = judged {
+            outcome.notes.push(note);
+        }
+
+        // The increments, in order; the first that fails stops the rest.
+        if !db.increments.is_empty() && increments.is_empty() {
+            outcome.notes.push(format!(
+                "no increment in the snapshot matches {}: only the dump was restored",
+                db.increments.join(", ")
+            ));
+        }
+        let mut failed: Option<(Status, String)> = None;
+        for file in &increments {
+            if failed.is_some() {
+                outcome.increments.push(IncrementReport {
+                    path: file.path.clone(),
+                    bytes: 0,
+                    seconds: 0.0,
+                    status: Status::NotRun,
+                    error: None,
+                });
+                continue;
+            }
+            let counter = Counter::default();
+            let fed = self
+                .feed(sandbox, source, &file.path, Compression::from_path(&file.path), &counter, None, &db.dbname)
+                .await;
+            let verdict = self.judge_increment(&file.path, sandbox, &fed);
+            outcome.bytes += fed.stored;
+            outcome.restored_bytes += fed.fed;
+            let (status, error) = match verdict {
+                Ok(()) => (Status::Passed, None),
+                Err(e) => (e.status, e.error.clone()),
+            };
+            outcome.increments.push(IncrementReport {
+                path: file.path.clone(),
+                bytes: fed.stored,
+                seconds: fed.seconds,
+                status,
+                error: error.clone(),
+            });
+            if status != Status::Passed {
+                failed = Some((status, format!("increment {}: {}", file.path, error.unwrap_or_default())));
+            }
+        }
+        if let Some((status, error)) = failed {
+            outcome.status = status;
+            outcome.error = Some(error);
+            outcome.seconds = started.elapsed().as_secs_f64();
+            return outcome;
+        }
+
+        // The database the checks connect to must exist.
+        outcome.seconds = started.elapsed().as_secs_f64();
+        match database_exists(&endpoint, &db.dbname).await {
+            Ok(true) => outcome,
+            Ok(false) => {
+                outcome.status = Status::Failed;
+                outcome.error = Some(format!(
+                    "the restore finished but database `{}` does not exist in the sandbox; the dump does not hold it (or set `dbname` of database `{}`)",
+                    db.dbname, db.name
+                ));
+                outcome
+            }
+            Err(e) => {
+                outcome.status = Status::Error;
+                outcome.error = Some(format!("look up database `{}` after the restore: {e}", db.dbname));
+                outcome
+            }
+        }
+    }
+
+    /// Stream `path` from the snapshot into the client. With `create`, a
+    /// dump whose head creates no database is loaded into `dbname`, created
+    /// first through `create`.
+    #[allow(clippy::too_many_arguments)]
+    async fn feed(
+        &self,
+        sandbox: &Sandbox,
+        source: &Source<'_>,
+        path: &str,
+        compression: Compression,
+        progress: &Counter,
+        create: Option<&Endpoint>,
+        dbname: &str,
+    ) -> Fed {
+        let started = Instant::now();
+        let timeouts = source.timeouts;
+        let mut fed = Fed {
+            stored: 0,
+            fed: 0,
+            seconds: 0.0,
+            result: Err(RestoreOutcome::new(Status::Error, None)),
+            head: Vec::new(),
+        };
+        let mut s = match open(path, compression, source.repo, source.snapshot, timeouts.stall, progress.clone(), TAIL_BYTES) {
+            Ok(s) => s,
+            Err(e) => {
+                fed.result = Err(RestoreOutcome::new(Status::Error, Some(e)));
+                return fed;
+            }
+        };
+        let mut head = Vec::with_capacity(HEAD_BYTES);
+        let head_read = (&mut s.tap).take(HEAD_BYTES as u64).read_to_end(&mut head).await;
+        if let Err(e) = head_read {
+            let stalled = s.stalled();
+            let restic = s.dump.stop().await;
+            fed.stored = s.stored.get();
+            fed.result = Err(if stalled {
+                RestoreOutcome::new(Status::Error, Some(stalled_message(path, timeouts.stall)))
+            } else {
+                match restic {
+                    Err(r) => RestoreOutcome::new(restic_status(&r), Some(r.to_string())),
+                    Ok(()) => RestoreOutcome::new(
+                        Status::Failed,
+                        Some(format!("read the start of {path}: {e} (is the file really {compression:?}-compressed?)")),
+                    ),
+                }
+            });
+            return fed;
+        }
+        let mut target = None;
+        if let Some(ep) = create {
+            if !creates_database(&head) {
+                if let Err(e) = create_database(ep, dbname).await {
+                    let _ = s.dump.stop().await;
+                    fed.result = Err(RestoreOutcome::new(
+                        Status::Error,
+                        Some(format!("create database `{dbname}` in the sandbox: {e}")),
+                    ));
+                    return fed;
+                }
+                target = Some(dbname);
+            }
+        }
+        let cmd = self.command(sandbox, target);
+        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let mut input = std::io::Cursor::new(head.clone()).chain(&mut s.tap);
+        let exec = tokio::time::timeout(timeouts.restore, sandbox.exec_with_input(&cmd, Some(&mut input))).await;
+        drop(input);
+        fed.head = head;
+        fed.stored = s.stored.get();
+        fed.fed = s.tap.bytes();
+        fed.seconds = started.elapsed().as_secs_f64();
+        let exec = match exec {
+            Err(_) => {
+                let _ = s.dump.stop().await;
+                fed.result = Err(RestoreOutcome::new(
+                    Status::Error,
+                    Some(format!(
+                        "phase restore: the restore of {path} did not finish within {} (timeouts.restore); it was stopped",
+                        humantime::format_duration(timeouts.restore)
+                    )),
+                ));
+                return fed;
+            }
+            Ok(x) => x,
+        };
+        if s.stalled() {
+            let _ = s.dump.stop().await;
+            fed.result = Err(RestoreOutcome::new(Status::Error, Some(stalled_message(path, timeouts.stall))));
+            return fed;
+        }
+        let exec = match exec {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = s.dump.stop().await;
+                let why = match sandbox.check_alive().await {
+                    Err(dead) => dead.to_string(),
+                    Ok(()) => e.to_string(),
+                };
+                fed.result = Err(RestoreOutcome::new(Status::Error, Some(why)));
+                return fed;
+            }
+        };
+        // restic's verdict on the bytes it sent comes first.
+        let restic = if exec.stdin_error.is_none() && s.tap.read_error().is_none() {
+            s.dump.finish().await
+        } else {
+            s.dump.stop().await
+        };
+        fed.stored = s.stored.get();
+        if let Err(r) = restic {
+            fed.result = Err(RestoreOutcome::new(restic_status(&r), Some(r.to_string())));
+            return fed;
+        }
+        if let Some(e) = s.tap.read_error() {
+            fed.result = Err(RestoreOutcome::new(
+                Status::Failed,
+                Some(format!("decompress {path}: {e}; the file is damaged")),
+            ));
+            return fed;
+        }
+        fed.result = Ok((exec, s.tap.tail(), s.tap.at_eof()));
+        fed
+    }
+
+    /// Judge the dump's restore: `Ok(Some(note))` for a pass the report
+    /// should explain.
+    fn judge_dump(&self, db: &DatabaseConfig, sandbox: &Sandbox, fed: &Fed) -> Result<Option<String>, RestoreOutcome> {
+        let (exec, tail, at_eof) = match &fed.result {
+            Err(e) => return Err(e.clone()),
+            Ok(x) => x,
+        };
+        let has_header = DUMP_HEADERS.iter().any(|h| fed.head.starts_with(h.as_bytes()));
+        let trailer = last_line_starts(tail, DUMP_TRAILER);
+        let truncated = || {
+            let mut o = RestoreOutcome::new(
+                Status::Failed,
+                Some(format!(
+                    "{} is truncated: it does not end with the `{DUMP_TRAILER} on …` line mysqldump writes last",
+                    db.path
+                )),
+            );
+            o.cause = Some(cause("truncated", classify::Class::Damage));
+            o
+        };
+        if !exec.succeeded() {
+            if *at_eof && has_header && !trailer {
+                return Err(truncated());
+            }
+            return Err(self.client_failure(&db.path, sandbox, exec));
+        }
+        if trailer {
+            return Ok(None);
+        }
+        if has_header || !db.accept_missing_trailer {
+            if !has_header {
+                return Err(RestoreOutcome::new(
+                    Status::Failed,
+                    Some(format!(
+                        "{} has no `{DUMP_TRAILER}` trailer and no mysqldump header comment: it cannot be proved complete. If it was made with --skip-comments, set accept_missing_trailer = true for database `{}` (the report will say so)",
+                        db.path, db.name
+                    )),
+                ));
+            }
+            return Err(truncated());
+        }
+        Ok(Some(format!(
+            "{} has no `{DUMP_TRAILER}` trailer (made with --skip-comments); accepted without proof of completeness because accept_missing_trailer = true",
+            db.path
+        )))
+    }
+
+    /// Judge an increment's restore.
+    fn judge_increment(&self, path: &str, sandbox: &Sandbox, fed: &Fed) -> Result<(), RestoreOutcome> {
+        let (exec, tail, at_eof) = match &fed.result {
+            Err(e) => return Err(e.clone()),
+            Ok(x) => x,
+        };
+        let trailer = contains_line(tail, BINLOG_TRAILER);
+        let truncated = || {
+            let mut o = RestoreOutcome::new(
+                Status::Failed,
+                Some(format!("{path} is truncated: it does not end with the `{BINLOG_TRAILER}` line mysqlbinlog writes after the last event")),
+            );
+            o.cause = Some(cause("truncated", classify::Class::Damage));
+            o
+        };
+        if !exec.succeeded() {
+            if *at_eof && !trailer {
+                return Err(truncated());
+            }
+            return Err(self.client_failure(path, sandbox, exec));
+        }
+        if !trailer {
+            return Err(truncated());
+        }
+        Ok(())
+    }
+
+    /// The client exited non-zero (or did not take all of its input):
+    /// environment or backup, from its first error line.
+    fn client_failure(&self, path: &str, sandbox: &Sandbox, exec: &ExecOutcome) -> RestoreOutcome {
+        let what = match exec.exit_code {
+            Some(c) => format!("{} exited with {c} restoring {path}", self.client),
+            None => format!("{} did not report an exit code restoring {path}", self.client),
+        };
+        let why = if exec.output.errors.is_empty() && exec.output.tail.is_empty() {
+            exec.stdin_error.clone().unwrap_or_default()
+        } else {
+            exec.output.summary(3)
+        };
+        let first = exec.output.errors.first().map(String::as_str).unwrap_or("");
+        let message = server_message(first);
+        let (status, text, cause_) = match ENVIRONMENT.iter().find(|(m, _, _)| message.starts_with(m)) {
+            Some((_, name, fix)) => (
+                Status::Error,
+                format!("{what}: {why} — the sandbox cannot take this backup ({name}), not a verdict on the backup: {fix}"),
+                cause(name, classify::Class::Environment),
+            ),
+            None if matches!(exec.exit_code, Some(c) if c > 128) && first.is_empty() => (
+                Status::Error,
+                format!("{what}: killed by signal {} inside the sandbox (the kernel's OOM killer at the memory cap, most often): raise sandbox.memory and drill again", exec.exit_code.unwrap_or(0) - 128),
+                cause("tool-killed", classify::Class::Environment),
+            ),
+            None => (Status::Failed, format!("{what}: {why}"), cause(classify::UNRECOGNISED, classify::Class::Damage)),
+        };
+        let mut o = RestoreOutcome::new(status, Some(sandbox.password.redact(&text)));
+        o.cause = Some(cause_);
+        o
+    }
+}
+
+fn cause(name: &'static str, class: classify::Class) -> classify::Classified {
+    classify::Classified {
+        name,
+        class,
+        object: None,
+        fix: String::new(),
+    }
+}
+
+/// The server's message in a client error line
+/// (`ERROR 1146 (42S02) at line 12: Table 'gym.x' doesn't exist` →
+/// `Table 'gym.x' doesn't exist`).
+fn server_message(line: &str) -> &str {
+    match line.find("ERROR ") {
+        Some(i) => {
+            let rest = &line[i..];
+            match rest.find(": ") {
+                Some(j) => &rest[j + 2..],
+                None => rest,
+            }
+        }
+        None => line,
+    }
+}
+
+/// Whether the last non-blank line of `tail` starts with `prefix`.
+fn last_line_starts(tail: &[u8], prefix: &str) -> bool {
+    String::from_utf8_lossy(tail)
+        .lines()
+        .map(str::trim_end)
+        .rfind(|l| !l.is_empty())
+        .is_some_and(|l| l.starts_with(prefix))
+}
+
+/// Whether some line of `tail` is exactly `line`.
+fn contains_line(tail: &[u8], line: &str) -> bool {
+    String::from_utf8_lossy(tail).lines().any(|l| l.trim_end() == line)
+}
+
+/// Whether a dump's head creates its databases (`--databases`,
+/// `--all-databases`: `CREATE DATABASE` before the first table).
+fn creates_database(head: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(head);
+    let db = text.find("\nCREATE DATABASE ");
+    let table = text.find("\nCREATE TABLE ");
+    match (db, table) {
+        (Some(d), Some(t)) => d < t,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+async fn create_database(ep: &Endpoint, dbname: &str) -> Result<(), String> {
+    use mysql_async::prelude::Queryable;
+    let mut conn = crate::kind::mariadb::connect(ep, None).await?;
+    let sql = format!(
+        "CREATE DATABASE IF NOT EXISTS `{}`",
+        dbname.replace('`', "``")
+    );
+    let r = conn.query_drop(sql).await.map_err(|e| crate::kind::mariadb::message(&e));
+    let _ = conn.disconnect().await;
+    r
+}
+
+async fn database_exists(ep: &Endpoint, dbname: &str) -> Result<bool, String> {
+    use mysql_async::prelude::Queryable;
+    let mut conn = crate::kind::mariadb::connect(ep, None).await?;
+    let found: Option<String> = conn
+        .exec_first(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+            (dbname,),
+        )
+        .await
+        .map_err(|e| crate::kind::mariadb::message(&e))?;
+    let _ = conn.disconnect().await;
+    Ok(found.is_some())
+}
+
+/// The snapshot's files matching the database's `increments` globs, in
+/// name order (each glob's directory listed once).
+async fn find_increments(
+    db: &DatabaseConfig,
+    source: &Source<'_>,
+) -> Result<Vec<SnapshotFile>, (Status, String)> {
+    let mut found: Vec<SnapshotFile> = Vec::new();
+    for pattern in &db.increments {
+        let (dir, name) = pattern.rsplit_once('/').unwrap_or(("", pattern));
+        let glob = glob::Pattern::new(name).map_err(|e| {
+            (Status::Error, format!("increments pattern `{pattern}` of database `{}`: {e}", db.name))
+        })?;
+        let listed = source
+            .repo
+            .list_dir(source.snapshot, dir)
+            .await
+            .map_err(|e| (Status::Error, e.to_string()))?;
+        for f in listed {
+            let base = f.path.rsplit_once('/').map_or(f.path.as_str(), |(_, b)| b);
+            if f.node_type == "file" && glob.matches(base) && !found.iter().any(|x| x.path == f.path) {
+                found.push(f);
+            }
+        }
+    }
+    found.sort_by(|a, b| base_name(&a.path).cmp(base_name(&b.path)).then(a.path.cmp(&b.path)));
+    Ok(found)
+}
+
+fn base_name(path: &str) -> &str {
+    path.rsplit_once('/').map_or(path, |(_, b)| b)
+}
+
+/// The series key of an increment's name: its digits (all of them, when
+/// they form a timestamp of 12 or 14 digits: `yyyymmddHHMM[SS]`; else the
+/// last run of digits).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Key {
+    Number(u64),
+    Time(chrono::NaiveDateTime),
+}
+
+fn series_key(name: &str) -> Option<Key> {
+    let stem = name.split('.').next().unwrap_or(name);
+    let all: String = stem.chars().filter(char::is_ascii_digit).collect();
+    if all.len() == 12 || all.len() == 14 {
+        let fmt = if all.len() == 12 { "%Y%m%d%H%M" } else { "%Y%m%d%H%M%S" };
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(&all, fmt) {
+            return Some(Key::Time(t));
+        }
+    }
+    let last: String = stem
+        .chars()
+        .rev()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(char::is_ascii_digit)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    last.parse().ok().map(Key::Number)
+}
+
+/// Whether the increments form an unbroken series (see the module docs).
+/// Names without a number or timestamp cannot be judged and pass.
+///
+/// # Errors
+/// The gap, naming the missing file(s) between which two.
+fn check_series(files: &[SnapshotFile]) -> Result<(), String> {
+    let keys: Vec<Option<Key>> = files.iter().map(|f| series_key(base_name(&f.path))).collect();
+    if files.len() < 2 || keys.iter().any(Option::is_none) {
+        return Ok(());
+    }
+    let keys: Vec<Key> = keys.into_iter().flatten().collect();
+    match keys[0] {
+        Key::Number(_) => {
+            for (i, w) in keys.windows(2).enumerate() {
+                if let [Key::Number(a), Key::Number(b)] = w {
+                    if *b != a + 1 {
+                        return Err(format!(
+                            "the series is broken between {} and {}: {} missing",
+                            base_name(&files[i].path),
+                            base_name(&files[i + 1].path),
+                            if b - a == 2 { format!("number {} is", a + 1) } else { format!("numbers {}–{} are", a + 1, b - 1) }
+                        ));
+                    }
+                }
+            }
+        }
+        Key::Time(_) => {
+            let times: Vec<chrono::NaiveDateTime> = keys
+                .iter()
+                .filter_map(|k| match k {
+                    Key::Time(t) => Some(*t),
+                    Key::Number(_) => None,
+                })
+                .collect();
+            if times.len() != keys.len() {
+                return Ok(());
+            }
+            let step = times.windows(2).map(|w| w[1] - w[0]).min().unwrap_or_default();
+            if step <= chrono::TimeDelta::zero() {
+                return Ok(());
+            }
+            for (i, w) in times.windows(2).enumerate() {
+                if w[1] - w[0] >= step * 2 {
+                    return Err(format!(
+                        "the series is broken between {} and {}: the increments come every {}, and the one of {} is missing",
+                        base_name(&files[i].path),
+                        base_name(&files[i + 1].path),
+                        humantime::format_duration((step).to_std().unwrap_or_default()),
+                        w[0] + step
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(names: &[&str]) -> Vec<SnapshotFile> {
+        names
+            .iter()
+            .map(|n| SnapshotFile {
+                path: format!("/backups/{n}"),
+                node_type: "file".into(),
+                size: 1,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn numbered_series_gap_is_named() {
+        assert!(check_series(&files(&["incremental_01.sql", "incremental_02.sql"])).is_ok());
+        let e = check_series(&files(&["incremental_01.sql", "incremental_03.sql"])).unwrap_err();
+        assert!(e.contains("incremental_01.sql and incremental_03.sql"), "{e}");
+        assert!(e.contains("number 2 is missing"), "{e}");
+    }
+
+    #[test]
+    fn timestamped_series_gap_is_named() {
+        let ok = files(&["inc_20261130T0000.sql", "inc_20261130T0600.sql", "inc_20261130T1200.sql"]);
+        assert!(check_series(&ok).is_ok());
+        let gap = files(&["inc_20261130T0000.sql", "inc_20261130T0600.sql", "inc_20261130T1800.sql"]);
+        let e = check_series(&gap).unwrap_err();
+        assert!(e.contains("2026-11-30 12:00:00"), "{e}");
+    }
+
+    #[test]
+    fn trailers_and_heads() {
+        assert!(last_line_starts(b"INSERT 1;\n-- Dump completed on 2026-11-30 22:00:01\n\n", DUMP_TRAILER));
+        assert!(!last_line_starts(b"-- Dump completed on x\nINSERT 1;\n", DUMP_TRAILER));
+        assert!(contains_line(b"# at 900\n# End of log file\nROLLBACK /* added by mysqlbinlog */;\n", BINLOG_TRAILER));
+        assert!(creates_database(b"-- MariaDB dump\n\nCREATE DATABASE /*!32312 IF NOT EXISTS*/ `gym`;\nUSE `gym`;\nCREATE TABLE x (a int);\n"));
+        assert!(!creates_database(b"-- MariaDB dump\n\nCREATE TABLE x (a int);\n"));
+        assert_eq!(server_message("ERROR 1146 (42S02) at line 12: Table 'gym.x' doesn't exist"), "Table 'gym.x' doesn't exist");
+    }
+}
