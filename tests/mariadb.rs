@@ -314,7 +314,7 @@ async fn check_table_reports_a_damaged_table_file() {
 
         conn.query_drop("FLUSH TABLES").await.unwrap();
         let damage = "printf '\\377\\377\\377\\377\\377\\377\\377\\377\\377\\377\\377\\377\\377\\377\\377\\377' \
-             | dd of=/var/lib/mysql/gym/visits.MYI bs=1 seek=5000 conv=notrunc status=none";
+             | dd of=/var/lib/mysql/gym/visits.MYI bs=1 seek=300000 conv=notrunc status=none";
         let out = sandbox
             .exec_with_input(&["sh", "-c", damage], None::<tokio::io::Empty>)
             .await

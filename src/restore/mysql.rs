@@ -58,7 +58,9 @@ pub static MYSQL_CLIENT: MysqlLogical = MysqlLogical { client: "mysql" };
 /// The trailer `mysqldump` writes last (`-- Dump completed on <time>`).
 const DUMP_TRAILER: &str = "-- Dump completed";
 /// The header comment every `mysqldump` / `mariadb-dump` writes first
-/// (`-- MySQL dump 10.13 …`, `-- MariaDB dump 10.19 …`), absent with
+/// (`-- MySQL dump 10.13 …`, `-- MariaDB dump 10.19 …`; mariadb-dump
+/// 10.5.25, 10.6.18, 10.11.8, 11.x and later put a
+/// `/*M!999999\- enable the sandbox mode */` line before it), absent with
 /// `--skip-comments`.
 const DUMP_HEADERS: [&str; 2] = ["-- MySQL dump", "-- MariaDB dump"];
 /// The line `mysqlbinlog` writes after the last event of a binlog.
@@ -76,6 +78,7 @@ const ENVIRONMENT: &[(&str, &str, &str)] = &[
     ("Unknown storage engine", "engine-missing", "the sandbox's server lacks a storage engine the dump uses: use an image with that engine (`image`)"),
     ("Unknown table engine", "engine-missing", "the sandbox's server lacks a storage engine the dump uses: use an image with that engine (`image`)"),
     ("Plugin '", "plugin-missing", "the sandbox's server lacks a plugin the dump uses: use an image of the server that made the dump (`image`)"),
+    ("Unknown command '\\-'", "sandbox-mode-line", "the dump starts with the sandbox-mode line of mariadb-dump 10.5.25/10.6.18/10.11.8/11.x and later, which MySQL's client and older MariaDB clients reject: restore it with kind = \"mariadb\" and a MariaDB image of those releases or newer"),
     ("Got a packet bigger than 'max_allowed_packet'", "packet-too-large", "a statement of the dump is larger than the sandbox accepts: this should not happen with drill's 1 GiB limit; report it"),
 ];
 
@@ -376,7 +379,12 @@ impl MysqlLogical {
             Err(e) => return Err(e.clone()),
             Ok(x) => x,
         };
-        let has_header = DUMP_HEADERS.iter().any(|h| fed.head.starts_with(h.as_bytes()));
+        // The header comment opens the dump, after the sandbox-mode line
+        // recent mariadb-dump releases write first.
+        let has_header = String::from_utf8_lossy(&fed.head[..fed.head.len().min(4096)])
+            .lines()
+            .take(5)
+            .any(|l| DUMP_HEADERS.iter().any(|h| l.starts_with(h)));
         let trailer = last_line_starts(tail, DUMP_TRAILER);
         let truncated = || {
             let mut o = RestoreOutcome::new(

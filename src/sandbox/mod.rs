@@ -229,8 +229,9 @@ impl ExecOutcome {
 }
 
 /// Output of a process, bounded: the first lines, the first lines that
-/// report an error (PostgreSQL's `ERROR:`/`FATAL:`/`PANIC:` and client
-/// tools' `error:`) and the last lines. Blank lines are dropped; lines are
+/// report an error (PostgreSQL's `ERROR:`/`FATAL:`/`PANIC:`, client
+/// tools' `error:`, the MariaDB/MySQL client's `ERROR nnnn`) and the last
+/// lines. Blank lines are dropped; lines are
 /// cut at 1000 bytes.
 #[derive(Debug, Clone, Default)]
 pub struct OutputLog {
@@ -306,9 +307,12 @@ impl OutputLog {
             line.truncate(cut);
             line.push('…');
         }
+        // PostgreSQL's and its tools' markers, and the MariaDB/MySQL
+        // client's `ERROR 1146 (42S02) at line 12: …`.
         let is_error = ["ERROR:", "FATAL:", "PANIC:", "error:", "fatal:"]
             .iter()
-            .any(|m| line.contains(m));
+            .any(|m| line.contains(m))
+            || line.starts_with("ERROR ");
         if is_error && self.errors.len() < Self::MAX_ERRORS {
             self.errors.push(line.clone());
         }
