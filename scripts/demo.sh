@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The demo: a real drill, end to end, on Pagila and the five seed systems.
+# The demo: a real drill, end to end, on Pagila and the five seed systems
+# (PostgreSQL) and a MariaDB dump with two binlog increments.
 #
 #   1. scripts/setup.sh    Debian packages, restic 0.18, the offline
-#                          PostgreSQL image, the fixture dumps
+#                          PostgreSQL and MariaDB images, the fixture dumps
 #   2. cargo build         the drill binary
 #   3. restic              a fresh repository in demo/repo with one snapshot
 #                          holding the dumps under /dumps/
@@ -26,6 +27,9 @@ for f in frame-postgres.sql index-postgres.sql.gz hive-postgres.sql \
          mysrt-postgres.sql.zst blueprint-postgres.dump pagila.dump; do
   cp "fixtures/dumps/$f" demo/stage/dumps/
 done
+# MariaDB: the nightly full dump and the binlog increments since.
+cp fixtures/dumps/mariadb/gym-full.sql.gz fixtures/dumps/mariadb/increments/incremental_*.sql \
+  demo/stage/dumps/
 ( umask 077; head -c 32 /dev/urandom | base64 > demo/restic-password )
 export RESTIC_REPOSITORY="$PWD/demo/repo" RESTIC_PASSWORD_FILE="$PWD/demo/restic-password"
 restic init --quiet
