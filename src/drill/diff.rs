@@ -334,17 +334,37 @@ pub(crate) fn select_databases<'a>(
     names: &[String],
 ) -> Result<Vec<&'a DatabaseConfig>, CommandError> {
     for n in names {
-        if !config.databases.iter().any(|d| &d.name == n) {
-            return Err(CommandError::Usage(format!(
-                "database `{n}` is not a [[databases]] entry in {}",
-                config.path.display()
-            )));
+        match config.databases.iter().find(|d| &d.name == n) {
+            None => {
+                return Err(CommandError::Usage(format!(
+                    "database `{n}` is not a [[databases]] entry in {}",
+                    config.path.display()
+                )))
+            }
+            Some(d) if !d.kind.comparable() => {
+                return Err(CommandError::Usage(format!(
+                    "database `{n}` is a {} database, and diff, bisect and extract read PostgreSQL databases only; drill run proves it",
+                    d.kind.title()
+                )))
+            }
+            Some(_) => {}
         }
     }
     let dbs: Vec<&DatabaseConfig> = config
         .databases
         .iter()
         .filter(|d| names.is_empty() || names.contains(&d.name))
+        .filter(|d| {
+            let ok = d.kind.comparable();
+            if !ok {
+                eprintln!(
+                    "drill: database `{}` ({}) is left out: diff, bisect and extract read PostgreSQL databases only",
+                    d.name,
+                    d.kind.title()
+                );
+            }
+            ok
+        })
         .collect();
     if dbs.is_empty() {
         return Err(CommandError::Usage(format!(

@@ -177,6 +177,13 @@ pub trait DatabaseKind: Send + Sync {
     /// column `column` (already quoted), computed by the server.
     fn sha256_hex_sql(&self, column: &str) -> String;
 
+    /// Whether `drill diff`, `bisect` (its table diff) and `extract` can
+    /// read this kind's restored databases (table lists, content digests,
+    /// schema dumps). Default: no.
+    fn comparable(&self) -> bool {
+        false
+    }
+
     /// The environment a `command` check gets to reach database `dbname`:
     /// `DATABASE_URL` and the kind's standard client variables.
     fn client_env(&self, endpoint: &Endpoint, dbname: &str) -> Vec<(String, String)>;

@@ -97,6 +97,10 @@ impl DatabaseKind for Postgresql {
         crate::restore::quote_ident(name)
     }
 
+    fn comparable(&self) -> bool {
+        true
+    }
+
     fn sha256_hex_sql(&self, column: &str) -> String {
         format!("encode(sha256({column}), 'hex')")
     }
