@@ -21,7 +21,9 @@ measures, alternating within each round, --reps rounds, medians reported:
 Scenarios: one plain dump (A, A without restore tuning, B, C); one custom
 dump (A streamed, A with pg_restore --jobs, B, C); a small plain dump (A, B:
 drill's memory at a second scale); a snapshot of three databases (A with
-parallelism 2 and 1, against the sum of B over the three).
+parallelism 2 and 1, against the sum of B over the three); a MariaDB dump
+(`mariadb-dump` of --mariadb-rows rows, in the MariaDB image: A, B =
+`restic dump | docker exec -i C mariadb`, C = `mariadb < file` inside).
 
 drill's peak RSS is what drill reports (`peak_rss_bytes`, getrusage
 RUSAGE_SELF), cross-checked against VmHWM sampled from /proc while it runs.
@@ -52,6 +54,7 @@ DRILL = REPO / "target" / "release" / "drill"
 PAGILA = REPO / "fixtures" / "pagila"
 PASSWORD = "bench-only-password"
 CHECK = "select count(*) from pgbench_branches"
+MARIADB_CHECK = "select count(*) from visits"
 
 
 def log(msg):
@@ -126,8 +129,20 @@ class Bench:
                 sys.exit(f"bench: container {name} not ready in 120 s")
             time.sleep(0.1)
 
+    def init_repository(self):
+        """The work directory's restic repository, created when missing."""
+        if (self.work / "repo").exists():
+            return
+        (self.work / "stage" / "dumps").mkdir(parents=True, exist_ok=True)
+        (self.work / "restic-password").write_text(PASSWORD + "\n")
+        os.chmod(self.work / "restic-password", 0o600)
+        sh("restic init --quiet", env=self.env)
+
     def build_dataset(self):
         stamp = self.work / "stage" / f".scale-{self.args.scale}-{self.args.small_scale}"
+        if self.args.only and set(self.args.only.split(",")) <= {"mariadb"}:
+            self.init_repository()
+            return
         if stamp.exists():
             log(f"dataset of scale {self.args.scale}/{self.args.small_scale} already in {self.work}")
             return
@@ -158,6 +173,98 @@ class Bench:
         sh("restic init --quiet", env=self.env)
         sh(f"cd {self.work / 'stage'} && restic backup --quiet --host bench dumps", env=self.env)
         stamp.touch()
+
+    def mariadb_container(self, name, tuned=True):
+        """Start a MariaDB container like drill's sandbox (same image,
+        caps and server settings); return seconds to ready over TCP."""
+        sh(f"docker rm -f -v {name} >/dev/null 2>&1 || true")
+        started = time.monotonic()
+        settings = "--max-allowed-packet=1073741824"
+        if tuned:
+            settings += (" --innodb-flush-log-at-trx-commit=0 --innodb-doublewrite=0 --skip-log-bin"
+                         f" --innodb-buffer-pool-size={max(self.memory // 2, 128 * 1024**2)}")
+        sh(
+            f"docker run -d --name {name} -e MARIADB_ROOT_PASSWORD={PASSWORD} "
+            f"--memory {self.memory} --memory-swap {self.memory} --cpus {self.args.cpus} "
+            f"{self.args.mariadb_image} {settings} >/dev/null"
+        )
+        while True:
+            r = sh(f"{self.mariadb(name)} --protocol=TCP -h127.0.0.1 -e 'select 1' >/dev/null 2>&1", check=False)
+            if r.returncode == 0:
+                return time.monotonic() - started
+            if time.monotonic() - started > 120:
+                sys.exit(f"bench: container {name} not ready in 120 s")
+            time.sleep(0.1)
+
+    @staticmethod
+    def mariadb(name, stdin=False):
+        return f"docker exec {'-i ' if stdin else ''}-e MYSQL_PWD={PASSWORD} {name} mariadb -uroot"
+
+    def build_mariadb(self):
+        """gym-bench.sql: `mariadb-dump --databases gym` of a table of
+        --mariadb-rows face-recognition visits, in a second snapshot that
+        holds every dump."""
+        dump = self.work / "stage" / "dumps" / "gym-bench.sql"
+        stamp = self.work / "stage" / f".mariadb-{self.args.mariadb_rows}"
+        if stamp.exists():
+            return
+        gen = "drill-bench-mgen"
+        self.mariadb_container(gen)
+        log(f"{self.args.mariadb_rows} rows into MariaDB database gym")
+        sh(
+            f"{self.mariadb(gen, stdin=True)} <<'SQL'\n"
+            "CREATE DATABASE gym; USE gym;\n"
+            "CREATE TABLE visits (id INT PRIMARY KEY, member_id INT NOT NULL, seen_at DATETIME NOT NULL,"
+            " camera VARCHAR(32) NOT NULL, confidence DECIMAL(5,4) NOT NULL, note VARCHAR(100),"
+            " KEY (member_id), KEY (seen_at)) ENGINE=InnoDB;\n"
+            f"INSERT INTO visits SELECT seq, seq % 5000, '2026-01-01' + INTERVAL seq SECOND,"
+            f" CONCAT('cam-', seq % 12), (seq % 10000) / 10000, MD5(seq) FROM seq_1_to_{self.args.mariadb_rows};\n"
+            "SQL"
+        )
+        log("mariadb-dump --single-transaction --routines --triggers --events --databases gym")
+        sh(f"docker exec -e MYSQL_PWD={PASSWORD} {gen} mariadb-dump -uroot --single-transaction"
+           f" --routines --triggers --events --databases gym > {dump}")
+        sh(f"docker rm -f -v {gen} >/dev/null")
+        sh(f"cd {self.work / 'stage'} && restic backup --quiet --host bench dumps", env=self.env)
+        stamp.touch()
+
+    def run_b_mariadb(self, file):
+        """The hand-run MariaDB pipeline, timed from `docker run` to `docker rm`."""
+        c = "drill-bench-mb"
+        started = time.monotonic()
+        ready = self.mariadb_container(c)
+        load = time.monotonic()
+        sh(
+            f"set -o pipefail; restic dump --quiet --no-lock latest /dumps/{file} "
+            f"| {self.mariadb(c, stdin=True)} --binary-mode --max-allowed-packet=1073741824",
+            env=self.env,
+        )
+        load = time.monotonic() - load
+        n = out(f"{self.mariadb(c)} -N -D gym -e '{MARIADB_CHECK}'")
+        assert int(n) >= 1, n
+        sh(f"docker rm -f -v {c} >/dev/null")
+        return {"wall": time.monotonic() - started, "ready": ready, "load": load}
+
+    def run_c_mariadb(self, file):
+        """The MariaDB ingest limit: the dump already in the container."""
+        c = "drill-bench-mc"
+        started = time.monotonic()
+        ready = self.mariadb_container(c)
+        paused = time.monotonic()
+        sh(
+            f"set -o pipefail; restic dump --quiet --no-lock latest /dumps/{file} "
+            f"| docker exec -i {c} sh -c 'cat > /tmp/dump'",
+            env=self.env,
+        )
+        paused = time.monotonic() - paused
+        load = time.monotonic()
+        sh(f"docker exec -e MYSQL_PWD={PASSWORD} {c} sh -c 'mariadb -uroot --binary-mode"
+           " --max-allowed-packet=1073741824 < /tmp/dump'")
+        load = time.monotonic() - load
+        n = out(f"{self.mariadb(c)} -N -D gym -e '{MARIADB_CHECK}'")
+        assert int(n) >= 1, n
+        sh(f"docker rm -f -v {c} >/dev/null")
+        return {"wall": time.monotonic() - started - paused, "ready": ready, "load": load}
 
     def size(self, name):
         return (self.work / "stage" / "dumps" / name).stat().st_size
@@ -194,6 +301,26 @@ class Bench:
             (d / "checks" / f"{db}-branches.toml").write_text(
                 f'kind = "sql"\ndatabase = "{db}"\nquery = "{CHECK}"\n[expect]\nmin = 1\n'
             )
+        (d / "drill.toml").write_text(text)
+        return d
+
+    def config_mariadb(self, name, file):
+        """A drill config under work/NAME for the MariaDB dump `file`, with
+        the cheap check."""
+        d = self.work / "conf" / name
+        shutil.rmtree(d, ignore_errors=True)
+        (d / "checks").mkdir(parents=True)
+        text = (
+            'timezone = "UTC"\nreports_dir = "reports"\nchecks_dir = "checks"\n\n'
+            f'[tiers.bench]\nrepository = "{self.work / "repo"}"\n'
+            f'password_file = "{self.work / "restic-password"}"\n\n[sandbox]\n'
+            f'memory = "{self.args.memory_gib}GiB"\ncpus = {self.args.cpus:.1f}\n\n'
+            f'[[databases]]\nname = "gym"\nkind = "mariadb"\npath = "/dumps/{file}"\n'
+            f'image = "{self.args.mariadb_image}"\n'
+        )
+        (d / "checks" / "gym-visits.toml").write_text(
+            f'kind = "sql"\ndatabase = "gym"\nquery = "{MARIADB_CHECK}"\n[expect]\nmin = 1\n'
+        )
         (d / "drill.toml").write_text(text)
         return d
 
@@ -319,7 +446,11 @@ class Bench:
     def run(self):
         a = self.args
         self.machine_lines = self.machine()
-        self.sizes = {f: self.size(f) for f in ("bench.sql", "bench.dump", "small.sql")}
+        self.sizes = {
+            f: self.size(f)
+            for f in ("bench.sql", "bench.dump", "small.sql")
+            if (self.work / "stage" / "dumps" / f).exists()
+        }
         self.when = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
         if a.only and (self.work / "results.json").exists():
             # The scenarios not run now keep their earlier figures.
@@ -371,6 +502,15 @@ class Bench:
             self.measure("roles-small", [
                 ("A discovers", lambda: self.run_a(small)),
                 ("A before (roles listed)", lambda: self.run_a(small_roles, a.baseline)),
+            ])
+        if want("mariadb"):
+            self.build_mariadb()
+            self.sizes["gym-bench.sql"] = self.size("gym-bench.sql")
+            mconf = self.config_mariadb("mariadb", "gym-bench.sql")
+            self.measure("mariadb", [
+                ("A", lambda: self.run_a(mconf)),
+                ("B", lambda: self.run_b_mariadb("gym-bench.sql")),
+                ("C", lambda: self.run_c_mariadb("gym-bench.sql")),
             ])
         if want("multi"):
             self.measure("multi", [
@@ -426,6 +566,15 @@ class Bench:
                 d, b = med(r[sc]["A discovers"], "wall"), med(r[sc]["A before (roles listed)"], "wall")
                 row(f"role discovery, measured ({what} plain dump: A discovering vs a build before it)",
                     f"{d:.1f} s vs {b:.1f} s ({(d / b - 1) * 100:+.1f}%)", True)
+        if have("mariadb", "A", "B"):
+            x = med(r["mariadb"]["A"], "wall") / med(r["mariadb"]["B"], "wall")
+            row(f"MariaDB: A/B ({mib(self.sizes.get('gym-bench.sql', 0)):.0f} MiB mariadb-dump)", f"{x:.3f}", x <= 1.05)
+        if have("mariadb", "A", "C"):
+            x = med(r["mariadb"]["A"], "wall") / med(r["mariadb"]["C"], "wall")
+            row("MariaDB: A/C (for information: the ingest limit)", f"{x:.3f}", True)
+        if have("mariadb", "A"):
+            m = max(max(x["rss"], x["hwm"]) for x in r["mariadb"]["A"])
+            row("drill peak RSS ≤ 64 MiB, MariaDB dump", f"{mib(m):.1f} MiB", m <= 64 * 1024**2)
         if have("plain", "A", "A untuned"):
             t, u = med(r["plain"]["A"], "wall"), med(r["plain"]["A untuned"], "wall")
             row("restore tuning, measured (A tuned vs untuned)", f"{t:.1f} s vs {u:.1f} s", True)
@@ -478,9 +627,16 @@ class Bench:
             "",
             "## Dumps",
             "",
-            f"- `bench.sql` (plain): {mib(self.sizes['bench.sql']):.0f} MiB",
-            f"- `bench.dump` (custom, pg_dump's default compression): {mib(self.sizes['bench.dump']):.0f} MiB",
-            f"- `small.sql` (plain): {mib(self.sizes['small.sql']):.0f} MiB; `multi-1..3.sql` are copies of it",
+            *[
+                line.format(mib(self.sizes[f]))
+                for f, line in (
+                    ("bench.sql", "- `bench.sql` (plain): {:.0f} MiB"),
+                    ("bench.dump", "- `bench.dump` (custom, pg_dump's default compression): {:.0f} MiB"),
+                    ("small.sql", "- `small.sql` (plain): {:.0f} MiB; `multi-1..3.sql` are copies of it"),
+                    ("gym-bench.sql", "- `gym-bench.sql` (mariadb-dump --databases gym, one InnoDB table): {:.0f} MiB"),
+                )
+                if f in self.sizes
+            ],
             "",
         ]
         rows = []
@@ -511,6 +667,7 @@ class Bench:
             "multi": "A snapshot of three databases (`multi-1..3.sql`)",
             "roles": "Role discovery on the plain dump (`bench.sql`): this build against one from before it (`--baseline`)",
             "roles-small": "Role discovery on the small dump (`small.sql`)",
+            "mariadb": "A MariaDB dump (`gym-bench.sql`, mariadb-dump)",
         }
         lines.extend(self.targets(med))
         for k, runs in self.results.items():
@@ -558,7 +715,9 @@ def main():
     p.add_argument("--cpus", type=float, default=2.0, help="sandbox CPU cap")
     p.add_argument("--jobs", type=int, default=2, help="pg_restore --jobs for the custom dump")
     p.add_argument("--work", default=str(REPO / "bench" / "work"), help="dataset and repository (kept between runs)")
-    p.add_argument("--only", help="comma-separated scenarios: plain,custom,small,multi,roles")
+    p.add_argument("--only", help="comma-separated scenarios: plain,custom,small,multi,roles,mariadb")
+    p.add_argument("--mariadb-rows", type=int, default=3_000_000, help="rows of the MariaDB dump (3M ≈ 250 MB)")
+    p.add_argument("--mariadb-image", default="drill-mariadb:10.11")
     p.add_argument("--baseline", help="scenario roles: a drill binary from before role discovery (e.g. built from an earlier commit)")
     p.add_argument("--out", default=str(REPO / "bench" / "results.md"))
     p.add_argument("--no-build", action="store_true", help="use target/release/drill as it is")
