@@ -652,7 +652,7 @@ async fn reap(cli: &Cli, older_than: Option<std::time::Duration>, dry_run: bool)
     // now keeps its sandboxes either way (its process is alive).
     let lock = drill::DrillLock::acquire(&config.reports_dir, &run_id, &config.path).ok();
     let list =
-        match drill::reap::reap(config.sandbox.engine, older_than, dry_run, clock.now()).await {
+        match drill::reap::reap(&config.sandbox, older_than, dry_run, clock.now()).await {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("drill: {e}");

@@ -180,17 +180,6 @@ impl Compression {
     }
 }
 
-/// Sandbox engines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Engine {
-    /// A Docker container driven through the Docker API.
-    #[default]
-    Docker,
-    /// `initdb`/`pg_ctl` from this host's PostgreSQL binaries.
-    Local,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -369,8 +358,7 @@ impl SshOptions {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawSandbox {
-    #[serde(default)]
-    engine: Engine,
+    engine: Option<String>,
     image: Option<String>,
     memory: Option<bytesize::ByteSize>,
     cpus: Option<f64>,
@@ -594,8 +582,9 @@ pub struct TierConfig {
 /// `[sandbox]`: the throwaway PostgreSQL servers.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
-    /// Which engine runs sandboxes.
-    pub engine: Engine,
+    /// Which engine runs sandboxes: a name in
+    /// [`crate::sandbox::ENGINES`] (`docker`, the default, or `local`).
+    pub engine: String,
     /// Default image: a reference, a template with `{major}`, or `auto`
     /// (the default, `postgres:{major}`); see [`crate::restore::image`].
     pub image: String,
@@ -621,6 +610,25 @@ pub struct SandboxConfig {
     /// [`crate::sandbox::RESTORE_TUNING`]). Safe only because a sandbox is
     /// thrown away; default `true`.
     pub tuning: bool,
+}
+
+impl Default for SandboxConfig {
+    /// The settings of a config without `[sandbox]` (see [`load`]), for
+    /// work that needs an engine without a config (sweeping a run's
+    /// sandboxes).
+    fn default() -> Self {
+        SandboxConfig {
+            engine: "docker".into(),
+            image: crate::restore::image::AUTO.into(),
+            memory_bytes: 2 * 1024 * 1024 * 1024,
+            cpus: 1.0,
+            startup_timeout: Duration::from_secs(120),
+            bin_dir: None,
+            parallelism: 1,
+            restore_jobs: RestoreJobs::Auto,
+            tuning: true,
+        }
+    }
 }
 
 /// `sandbox.restore_jobs`: how a custom-format (`pg_dump -Fc`) dump is
@@ -952,8 +960,19 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         crate::restore::image::validate(image)
             .map_err(|why| ConfigError::invalid(path, "sandbox.image", why))?;
     }
+    let engine = raw.sandbox.engine.unwrap_or_else(|| "docker".into());
+    if crate::sandbox::engine_entry(&engine).is_none() {
+        return Err(ConfigError::invalid(
+            path,
+            "sandbox.engine",
+            format!(
+                "`{engine}` is not a sandbox engine drill knows; use one of {}",
+                crate::sandbox::engine_names().join(", ")
+            ),
+        ));
+    }
     let sandbox = SandboxConfig {
-        engine: raw.sandbox.engine,
+        engine,
         image: raw
             .sandbox
             .image

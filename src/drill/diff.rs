@@ -32,7 +32,7 @@ use crate::clock::Clock;
 use crate::config::{Config, DatabaseConfig};
 use crate::report::{self, Event, EventSink, Status};
 use crate::restore::quote_ident;
-use crate::sandbox::{pg_message, Sandbox, SandboxEngine};
+use crate::sandbox::{pg_message, Sandbox};
 use crate::tier::{Repository, Snapshot, TierError};
 
 /// A snapshot as `bisect` and `diff` name it.
@@ -403,10 +403,10 @@ pub(crate) async fn restore_one(
         }
     };
     let plan = crate::restore::plan(database, file, &config.sandbox);
-    let engine = SandboxEngine::connect(&config.sandbox)
+    let engine = crate::sandbox::connect(&config.sandbox)
         .await
         .map_err(|e| (Status::Error, e.to_string()))?;
-    match restore_database(config, source, &engine, &plan, &mut db, events).await {
+    match restore_database(config, source, engine.as_ref(), &plan, &mut db, events).await {
         Some(s) => Ok(s),
         None => Err((
             db.report.restore.status,

@@ -7,9 +7,8 @@ use std::process::Stdio;
 use serde::Serialize;
 
 use crate::clock::Clock;
-use crate::config::Engine;
 use crate::config::{Config, PasswordSource, SlackTarget};
-use crate::sandbox::{DockerEngine, LocalEngine};
+use crate::sandbox::Engine;
 use crate::tier::{locate, Repository, TierError};
 
 /// How an item fared.
@@ -63,7 +62,7 @@ const RESTIC_MIN: (u32, u32) = (0, 17);
 /// dump's `pg_dump` major.
 async fn database_items(
     config: &Config,
-    engine: &DockerEngine,
+    engine: &dyn Engine,
     latest: &[(String, crate::tier::Snapshot, Repository)],
 ) -> Vec<Item> {
     let pick = config
@@ -148,7 +147,7 @@ async fn database_items(
                 continue;
             }
         };
-        if !engine.image_present(&image).await {
+        if engine.image_present(&image).await == Some(false) {
             items.push(item(
                 name,
                 Health::Fail,
@@ -157,7 +156,13 @@ async fn database_items(
             ));
             continue;
         }
-        match (engine.image_pg_major(&image).await, v.pg_dump_major()) {
+        let image_major = engine
+            .image_env(&image)
+            .await
+            .iter()
+            .find_map(|kv| kv.strip_prefix("PG_MAJOR="))
+            .and_then(crate::restore::head::major_of);
+        match (image_major, v.pg_dump_major()) {
             (Some(server), Some(dump)) if server < dump => items.push(item(
                 name,
                 Health::Fail,
@@ -347,81 +352,59 @@ pub async fn run(config: &Config, clock: &dyn Clock) -> Vec<Item> {
         }
     }
 
-    // sandbox engines: both are looked at; only the configured one can
-    // fail the preflight.
-    let docker_chosen = config.sandbox.engine == Engine::Docker;
-    let unchosen = |h: Health| if docker_chosen { h } else { Health::Warn };
-    match DockerEngine::connect().await {
-        Ok(engine) => {
-            items.push(item(
-                "engine docker",
-                Health::Ok,
-                format!(
-                    "usable: engine reachable (version {}){}",
-                    engine.version().await.unwrap_or_else(|| "?".into()),
-                    if docker_chosen { "; configured" } else { "" }
-                ),
-                None,
-            ));
-            if docker_chosen {
-                items.extend(database_items(config, &engine, &latest).await);
-                let mut images: Vec<&str> = config
-                    .databases
-                    .iter()
-                    .map(|d| d.image.as_str())
-                    .chain(std::iter::once(config.sandbox.image.as_str()))
-                    .filter(|i| !crate::restore::image::is_template(i))
-                    .collect();
-                images.sort_unstable();
-                images.dedup();
-                for image in images {
-                    if engine.image_present(image).await {
-                        items.push(item(format!("image {image}"), Health::Ok, "present", None));
-                    } else {
-                        items.push(item(
-                            format!("image {image}"),
-                            Health::Fail,
-                            "not present on the engine",
-                            Some(format!("`docker pull {image}`, or build the offline image (scripts/build-image.sh) and set `image`")),
-                        ));
+    // sandbox engines: every registered one is looked at; only the
+    // configured one can fail the preflight.
+    for entry in crate::sandbox::ENGINES {
+        let chosen = entry.name == config.sandbox.engine;
+        let name = format!("engine {}", entry.name);
+        match (entry.connect)(&config.sandbox).await {
+            Ok(engine) => {
+                items.push(item(
+                    name,
+                    Health::Ok,
+                    format!(
+                        "usable: {}{}",
+                        engine.describe().await,
+                        if chosen { "; configured" } else { "" }
+                    ),
+                    None,
+                ));
+                if chosen && engine.uses_images() {
+                    items.extend(database_items(config, engine.as_ref(), &latest).await);
+                    let mut images: Vec<&str> = config
+                        .databases
+                        .iter()
+                        .map(|d| d.image.as_str())
+                        .chain(std::iter::once(config.sandbox.image.as_str()))
+                        .filter(|i| !crate::restore::image::is_template(i))
+                        .collect();
+                    images.sort_unstable();
+                    images.dedup();
+                    for image in images {
+                        if engine.image_present(image).await != Some(false) {
+                            items.push(item(format!("image {image}"), Health::Ok, "present", None));
+                        } else {
+                            items.push(item(
+                                format!("image {image}"),
+                                Health::Fail,
+                                "not present on the engine",
+                                Some(format!("`docker pull {image}`, or build the offline image (scripts/build-image.sh) and set `image`")),
+                            ));
+                        }
                     }
                 }
             }
+            Err(e) => items.push(item(
+                name,
+                if chosen { Health::Fail } else { Health::Warn },
+                format!("not usable: {e}"),
+                Some(if chosen {
+                    entry.fix.to_string()
+                } else {
+                    format!("not needed: sandbox.engine = \"{}\"", config.sandbox.engine)
+                }),
+            )),
         }
-        Err(e) => items.push(item(
-            "engine docker",
-            unchosen(Health::Fail),
-            format!("not usable: {e}"),
-            Some(if docker_chosen {
-                "start Docker, or set DOCKER_HOST, or use sandbox.engine = \"local\"".into()
-            } else {
-                "not needed: sandbox.engine = \"local\"".into()
-            }),
-        )),
-    }
-    match LocalEngine::find(config.sandbox.bin_dir.as_deref()) {
-        Ok(local) => items.push(item(
-            "engine local",
-            Health::Ok,
-            format!(
-                "usable: {} in {}{}",
-                local.version().await.unwrap_or_else(|| "PostgreSQL".into()),
-                local.bin_dir().display(),
-                if docker_chosen { "" } else { "; configured" }
-            ),
-            None,
-        )),
-        Err(e) => items.push(item(
-            "engine local",
-            if docker_chosen {
-                Health::Warn
-            } else {
-                Health::Fail
-            },
-            format!("not usable: {e}"),
-            (!docker_chosen)
-                .then(|| "install the PostgreSQL server package or set sandbox.bin_dir".into()),
-        )),
     }
 
     // slack

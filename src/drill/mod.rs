@@ -27,7 +27,7 @@ use crate::report::{
     PolicyStatus, Report, RestoreReport, SnapshotReport, Status, Verdict, WrittenReport,
 };
 use crate::restore;
-use crate::sandbox::{DockerEngine, Sandbox, SandboxEngine, SandboxRequest};
+use crate::sandbox::{Engine, Sandbox, SandboxRequest};
 use crate::tier::{Repository, Snapshot};
 
 /// What to drill.
@@ -161,24 +161,32 @@ pub fn new_run_id(clock: &dyn Clock) -> String {
 /// The engine cannot be reached or listed.
 pub async fn sweep(run_id: &str) -> Result<Vec<String>, crate::sandbox::SandboxError> {
     let mut ids = Vec::new();
-    for local in crate::sandbox::local::sandboxes() {
-        if local.run_id == run_id {
-            crate::sandbox::local::remove(&local.id).await;
-            ids.push(local.id);
+    let mut answered = false;
+    let mut first_error = None;
+    // Every engine that answers: the run's sandboxes may be of any of them.
+    let config = crate::config::SandboxConfig::default();
+    for entry in crate::sandbox::ENGINES {
+        let listed = match (entry.connect)(&config).await {
+            Ok(engine) => engine.sandboxes().await.map(|list| (engine, list)),
+            Err(e) => Err(e),
+        };
+        match listed {
+            Ok((engine, list)) => {
+                answered = true;
+                for s in list.into_iter().filter(|s| s.run_id == run_id) {
+                    engine.remove(&s.id).await;
+                    ids.push(s.id);
+                }
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
         }
     }
-    // A host without Docker (local engine) has no containers to sweep.
-    let engine = match DockerEngine::connect().await {
-        Ok(e) => e,
-        Err(_) if !ids.is_empty() => return Ok(ids),
-        Err(e) => return Err(e),
-    };
-    let containers = engine.containers_of_run(run_id).await?;
-    for id in &containers {
-        engine.remove(id).await;
+    match first_error {
+        Some(e) if !answered => Err(e),
+        _ => Ok(ids),
     }
-    ids.extend(containers);
-    Ok(ids)
 }
 
 /// Passes events on and remembers the phase they show, so an interrupted
@@ -454,7 +462,7 @@ pub(crate) async fn drill_snapshot(
     if plans.iter().all(Option::is_none) {
         return Vec::new();
     }
-    let engine = match SandboxEngine::connect(&config.sandbox).await {
+    let engine = match crate::sandbox::connect(&config.sandbox).await {
         Ok(e) => e,
         Err(e) => {
             for (db, plan) in dbs.iter_mut().zip(plans.iter()) {
@@ -470,7 +478,7 @@ pub(crate) async fn drill_snapshot(
     // database's record is its own, so the order they finish in does not
     // matter. Kept sandboxes are returned in database order.
     use futures_util::StreamExt;
-    let engine = &engine;
+    let engine: &dyn Engine = engine.as_ref();
     let mut kept: Vec<(usize, KeptSandbox)> = futures_util::stream::iter(
         dbs.iter_mut()
             .zip(plans.iter())
@@ -822,7 +830,7 @@ async fn interrupted_cleanup(
 pub(crate) async fn restore_database(
     config: &Config,
     source: &SnapshotSource<'_>,
-    engine: &SandboxEngine,
+    engine: &dyn Engine,
     plan: &restore::RestorePlan,
     db: &mut DbRun<'_>,
     events: &dyn EventSink,
@@ -1003,7 +1011,7 @@ pub(crate) async fn restore_database(
 async fn start_sandbox(
     config: &Config,
     source: &SnapshotSource<'_>,
-    engine: &SandboxEngine,
+    engine: &dyn Engine,
     database: &DatabaseConfig,
     image: &str,
     events: &dyn EventSink,
@@ -1045,7 +1053,7 @@ async fn start_sandbox(
 async fn drill_database(
     config: &Config,
     source: &SnapshotSource<'_>,
-    engine: &SandboxEngine,
+    engine: &dyn Engine,
     plan: &restore::RestorePlan,
     db: &mut DbRun<'_>,
     keep: bool,

@@ -17,22 +17,32 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::lock::hostname;
-use crate::config::Engine;
-use crate::sandbox::{local, DockerEngine, SandboxError, SandboxInfo};
+use crate::sandbox::{Engine, SandboxError, SandboxInfo, ENGINES};
 
-/// Every drill sandbox on this host: local ones (directories) and, when the
-/// Docker engine answers, containers. The engine's error counts only when
-/// it is the configured one.
-async fn list(engine: Engine) -> Result<(Vec<SandboxInfo>, Option<DockerEngine>), SandboxError> {
-    let mut all = local::sandboxes();
-    match DockerEngine::connect().await {
-        Ok(docker) => {
-            all.extend(docker.sandboxes().await?);
-            Ok((all, Some(docker)))
+/// The engines that answer, and every drill sandbox they hold (each with
+/// the index of its engine). An engine's error counts only when it is the
+/// configured one.
+async fn list(
+    config: &crate::config::SandboxConfig,
+) -> Result<(Vec<(SandboxInfo, usize)>, Vec<Box<dyn Engine>>), SandboxError> {
+    let mut all = Vec::new();
+    let mut engines: Vec<Box<dyn Engine>> = Vec::new();
+    for entry in ENGINES {
+        let configured = entry.name == config.engine;
+        match (entry.connect)(config).await {
+            Ok(engine) => {
+                match engine.sandboxes().await {
+                    Ok(list) => all.extend(list.into_iter().map(|s| (s, engines.len()))),
+                    Err(e) if configured => return Err(e),
+                    Err(_) => {}
+                }
+                engines.push(engine);
+            }
+            Err(e) if configured => return Err(e),
+            Err(_) => {}
         }
-        Err(e) if engine == Engine::Docker => Err(e),
-        Err(_) => Ok((all, None)),
     }
+    Ok((all, engines))
 }
 
 /// Is process `pid` alive on this host (`kill(pid, 0)`)?
@@ -79,21 +89,21 @@ pub struct Reaped {
 /// `dry_run`. A sandbox the engine still lists afterwards is
 /// [`Fate::NotRemoved`].
 ///
-/// Local sandboxes (`sandbox.engine = "local"`) are looked at too; their
-/// `id` is their directory.
+/// The sandboxes of every registered engine that answers are looked at
+/// (a local sandbox's `id` is its directory).
 ///
 /// # Errors
-/// The configured `engine` (Docker) cannot be reached or listed.
+/// The configured engine cannot be reached or listed.
 pub async fn reap(
-    engine: Engine,
+    config: &crate::config::SandboxConfig,
     older_than: Option<std::time::Duration>,
     dry_run: bool,
     now: DateTime<Utc>,
 ) -> Result<Vec<Reaped>, SandboxError> {
-    let (sandboxes, docker) = list(engine).await?;
+    let (sandboxes, engines) = list(config).await?;
     let here = hostname();
     let mut out = Vec::new();
-    for s in sandboxes {
+    for (s, engine) in sandboxes {
         let age = (now - s.created).num_seconds();
         let fate = match (&s.host, s.pid) {
             (Some(h), _) if *h != here => Fate::OtherHost,
@@ -102,10 +112,7 @@ pub async fn reap(
             _ => Fate::Removed,
         };
         if fate == Fate::Removed && !dry_run {
-            match &docker {
-                Some(d) if !s.id.starts_with('/') => d.remove(&s.id).await,
-                _ => local::remove(&s.id).await,
-            }
+            engines[engine].remove(&s.id).await;
         }
         out.push(Reaped {
             sandbox: s,
@@ -116,7 +123,7 @@ pub async fn reap(
     if !dry_run && out.iter().any(|r| r.fate == Fate::Removed) {
         // Removal is best effort per container: believe the engine's list,
         // not the request.
-        let left: Vec<String> = list(engine).await?.0.into_iter().map(|s| s.id).collect();
+        let left: Vec<String> = list(config).await?.0.into_iter().map(|(s, _)| s.id).collect();
         for r in &mut out {
             if r.fate == Fate::Removed && left.contains(&r.sandbox.id) {
                 r.fate = Fate::NotRemoved;

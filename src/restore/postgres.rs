@@ -32,7 +32,7 @@ use super::{
     quote_ident, DumpHead, Opened, RestoreMethod, RestoreOutcome, RestorePlan, Source, HEAD_BYTES,
 };
 use crate::config::{
-    Compression, DatabaseConfig, DumpFormat, Engine, RestoreJobs, SandboxConfig, SANDBOX_SUPERUSER,
+    Compression, DatabaseConfig, DumpFormat, RestoreJobs, SandboxConfig, SANDBOX_SUPERUSER,
 };
 use crate::report::Status;
 use crate::sandbox::{pg_message, Sandbox};
@@ -125,10 +125,7 @@ pub fn jobs_for(format: DumpFormat, size: u64, sandbox: &SandboxConfig) -> u32 {
     match sandbox.restore_jobs {
         RestoreJobs::Fixed(n) => n.max(1),
         RestoreJobs::Auto => {
-            let cpus = match sandbox.engine {
-                Engine::Docker => sandbox.cpus.floor() as u32,
-                Engine::Local => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
-            };
+            let cpus = crate::sandbox::engine_entry(&sandbox.engine).map_or(1, |e| (e.cpus)(sandbox));
             if cpus >= 2 && size >= JOBS_MIN_BYTES {
                 cpus.min(JOBS_MAX_AUTO)
             } else {

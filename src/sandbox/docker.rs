@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::{
@@ -14,9 +15,12 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 
+use futures_util::future::BoxFuture;
+
 use super::{
-    ExecOutcome, OutputLog, SandboxError, LABEL_DATABASE, LABEL_HOST, LABEL_MANAGED, LABEL_PID,
-    LABEL_RUN_ID, LABEL_SNAPSHOT, LABEL_TIER,
+    Engine, EngineEntry, ExecOutcome, Handle, OutputLog, Sandbox, SandboxError, SandboxInfo,
+    SandboxRequest, LABEL_DATABASE, LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_RUN_ID,
+    LABEL_SNAPSHOT, LABEL_TIER,
 };
 use crate::secret::Secret;
 
@@ -26,84 +30,33 @@ const SHM_BYTES: i64 = 256 * 1024 * 1024;
 /// Read/write timeout for Docker API calls (seconds).
 const API_TIMEOUT_S: u64 = 600;
 
+/// `sandbox.engine = "docker"` (the default).
+pub(super) const ENTRY: EngineEntry = EngineEntry {
+    name: "docker",
+    fix: "start Docker, or set DOCKER_HOST, or use sandbox.engine = \"local\"",
+    connect: |_| {
+        Box::pin(async { DockerEngine::connect().await.map(|e| Box::new(e) as Box<dyn Engine>) })
+    },
+    cpus: |config| config.cpus.floor() as u32,
+};
+
 /// A connection to a Docker engine.
 #[derive(Clone)]
 pub struct DockerEngine {
     docker: Docker,
 }
 
-/// What a sandbox is made from and how it is capped.
-#[derive(Debug, Clone)]
-pub struct SandboxRequest {
-    /// The run id (label `drill.run-id`).
-    pub run_id: String,
-    /// Tier name (label).
-    pub tier: String,
-    /// `[[databases]]` name (label, container name).
-    pub database: String,
-    /// Short id of the snapshot restored into it (label `drill.snapshot`,
-    /// container name suffix), so one run can hold sandboxes of several
-    /// snapshots (`bisect`, `diff`).
-    pub snapshot: Option<String>,
-    /// Image reference, e.g. `postgres:16`.
-    pub image: String,
-    /// Memory cap in bytes (swap is capped to the same, i.e. none extra).
-    pub memory_bytes: u64,
-    /// CPU cap.
-    pub cpus: f64,
-    /// Readiness deadline.
-    pub startup_timeout: Duration,
-    /// Start the server with restore tuning (`sandbox.tuning`; see the
-    /// kind's [`crate::kind::DatabaseKind::container`]).
-    pub tuning: bool,
-    /// The database kind the sandbox runs a server of.
-    pub kind: &'static dyn crate::kind::DatabaseKind,
-}
-
-/// What runs a sandbox.
-#[derive(Clone)]
-pub(crate) enum Backend {
-    /// A Docker container.
-    Docker(Docker),
-    /// A server on this host ([`super::local`]).
-    Local(std::sync::Arc<super::local::Server>),
-}
-
-/// A running sandbox: a Docker container, or a local server
-/// (`sandbox.engine = "local"`).
-#[derive(Clone)]
-pub struct Sandbox {
-    pub(crate) backend: Backend,
-    /// Container id (local: the sandbox's directory).
-    pub id: String,
-    /// Container name (`drill-<run id>-<database>`; local: the directory's
-    /// name).
-    pub name: String,
-    /// Image it runs (local: `local:<binaries directory>`).
-    pub image: String,
-    /// Host address of the published port, always 127.0.0.1 (local: the
-    /// directory holding the server's Unix socket; libpq and
-    /// tokio-postgres read a host starting with `/` as one).
-    pub host: String,
-    /// Host port mapped to the server's 5432 (local: the socket's number).
-    pub port: u16,
-    /// Superuser name.
-    pub user: String,
-    /// Superuser password, random for this run.
-    pub password: Secret,
-    /// Server version as `server_version` reports it, e.g. `16.4`.
-    pub server_version: String,
-    /// The memory cap in bytes (`sandbox.memory`).
-    pub memory_bytes: u64,
-    /// The database kind of its server.
-    pub kind: &'static dyn crate::kind::DatabaseKind,
-    /// OS user of processes drill runs in it.
-    pub(crate) exec_user: &'static str,
+/// A sandbox's container, as its [`Handle`].
+struct Container {
+    docker: Docker,
+    /// OS user of processes drill runs in it (the kind's).
+    exec_user: &'static str,
     /// Environment of those processes (`NAME=VALUE`).
-    pub(crate) exec_env: Vec<String>,
+    exec_env: Vec<String>,
     /// The server's port inside the container (`5432/tcp`).
-    pub(crate) inner_port: &'static str,
+    inner_port: &'static str,
 }
+
 
 /// Where Docker tools look for the engine when `DOCKER_HOST` is unset:
 /// the default socket, then Docker Desktop's, Colima's and Rancher
@@ -138,29 +91,6 @@ async fn force_remove(docker: &Docker, id: &str) {
     let _ = docker.remove_container(id, Some(opts)).await;
 }
 
-/// A sandbox as the engine lists it, with drill's labels.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SandboxInfo {
-    /// Container id.
-    pub id: String,
-    /// Container name.
-    pub name: String,
-    /// `drill.run-id`.
-    pub run_id: String,
-    /// `drill.tier`.
-    pub tier: String,
-    /// `drill.database`.
-    pub database: String,
-    /// `drill.pid`: the drill process that started it (absent on sandboxes
-    /// of older versions).
-    pub pid: Option<u32>,
-    /// `drill.host`: where that process ran.
-    pub host: Option<String>,
-    /// When the container was created.
-    pub created: chrono::DateTime<chrono::Utc>,
-    /// Docker's state (`running`, `exited`, …).
-    pub state: String,
-}
 
 impl DockerEngine {
     /// Connect like the Docker tools do (`DOCKER_HOST`, else the first
@@ -207,17 +137,6 @@ impl DockerEngine {
     /// Whether `image` is present on the engine (no pull).
     pub async fn image_present(&self, image: &str) -> bool {
         self.docker.inspect_image(image).await.is_ok()
-    }
-
-    /// The PostgreSQL major version an image declares in its environment
-    /// (`PG_MAJOR`, as the Docker Hub `postgres` images and drill's offline
-    /// build set it); `None` when it is absent or does not say.
-    pub async fn image_pg_major(&self, image: &str) -> Option<u32> {
-        let inspect = self.docker.inspect_image(image).await.ok()?;
-        let env = inspect.config?.env?;
-        env.iter()
-            .find_map(|kv| kv.strip_prefix("PG_MAJOR="))
-            .and_then(crate::restore::head::major_of)
     }
 
     /// The engine's version string, e.g. `28.2.2`.
@@ -316,8 +235,14 @@ impl DockerEngine {
             .create_container(Some(opts), body)
             .await
             .map_err(|e| api_error("create", &name, e))?;
+        let container = Arc::new(Container {
+            docker: self.docker.clone(),
+            exec_user: spec.exec_user,
+            exec_env: spec.exec_env,
+            inner_port: spec.port,
+        });
         let mut sandbox = Sandbox {
-            backend: Backend::Docker(self.docker.clone()),
+            handle: container.clone(),
             id: created.id,
             name,
             image: req.image.clone(),
@@ -328,38 +253,14 @@ impl DockerEngine {
             server_version: String::new(),
             memory_bytes: req.memory_bytes,
             kind: req.kind,
-            exec_user: spec.exec_user,
-            exec_env: spec.exec_env,
-            inner_port: spec.port,
         };
-        match sandbox.boot(req.startup_timeout).await {
+        match container.boot(&mut sandbox, req.startup_timeout).await {
             Ok(()) => Ok(sandbox),
             Err(e) => {
                 sandbox.remove().await;
                 Err(e)
             }
         }
-    }
-
-    /// Ids of containers carrying `drill.run-id = run_id`.
-    ///
-    /// # Errors
-    /// [`SandboxError::Api`].
-    pub async fn containers_of_run(&self, run_id: &str) -> Result<Vec<String>, SandboxError> {
-        let filters = HashMap::from([(
-            "label".to_string(),
-            vec![format!("{LABEL_RUN_ID}={run_id}")],
-        )]);
-        let opts = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let list = self
-            .docker
-            .list_containers(Some(opts))
-            .await
-            .map_err(|e| api_error("list", run_id, e))?;
-        Ok(list.into_iter().filter_map(|c| c.id).collect())
     }
 
     /// Every container carrying drill's sandbox label, running or not.
@@ -408,44 +309,24 @@ impl DockerEngine {
     }
 }
 
-impl Sandbox {
-    /// A path inside the sandbox for a file drill puts there (a custom dump
-    /// copied in for `pg_restore --jobs`): `/tmp/NAME` in a container, inside
-    /// the sandbox's directory for the local engine. It goes when the
-    /// sandbox goes.
-    pub fn scratch_path(&self, name: &str) -> String {
-        match &self.backend {
-            Backend::Docker(_) => format!("/tmp/{name}"),
-            Backend::Local(s) => s.dir().join(name).to_string_lossy().into_owned(),
-        }
-    }
-
-    /// The Docker client of a container sandbox. Only the Docker paths
-    /// call it: each public method sends a local sandbox elsewhere first.
-    fn docker(&self) -> &Docker {
-        match &self.backend {
-            Backend::Docker(d) => d,
-            Backend::Local(_) => unreachable!("a Docker call on a local sandbox"),
-        }
-    }
-
-    async fn boot(&mut self, timeout: Duration) -> Result<(), SandboxError> {
-        self.docker()
+impl Container {
+    async fn boot(&self, sb: &mut Sandbox, timeout: Duration) -> Result<(), SandboxError> {
+        self.docker
             .start_container(
-                &self.id,
+                &sb.id,
                 None::<bollard::query_parameters::StartContainerOptions>,
             )
             .await
-            .map_err(|e| api_error("start", &self.name, e))?;
+            .map_err(|e| api_error("start", &sb.name, e))?;
         let info = self
-            .docker()
+            .docker
             .inspect_container(
-                &self.id,
+                &sb.id,
                 None::<bollard::query_parameters::InspectContainerOptions>,
             )
             .await
-            .map_err(|e| api_error("inspect", &self.name, e))?;
-        self.port = info
+            .map_err(|e| api_error("inspect", &sb.name, e))?;
+        sb.port = info
             .network_settings
             .and_then(|n| n.ports)
             .and_then(|p| p.get(self.inner_port).cloned().flatten())
@@ -453,45 +334,10 @@ impl Sandbox {
             .and_then(|p| p.parse().ok())
             .ok_or_else(|| SandboxError::Api {
                 action: "inspect",
-                name: self.name.clone(),
+                name: sb.name.clone(),
                 detail: format!("Docker reports no published port for {}", self.inner_port),
             })?;
-        self.wait_ready(timeout).await
-    }
-
-    /// Probe every 100 ms until the server answers its kind's probe over the
-    /// published port, the way a client will use it; never sleep blindly.
-    /// Whether the sandbox died is asked of the engine at most once a second
-    /// (it costs an inspect and an exec), so readiness is seen within 100 ms.
-    async fn wait_ready(&mut self, timeout: Duration) -> Result<(), SandboxError> {
-        let started = Instant::now();
-        let mut last_error;
-        let mut alive_checked: Option<Instant> = None;
-        loop {
-            if alive_checked.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
-                self.check_alive().await?;
-                alive_checked = Some(Instant::now());
-            }
-            let endpoint = self.endpoint();
-            let probe = self.kind.probe(&endpoint);
-            match tokio::time::timeout(Duration::from_secs(5), probe).await {
-                Ok(Ok(version)) => {
-                    self.server_version = version;
-                    return Ok(());
-                }
-                Ok(Err(e)) => last_error = e,
-                Err(_) => last_error = "probe timed out after 5 s".into(),
-            }
-            if started.elapsed() >= timeout {
-                return Err(SandboxError::StartupTimeout {
-                    name: self.name.clone(),
-                    seconds: timeout.as_secs(),
-                    last_error,
-                    log_tail: self.log_tail().await,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        sb.wait_ready(timeout).await
     }
 
     /// Fail if the container is no longer running, saying why (exit code,
@@ -499,43 +345,40 @@ impl Sandbox {
     ///
     /// # Errors
     /// [`SandboxError::Died`] or [`SandboxError::Api`].
-    pub async fn check_alive(&self) -> Result<(), SandboxError> {
-        if let Backend::Local(s) = &self.backend {
-            return s.check_alive(self).await;
-        }
+    async fn check_alive(&self, sb: &Sandbox) -> Result<(), SandboxError> {
         let info = self
-            .docker()
+            .docker
             .inspect_container(
-                &self.id,
+                &sb.id,
                 None::<bollard::query_parameters::InspectContainerOptions>,
             )
             .await
-            .map_err(|e| api_error("inspect", &self.name, e))?;
+            .map_err(|e| api_error("inspect", &sb.name, e))?;
         let state = info.state.unwrap_or_default();
         // Docker flags the container when its main process was killed for
         // memory; a backend killed while the postmaster lives only shows in
         // the cgroup's own count (cgroup v2 `memory.events`).
         if state.oom_killed == Some(true)
-            || (state.running == Some(true) && self.oom_kills().await > 0)
+            || (state.running == Some(true) && self.oom_kills(sb).await > 0)
         {
             return Err(SandboxError::OutOfMemory {
-                name: self.name.clone(),
-                limit_bytes: self.memory_bytes,
-                log_tail: self.log_tail().await,
+                name: sb.name.clone(),
+                limit_bytes: sb.memory_bytes,
+                log_tail: self.log_tail(sb).await,
             });
         }
         if state.running == Some(true) {
             return Ok(());
         }
         Err(SandboxError::Died {
-            name: self.name.clone(),
+            name: sb.name.clone(),
             exit_code: state.exit_code.unwrap_or(-1),
             oom: if state.oom_killed == Some(true) {
                 ", killed for memory (OOM)".into()
             } else {
                 String::new()
             },
-            log_tail: self.log_tail().await,
+            log_tail: self.log_tail(sb).await,
         })
     }
 
@@ -544,13 +387,13 @@ impl Sandbox {
     /// (cgroup v2) or `/sys/fs/cgroup/memory/memory.oom_control` (cgroup
     /// v1, Linux ≥ 4.13); Linux kernel docs, "Control Group v2" and
     /// "Memory Resource Controller". 0 when neither can be read.
-    async fn oom_kills(&self) -> u64 {
+    async fn oom_kills(&self, sb: &Sandbox) -> u64 {
         let cmd = [
             "cat",
             "/sys/fs/cgroup/memory.events",
             "/sys/fs/cgroup/memory/memory.oom_control",
         ];
-        let Ok((exec_id, mut output, _)) = self.attach(&cmd, false).await else {
+        let Ok((exec_id, mut output, _)) = self.attach(sb, &cmd, false).await else {
             return 0;
         };
         let _ = exec_id;
@@ -568,65 +411,20 @@ impl Sandbox {
     }
 
     /// The last lines of the container's log, one line, secrets redacted.
-    pub async fn log_tail(&self) -> String {
-        if let Backend::Local(s) = &self.backend {
-            return s.log_tail(self);
-        }
+    async fn log_tail(&self, sb: &Sandbox) -> String {
         let opts = LogsOptionsBuilder::new()
             .stdout(true)
             .stderr(true)
             .tail("8")
             .build();
-        let mut stream = self.docker().logs(&self.id, Some(opts));
+        let mut stream = self.docker.logs(&sb.id, Some(opts));
         let mut log = OutputLog::default();
         while let Some(Ok(chunk)) = stream.next().await {
             log.push(&chunk.into_bytes());
         }
         log.finish();
-        self.password
+        sb.password
             .redact(&log.tail.iter().cloned().collect::<Vec<_>>().join(" | "))
-    }
-
-    /// Connect to `dbname` over the published port as the superuser. The
-    /// connection runs on its own task, which ends when the client is dropped.
-    ///
-    /// # Errors
-    /// The driver's error (see [`super::pg_message`]).
-    pub async fn connect(
-        &self,
-        dbname: &str,
-    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-        let (client, conn) = self
-            .pg_config(dbname)
-            .connect(tokio_postgres::NoTls)
-            .await?;
-        tokio::spawn(conn);
-        Ok(client)
-    }
-
-    /// Connection settings for PostgreSQL database `dbname` over the
-    /// published port.
-    pub fn pg_config(&self, dbname: &str) -> tokio_postgres::Config {
-        crate::kind::postgresql::pg_config(&self.endpoint(), dbname)
-    }
-
-    /// How to reach the sandbox's server.
-    pub fn endpoint(&self) -> crate::kind::Endpoint {
-        crate::kind::Endpoint {
-            host: self.host.clone(),
-            port: self.port,
-            user: self.user.clone(),
-            password: self.password.clone(),
-        }
-    }
-
-    /// A session on database `dbname` for checks, through the sandbox's
-    /// kind's client.
-    ///
-    /// # Errors
-    /// The client's message.
-    pub async fn session(&self, dbname: &str) -> Result<Box<dyn crate::kind::Session>, String> {
-        self.kind.session(&self.endpoint(), dbname).await
     }
 
     /// Run `cmd` inside the sandbox as the `postgres` OS user, feeding it
@@ -636,18 +434,13 @@ impl Sandbox {
     ///
     /// # Errors
     /// [`SandboxError::Api`] when the exec cannot be created or inspected.
-    pub async fn exec_with_input<R>(
+    async fn exec(
         &self,
+        sb: &Sandbox,
         cmd: &[&str],
-        input: Option<R>,
-    ) -> Result<ExecOutcome, SandboxError>
-    where
-        R: AsyncRead + Unpin,
-    {
-        if let Backend::Local(s) = &self.backend {
-            return s.exec_with_input(self, cmd, input).await;
-        }
-        let (exec_id, mut output, mut stdin) = self.attach(cmd, input.is_some()).await?;
+        input: Option<&mut (dyn AsyncRead + Unpin + Send)>,
+    ) -> Result<ExecOutcome, SandboxError> {
+        let (exec_id, mut output, mut stdin) = self.attach(sb, cmd, input.is_some()).await?;
         let mut outcome = ExecOutcome::default();
         let mut log = OutputLog::default();
         let collect = async {
@@ -701,7 +494,7 @@ impl Sandbox {
         }
         log.finish();
         outcome.output = log;
-        outcome.exit_code = self.exit_code(&exec_id).await?;
+        outcome.exit_code = self.exit_code(sb, &exec_id).await?;
         Ok(outcome)
     }
 
@@ -713,19 +506,14 @@ impl Sandbox {
     /// # Errors
     /// [`SandboxError::Api`] when the exec cannot be created or inspected;
     /// [`SandboxError::Io`] when writing to `out` fails.
-    pub async fn exec_to_writer<W>(
+    async fn exec_to_writer(
         &self,
+        sb: &Sandbox,
         cmd: &[&str],
-        out: &mut W,
-    ) -> Result<(ExecOutcome, u64), SandboxError>
-    where
-        W: tokio::io::AsyncWrite + Unpin,
-    {
-        if let Backend::Local(s) = &self.backend {
-            return s.exec_to_writer(self, cmd, out).await;
-        }
+        out: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
+    ) -> Result<(ExecOutcome, u64), SandboxError> {
         use bollard::container::LogOutput;
-        let (exec_id, mut output, _) = self.attach(cmd, false).await?;
+        let (exec_id, mut output, _) = self.attach(sb, cmd, false).await?;
         let mut log = OutputLog::default();
         let mut written = 0u64;
         while let Some(item) = output.next().await {
@@ -735,7 +523,7 @@ impl Sandbox {
                         .await
                         .map_err(|e| SandboxError::Io {
                             action: "write the output of",
-                            name: self.name.clone(),
+                            name: sb.name.clone(),
                             source: e,
                         })?;
                     written += message.len() as u64;
@@ -749,12 +537,12 @@ impl Sandbox {
         }
         out.flush().await.map_err(|e| SandboxError::Io {
             action: "write the output of",
-            name: self.name.clone(),
+            name: sb.name.clone(),
             source: e,
         })?;
         log.finish();
         let outcome = ExecOutcome {
-            exit_code: self.exit_code(&exec_id).await?,
+            exit_code: self.exit_code(sb, &exec_id).await?,
             output: log,
             ..Default::default()
         };
@@ -765,6 +553,7 @@ impl Sandbox {
     /// to its output (and standard input when `with_stdin`).
     async fn attach(
         &self,
+        sb: &Sandbox,
         cmd: &[&str],
         with_stdin: bool,
     ) -> Result<
@@ -783,9 +572,9 @@ impl Sandbox {
     > {
         use bollard::exec::{CreateExecOptions, StartExecResults};
         let exec = self
-            .docker()
+            .docker
             .create_exec(
-                &self.id,
+                &sb.id,
                 CreateExecOptions {
                     attach_stdin: Some(with_stdin),
                     attach_stdout: Some(true),
@@ -797,16 +586,16 @@ impl Sandbox {
                 },
             )
             .await
-            .map_err(|e| api_error("exec in", &self.name, e))?;
+            .map_err(|e| api_error("exec in", &sb.name, e))?;
         let started = self
-            .docker()
+            .docker
             .start_exec(&exec.id, None)
             .await
-            .map_err(|e| api_error("exec in", &self.name, e))?;
+            .map_err(|e| api_error("exec in", &sb.name, e))?;
         let StartExecResults::Attached { output, input } = started else {
             return Err(SandboxError::Api {
                 action: "exec in",
-                name: self.name.clone(),
+                name: sb.name.clone(),
                 detail: "Docker started the exec detached".into(),
             });
         };
@@ -815,12 +604,12 @@ impl Sandbox {
 
     /// The exit code of a finished exec (`None` if it still runs or Docker
     /// cannot tell).
-    async fn exit_code(&self, exec_id: &str) -> Result<Option<i64>, SandboxError> {
+    async fn exit_code(&self, sb: &Sandbox, exec_id: &str) -> Result<Option<i64>, SandboxError> {
         let inspect = self
-            .docker()
+            .docker
             .inspect_exec(exec_id)
             .await
-            .map_err(|e| api_error("inspect exec in", &self.name, e))?;
+            .map_err(|e| api_error("inspect exec in", &sb.name, e))?;
         Ok(if inspect.running == Some(true) {
             None
         } else {
@@ -829,10 +618,98 @@ impl Sandbox {
     }
 
     /// Remove the container (force, with its anonymous volumes).
-    pub async fn remove(&self) {
-        if let Backend::Local(s) = &self.backend {
-            return s.remove().await;
-        }
-        force_remove(self.docker(), &self.id).await;
+    async fn remove(&self, sb: &Sandbox) {
+        force_remove(&self.docker, &sb.id).await;
+    }
+}
+
+impl Engine for DockerEngine {
+    fn name(&self) -> &'static str {
+        ENTRY.name
+    }
+
+    fn uses_images(&self) -> bool {
+        true
+    }
+
+    fn describe(&self) -> BoxFuture<'_, String> {
+        Box::pin(async {
+            format!(
+                "engine reachable (version {})",
+                self.version().await.unwrap_or_else(|| "?".into())
+            )
+        })
+    }
+
+    fn ensure_image<'a>(
+        &'a self,
+        image: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<(), SandboxError>> {
+        Box::pin(DockerEngine::ensure_image(self, image, timeout))
+    }
+
+    fn image_present<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Option<bool>> {
+        Box::pin(async move { Some(DockerEngine::image_present(self, image).await) })
+    }
+
+    fn image_env<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            self.docker
+                .inspect_image(image)
+                .await
+                .ok()
+                .and_then(|i| i.config)
+                .and_then(|c| c.env)
+                .unwrap_or_default()
+        })
+    }
+
+    fn start<'a>(&'a self, req: &'a SandboxRequest) -> BoxFuture<'a, Result<Sandbox, SandboxError>> {
+        Box::pin(DockerEngine::start(self, req))
+    }
+
+    fn sandboxes(&self) -> BoxFuture<'_, Result<Vec<SandboxInfo>, SandboxError>> {
+        Box::pin(DockerEngine::sandboxes(self))
+    }
+
+    fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(DockerEngine::remove(self, id))
+    }
+}
+
+impl Handle for Container {
+    fn scratch_path(&self, name: &str) -> String {
+        format!("/tmp/{name}")
+    }
+
+    fn check_alive<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, Result<(), SandboxError>> {
+        Box::pin(Container::check_alive(self, sb))
+    }
+
+    fn log_tail<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, String> {
+        Box::pin(Container::log_tail(self, sb))
+    }
+
+    fn exec<'a>(
+        &'a self,
+        sb: &'a Sandbox,
+        cmd: &'a [&'a str],
+        input: Option<&'a mut (dyn AsyncRead + Unpin + Send)>,
+    ) -> BoxFuture<'a, Result<ExecOutcome, SandboxError>> {
+        Box::pin(Container::exec(self, sb, cmd, input))
+    }
+
+    fn exec_to_writer<'a>(
+        &'a self,
+        sb: &'a Sandbox,
+        cmd: &'a [&'a str],
+        out: &'a mut (dyn tokio::io::AsyncWrite + Unpin + Send),
+    ) -> BoxFuture<'a, Result<(ExecOutcome, u64), SandboxError>> {
+        Box::pin(Container::exec_to_writer(self, sb, cmd, out))
+    }
+
+    fn remove<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, ()> {
+        Box::pin(Container::remove(self, sb))
     }
 }

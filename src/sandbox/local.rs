@@ -28,7 +28,12 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
-use super::{ExecOutcome, OutputLog, Sandbox, SandboxError, SandboxInfo, SandboxRequest};
+use futures_util::future::BoxFuture;
+
+use super::{
+    Engine, EngineEntry, ExecOutcome, Handle, OutputLog, Sandbox, SandboxError, SandboxInfo,
+    SandboxRequest,
+};
 use crate::config::SANDBOX_SUPERUSER;
 use crate::secret::Secret;
 
@@ -181,7 +186,7 @@ impl LocalEngine {
             pid: None,
         });
         let mut sandbox = Sandbox {
-            backend: super::docker::Backend::Local(server),
+            handle: server,
             id: dir.display().to_string(),
             name: name.clone(),
             image: format!("local:{}", self.bin_dir.display()),
@@ -192,9 +197,6 @@ impl LocalEngine {
             server_version: String::new(),
             memory_bytes: req.memory_bytes,
             kind: req.kind,
-            exec_user: "",
-            exec_env: Vec::new(),
-            inner_port: "",
         };
         match self.boot(&mut sandbox, marker, req).await {
             Ok(()) => Ok(sandbox),
@@ -312,7 +314,7 @@ impl LocalEngine {
             child: tokio::sync::Mutex::new(Some(child)),
             pid,
         });
-        sandbox.backend = super::docker::Backend::Local(server);
+        sandbox.handle = server;
 
         let started = Instant::now();
         let mut delay = Duration::from_millis(100);
@@ -356,13 +358,8 @@ impl LocalEngine {
 }
 
 impl Server {
-    /// The sandbox's directory.
-    pub(crate) fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Fail if the server has exited, saying how, with the end of its log.
-    pub(crate) async fn check_alive(&self, sandbox: &Sandbox) -> Result<(), SandboxError> {
+    async fn check_alive(&self, sandbox: &Sandbox) -> Result<(), SandboxError> {
         let mut child = self.child.lock().await;
         let Some(c) = child.as_mut() else {
             return Ok(());
@@ -407,7 +404,7 @@ impl Server {
     }
 
     /// The last lines of the server's log, one line, secrets redacted.
-    pub(crate) fn log_tail(&self, sandbox: &Sandbox) -> String {
+    fn log_tail(&self, sandbox: &Sandbox) -> String {
         let text = std::fs::read(self.dir.join("server.log")).unwrap_or_default();
         let mut log = OutputLog::default();
         log.push(&text);
@@ -478,15 +475,12 @@ impl Server {
     }
 
     /// As the Docker sandbox's `exec_with_input`, as a host process.
-    pub(crate) async fn exec_with_input<R>(
+    async fn exec(
         &self,
         sandbox: &Sandbox,
         cmd: &[&str],
-        input: Option<R>,
-    ) -> Result<ExecOutcome, SandboxError>
-    where
-        R: AsyncRead + Unpin,
-    {
+        input: Option<&mut (dyn AsyncRead + Unpin + Send)>,
+    ) -> Result<ExecOutcome, SandboxError> {
         let (mut child, group) = self.spawn_client(sandbox, cmd, input.is_some())?;
         let stdin = child.stdin.take();
         let mut stdout = child.stdout.take().expect("piped");
@@ -538,15 +532,12 @@ impl Server {
     }
 
     /// As the Docker sandbox's `exec_to_writer`, as a host process.
-    pub(crate) async fn exec_to_writer<W>(
+    async fn exec_to_writer(
         &self,
         sandbox: &Sandbox,
         cmd: &[&str],
-        out: &mut W,
-    ) -> Result<(ExecOutcome, u64), SandboxError>
-    where
-        W: AsyncWrite + Unpin,
-    {
+        out: &mut (dyn AsyncWrite + Unpin + Send),
+    ) -> Result<(ExecOutcome, u64), SandboxError> {
         let (mut child, group) = self.spawn_client(sandbox, cmd, false)?;
         let mut stdout = child.stdout.take().expect("piped");
         let mut stderr = child.stderr.take().expect("piped");
@@ -581,7 +572,7 @@ impl Server {
     }
 
     /// Stop the server (its whole process group) and delete its directory.
-    pub(crate) async fn remove(&self) {
+    async fn remove(&self) {
         if let Some(mut child) = self.child.lock().await.take() {
             stop_group(self.pid).await;
             let _ = child.wait().await;
@@ -750,4 +741,85 @@ fn discover_bin_dir() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .find(|d| d.join("initdb").is_file() && d.join("postgres").is_file())
+}
+
+/// `sandbox.engine = "local"`.
+pub(super) const ENTRY: EngineEntry = EngineEntry {
+    name: "local",
+    fix: "install the PostgreSQL server package or set sandbox.bin_dir",
+    connect: |config| {
+        let bin_dir = config.bin_dir.clone();
+        Box::pin(async move {
+            LocalEngine::find(bin_dir.as_deref()).map(|e| Box::new(e) as Box<dyn Engine>)
+        })
+    },
+    cpus: |_| std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+};
+
+impl Engine for LocalEngine {
+    fn name(&self) -> &'static str {
+        ENTRY.name
+    }
+
+    fn uses_images(&self) -> bool {
+        false
+    }
+
+    fn describe(&self) -> BoxFuture<'_, String> {
+        Box::pin(async {
+            format!(
+                "{} in {}",
+                self.version().await.unwrap_or_else(|| "PostgreSQL".into()),
+                self.bin_dir.display()
+            )
+        })
+    }
+
+    fn start<'a>(&'a self, req: &'a SandboxRequest) -> BoxFuture<'a, Result<Sandbox, SandboxError>> {
+        Box::pin(LocalEngine::start(self, req))
+    }
+
+    fn sandboxes(&self) -> BoxFuture<'_, Result<Vec<SandboxInfo>, SandboxError>> {
+        Box::pin(async { Ok(sandboxes()) })
+    }
+
+    fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(remove(id))
+    }
+}
+
+impl Handle for Server {
+    fn scratch_path(&self, name: &str) -> String {
+        self.dir.join(name).to_string_lossy().into_owned()
+    }
+
+    fn check_alive<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, Result<(), SandboxError>> {
+        Box::pin(Server::check_alive(self, sb))
+    }
+
+    fn log_tail<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, String> {
+        Box::pin(async move { Server::log_tail(self, sb) })
+    }
+
+    fn exec<'a>(
+        &'a self,
+        sb: &'a Sandbox,
+        cmd: &'a [&'a str],
+        input: Option<&'a mut (dyn AsyncRead + Unpin + Send)>,
+    ) -> BoxFuture<'a, Result<ExecOutcome, SandboxError>> {
+        Box::pin(Server::exec(self, sb, cmd, input))
+    }
+
+    fn exec_to_writer<'a>(
+        &'a self,
+        sb: &'a Sandbox,
+        cmd: &'a [&'a str],
+        out: &'a mut (dyn AsyncWrite + Unpin + Send),
+    ) -> BoxFuture<'a, Result<(ExecOutcome, u64), SandboxError>> {
+        Box::pin(Server::exec_to_writer(self, sb, cmd, out))
+    }
+
+    fn remove<'a>(&'a self, _sb: &'a Sandbox) -> BoxFuture<'a, ()> {
+        Box::pin(Server::remove(self))
+    }
 }

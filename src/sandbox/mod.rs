@@ -1,21 +1,389 @@
-//! Throwaway PostgreSQL servers ("sandboxes") that dumps are restored into.
+//! Throwaway database servers ("sandboxes") that backups are restored into.
 //!
-//! A sandbox is a container made from the configured image (the Docker Hub
-//! `postgres` image, or the project's offline build that behaves like it),
-//! with a random superuser password, its port published on 127.0.0.1 only,
-//! capped in memory and CPUs, and labelled with the run id so that `drill
-//! reap` can find leftovers. It is removed when the run ends unless `--keep`.
+//! An [`Engine`] runs sandboxes: Docker containers made from the configured
+//! image (the Docker Hub image of the database kind, or the project's
+//! offline build that behaves like it), or PostgreSQL servers from this
+//! host's binaries. Each sandbox has a random superuser password, its port
+//! published on 127.0.0.1 only, memory and CPU caps, and drill's labels
+//! (run id, tier, database, pid, host) so that `drill reap` can find
+//! leftovers. It is removed when the run ends unless `--keep`.
+//!
+//! The engine is chosen once, by name, from [`ENGINES`]; a [`Sandbox`]
+//! carries its engine's [`Handle`], so nothing outside an engine's module
+//! knows which engine runs it. The database kind
+//! ([`crate::kind::DatabaseKind`]) says how its server is configured and
+//! when it is ready.
 
 mod docker;
 pub mod local;
 
-pub use docker::{DockerEngine, Sandbox, SandboxInfo, SandboxRequest};
+pub use docker::DockerEngine;
 pub use local::LocalEngine;
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::config::{Engine, SandboxConfig};
+use futures_util::future::BoxFuture;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::config::SandboxConfig;
+use crate::secret::Secret;
+
+/// A registered sandbox engine: its name in `sandbox.engine` and how to
+/// reach it.
+pub struct EngineEntry {
+    /// The name in config (`docker`, `local`).
+    pub name: &'static str,
+    /// What to do when it cannot be used, for `drill doctor`.
+    pub fix: &'static str,
+    /// Reach (or find) the engine for `config`.
+    pub connect: fn(&SandboxConfig) -> BoxFuture<'static, Result<Box<dyn Engine>, SandboxError>>,
+    /// The CPUs a sandbox of `config` gets (for `pg_restore --jobs`).
+    pub cpus: fn(&SandboxConfig) -> u32,
+}
+
+/// Every engine drill knows. Adding one is a module implementing
+/// [`Engine`] and [`Handle`] plus one line here.
+pub static ENGINES: &[EngineEntry] = &[docker::ENTRY, local::ENTRY];
+
+/// The entry called `name`.
+pub fn engine_entry(name: &str) -> Option<&'static EngineEntry> {
+    ENGINES.iter().find(|e| e.name == name)
+}
+
+/// The names of all engines, for messages.
+pub fn engine_names() -> Vec<&'static str> {
+    ENGINES.iter().map(|e| e.name).collect()
+}
+
+/// The configured engine (`sandbox.engine`), reached.
+///
+/// # Errors
+/// The engine's own: unreachable, unusable.
+pub async fn connect(config: &SandboxConfig) -> Result<Box<dyn Engine>, SandboxError> {
+    let entry = engine_entry(&config.engine).ok_or_else(|| SandboxError::LocalUnusable {
+        detail: format!("no sandbox engine `{}`", config.engine),
+    })?;
+    (entry.connect)(config).await
+}
+
+/// Something that runs sandboxes: Docker containers, local servers, …
+pub trait Engine: Send + Sync {
+    /// Its name in `sandbox.engine`.
+    fn name(&self) -> &'static str;
+
+    /// Whether sandboxes run from images (`image` matters).
+    fn uses_images(&self) -> bool;
+
+    /// One line on what it is, for `drill doctor` (`engine reachable
+    /// (version 28.2.2)`, `postgres (PostgreSQL) 15.8 in /usr/lib/…`).
+    fn describe(&self) -> BoxFuture<'_, String>;
+
+    /// Make sure `image` is present (pulling it within `timeout`); an engine
+    /// without images has nothing to do.
+    ///
+    /// # Errors
+    /// [`SandboxError::ImageMissing`].
+    fn ensure_image<'a>(
+        &'a self,
+        _image: &'a str,
+        _timeout: Duration,
+    ) -> BoxFuture<'a, Result<(), SandboxError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Whether `image` is present, without pulling (`None`: no images).
+    fn image_present<'a>(&'a self, _image: &'a str) -> BoxFuture<'a, Option<bool>> {
+        Box::pin(async { None })
+    }
+
+    /// The environment an image declares (`NAME=VALUE`), e.g. `PG_MAJOR=16`.
+    fn image_env<'a>(&'a self, _image: &'a str) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(async { Vec::new() })
+    }
+
+    /// Start a sandbox for `req` and wait until its server accepts
+    /// connections.
+    ///
+    /// # Errors
+    /// [`SandboxError`]: the engine failed, the server died or was not
+    /// ready within `req.startup_timeout`.
+    fn start<'a>(&'a self, req: &'a SandboxRequest) -> BoxFuture<'a, Result<Sandbox, SandboxError>>;
+
+    /// Every drill sandbox this engine holds (by drill's labels).
+    ///
+    /// # Errors
+    /// [`SandboxError`] when it cannot be listed.
+    fn sandboxes(&self) -> BoxFuture<'_, Result<Vec<SandboxInfo>, SandboxError>>;
+
+    /// Remove the sandbox `id` (from [`Engine::sandboxes`]); best effort.
+    fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ()>;
+}
+
+/// What an engine does for one running sandbox ([`Sandbox`] delegates to
+/// it).
+pub trait Handle: Send + Sync {
+    /// A path inside the sandbox for a file drill puts there; it goes when
+    /// the sandbox goes.
+    fn scratch_path(&self, name: &str) -> String;
+
+    /// Fail if the sandbox is no longer running, saying why.
+    fn check_alive<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, Result<(), SandboxError>>;
+
+    /// The last lines of its log, one line, secrets redacted.
+    fn log_tail<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, String>;
+
+    /// Run `cmd` in the sandbox feeding it `input`; see
+    /// [`Sandbox::exec_with_input`].
+    fn exec<'a>(
+        &'a self,
+        sb: &'a Sandbox,
+        cmd: &'a [&'a str],
+        input: Option<&'a mut (dyn AsyncRead + Unpin + Send)>,
+    ) -> BoxFuture<'a, Result<ExecOutcome, SandboxError>>;
+
+    /// Run `cmd` in the sandbox copying its output to `out`; see
+    /// [`Sandbox::exec_to_writer`].
+    fn exec_to_writer<'a>(
+        &'a self,
+        sb: &'a Sandbox,
+        cmd: &'a [&'a str],
+        out: &'a mut (dyn AsyncWrite + Unpin + Send),
+    ) -> BoxFuture<'a, Result<(ExecOutcome, u64), SandboxError>>;
+
+    /// Remove the sandbox; best effort.
+    fn remove<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, ()>;
+}
+
+/// What a sandbox is made from and how it is capped.
+#[derive(Debug, Clone)]
+pub struct SandboxRequest {
+    /// The run id (label `drill.run-id`).
+    pub run_id: String,
+    /// Tier name (label).
+    pub tier: String,
+    /// `[[databases]]` name (label, container name).
+    pub database: String,
+    /// Short id of the snapshot restored into it (label `drill.snapshot`,
+    /// container name suffix), so one run can hold sandboxes of several
+    /// snapshots (`bisect`, `diff`).
+    pub snapshot: Option<String>,
+    /// Image reference, e.g. `postgres:16`.
+    pub image: String,
+    /// Memory cap in bytes (swap is capped to the same, i.e. none extra).
+    pub memory_bytes: u64,
+    /// CPU cap.
+    pub cpus: f64,
+    /// Readiness deadline.
+    pub startup_timeout: Duration,
+    /// Start the server with restore tuning (`sandbox.tuning`; see the
+    /// kind's [`crate::kind::DatabaseKind::container`]).
+    pub tuning: bool,
+    /// The database kind the sandbox runs a server of.
+    pub kind: &'static dyn crate::kind::DatabaseKind,
+}
+
+/// A sandbox as the engine lists it, with drill's labels.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SandboxInfo {
+    /// Container id.
+    pub id: String,
+    /// Container name.
+    pub name: String,
+    /// `drill.run-id`.
+    pub run_id: String,
+    /// `drill.tier`.
+    pub tier: String,
+    /// `drill.database`.
+    pub database: String,
+    /// `drill.pid`: the drill process that started it (absent on sandboxes
+    /// of older versions).
+    pub pid: Option<u32>,
+    /// `drill.host`: where that process ran.
+    pub host: Option<String>,
+    /// When the container was created.
+    pub created: chrono::DateTime<chrono::Utc>,
+    /// Docker's state (`running`, `exited`, …).
+    pub state: String,
+}
+
+/// A running sandbox: a server of one database kind, run by an engine.
+#[derive(Clone)]
+pub struct Sandbox {
+    pub(crate) handle: Arc<dyn Handle>,
+    /// Engine id (a container id; local: the sandbox's directory).
+    pub id: String,
+    /// Name (`drill-<run id>-<database>`; local: the directory's name).
+    pub name: String,
+    /// Image it runs (local: `local:<binaries directory>`).
+    pub image: String,
+    /// Host address of the published port, always 127.0.0.1 (local: the
+    /// directory holding the server's Unix socket; libpq and
+    /// tokio-postgres read a host starting with `/` as one).
+    pub host: String,
+    /// Host port mapped to the server's port (local: the socket's number).
+    pub port: u16,
+    /// Superuser name.
+    pub user: String,
+    /// Superuser password, random for this run.
+    pub password: Secret,
+    /// Server version as the kind's probe reports it, e.g. `16.4`.
+    pub server_version: String,
+    /// The memory cap in bytes (`sandbox.memory`).
+    pub memory_bytes: u64,
+    /// The database kind of its server.
+    pub kind: &'static dyn crate::kind::DatabaseKind,
+}
+
+impl Sandbox {
+    /// A path inside the sandbox for a file drill puts there (a custom dump
+    /// copied in for `pg_restore --jobs`): `/tmp/NAME` in a container, inside
+    /// the sandbox's directory for the local engine. It goes when the
+    /// sandbox goes.
+    pub fn scratch_path(&self, name: &str) -> String {
+        self.handle.scratch_path(name)
+    }
+
+    /// Fail if the sandbox is no longer running, saying why (exit code,
+    /// OOM kill) with the end of its log.
+    ///
+    /// # Errors
+    /// [`SandboxError::Died`], [`SandboxError::OutOfMemory`] or
+    /// [`SandboxError::Api`].
+    pub async fn check_alive(&self) -> Result<(), SandboxError> {
+        self.handle.check_alive(self).await
+    }
+
+    /// The last lines of the sandbox's log, one line, secrets redacted.
+    pub async fn log_tail(&self) -> String {
+        self.handle.log_tail(self).await
+    }
+
+    /// Run `cmd` inside the sandbox (as its kind's OS user), feeding it
+    /// `input` on standard input (then closing it), and collect its output.
+    /// If the process exits before taking all input, feeding stops and
+    /// `stdin_error` says so.
+    ///
+    /// # Errors
+    /// [`SandboxError`] when the process cannot be started or waited for.
+    pub async fn exec_with_input<R>(
+        &self,
+        cmd: &[&str],
+        input: Option<R>,
+    ) -> Result<ExecOutcome, SandboxError>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        let mut input = input;
+        let reader = input
+            .as_mut()
+            .map(|r| r as &mut (dyn AsyncRead + Unpin + Send));
+        self.handle.exec(self, cmd, reader).await
+    }
+
+    /// Run `cmd` inside the sandbox and copy its standard output to `out`
+    /// as it comes; standard error is collected (bounded) in the outcome's
+    /// `output`. The bytes written are returned beside the outcome.
+    ///
+    /// # Errors
+    /// [`SandboxError`] when the process cannot be started or waited for,
+    /// [`SandboxError::Io`] when writing to `out` fails.
+    pub async fn exec_to_writer<W>(
+        &self,
+        cmd: &[&str],
+        out: &mut W,
+    ) -> Result<(ExecOutcome, u64), SandboxError>
+    where
+        W: AsyncWrite + Unpin + Send,
+    {
+        self.handle.exec_to_writer(self, cmd, out).await
+    }
+
+    /// Remove the sandbox (best effort; the run's label sweep catches what
+    /// this misses).
+    pub async fn remove(&self) {
+        self.handle.remove(self).await
+    }
+
+    /// Probe every 100 ms until the server answers its kind's probe over the
+    /// published port, the way a client will use it; never sleep blindly.
+    /// Whether the sandbox died is asked of the engine at most once a second
+    /// (it costs an inspect and an exec), so readiness is seen within 100 ms.
+    pub(crate) async fn wait_ready(&mut self, timeout: Duration) -> Result<(), SandboxError> {
+        let started = Instant::now();
+        let mut last_error;
+        let mut alive_checked: Option<Instant> = None;
+        loop {
+            if alive_checked.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                self.check_alive().await?;
+                alive_checked = Some(Instant::now());
+            }
+            let endpoint = self.endpoint();
+            let probe = self.kind.probe(&endpoint);
+            match tokio::time::timeout(Duration::from_secs(5), probe).await {
+                Ok(Ok(version)) => {
+                    self.server_version = version;
+                    return Ok(());
+                }
+                Ok(Err(e)) => last_error = e,
+                Err(_) => last_error = "probe timed out after 5 s".into(),
+            }
+            if started.elapsed() >= timeout {
+                return Err(SandboxError::StartupTimeout {
+                    name: self.name.clone(),
+                    seconds: timeout.as_secs(),
+                    last_error,
+                    log_tail: self.log_tail().await,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Connect to `dbname` over the published port as the superuser. The
+    /// connection runs on its own task, which ends when the client is dropped.
+    ///
+    /// # Errors
+    /// The driver's error (see [`super::pg_message`]).
+    pub async fn connect(
+        &self,
+        dbname: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let (client, conn) = self
+            .pg_config(dbname)
+            .connect(tokio_postgres::NoTls)
+            .await?;
+        tokio::spawn(conn);
+        Ok(client)
+    }
+
+    /// Connection settings for PostgreSQL database `dbname` over the
+    /// published port.
+    pub fn pg_config(&self, dbname: &str) -> tokio_postgres::Config {
+        crate::kind::postgresql::pg_config(&self.endpoint(), dbname)
+    }
+
+    /// How to reach the sandbox's server.
+    pub fn endpoint(&self) -> crate::kind::Endpoint {
+        crate::kind::Endpoint {
+            host: self.host.clone(),
+            port: self.port,
+            user: self.user.clone(),
+            password: self.password.clone(),
+        }
+    }
+
+    /// A session on database `dbname` for checks, through the sandbox's
+    /// kind's client.
+    ///
+    /// # Errors
+    /// The client's message.
+    pub async fn session(&self, dbname: &str) -> Result<Box<dyn crate::kind::Session>, String> {
+        self.kind.session(&self.endpoint(), dbname).await
+    }
+
+}
 
 /// Server settings (`postgres -c NAME=VALUE`) that speed up a restore into
 /// data that will be thrown away, for a sandbox of `memory_bytes`. Each one
@@ -43,60 +411,6 @@ pub fn restore_tuning(memory_bytes: u64) -> Vec<String> {
         "checkpoint_timeout=30min".into(),
         format!("maintenance_work_mem={mwm_mib}MB"),
     ]
-}
-
-/// The engine that runs a drill's sandboxes (`sandbox.engine`).
-pub enum SandboxEngine {
-    /// Containers through the Docker API.
-    Docker(DockerEngine),
-    /// Servers from this host's PostgreSQL binaries.
-    Local(LocalEngine),
-}
-
-impl SandboxEngine {
-    /// The configured engine, reached (Docker) or found (local).
-    ///
-    /// # Errors
-    /// [`SandboxError::EngineUnreachable`] or
-    /// [`SandboxError::LocalUnusable`].
-    pub async fn connect(config: &SandboxConfig) -> Result<Self, SandboxError> {
-        Ok(match config.engine {
-            Engine::Docker => SandboxEngine::Docker(DockerEngine::connect().await?),
-            Engine::Local => SandboxEngine::Local(LocalEngine::find(config.bin_dir.as_deref())?),
-        })
-    }
-
-    /// Whether sandboxes run from images (`image` matters): Docker yes, the
-    /// local engine (this host's binaries) no.
-    pub fn uses_images(&self) -> bool {
-        match self {
-            SandboxEngine::Docker(_) => true,
-            SandboxEngine::Local(_) => false,
-        }
-    }
-
-    /// Docker: make sure `image` is present (pulling it within `timeout`).
-    /// Local: nothing to do.
-    ///
-    /// # Errors
-    /// [`SandboxError::ImageMissing`].
-    pub async fn ensure_image(&self, image: &str, timeout: Duration) -> Result<(), SandboxError> {
-        match self {
-            SandboxEngine::Docker(d) => d.ensure_image(image, timeout).await,
-            SandboxEngine::Local(_) => Ok(()),
-        }
-    }
-
-    /// Start a sandbox and wait until it accepts connections.
-    ///
-    /// # Errors
-    /// As [`DockerEngine::start`] and [`LocalEngine::start`].
-    pub async fn start(&self, req: &SandboxRequest) -> Result<Sandbox, SandboxError> {
-        match self {
-            SandboxEngine::Docker(d) => d.start(req).await,
-            SandboxEngine::Local(l) => l.start(req).await,
-        }
-    }
 }
 
 /// Label carrying the run id on every sandbox.
