@@ -103,7 +103,10 @@ fn every_shipped_example_config_parses() {
     assert_eq!(spec.fallback, ["local", "ring", "cold"]);
     assert_eq!(spec.databases[1].image, "postgres:{major}");
     assert_eq!(spec.databases[2].kind.name(), "mariadb");
-    assert_eq!(spec.databases[2].image, "auto", "MariaDB's auto is mariadb:11");
+    assert_eq!(
+        spec.databases[2].image, "auto",
+        "MariaDB's auto is mariadb:11"
+    );
     assert_eq!(spec.databases[2].increments, ["/backup/incremental_*.sql"]);
     assert_eq!(spec.sandbox.memory_bytes, 2 * 1024 * 1024 * 1024);
     // Every shipped check file parses against the demo config's databases.

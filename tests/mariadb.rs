@@ -58,7 +58,11 @@ const INCREMENTS: &str = "increments = [\"/dumps/incremental_*.sql\"]";
 
 /// A drill of `dbs` over a snapshot of `files` with `checks`: its exit,
 /// stderr and report.
-fn drill_of(files: &[(&Path, &str)], dbs: &[String], checks: &[(&str, String)]) -> (i32, String, Value) {
+fn drill_of(
+    files: &[(&Path, &str)],
+    dbs: &[String],
+    checks: &[(&str, String)],
+) -> (i32, String, Value) {
     require_mariadb();
     let repo = TestRepo::new(files);
     let dir = tempfile::tempdir().unwrap();
@@ -92,7 +96,12 @@ fn drill_of(files: &[(&Path, &str)], dbs: &[String], checks: &[(&str, String)]) 
 fn row_counts_check(min_payments: u64) -> String {
     let counts = &facts()["row_counts"]["incremental_02"];
     let mut t = "kind = \"row-counts\"\ndatabase = \"gym\"\n".to_string();
-    for table in ["members", "member_faces", "face_recognition_logs", "payments"] {
+    for table in [
+        "members",
+        "member_faces",
+        "face_recognition_logs",
+        "payments",
+    ] {
         let min = if table == "payments" {
             min_payments
         } else {
@@ -110,8 +119,14 @@ fn blob_check() -> String {
 fn full_with_increments() -> Vec<(PathBuf, &'static str)> {
     vec![
         (mdumps().join("gym-full.sql.gz"), "gym-full.sql.gz"),
-        (mdumps().join("increments/incremental_01.sql"), "incremental_01.sql"),
-        (mdumps().join("increments/incremental_02.sql"), "incremental_02.sql"),
+        (
+            mdumps().join("increments/incremental_01.sql"),
+            "incremental_01.sql",
+        ),
+        (
+            mdumps().join("increments/incremental_02.sql"),
+            "incremental_02.sql",
+        ),
     ]
 }
 
@@ -122,14 +137,19 @@ fn refs<'a>(files: &'a [(PathBuf, &'static str)]) -> Vec<(&'a Path, &'static str
 #[test]
 fn postgresql_and_mariadb_with_increments_pass() {
     let mut files = full_with_increments();
-    files.push((dumps().join(common::healthy_file("frame")), common::healthy_file("frame")));
+    files.push((
+        dumps().join(common::healthy_file("frame")),
+        common::healthy_file("frame"),
+    ));
     let frame = common::healthy("frame");
     let pg = format!(
         "name = \"frame\"\npath = \"/dumps/{}\"\nformat = \"{}\"\n",
         common::healthy_file("frame"),
         frame.format
     );
-    let members = facts()["row_counts"]["incremental_02"]["members"].as_u64().unwrap();
+    let members = facts()["row_counts"]["incremental_02"]["members"]
+        .as_u64()
+        .unwrap();
     let checks = [
         ("gym-counts.toml", row_counts_check(1)),
         ("gym-blobs.toml", blob_check()),
@@ -152,7 +172,13 @@ fn postgresql_and_mariadb_with_increments_pass() {
     let g = database(&report, "gym");
     assert_eq!(g["kind"], "mariadb");
     assert_eq!(g["format"], "mysqldump");
-    assert!(g["restore"]["server_version"].as_str().unwrap().contains("MariaDB"), "{g:#}");
+    assert!(
+        g["restore"]["server_version"]
+            .as_str()
+            .unwrap()
+            .contains("MariaDB"),
+        "{g:#}"
+    );
     assert_eq!(g["restore"]["tool"], "mariadb");
     let incs = g["restore"]["increments"].as_array().unwrap();
     assert_eq!(incs.len(), 2, "{g:#}");
@@ -177,11 +203,19 @@ fn postgresql_and_mariadb_with_increments_pass() {
 
 /// A drill of `gym` alone that must fail: exit 1, the reason naming the
 /// database and containing `want`.
-fn assert_fails(files: &[(PathBuf, &'static str)], db: String, checks: &[(&str, String)], want: &str) -> Value {
+fn assert_fails(
+    files: &[(PathBuf, &'static str)],
+    db: String,
+    checks: &[(&str, String)],
+    want: &str,
+) -> Value {
     let (code, stderr, report) = drill_of(&refs(files), &[db], checks);
     assert_eq!(code, 1, "{stderr}\n{report:#}");
     let reasons = report["reasons"].to_string();
-    assert!(reasons.contains("gym") && reasons.contains(want), "want `{want}` in {reasons}\n{report:#}");
+    assert!(
+        reasons.contains("gym") && reasons.contains(want),
+        "want `{want}` in {reasons}\n{report:#}"
+    );
     report
 }
 
@@ -195,7 +229,12 @@ fn a_truncated_dump_fails() {
 #[test]
 fn an_sql_error_mid_dump_fails() {
     let files = vec![(mdumps().join("broken/gym-sql-error.sql"), "gym-full.sql")];
-    let r = assert_fails(&files, gym("gym-full.sql", ""), &[], "mariadb exited with 1");
+    let r = assert_fails(
+        &files,
+        gym("gym-full.sql", ""),
+        &[],
+        "mariadb exited with 1",
+    );
     assert_eq!(database(&r, "gym")["restore"]["class"], "damage");
 }
 
@@ -203,15 +242,29 @@ fn an_sql_error_mid_dump_fails() {
 fn a_missing_increment_fails() {
     let files = vec![
         (mdumps().join("gym-full.sql.gz"), "gym-full.sql.gz"),
-        (mdumps().join("increments/incremental_01.sql"), "incremental_01.sql"),
-        (mdumps().join("increments/incremental_02.sql"), "incremental_03.sql"),
+        (
+            mdumps().join("increments/incremental_01.sql"),
+            "incremental_01.sql",
+        ),
+        (
+            mdumps().join("increments/incremental_02.sql"),
+            "incremental_03.sql",
+        ),
     ];
-    assert_fails(&files, gym("gym-full.sql.gz", INCREMENTS), &[], "number 2 is missing");
+    assert_fails(
+        &files,
+        gym("gym-full.sql.gz", INCREMENTS),
+        &[],
+        "number 2 is missing",
+    );
 }
 
 #[test]
 fn a_wiped_table_fails_row_counts() {
-    let files = vec![(mdumps().join("variants/gym-payments-wiped.sql.gz"), "gym-full.sql.gz")];
+    let files = vec![(
+        mdumps().join("variants/gym-payments-wiped.sql.gz"),
+        "gym-full.sql.gz",
+    )];
     let r = assert_fails(
         &files,
         gym("gym-full.sql.gz", ""),
@@ -224,19 +277,53 @@ fn a_wiped_table_fails_row_counts() {
 
 #[test]
 fn a_flipped_blob_byte_fails_blob_roundtrip() {
-    let files = vec![(mdumps().join("variants/gym-face-flipped.sql.gz"), "gym-full.sql.gz")];
-    let r = assert_fails(&files, gym("gym-full.sql.gz", ""), &[("gym-blobs.toml", blob_check())], "gym-blobs");
+    let files = vec![(
+        mdumps().join("variants/gym-face-flipped.sql.gz"),
+        "gym-full.sql.gz",
+    )];
+    let r = assert_fails(
+        &files,
+        gym("gym-full.sql.gz", ""),
+        &[("gym-blobs.toml", blob_check())],
+        "gym-blobs",
+    );
     let c = common::check(&r, "gym", "gym-blobs");
     let member = facts()["face_flipped_member_id"].as_u64().unwrap();
     assert_eq!(c["findings"].as_array().unwrap().len(), 1, "{c:#}");
-    assert!(c["findings"][0].as_str().unwrap().starts_with(&format!("member_id={member}:")), "{c:#}");
+    assert!(
+        c["findings"][0]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("member_id={member}:")),
+        "{c:#}"
+    );
+    // The finding as data: where and how bad.
+    assert_eq!(c["located"][0]["table"], "member_faces", "{c:#}");
+    assert_eq!(
+        c["located"][0]["row"],
+        format!("member_id={member}"),
+        "{c:#}"
+    );
+    assert_eq!(c["located"][0]["severity"], "error", "{c:#}");
 }
 
 #[test]
 fn a_dump_without_trailer_fails_unless_accepted() {
-    let files = vec![(mdumps().join("variants/gym-skip-comments.sql.gz"), "gym-full.sql.gz")];
-    assert_fails(&files, gym("gym-full.sql.gz", ""), &[], "accept_missing_trailer = true");
-    let (code, stderr, report) = drill_of(&refs(&files), &[gym("gym-full.sql.gz", "accept_missing_trailer = true")], &[]);
+    let files = vec![(
+        mdumps().join("variants/gym-skip-comments.sql.gz"),
+        "gym-full.sql.gz",
+    )];
+    assert_fails(
+        &files,
+        gym("gym-full.sql.gz", ""),
+        &[],
+        "accept_missing_trailer = true",
+    );
+    let (code, stderr, report) = drill_of(
+        &refs(&files),
+        &[gym("gym-full.sql.gz", "accept_missing_trailer = true")],
+        &[],
+    );
     assert_eq!(code, 0, "{stderr}\n{report:#}");
     let notes = database(&report, "gym")["restore"]["notes"].to_string();
     assert!(notes.contains("--skip-comments"), "{notes}");
@@ -248,10 +335,16 @@ fn amcheck_on_a_mariadb_database_is_a_config_error() {
     let (code, stderr, _) = drill_of(
         &refs(&files[..1]),
         &[gym("gym-full.sql.gz", "")],
-        &[("gym-amcheck.toml", "kind = \"amcheck\"\ndatabase = \"gym\"\n".into())],
+        &[(
+            "gym-amcheck.toml",
+            "kind = \"amcheck\"\ndatabase = \"gym\"\n".into(),
+        )],
     );
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("amcheck") && stderr.contains("gym") && stderr.contains("mariadb"), "{stderr}");
+    assert!(
+        stderr.contains("amcheck") && stderr.contains("gym") && stderr.contains("mariadb"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

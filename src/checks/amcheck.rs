@@ -154,7 +154,7 @@ fn parse(log: &OutputLog) -> (Vec<Finding>, usize) {
     }
     let total = blocks.len();
     blocks.truncate(MAX_FINDINGS);
-    (blocks.into_iter().map(Finding).collect(), total)
+    (blocks.into_iter().map(Finding::new).collect(), total)
 }
 
 #[cfg(test)]
@@ -174,12 +174,12 @@ pg_amcheck: error: something else\n",
         let (f, n) = parse(&log);
         assert_eq!(n, 2);
         assert!(
-            f[0].0
+            f[0].what
                 .starts_with("btree index \"t.public.a_v\": ERROR:  line pointer"),
             "{}",
-            f[0].0
+            f[0].what
         );
-        assert!(f[0].0.contains("DETAIL"));
-        assert!(f[1].0.contains("freeze threshold"));
+        assert!(f[0].what.contains("DETAIL"));
+        assert!(f[1].what.contains("freeze threshold"));
     }
 }

@@ -186,16 +186,22 @@ async fn verify(
 
     let mut findings: Vec<Finding> = Vec::new();
     if exported.rows != row_count || imported != row_count {
-        findings.push(Finding(format!(
-            "{} holds {row_count} rows, but {} were exported and {imported} imported back",
-            t.table, exported.rows
-        )));
+        findings.push(
+            Finding::new(format!(
+                "{} holds {row_count} rows, but {} were exported and {imported} imported back",
+                t.table, exported.rows
+            ))
+            .in_table(t.table),
+        );
     }
     if exported.bytes != byte_count {
-        findings.push(Finding(format!(
-            "{} holds {byte_count} bytes in {}, but {} were exported",
-            t.table, t.data_column, exported.bytes
-        )));
+        findings.push(
+            Finding::new(format!(
+                "{} holds {byte_count} bytes in {}, but {} were exported",
+                t.table, t.data_column, exported.bytes
+            ))
+            .in_table(t.table),
+        );
     }
     let mismatching = bad.len();
     for (key, m) in bad.iter().take(MAX_ROWS_REPORTED) {
@@ -213,12 +219,16 @@ async fn verify(
                 parts.push(format!("{label} SHA-256 {v}"));
             }
         }
-        findings.push(Finding(format!(
-            "{} {}={key}: {}",
-            t.table,
-            t.id_column,
-            parts.join("; ")
-        )));
+        findings.push(
+            Finding::new(format!(
+                "{} {}={key}: {}",
+                t.table,
+                t.id_column,
+                parts.join("; ")
+            ))
+            .in_table(t.table)
+            .at_row(format!("{}={key}", t.id_column)),
+        );
     }
     let detail = if findings.is_empty() {
         format!(

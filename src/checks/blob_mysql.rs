@@ -25,6 +25,9 @@ use crate::kind::mariadb::{connect, message};
 /// Database kinds this implementation serves.
 pub(super) const KINDS: &[&str] = &["mariadb", "mysql"];
 
+/// A row as read: key, bytes, stored digest, digest in the sandbox.
+type BlobRow = (Value, Option<Vec<u8>>, Option<String>, Option<String>);
+
 /// Rows read per batch.
 const BATCH: usize = 200;
 /// Mismatching rows listed in the report; the rest are counted.
@@ -98,12 +101,13 @@ async fn verify(
             if last.is_some() { format!(" WHERE {id_col} > ?") } else { String::new() }
         );
         let params: Vec<Value> = last.iter().cloned().collect();
-        let batch: Vec<(Value, Option<Vec<u8>>, Option<String>, Option<String>)> =
-            conn.exec(sql, params).await.map_err(q)?;
+        let batch: Vec<BlobRow> = conn.exec(sql, params).await.map_err(q)?;
         if batch.is_empty() {
             break;
         }
-        conn.query_drop("DELETE FROM drill_blob_scratch").await.map_err(q)?;
+        conn.query_drop("DELETE FROM drill_blob_scratch")
+            .await
+            .map_err(q)?;
         let mut expected = Vec::new();
         for (n, (row_id, value, stored, in_sandbox)) in batch.iter().enumerate() {
             rows += 1;
@@ -112,10 +116,16 @@ async fn verify(
             bytes += value.as_ref().map_or(0, |b| b.len() as u64);
             let mut wrong = Vec::new();
             if in_sandbox.as_deref().map(str::to_ascii_lowercase) != stored {
-                wrong.push(format!("in the sandbox {}", in_sandbox.as_deref().unwrap_or("NULL")));
+                wrong.push(format!(
+                    "in the sandbox {}",
+                    in_sandbox.as_deref().unwrap_or("NULL")
+                ));
             }
             if exported != stored {
-                wrong.push(format!("exported {}", exported.as_deref().unwrap_or("NULL")));
+                wrong.push(format!(
+                    "exported {}",
+                    exported.as_deref().unwrap_or("NULL")
+                ));
             }
             conn.exec_drop(
                 "INSERT INTO drill_blob_scratch (id, data) VALUES (?, ?)",
@@ -143,13 +153,16 @@ async fn verify(
             if !wrong.is_empty() {
                 bad += 1;
                 if findings.len() < MAX_ROWS_REPORTED {
-                    findings.push(Finding(format!(
-                        "{}={}: stored digest {}, SHA-256 {}",
-                        t.id_column,
-                        text(&row_id),
-                        stored.as_deref().unwrap_or("NULL"),
-                        wrong.join(", ")
-                    )));
+                    let row = format!("{}={}", t.id_column, text(&row_id));
+                    findings.push(
+                        Finding::new(format!(
+                            "{row}: stored digest {}, SHA-256 {}",
+                            stored.as_deref().unwrap_or("NULL"),
+                            wrong.join(", ")
+                        ))
+                        .in_table(t.table)
+                        .at_row(row),
+                    );
                 }
             }
         }
@@ -158,9 +171,14 @@ async fn verify(
             break;
         }
     }
-    let _ = conn.query_drop("DROP TEMPORARY TABLE drill_blob_scratch").await;
+    let _ = conn
+        .query_drop("DROP TEMPORARY TABLE drill_blob_scratch")
+        .await;
     if rows == 0 {
-        return Err(CheckError::Shape(format!("{} has no rows to verify", t.table)));
+        return Err(CheckError::Shape(format!(
+            "{} has no rows to verify",
+            t.table
+        )));
     }
     let detail = if bad == 0 {
         format!("{rows} rows, {bytes} bytes: stored digest = in-sandbox = exported = re-imported SHA-256")

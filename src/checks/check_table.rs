@@ -50,12 +50,19 @@ pub(super) async fn run(
             Err(QueryError::Failed(m)) => {
                 problems += 1;
                 if findings.len() < MAX_FINDINGS {
-                    findings.push(Finding(format!("{name}: CHECK TABLE failed: {m}")));
+                    findings.push(
+                        Finding::new(format!("{name}: CHECK TABLE failed: {m}")).in_table(name),
+                    );
                 }
                 continue;
             }
         };
-        let col = |n: &str| result.columns.iter().position(|c| c.eq_ignore_ascii_case(n));
+        let col = |n: &str| {
+            result
+                .columns
+                .iter()
+                .position(|c| c.eq_ignore_ascii_case(n))
+        };
         let (Some(ty), Some(text)) = (col("Msg_type"), col("Msg_text")) else {
             return Err(CheckError::Shape(format!(
                 "CHECK TABLE {name} returned columns {:?}, not Msg_type and Msg_text",
@@ -79,7 +86,8 @@ pub(super) async fn run(
         if !status_ok || messages.iter().any(|m| m.starts_with("error")) {
             problems += 1;
             if findings.len() < MAX_FINDINGS {
-                findings.push(Finding(format!("{name}: {}", messages.join("; "))));
+                findings
+                    .push(Finding::new(format!("{name}: {}", messages.join("; "))).in_table(name));
             }
         }
     }

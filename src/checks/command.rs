@@ -144,7 +144,7 @@ pub(super) async fn run(
             let last = log.summary(1);
             Ok(Conclusion {
                 detail: format!("`{shown}` exited with code {code}"),
-                findings: vec![Finding(if last.is_empty() {
+                findings: vec![Finding::new(if last.is_empty() {
                     format!("`{shown}` exited with code {code}")
                 } else {
                     format!("`{shown}` exited with code {code}: {last}")
@@ -188,6 +188,8 @@ mod tests {
         );
         let env = by_name("mariadb").unwrap().client_env(&ep, "gym");
         assert!(env.contains(&("MYSQL_TCP_PORT".to_string(), "5433".to_string())));
-        assert!(env[0].1.starts_with("mysql://drill_sandbox:p%40ss%2Fw@127.0.0.1:5433/gym"));
+        assert!(env[0]
+            .1
+            .starts_with("mysql://drill_sandbox:p%40ss%2Fw@127.0.0.1:5433/gym"));
     }
 }

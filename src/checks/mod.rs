@@ -22,9 +22,7 @@ use crate::report::{CheckReport, CountReport, Status};
 use crate::restore::quote_ident;
 use crate::sandbox::Sandbox;
 
-/// One problem a check found, e.g. a violating row.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Finding(pub String);
+pub use crate::report::Finding;
 
 /// Why a check could not run.
 #[derive(Debug, thiserror::Error)]
@@ -184,7 +182,15 @@ pub async fn run(def: &CheckDefinition, ctx: &CheckContext<'_>) -> CheckReport {
                 Status::Failed
             };
             report.detail = redact(&c.detail);
-            report.findings = c.findings.iter().map(|f| redact(&f.0)).collect();
+            report.findings = c.findings.iter().map(|f| redact(&f.what)).collect();
+            report.located = c
+                .findings
+                .iter()
+                .map(|f| Finding {
+                    what: redact(&f.what),
+                    ..f.clone()
+                })
+                .collect();
             report.notes = c.notes.iter().map(|n| redact(n)).collect();
             report.counts = c.counts;
             report.rows_verified = c.rows_verified;
@@ -213,6 +219,7 @@ fn entry(def: &CheckDefinition, status: Status, detail: String) -> CheckReport {
         seconds: 0.0,
         detail,
         findings: vec![],
+        located: vec![],
         notes: vec![],
         counts: vec![],
         rows_verified: None,

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{CheckContext, CheckError, Conclusion, Finding};
-use crate::kind::QueryError;
 use crate::config::{CountedGroup, CountedTable};
+use crate::kind::QueryError;
 use crate::report::history::Baselines;
 use crate::report::{CountReport, PolicyStatus, Status};
 
@@ -161,10 +161,13 @@ pub(super) fn judge(
         let min_status = if c.rows >= c.min {
             Status::Passed
         } else {
-            findings.push(Finding(format!(
-                "{}: {} rows, expected at least {}",
-                c.name, c.rows, c.min
-            )));
+            findings.push(
+                Finding::new(format!(
+                    "{}: {} rows, expected at least {}",
+                    c.name, c.rows, c.min
+                ))
+                .in_table(&c.name),
+            );
             Status::Failed
         };
         let base = baselines.get(database, check, &c.name);
@@ -186,16 +189,19 @@ pub(super) fn judge(
                 PolicyStatus::Unknown
             }
             (Some(m), Some(b), Some(d)) if d > m + 1e-12 => {
-                findings.push(Finding(format!(
-                    "{}: {} rows, down {:.1} % from {} in the last passed drill of tier `{tier}` (run {}, {}); max_drop is {:.1} %",
-                    c.name,
-                    c.rows,
-                    d * 100.0,
-                    b.rows,
-                    b.run_id,
-                    b.started_at,
-                    m * 100.0
-                )));
+                findings.push(
+                    Finding::new(format!(
+                        "{}: {} rows, down {:.1} % from {} in the last passed drill of tier `{tier}` (run {}, {}); max_drop is {:.1} %",
+                        c.name,
+                        c.rows,
+                        d * 100.0,
+                        b.rows,
+                        b.run_id,
+                        b.started_at,
+                        m * 100.0
+                    ))
+                    .in_table(&c.name),
+                );
                 PolicyStatus::Failed
             }
             (Some(_), Some(_), Some(_)) => PolicyStatus::Passed,
@@ -321,9 +327,9 @@ mod tests {
         let c = judge("hive", "counts", "local", &items, &b);
         assert_eq!(c.findings.len(), 3, "{:?}", c.findings);
         assert!(c.findings.iter().any(|f| f
-            .0
+            .what
             .contains("employees[axec]: 120 rows, down 50.0 % from 240")
-            && f.0.contains("r1")));
+            && f.what.contains("r1")));
         assert_eq!(c.counts[0].max_drop_status, PolicyStatus::Failed);
         let ok = judge(
             "hive",
@@ -352,7 +358,7 @@ mod tests {
         assert_eq!(items[1], item("employees[axev]", 0, 1, None));
         let c = judge("hive", "x", "local", &items, &Baselines::default());
         assert_eq!(c.findings.len(), 1);
-        assert!(c.findings[0].0.contains("employees[axev]: 0 rows"));
+        assert!(c.findings[0].what.contains("employees[axev]: 0 rows"));
         let none = CountedGroup {
             expect: vec![],
             ..g.clone()

@@ -45,12 +45,12 @@ pub(super) fn judge(
             .iter()
             .take(MAX_ROWS_REPORTED)
             .map(|r| {
-                Finding(
-                    r.iter()
-                        .map(|(c, v)| format!("{c}={}", v.as_deref().unwrap_or("NULL")))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                )
+                let row = r
+                    .iter()
+                    .map(|(c, v)| format!("{c}={}", v.as_deref().unwrap_or("NULL")))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                Finding::new(row.clone()).at_row(row)
             })
             .collect();
         let detail = match rows.len() {
@@ -83,7 +83,7 @@ pub(super) fn judge(
     let Some(value) = value else {
         return Ok(Conclusion {
             detail: "value is NULL".into(),
-            findings: vec![Finding(format!(
+            findings: vec![Finding::new(format!(
                 "the query returned NULL; expected {}",
                 describe(expect)
             ))],
@@ -106,7 +106,7 @@ pub(super) fn judge(
             _ => false,
         };
         if !ok {
-            findings.push(Finding(format!(
+            findings.push(Finding::new(format!(
                 "value is {value}, expected {}",
                 display_value(eq)
             )));
@@ -114,14 +114,16 @@ pub(super) fn judge(
     }
     if let Some(min) = expect.min {
         if number.ok_or_else(|| need_number("min"))? < min {
-            findings.push(Finding(format!(
+            findings.push(Finding::new(format!(
                 "value is {value}, expected at least {min}"
             )));
         }
     }
     if let Some(max) = expect.max {
         if number.ok_or_else(|| need_number("max"))? > max {
-            findings.push(Finding(format!("value is {value}, expected at most {max}")));
+            findings.push(Finding::new(format!(
+                "value is {value}, expected at most {max}"
+            )));
         }
     }
     Ok(Conclusion {
@@ -214,7 +216,7 @@ mod tests {
             .collect();
         let c = judge(&rows, &e).unwrap();
         assert_eq!(c.findings.len(), MAX_ROWS_REPORTED);
-        assert_eq!(c.findings[0].0, "entry=0, diff=NULL");
+        assert_eq!(c.findings[0].what, "entry=0, diff=NULL");
         assert!(c.detail.contains("12 violating rows"));
     }
 }

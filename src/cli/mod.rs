@@ -651,14 +651,13 @@ async fn reap(cli: &Cli, older_than: Option<std::time::Duration>, dry_run: bool)
     // Holding the lock clears a killed run's line from it; a drill running
     // now keeps its sandboxes either way (its process is alive).
     let lock = drill::DrillLock::acquire(&config.reports_dir, &run_id, &config.path).ok();
-    let list =
-        match drill::reap::reap(&config.sandbox, older_than, dry_run, clock.now()).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("drill: {e}");
-                return EXIT_ENVIRONMENT;
-            }
-        };
+    let list = match drill::reap::reap(&config.sandbox, older_than, dry_run, clock.now()).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("drill: {e}");
+            return EXIT_ENVIRONMENT;
+        }
+    };
     drop(lock);
     if cli.json {
         print_json(&list);

@@ -421,7 +421,7 @@ pub(super) async fn deliver(cli: &Cli, config: &Config, args: &RunArgs, o: &RunO
         }
         return all;
     };
-    let location = format!("{}:{}", crate::drill::hostname(), o.written.html.display());
+    let location = format!("{}:{}", crate::host::hostname(), o.written.html.display());
     let message = crate::notify::message(&o.report, &location, config.timezone);
     let note = |m: &str| eprintln!("drill: {m}");
     match crate::notify::deliver(slack, &message, &note).await {

@@ -27,13 +27,15 @@ use futures_util::{pin_mut, StreamExt, TryStreamExt};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{restore_database, DbRun, RunError, SnapshotSource};
+pub use super::session::CommandError;
+pub(crate) use super::session::{open_tier, pick_snapshot, restore_one, select_databases};
+use super::SnapshotSource;
 use crate::clock::Clock;
 use crate::config::{Config, DatabaseConfig};
 use crate::report::{self, Event, EventSink, Status};
 use crate::restore::quote_ident;
 use crate::sandbox::{pg_message, Sandbox};
-use crate::tier::{Repository, Snapshot, TierError};
+use crate::tier::{Repository, Snapshot};
 
 /// A snapshot as `bisect` and `diff` name it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -249,174 +251,6 @@ pub struct DiffOptions {
     pub b: String,
     /// `[[databases]]` names (empty = all).
     pub databases: Vec<String>,
-}
-
-/// Errors that end `diff`, `bisect` or `extract` before a record exists.
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError {
-    /// Bad command line (unknown name, snapshot, table).
-    #[error("{0}")]
-    Usage(String),
-    /// The tier could not be read (exit 3).
-    #[error(transparent)]
-    Tier(#[from] TierError),
-    /// The environment prevented the work (exit 3).
-    #[error("{0}")]
-    Environment(String),
-    /// The backup is bad (exit 1).
-    #[error("{0}")]
-    Backup(String),
-    /// The record could not be written.
-    #[error(transparent)]
-    Report(#[from] report::ReportError),
-}
-
-impl From<RunError> for CommandError {
-    fn from(e: RunError) -> Self {
-        match e {
-            RunError::Usage(m) => CommandError::Usage(m),
-            RunError::Report(r) => CommandError::Report(r),
-        }
-    }
-}
-
-impl CommandError {
-    /// Map a [`TierError`]: usage errors (unknown snapshot, prompt without a
-    /// terminal) to [`CommandError::Usage`].
-    pub fn tier(e: TierError) -> Self {
-        if e.is_usage() {
-            CommandError::Usage(e.to_string())
-        } else {
-            CommandError::Tier(e)
-        }
-    }
-}
-
-/// The tier's repository, opened where it is today (a cold tier's mounted
-/// disk); location warnings are emitted.
-pub(crate) async fn open_tier(
-    config: &Config,
-    tier: &str,
-    clock: &dyn Clock,
-    events: &dyn EventSink,
-) -> Result<Repository, CommandError> {
-    let t = config.tier(tier).map_err(CommandError::Usage)?;
-    let location = crate::tier::locate(t, &clock.now().with_timezone(&config.timezone))
-        .map_err(CommandError::tier)?;
-    for w in &location.warnings {
-        events.emit(&Event::Warning { message: w.clone() });
-    }
-    Repository::open_at(t, &location.repository, &config.restic)
-        .await
-        .map(|r| r.with_listing_timeout(config.timeouts.listing))
-        .map_err(CommandError::tier)
-}
-
-/// The snapshot `wanted` (`latest`, an id or a unique prefix).
-pub(crate) async fn pick_snapshot(
-    repo: &Repository,
-    wanted: &str,
-) -> Result<Snapshot, CommandError> {
-    repo.select_snapshot(wanted)
-        .await
-        .map_err(CommandError::tier)?
-        .ok_or_else(|| {
-            CommandError::Backup(format!(
-                "repository {} has no snapshots",
-                repo.display_location()
-            ))
-        })
-}
-
-/// The `[[databases]]` entries named (all when `names` is empty).
-pub(crate) fn select_databases<'a>(
-    config: &'a Config,
-    names: &[String],
-) -> Result<Vec<&'a DatabaseConfig>, CommandError> {
-    for n in names {
-        match config.databases.iter().find(|d| &d.name == n) {
-            None => {
-                return Err(CommandError::Usage(format!(
-                    "database `{n}` is not a [[databases]] entry in {}",
-                    config.path.display()
-                )))
-            }
-            Some(d) if !d.kind.comparable() => {
-                return Err(CommandError::Usage(format!(
-                    "database `{n}` is a {} database, and diff, bisect and extract read PostgreSQL databases only; drill run proves it",
-                    d.kind.title()
-                )))
-            }
-            Some(_) => {}
-        }
-    }
-    let dbs: Vec<&DatabaseConfig> = config
-        .databases
-        .iter()
-        .filter(|d| names.is_empty() || names.contains(&d.name))
-        .filter(|d| {
-            let ok = d.kind.comparable();
-            if !ok {
-                eprintln!(
-                    "drill: database `{}` ({}) is left out: diff, bisect and extract read PostgreSQL databases only",
-                    d.name,
-                    d.kind.title()
-                );
-            }
-            ok
-        })
-        .collect();
-    if dbs.is_empty() {
-        return Err(CommandError::Usage(format!(
-            "{} lists no [[databases]]",
-            config.path.display()
-        )));
-    }
-    Ok(dbs)
-}
-
-/// Restore `database` from `snapshot` into a fresh sandbox, no checks.
-/// `Err((status, why))` when the restore did not pass.
-pub(crate) async fn restore_one(
-    config: &Config,
-    source: &SnapshotSource<'_>,
-    database: &DatabaseConfig,
-    events: &dyn EventSink,
-) -> Result<Sandbox, (Status, String)> {
-    let mut db = DbRun::new(config, database, &[]);
-    db.checks.clear();
-    let file = source
-        .repo
-        .find_file(source.snapshot, &database.path)
-        .await
-        .map_err(|e| (Status::Error, e.to_string()))?;
-    let file = match file {
-        Some(f) if f.node_type == "file" => f,
-        _ => {
-            return Err((
-                Status::Failed,
-                format!(
-                    "snapshot {} does not hold the dump {} of database `{}`",
-                    source.snapshot.short_id, database.path, database.name
-                ),
-            ))
-        }
-    };
-    let plan = crate::restore::plan(database, file, &config.sandbox);
-    let engine = crate::sandbox::connect(&config.sandbox)
-        .await
-        .map_err(|e| (Status::Error, e.to_string()))?;
-    match restore_database(config, source, engine.as_ref(), &plan, &mut db, events).await {
-        Some(s) => Ok(s),
-        None => Err((
-            db.report.restore.status,
-            format!(
-                "restore of snapshot {}: {}",
-                source.snapshot.short_id,
-                db.report.restore.error.unwrap_or_default()
-            ),
-        )),
-    }
 }
 
 /// Run `drill diff`: restore A and B of each database, compare, write

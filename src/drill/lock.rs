@@ -44,19 +44,6 @@ impl std::fmt::Display for Holder {
     }
 }
 
-/// This host's name (`gethostname(2)`), `?` if unknown.
-pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; we stop at the first NUL
-    // or at the end.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "?".into();
-    }
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
 fn describe(text: &str) -> String {
     match serde_json::from_str::<Holder>(text) {
         Ok(h) => h.to_string(),
@@ -130,7 +117,7 @@ impl DrillLock {
         let stale = serde_json::from_str::<Holder>(previous.trim()).ok();
         let who = serde_json::to_string(&Holder {
             pid: std::process::id(),
-            host: hostname(),
+            host: crate::host::hostname(),
             run_id: run_id.to_string(),
             started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             config: config.display().to_string(),

@@ -16,7 +16,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::lock::hostname;
+use crate::host::hostname;
 use crate::sandbox::{Engine, SandboxError, SandboxInfo, ENGINES};
 
 /// The engines that answer, and every drill sandbox they hold (each with
@@ -43,16 +43,6 @@ async fn list(
         }
     }
     Ok((all, engines))
-}
-
-/// Is process `pid` alive on this host (`kill(pid, 0)`)?
-fn alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: signal 0 only checks that the process exists.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// Why a sandbox is kept or removed.
@@ -107,7 +97,7 @@ pub async fn reap(
         let age = (now - s.created).num_seconds();
         let fate = match (&s.host, s.pid) {
             (Some(h), _) if *h != here => Fate::OtherHost,
-            (_, Some(pid)) if alive(pid) => Fate::InUse,
+            (_, Some(pid)) if crate::host::process_alive(pid) => Fate::InUse,
             _ if older_than.is_some_and(|d| age < d.as_secs() as i64) => Fate::TooYoung,
             _ => Fate::Removed,
         };
@@ -123,7 +113,12 @@ pub async fn reap(
     if !dry_run && out.iter().any(|r| r.fate == Fate::Removed) {
         // Removal is best effort per container: believe the engine's list,
         // not the request.
-        let left: Vec<String> = list(config).await?.0.into_iter().map(|(s, _)| s.id).collect();
+        let left: Vec<String> = list(config)
+            .await?
+            .0
+            .into_iter()
+            .map(|(s, _)| s.id)
+            .collect();
         for r in &mut out {
             if r.fate == Fate::Removed && left.contains(&r.sandbox.id) {
                 r.fate = Fate::NotRemoved;

@@ -22,11 +22,8 @@ use crate::restore::RestoreMethod;
 use crate::secret::Secret;
 
 /// Every kind drill knows, by the name used in `kind = "…"`.
-pub static KINDS: &[&dyn DatabaseKind] = &[
-    &postgresql::POSTGRESQL,
-    &mariadb::MARIADB,
-    &mariadb::MYSQL,
-];
+pub static KINDS: &[&dyn DatabaseKind] =
+    &[&postgresql::POSTGRESQL, &mariadb::MARIADB, &mariadb::MYSQL];
 
 /// The kind called `name` in config (`postgresql`, `mariadb`, `mysql`).
 pub fn by_name(name: &str) -> Option<&'static dyn DatabaseKind> {

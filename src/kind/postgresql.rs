@@ -86,9 +86,7 @@ impl DatabaseKind for Postgresql {
         dbname: &'a str,
     ) -> BoxFuture<'a, Result<Box<dyn Session>, String>> {
         Box::pin(async move {
-            let client = connect(endpoint, dbname)
-                .await
-                .map_err(|e| e.to_string())?;
+            let client = connect(endpoint, dbname).await.map_err(|e| e.to_string())?;
             Ok(Box::new(PgSession(client)) as Box<dyn Session>)
         })
     }
@@ -183,7 +181,8 @@ impl Session for PgSession {
                     }
                     tokio_postgres::SimpleQueryMessage::Row(r) => {
                         if out.columns.is_empty() {
-                            out.columns = r.columns().iter().map(|c| c.name().to_string()).collect();
+                            out.columns =
+                                r.columns().iter().map(|c| c.name().to_string()).collect();
                         }
                         out.rows
                             .push((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect());

@@ -202,6 +202,57 @@ pub struct IncrementReport {
     pub error: Option<String>,
 }
 
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// The restored data are wrong: the check fails.
+    Error,
+    /// Worth a look; the check still fails when it reports one (checks
+    /// report nothing they would let pass).
+    Warning,
+}
+
+/// One problem a check found, as data: what, where (table, row key) and
+/// how bad. [`Finding::what`] is the line reports have always shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// What is wrong, one line.
+    pub what: String,
+    /// Where: `schema.table` or `table`, when it is about one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// Where: the row, as `column=value` of its key (or the row's columns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row: Option<String>,
+    /// How bad.
+    pub severity: Severity,
+}
+
+impl Finding {
+    /// An [`Severity::Error`] finding saying `what`, located nowhere yet.
+    pub fn new(what: impl Into<String>) -> Self {
+        Finding {
+            what: what.into(),
+            table: None,
+            row: None,
+            severity: Severity::Error,
+        }
+    }
+
+    /// The same, about table `table`.
+    pub fn in_table(mut self, table: impl Into<String>) -> Self {
+        self.table = Some(table.into());
+        self
+    }
+
+    /// The same, about the row `row` (`column=value`).
+    pub fn at_row(mut self, row: impl Into<String>) -> Self {
+        self.row = Some(row.into());
+        self
+    }
+}
+
 /// One check's result.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckReport {
@@ -215,8 +266,12 @@ pub struct CheckReport {
     pub seconds: f64,
     /// One-line summary.
     pub detail: String,
-    /// Problems found (for `failed`), as data.
+    /// Problems found (for `failed`), one line each.
     pub findings: Vec<String>,
+    /// The same findings located: table, row key, severity (reports
+    /// written before findings were typed have none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub located: Vec<Finding>,
     /// What the check could not judge or wants the operator to know (e.g. a
     /// `max_drop` without a baseline); never a reason to pass.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

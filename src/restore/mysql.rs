@@ -163,7 +163,15 @@ impl MysqlLogical {
         // (`--databases`, `--all-databases`); a single-database dump goes
         // into `dbname`, created first.
         let fed = self
-            .feed(sandbox, source, &db.path, db.compression, progress, Some(&endpoint), &db.dbname)
+            .feed(
+                sandbox,
+                source,
+                &db.path,
+                db.compression,
+                progress,
+                Some(&endpoint),
+                &db.dbname,
+            )
             .await;
         outcome.bytes = fed.stored;
         outcome.restored_bytes = fed.fed;
@@ -200,7 +208,15 @@ impl MysqlLogical {
             }
             let counter = Counter::default();
             let fed = self
-                .feed(sandbox, source, &file.path, Compression::from_path(&file.path), &counter, None, &db.dbname)
+                .feed(
+                    sandbox,
+                    source,
+                    &file.path,
+                    Compression::from_path(&file.path),
+                    &counter,
+                    None,
+                    &db.dbname,
+                )
                 .await;
             let verdict = self.judge_increment(&file.path, sandbox, &fed);
             outcome.bytes += fed.stored;
@@ -217,7 +233,10 @@ impl MysqlLogical {
                 error: error.clone(),
             });
             if status != Status::Passed {
-                failed = Some((status, format!("increment {}: {}", file.path, error.unwrap_or_default())));
+                failed = Some((
+                    status,
+                    format!("increment {}: {}", file.path, error.unwrap_or_default()),
+                ));
             }
         }
         if let Some((status, error)) = failed {
@@ -241,7 +260,10 @@ impl MysqlLogical {
             }
             Err(e) => {
                 outcome.status = Status::Error;
-                outcome.error = Some(format!("look up database `{}` after the restore: {e}", db.dbname));
+                outcome.error = Some(format!(
+                    "look up database `{}` after the restore: {e}",
+                    db.dbname
+                ));
                 outcome
             }
         }
@@ -270,7 +292,15 @@ impl MysqlLogical {
             result: Err(RestoreOutcome::new(Status::Error, None)),
             head: Vec::new(),
         };
-        let mut s = match open(path, compression, source.repo, source.snapshot, timeouts.stall, progress.clone(), TAIL_BYTES) {
+        let mut s = match open(
+            path,
+            compression,
+            source.repo,
+            source.snapshot,
+            timeouts.stall,
+            progress.clone(),
+            TAIL_BYTES,
+        ) {
             Ok(s) => s,
             Err(e) => {
                 fed.result = Err(RestoreOutcome::new(Status::Error, Some(e)));
@@ -278,7 +308,10 @@ impl MysqlLogical {
             }
         };
         let mut head = Vec::with_capacity(HEAD_BYTES);
-        let head_read = (&mut s.tap).take(HEAD_BYTES as u64).read_to_end(&mut head).await;
+        let head_read = (&mut s.tap)
+            .take(HEAD_BYTES as u64)
+            .read_to_end(&mut head)
+            .await;
         if let Err(e) = head_read {
             let stalled = s.stalled();
             let restic = s.dump.stop().await;
@@ -313,7 +346,11 @@ impl MysqlLogical {
         let cmd = self.command(sandbox, target);
         let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
         let mut input = std::io::Cursor::new(head.clone()).chain(&mut s.tap);
-        let exec = tokio::time::timeout(timeouts.restore, sandbox.exec_with_input(&cmd, Some(&mut input))).await;
+        let exec = tokio::time::timeout(
+            timeouts.restore,
+            sandbox.exec_with_input(&cmd, Some(&mut input)),
+        )
+        .await;
         drop(input);
         fed.head = head;
         fed.stored = s.stored.get();
@@ -335,7 +372,10 @@ impl MysqlLogical {
         };
         if s.stalled() {
             let _ = s.dump.stop().await;
-            fed.result = Err(RestoreOutcome::new(Status::Error, Some(stalled_message(path, timeouts.stall))));
+            fed.result = Err(RestoreOutcome::new(
+                Status::Error,
+                Some(stalled_message(path, timeouts.stall)),
+            ));
             return fed;
         }
         let exec = match exec {
@@ -373,8 +413,15 @@ impl MysqlLogical {
     }
 
     /// Judge the dump's restore: `Ok(Some(note))` for a pass the report
-    /// should explain.
-    fn judge_dump(&self, db: &DatabaseConfig, sandbox: &Sandbox, fed: &Fed) -> Result<Option<String>, RestoreOutcome> {
+    /// should explain. (The outcome is the restore's record, returned once:
+    /// its size does not matter.)
+    #[allow(clippy::result_large_err)]
+    fn judge_dump(
+        &self,
+        db: &DatabaseConfig,
+        sandbox: &Sandbox,
+        fed: &Fed,
+    ) -> Result<Option<String>, RestoreOutcome> {
         let (exec, tail, at_eof) = match &fed.result {
             Err(e) => return Err(e.clone()),
             Ok(x) => x,
@@ -425,7 +472,13 @@ impl MysqlLogical {
     }
 
     /// Judge an increment's restore.
-    fn judge_increment(&self, path: &str, sandbox: &Sandbox, fed: &Fed) -> Result<(), RestoreOutcome> {
+    #[allow(clippy::result_large_err)]
+    fn judge_increment(
+        &self,
+        path: &str,
+        sandbox: &Sandbox,
+        fed: &Fed,
+    ) -> Result<(), RestoreOutcome> {
         let (exec, tail, at_eof) = match &fed.result {
             Err(e) => return Err(e.clone()),
             Ok(x) => x,
@@ -456,7 +509,10 @@ impl MysqlLogical {
     fn client_failure(&self, path: &str, sandbox: &Sandbox, exec: &ExecOutcome) -> RestoreOutcome {
         let what = match exec.exit_code {
             Some(c) => format!("{} exited with {c} restoring {path}", self.client),
-            None => format!("{} did not report an exit code restoring {path}", self.client),
+            None => format!(
+                "{} did not report an exit code restoring {path}",
+                self.client
+            ),
         };
         let why = if exec.output.errors.is_empty() && exec.output.tail.is_empty() {
             exec.stdin_error.clone().unwrap_or_default()
@@ -520,7 +576,9 @@ fn last_line_starts(tail: &[u8], prefix: &str) -> bool {
 
 /// Whether some line of `tail` is exactly `line`.
 fn contains_line(tail: &[u8], line: &str) -> bool {
-    String::from_utf8_lossy(tail).lines().any(|l| l.trim_end() == line)
+    String::from_utf8_lossy(tail)
+        .lines()
+        .any(|l| l.trim_end() == line)
 }
 
 /// Whether a dump's head creates its databases (`--databases`,
@@ -543,7 +601,10 @@ async fn create_database(ep: &Endpoint, dbname: &str) -> Result<(), String> {
         "CREATE DATABASE IF NOT EXISTS `{}`",
         dbname.replace('`', "``")
     );
-    let r = conn.query_drop(sql).await.map_err(|e| crate::kind::mariadb::message(&e));
+    let r = conn
+        .query_drop(sql)
+        .await
+        .map_err(|e| crate::kind::mariadb::message(&e));
     let _ = conn.disconnect().await;
     r
 }
@@ -572,7 +633,13 @@ async fn find_increments(
     for pattern in &db.increments {
         let (dir, name) = pattern.rsplit_once('/').unwrap_or(("", pattern));
         let glob = glob::Pattern::new(name).map_err(|e| {
-            (Status::Error, format!("increments pattern `{pattern}` of database `{}`: {e}", db.name))
+            (
+                Status::Error,
+                format!(
+                    "increments pattern `{pattern}` of database `{}`: {e}",
+                    db.name
+                ),
+            )
         })?;
         let listed = source
             .repo
@@ -581,12 +648,19 @@ async fn find_increments(
             .map_err(|e| (Status::Error, e.to_string()))?;
         for f in listed {
             let base = f.path.rsplit_once('/').map_or(f.path.as_str(), |(_, b)| b);
-            if f.node_type == "file" && glob.matches(base) && !found.iter().any(|x| x.path == f.path) {
+            if f.node_type == "file"
+                && glob.matches(base)
+                && !found.iter().any(|x| x.path == f.path)
+            {
                 found.push(f);
             }
         }
     }
-    found.sort_by(|a, b| base_name(&a.path).cmp(base_name(&b.path)).then(a.path.cmp(&b.path)));
+    found.sort_by(|a, b| {
+        base_name(&a.path)
+            .cmp(base_name(&b.path))
+            .then(a.path.cmp(&b.path))
+    });
     Ok(found)
 }
 
@@ -607,7 +681,11 @@ fn series_key(name: &str) -> Option<Key> {
     let stem = name.split('.').next().unwrap_or(name);
     let all: String = stem.chars().filter(char::is_ascii_digit).collect();
     if all.len() == 12 || all.len() == 14 {
-        let fmt = if all.len() == 12 { "%Y%m%d%H%M" } else { "%Y%m%d%H%M%S" };
+        let fmt = if all.len() == 12 {
+            "%Y%m%d%H%M"
+        } else {
+            "%Y%m%d%H%M%S"
+        };
         if let Ok(t) = chrono::NaiveDateTime::parse_from_str(&all, fmt) {
             return Some(Key::Time(t));
         }
@@ -630,7 +708,10 @@ fn series_key(name: &str) -> Option<Key> {
 /// # Errors
 /// The gap, naming the missing file(s) between which two.
 fn check_series(files: &[SnapshotFile]) -> Result<(), String> {
-    let keys: Vec<Option<Key>> = files.iter().map(|f| series_key(base_name(&f.path))).collect();
+    let keys: Vec<Option<Key>> = files
+        .iter()
+        .map(|f| series_key(base_name(&f.path)))
+        .collect();
     if files.len() < 2 || keys.iter().any(Option::is_none) {
         return Ok(());
     }
@@ -644,7 +725,11 @@ fn check_series(files: &[SnapshotFile]) -> Result<(), String> {
                             "the series is broken between {} and {}: {} missing",
                             base_name(&files[i].path),
                             base_name(&files[i + 1].path),
-                            if b - a == 2 { format!("number {} is", a + 1) } else { format!("numbers {}–{} are", a + 1, b - 1) }
+                            if b - a == 2 {
+                                format!("number {} is", a + 1)
+                            } else {
+                                format!("numbers {}–{} are", a + 1, b - 1)
+                            }
                         ));
                     }
                 }
@@ -661,7 +746,11 @@ fn check_series(files: &[SnapshotFile]) -> Result<(), String> {
             if times.len() != keys.len() {
                 return Ok(());
             }
-            let step = times.windows(2).map(|w| w[1] - w[0]).min().unwrap_or_default();
+            let step = times
+                .windows(2)
+                .map(|w| w[1] - w[0])
+                .min()
+                .unwrap_or_default();
             if step <= chrono::TimeDelta::zero() {
                 return Ok(());
             }
@@ -700,26 +789,51 @@ mod tests {
     fn numbered_series_gap_is_named() {
         assert!(check_series(&files(&["incremental_01.sql", "incremental_02.sql"])).is_ok());
         let e = check_series(&files(&["incremental_01.sql", "incremental_03.sql"])).unwrap_err();
-        assert!(e.contains("incremental_01.sql and incremental_03.sql"), "{e}");
+        assert!(
+            e.contains("incremental_01.sql and incremental_03.sql"),
+            "{e}"
+        );
         assert!(e.contains("number 2 is missing"), "{e}");
     }
 
     #[test]
     fn timestamped_series_gap_is_named() {
-        let ok = files(&["inc_20261130T0000.sql", "inc_20261130T0600.sql", "inc_20261130T1200.sql"]);
+        let ok = files(&[
+            "inc_20261130T0000.sql",
+            "inc_20261130T0600.sql",
+            "inc_20261130T1200.sql",
+        ]);
         assert!(check_series(&ok).is_ok());
-        let gap = files(&["inc_20261130T0000.sql", "inc_20261130T0600.sql", "inc_20261130T1800.sql"]);
+        let gap = files(&[
+            "inc_20261130T0000.sql",
+            "inc_20261130T0600.sql",
+            "inc_20261130T1800.sql",
+        ]);
         let e = check_series(&gap).unwrap_err();
         assert!(e.contains("2026-11-30 12:00:00"), "{e}");
     }
 
     #[test]
     fn trailers_and_heads() {
-        assert!(last_line_starts(b"INSERT 1;\n-- Dump completed on 2026-11-30 22:00:01\n\n", DUMP_TRAILER));
-        assert!(!last_line_starts(b"-- Dump completed on x\nINSERT 1;\n", DUMP_TRAILER));
-        assert!(contains_line(b"# at 900\n# End of log file\nROLLBACK /* added by mysqlbinlog */;\n", BINLOG_TRAILER));
+        assert!(last_line_starts(
+            b"INSERT 1;\n-- Dump completed on 2026-11-30 22:00:01\n\n",
+            DUMP_TRAILER
+        ));
+        assert!(!last_line_starts(
+            b"-- Dump completed on x\nINSERT 1;\n",
+            DUMP_TRAILER
+        ));
+        assert!(contains_line(
+            b"# at 900\n# End of log file\nROLLBACK /* added by mysqlbinlog */;\n",
+            BINLOG_TRAILER
+        ));
         assert!(creates_database(b"-- MariaDB dump\n\nCREATE DATABASE /*!32312 IF NOT EXISTS*/ `gym`;\nUSE `gym`;\nCREATE TABLE x (a int);\n"));
-        assert!(!creates_database(b"-- MariaDB dump\n\nCREATE TABLE x (a int);\n"));
-        assert_eq!(server_message("ERROR 1146 (42S02) at line 12: Table 'gym.x' doesn't exist"), "Table 'gym.x' doesn't exist");
+        assert!(!creates_database(
+            b"-- MariaDB dump\n\nCREATE TABLE x (a int);\n"
+        ));
+        assert_eq!(
+            server_message("ERROR 1146 (42S02) at line 12: Table 'gym.x' doesn't exist"),
+            "Table 'gym.x' doesn't exist"
+        );
     }
 }

@@ -28,8 +28,9 @@ use futures_util::future::LocalBoxFuture as BoxFuture;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::{
-    classify, has_trailer, head, image, open, plain_creates_database, restic_status, roles, Counter,
-    quote_ident, DumpHead, Opened, RestoreMethod, RestoreOutcome, RestorePlan, Source, HEAD_BYTES,
+    classify, has_trailer, head, image, open, plain_creates_database, quote_ident, restic_status,
+    roles, Counter, DumpHead, Opened, RestoreMethod, RestoreOutcome, RestorePlan, Source,
+    HEAD_BYTES,
 };
 use crate::config::{
     Compression, DatabaseConfig, DumpFormat, RestoreJobs, SandboxConfig, SANDBOX_SUPERUSER,
@@ -125,7 +126,8 @@ pub fn jobs_for(format: DumpFormat, size: u64, sandbox: &SandboxConfig) -> u32 {
     match sandbox.restore_jobs {
         RestoreJobs::Fixed(n) => n.max(1),
         RestoreJobs::Auto => {
-            let cpus = crate::sandbox::engine_entry(&sandbox.engine).map_or(1, |e| (e.cpus)(sandbox));
+            let cpus =
+                crate::sandbox::engine_entry(&sandbox.engine).map_or(1, |e| (e.cpus)(sandbox));
             if cpus >= 2 && size >= JOBS_MIN_BYTES {
                 cpus.min(JOBS_MAX_AUTO)
             } else {
@@ -155,8 +157,16 @@ pub async fn inspect(
     timeouts: &crate::config::Timeouts,
 ) -> Result<DumpHead, RestoreOutcome> {
     let db = &plan.database;
-    let mut s = open(&db.path, db.compression, repo, snapshot, timeouts.stall, Counter::default(), 0)
-        .map_err(|e| RestoreOutcome::new(Status::Error, Some(e)))?;
+    let mut s = open(
+        &db.path,
+        db.compression,
+        repo,
+        snapshot,
+        timeouts.stall,
+        Counter::default(),
+        0,
+    )
+    .map_err(|e| RestoreOutcome::new(Status::Error, Some(e)))?;
     let limit = if db.format == DumpFormat::Custom {
         HEAD_BYTES
     } else {
@@ -314,7 +324,15 @@ async fn archive_roles(
     sandbox: &Sandbox,
     timeouts: &crate::config::Timeouts,
 ) -> Vec<String> {
-    let Ok(mut s) = open(&db.path, db.compression, repo, snapshot, timeouts.stall, Counter::default(), 0) else {
+    let Ok(mut s) = open(
+        &db.path,
+        db.compression,
+        repo,
+        snapshot,
+        timeouts.stall,
+        Counter::default(),
+        0,
+    ) else {
         return Vec::new();
     };
     let file = sandbox.scratch_path("drill-schema.sql");
@@ -770,4 +788,3 @@ async fn execute(
         Err(e) => finish(Status::Error, Some(format!("look up database `{}` after the restore: {e}", db.dbname)), tap.bytes()),
     }
 }
-

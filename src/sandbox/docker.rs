@@ -35,7 +35,11 @@ pub(super) const ENTRY: EngineEntry = EngineEntry {
     name: "docker",
     fix: "start Docker, or set DOCKER_HOST, or use sandbox.engine = \"local\"",
     connect: |_| {
-        Box::pin(async { DockerEngine::connect().await.map(|e| Box::new(e) as Box<dyn Engine>) })
+        Box::pin(async {
+            DockerEngine::connect()
+                .await
+                .map(|e| Box::new(e) as Box<dyn Engine>)
+        })
     },
     cpus: |config| config.cpus.floor() as u32,
 };
@@ -56,7 +60,6 @@ struct Container {
     /// The server's port inside the container (`5432/tcp`).
     inner_port: &'static str,
 }
-
 
 /// Where Docker tools look for the engine when `DOCKER_HOST` is unset:
 /// the default socket, then Docker Desktop's, Colima's and Rancher
@@ -90,7 +93,6 @@ async fn force_remove(docker: &Docker, id: &str) {
         .build();
     let _ = docker.remove_container(id, Some(opts)).await;
 }
-
 
 impl DockerEngine {
     /// Connect like the Docker tools do (`DOCKER_HOST`, else the first
@@ -191,7 +193,7 @@ impl DockerEngine {
         }
         let password = Secret::random();
         let pid = std::process::id().to_string();
-        let host = crate::drill::hostname();
+        let host = crate::host::hostname();
         let labels: HashMap<String, String> = [
             (LABEL_MANAGED, "true"),
             (LABEL_PID, pid.as_str()),
@@ -665,7 +667,10 @@ impl Engine for DockerEngine {
         })
     }
 
-    fn start<'a>(&'a self, req: &'a SandboxRequest) -> BoxFuture<'a, Result<Sandbox, SandboxError>> {
+    fn start<'a>(
+        &'a self,
+        req: &'a SandboxRequest,
+    ) -> BoxFuture<'a, Result<Sandbox, SandboxError>> {
         Box::pin(DockerEngine::start(self, req))
     }
 

@@ -173,7 +173,7 @@ impl LocalEngine {
             tier: req.tier.clone(),
             database: req.database.clone(),
             pid: std::process::id(),
-            host: crate::drill::hostname(),
+            host: crate::host::hostname(),
             created: chrono::Utc::now(),
             server_pid: None,
         };
@@ -657,7 +657,7 @@ pub fn sandboxes() -> Vec<SandboxInfo> {
         let Ok(m) = serde_json::from_slice::<Marker>(&text) else {
             continue;
         };
-        let running = m.server_pid.is_some_and(alive);
+        let running = m.server_pid.is_some_and(crate::host::process_alive);
         out.push(SandboxInfo {
             id: e.path().display().to_string(),
             name,
@@ -689,14 +689,6 @@ pub async fn remove(id: &str) {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: signal 0 only probes.
-    unsafe { libc::kill(pid, 0) == 0 }
 }
 
 /// uid and gid of the `postgres` OS user.
@@ -775,7 +767,10 @@ impl Engine for LocalEngine {
         })
     }
 
-    fn start<'a>(&'a self, req: &'a SandboxRequest) -> BoxFuture<'a, Result<Sandbox, SandboxError>> {
+    fn start<'a>(
+        &'a self,
+        req: &'a SandboxRequest,
+    ) -> BoxFuture<'a, Result<Sandbox, SandboxError>> {
         Box::pin(LocalEngine::start(self, req))
     }
 

@@ -30,6 +30,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::config::SandboxConfig;
 use crate::secret::Secret;
 
+/// An engine being reached.
+pub type EngineFuture = BoxFuture<'static, Result<Box<dyn Engine>, SandboxError>>;
+
 /// A registered sandbox engine: its name in `sandbox.engine` and how to
 /// reach it.
 pub struct EngineEntry {
@@ -38,7 +41,7 @@ pub struct EngineEntry {
     /// What to do when it cannot be used, for `drill doctor`.
     pub fix: &'static str,
     /// Reach (or find) the engine for `config`.
-    pub connect: fn(&SandboxConfig) -> BoxFuture<'static, Result<Box<dyn Engine>, SandboxError>>,
+    pub connect: fn(&SandboxConfig) -> EngineFuture,
     /// The CPUs a sandbox of `config` gets (for `pg_restore --jobs`).
     pub cpus: fn(&SandboxConfig) -> u32,
 }
@@ -109,7 +112,8 @@ pub trait Engine: Send + Sync {
     /// # Errors
     /// [`SandboxError`]: the engine failed, the server died or was not
     /// ready within `req.startup_timeout`.
-    fn start<'a>(&'a self, req: &'a SandboxRequest) -> BoxFuture<'a, Result<Sandbox, SandboxError>>;
+    fn start<'a>(&'a self, req: &'a SandboxRequest)
+        -> BoxFuture<'a, Result<Sandbox, SandboxError>>;
 
     /// Every drill sandbox this engine holds (by drill's labels).
     ///
@@ -382,7 +386,6 @@ impl Sandbox {
     pub async fn session(&self, dbname: &str) -> Result<Box<dyn crate::kind::Session>, String> {
         self.kind.session(&self.endpoint(), dbname).await
     }
-
 }
 
 /// Server settings (`postgres -c NAME=VALUE`) that speed up a restore into

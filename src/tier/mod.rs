@@ -754,7 +754,15 @@ impl Repository {
     ) -> Result<Vec<SnapshotFile>, TierError> {
         let dir = dir.trim_end_matches('/');
         let out = self
-            .run_json("ls", &["ls", "--json", snapshot.id.as_str(), if dir.is_empty() { "/" } else { dir }])
+            .run_json(
+                "ls",
+                &[
+                    "ls",
+                    "--json",
+                    snapshot.id.as_str(),
+                    if dir.is_empty() { "/" } else { dir },
+                ],
+            )
             .await?;
         let mut found = Vec::new();
         for line in out.split(|b| *b == b'\n') {
