@@ -425,3 +425,133 @@ async fn check_table_reports_a_damaged_table_file() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// A table's entry in a database diff.
+fn diff_table<'a>(diff: &'a Value, name: &str) -> &'a Value {
+    diff["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == name)
+        .unwrap_or_else(|| panic!("no table {name} in {diff:#}"))
+}
+
+#[test]
+fn bisect_diff_and_extract_read_mariadb() {
+    require_mariadb();
+    // Night 1: the full dump and its increments; night 2: a dump whose
+    // payments were wiped.
+    let repo = TestRepo::empty();
+    let night1 = full_with_increments();
+    repo.backup_at(&refs(&night1), "2026-11-01 03:00:00");
+    let night2 = vec![(
+        mdumps().join("variants/gym-payments-wiped.sql.gz"),
+        "gym-full.sql.gz",
+    )];
+    repo.backup_at(&refs(&night2), "2026-11-02 03:00:00");
+    let ids: Vec<String> = repo
+        .snapshots()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("checks")).unwrap();
+    std::fs::write(
+        dir.path().join("checks/gym-counts.toml"),
+        row_counts_check(1),
+    )
+    .unwrap();
+    let config = dir.path().join("drill.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "timezone = \"Asia/Seoul\"\nreports_dir = \"reports\"\nchecks_dir = \"checks\"\n\n\
+             [tiers.local]\nrepository = \"{}\"\npassword_file = \"{}\"\n\n\
+             [sandbox]\nmemory = \"1GiB\"\ncpus = 1.0\nstartup_timeout = \"120s\"\n\n[[databases]]\n{}",
+            repo.repo.display(),
+            repo.password_file.display(),
+            gym("gym-full.sql.gz", INCREMENTS)
+        ),
+    )
+    .unwrap();
+
+    // bisect: night 2 fails row-counts, night 1 passes; the table diff
+    // between them says payments lost every row and nothing else changed.
+    let run = drill(&config, &["bisect", "--tier", "local", "--json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let rec: Value = serde_json::from_str(&run.stdout).unwrap();
+    common::assert_no_sandbox_left(rec["run_id"].as_str().unwrap());
+    assert_eq!(rec["last_valid"]["id"], ids[0].as_str(), "{rec:#}");
+    assert_eq!(rec["first_invalid"]["id"], ids[1].as_str(), "{rec:#}");
+    let diff = &rec["diff"][0];
+    assert_eq!(diff["status"], "passed", "{diff:#}");
+    let payments = diff_table(diff, "payments");
+    let rows = facts()["row_counts"]["incremental_02"]["payments"].clone();
+    assert_eq!(payments["rows_a"], rows, "{payments:#}");
+    assert_eq!(payments["rows_b"], 0);
+    assert_eq!(payments["removed"], rows);
+    assert_eq!(payments["matched_by"], "primary key (id)");
+    assert_eq!(
+        diff["tables"][0]["table"], "payments",
+        "ranked first: {diff:#}"
+    );
+    for t in ["members", "member_faces", "face_recognition_logs"] {
+        assert_eq!(diff_table(diff, t)["change"], "identical", "{diff:#}");
+    }
+    assert_eq!(diff["schema_identical"], true, "{diff:#}");
+
+    // diff of the same two snapshots, directly.
+    let run = drill(
+        &config,
+        &[
+            "diff",
+            "--tier",
+            "local",
+            &ids[0][..8],
+            &ids[1][..8],
+            "--json",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let rec: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(diff_table(&rec["databases"][0], "payments")["rows_b"], 0);
+
+    // extract payments from night 1.
+    let out = dir.path().join("payments.sql");
+    let run = drill(
+        &config,
+        &[
+            "extract",
+            "--tier",
+            "local",
+            "--snapshot",
+            &ids[0][..8],
+            "--database",
+            "gym",
+            "--table",
+            "payments",
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let rec: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(rec["tables"][0]["rows"], rows, "{rec:#}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.starts_with("-- drill extract: tier local"),
+        "{}",
+        &text[..200]
+    );
+    assert!(
+        text.contains("CREATE TABLE `payments`"),
+        "{}",
+        &text[..2000.min(text.len())]
+    );
+    assert!(text.contains("INSERT INTO `payments`"));
+    assert!(
+        !text.contains("CREATE TABLE `members`"),
+        "only the table asked for"
+    );
+}

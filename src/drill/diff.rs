@@ -1,40 +1,41 @@
 //! `drill diff --tier T A B`: what differs between the databases restored
 //! from two snapshots.
 //!
-//! Both snapshots are restored into their own sandboxes; every database of
-//! each restored server (`pg_database`, templates left out) is compared
-//! table by table, computed inside the sandboxes:
+//! Both snapshots are restored into their own sandboxes; every user
+//! database of each restored server is compared table by table, computed
+//! inside the sandboxes through the kind's [`crate::kind::Catalog`]
+//! (PostgreSQL: `pg_database`, `md5(row(t.*)::text)`, `pg_dump
+//! --schema-only`; MariaDB/MySQL: `information_schema`, `MD5` of the
+//! columns, `SHOW CREATE TABLE`):
 //!
 //! - **row count** and an order-independent **content digest**: the rows'
-//!   `md5(row(t.*)::text)` summed as two 64-bit halves (PostgreSQL docs,
-//!   "Row Constructors" for the text form), so row order and physical
-//!   layout do not matter;
+//!   MD5s summed as two 64-bit halves, so row order and physical layout do
+//!   not matter;
 //! - where the digests differ, **rows added, removed and changed**: each
 //!   side streams `(md5(primary key), md5(row))` ordered by the key hash
 //!   and drill merges the two streams (constant memory). A table without a
 //!   primary key is compared as a multiset of whole rows, so a changed row
 //!   counts as one removed and one added, and `changed` stays `null`;
-//! - the **schema**: `pg_dump --schema-only` of each database, as a unified
-//!   diff (the `similar` crate). pg_dump's `\restrict` / `\unrestrict`
-//!   lines carry a random key per dump and are left out.
+//! - the **schema**, as a unified diff (the `similar` crate), without the
+//!   parts that differ between dumps of the same data (pg_dump's
+//!   `\restrict` lines, MariaDB's `AUTO_INCREMENT=` counters).
 //!
 //! Tables are ranked: changed or removed rows (and dropped tables) first,
 //! then tables whose only change is inserted rows (and new tables), then
 //! identical ones.
 
 use chrono::{DateTime, FixedOffset, Utc};
-use futures_util::{pin_mut, StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 pub use super::session::CommandError;
 pub(crate) use super::session::{open_tier, pick_snapshot, restore_one, select_databases};
 use super::SnapshotSource;
 use crate::clock::Clock;
 use crate::config::{Config, DatabaseConfig};
+use crate::kind::CatalogSession;
 use crate::report::{self, Event, EventSink, Status};
-use crate::restore::quote_ident;
-use crate::sandbox::{pg_message, Sandbox};
+use crate::sandbox::Sandbox;
 use crate::tier::{Repository, Snapshot};
 
 /// A snapshot as `bisect` and `diff` name it.
@@ -370,49 +371,60 @@ pub(crate) async fn compare_restored(
     }
 }
 
-/// Compare every database of two restored servers. Returns the ranked
-/// tables and the schema diff (empty when the schemas are the same).
+/// Compare every database of two restored servers (of one kind, through
+/// its [`crate::kind::Catalog`]). Returns the ranked tables and the schema
+/// diff (empty when the schemas are the same).
 ///
 /// # Errors
-/// A query or `pg_dump` that failed, as text.
+/// A query or dump tool that failed, as text; a kind without a catalog.
 pub(crate) async fn compare(
     a: &Sandbox,
     b: &Sandbox,
     label_a: &str,
     label_b: &str,
 ) -> Result<(Vec<TableDiff>, String), String> {
-    let (in_a, in_b) = (databases_of(a).await?, databases_of(b).await?);
+    let catalog = a
+        .kind
+        .catalog()
+        .ok_or_else(|| format!("{} databases cannot be compared", a.kind.title()))?;
+    let (in_a, in_b) = (catalog.databases(a).await?, catalog.databases(b).await?);
     let mut names: Vec<&String> = in_a.iter().chain(&in_b).collect();
     names.sort();
     names.dedup();
     let mut tables = Vec::new();
     let mut schema_diff = String::new();
     for dbname in names {
-        let ca = connect_if(in_a.contains(dbname), a, dbname).await?;
-        let cb = connect_if(in_b.contains(dbname), b, dbname).await?;
+        let ca = match in_a.contains(dbname) {
+            true => Some(catalog.open(a, dbname).await?),
+            false => None,
+        };
+        let cb = match in_b.contains(dbname) {
+            true => Some(catalog.open(b, dbname).await?),
+            false => None,
+        };
         let ta = match &ca {
-            Some(c) => tables_of(c).await?,
+            Some(c) => c.tables().await?,
             None => vec![],
         };
         let tb = match &cb {
-            Some(c) => tables_of(c).await?,
+            Some(c) => c.tables().await?,
             None => vec![],
         };
         let mut all: Vec<&String> = ta.iter().chain(tb.iter()).collect();
         all.sort();
         all.dedup();
         for table in all {
-            let in_a = ta.contains(table).then_some(ca.as_ref()).flatten();
-            let in_b = tb.contains(table).then_some(cb.as_ref()).flatten();
+            let in_a = ta.contains(table).then_some(ca.as_deref()).flatten();
+            let in_b = tb.contains(table).then_some(cb.as_deref()).flatten();
             tables.push(compare_table(dbname, table, in_a, in_b).await?);
         }
         let sa = if ca.is_some() {
-            schema_of(a, dbname).await?
+            catalog.schema(a, dbname).await?
         } else {
             String::new()
         };
         let sb = if cb.is_some() {
-            schema_of(b, dbname).await?
+            catalog.schema(b, dbname).await?
         } else {
             String::new()
         };
@@ -442,111 +454,18 @@ pub(crate) async fn compare(
     Ok((tables, schema_diff))
 }
 
-async fn databases_of(s: &Sandbox) -> Result<Vec<String>, String> {
-    let c = s
-        .connect("postgres")
-        .await
-        .map_err(|e| format!("connect to sandbox {}: {}", s.name, pg_message(&e)))?;
-    let rows = c
-        .query(
-            "select datname from pg_database where datallowconn and not datistemplate order by 1",
-            &[],
-        )
-        .await
-        .map_err(|e| format!("list databases in sandbox {}: {}", s.name, pg_message(&e)))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
-}
-
-/// A connection to `dbname` when `exists`.
-async fn connect_if(
-    exists: bool,
-    s: &Sandbox,
-    dbname: &str,
-) -> Result<Option<tokio_postgres::Client>, String> {
-    if !exists {
-        return Ok(None);
-    }
-    s.connect(dbname).await.map(Some).map_err(|e| {
-        format!(
-            "connect to {dbname} in sandbox {}: {}",
-            s.name,
-            pg_message(&e)
-        )
-    })
-}
-
-/// Ordinary tables (`relkind = 'r'`, so partitions count once, as
-/// themselves) outside the system schemas, as `schema.table`.
-async fn tables_of(c: &tokio_postgres::Client) -> Result<Vec<String>, String> {
-    let rows = c
-        .query(
-            "select n.nspname || '.' || c.relname
-               from pg_class c join pg_namespace n on n.oid = c.relnamespace
-              where c.relkind = 'r'
-                and n.nspname not in ('pg_catalog', 'information_schema')
-                and n.nspname not like 'pg\\_toast%'
-                and n.nspname not like 'pg\\_temp%'
-              order by 1",
-            &[],
-        )
-        .await
-        .map_err(|e| format!("list tables: {}", pg_message(&e)))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
-}
-
-fn qualified(table: &str) -> String {
-    let (schema, name) = table.split_once('.').unwrap_or(("public", table));
-    format!("{}.{}", quote_ident(schema), quote_ident(name))
-}
-
-/// `(rows, digest)` of a table; see the module docs.
-async fn digest(c: &tokio_postgres::Client, table: &str) -> Result<(u64, String), String> {
-    let sql = format!(
-        "select count(*)::int8,
-                coalesce(sum(('x' || substr(h, 1, 16))::bit(64)::int8::numeric), 0)::text,
-                coalesce(sum(('x' || substr(h, 17, 16))::bit(64)::int8::numeric), 0)::text
-           from (select md5(row(drill_row.*)::text) as h from only {} as drill_row) as s",
-        qualified(table)
-    );
-    let row = c
-        .query_one(&sql, &[])
-        .await
-        .map_err(|e| format!("digest of {table}: {}", pg_message(&e)))?;
-    let rows: i64 = row.get(0);
-    let (lo, hi): (String, String) = (row.get(1), row.get(2));
-    let hash = Sha256::digest(format!("{rows}:{lo}:{hi}").as_bytes());
-    let hex: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    Ok((rows as u64, hex))
-}
-
-/// The primary key's columns, in key order (empty: none).
-async fn primary_key(c: &tokio_postgres::Client, table: &str) -> Result<Vec<String>, String> {
-    let rows = c
-        .query(
-            "select a.attname::text
-               from pg_index i
-               join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey)
-              where i.indrelid = $1::text::regclass and i.indisprimary
-              order by array_position(i.indkey::int2[], a.attnum)",
-            &[&qualified(table)],
-        )
-        .await
-        .map_err(|e| format!("primary key of {table}: {}", pg_message(&e)))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
-}
-
 async fn compare_table(
     dbname: &str,
     table: &str,
-    a: Option<&tokio_postgres::Client>,
-    b: Option<&tokio_postgres::Client>,
+    a: Option<&(dyn CatalogSession + '_)>,
+    b: Option<&(dyn CatalogSession + '_)>,
 ) -> Result<TableDiff, String> {
     let da = match a {
-        Some(c) => Some(digest(c, table).await?),
+        Some(c) => Some(c.digest(table).await?),
         None => None,
     };
     let db = match b {
-        Some(c) => Some(digest(c, table).await?),
+        Some(c) => Some(c.digest(table).await?),
         None => None,
     };
     let mut t = TableDiff {
@@ -577,8 +496,8 @@ async fn compare_table(
         t.removed = Some(0);
         return Ok(t);
     }
-    let pk_a = primary_key(ca, table).await?;
-    let pk_b = primary_key(cb, table).await?;
+    let pk_a = ca.primary_key(table).await?;
+    let pk_b = cb.primary_key(table).await?;
     let key = if !pk_a.is_empty() && pk_a == pk_b {
         Some(pk_a)
     } else {
@@ -601,34 +520,16 @@ async fn compare_table(
 }
 
 /// Stream `(key hash, row hash)` from both sides, ordered by key hash in
-/// byte order (`collate "C"`, the order of Rust strings), and merge:
-/// returns (added, removed, changed). Without a key, rows are their own
-/// key and the comparison is of multisets.
+/// byte order, and merge: returns (added, removed, changed). Without a
+/// key, rows are their own key and the comparison is of multisets.
 async fn merge_rows(
-    a: &tokio_postgres::Client,
-    b: &tokio_postgres::Client,
+    a: &(dyn CatalogSession + '_),
+    b: &(dyn CatalogSession + '_),
     table: &str,
     key: Option<&[String]>,
 ) -> Result<(u64, u64, u64), String> {
-    let key_expr = match key {
-        Some(cols) => format!(
-            "md5(row({})::text)",
-            cols.iter()
-                .map(|c| format!("drill_row.{}", quote_ident(c)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        None => "md5(row(drill_row.*)::text)".into(),
-    };
-    let sql = format!(
-        "select {key_expr}, md5(row(drill_row.*)::text) from only {} as drill_row \
-         order by {key_expr} collate \"C\", md5(row(drill_row.*)::text) collate \"C\"",
-        qualified(table)
-    );
-    let sa = row_hashes(a, &sql, table).await?;
-    let sb = row_hashes(b, &sql, table).await?;
-    pin_mut!(sa);
-    pin_mut!(sb);
+    let mut sa = a.row_hashes(table, key).await?;
+    let mut sb = b.row_hashes(table, key).await?;
     let (mut added, mut removed, mut changed) = (0u64, 0u64, 0u64);
     let mut x = sa.next().await.transpose()?;
     let mut y = sb.next().await.transpose()?;
@@ -663,56 +564,6 @@ async fn merge_rows(
         }
     }
     Ok((added, removed, changed))
-}
-
-/// The `(key hash, row hash)` pairs of `sql`, as a stream.
-async fn row_hashes<'a>(
-    c: &'a tokio_postgres::Client,
-    sql: &str,
-    table: &'a str,
-) -> Result<impl futures_util::Stream<Item = Result<(String, String), String>> + 'a, String> {
-    let rows = c
-        .query_raw(
-            sql,
-            std::iter::empty::<&(dyn tokio_postgres::types::ToSql + Sync)>(),
-        )
-        .await
-        .map_err(|e| format!("rows of {table}: {}", pg_message(&e)))?;
-    Ok(rows
-        .map_ok(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
-        .map_err(move |e| format!("rows of {table}: {}", pg_message(&e))))
-}
-
-/// `pg_dump --schema-only` of `dbname` in the sandbox, without pg_dump's
-/// per-run `\restrict` key lines.
-async fn schema_of(s: &Sandbox, dbname: &str) -> Result<String, String> {
-    let mut out: Vec<u8> = Vec::new();
-    let cmd = [
-        "pg_dump",
-        "--schema-only",
-        "--no-password",
-        "--username",
-        &s.user,
-        "--dbname",
-        dbname,
-    ];
-    let (outcome, _) = s
-        .exec_to_writer(&cmd, &mut out)
-        .await
-        .map_err(|e| e.to_string())?;
-    if outcome.exit_code != Some(0) {
-        return Err(format!(
-            "pg_dump --schema-only {dbname} in sandbox {} exited {:?}: {}",
-            s.name,
-            outcome.exit_code,
-            outcome.output.summary(3)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out)
-        .lines()
-        .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
-        .map(|l| format!("{l}\n"))
-        .collect())
 }
 
 /// The tables that differ, one line each, ranked.

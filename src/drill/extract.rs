@@ -23,7 +23,7 @@ use super::SnapshotSource;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::report::{EventSink, Status};
-use crate::sandbox::{pg_message, Sandbox};
+use crate::sandbox::Sandbox;
 
 /// What to extract.
 #[derive(Debug, Clone)]
@@ -151,63 +151,32 @@ async fn extract_from(
     dbname: &str,
     snapshot: &str,
 ) -> Result<(Vec<ExtractedTable>, u64), CommandError> {
-    let client = sandbox.connect(dbname).await.map_err(|e| {
-        CommandError::Environment(format!(
-            "connect to {dbname} in sandbox {}: {}",
-            sandbox.name,
-            pg_message(&e)
+    let catalog = sandbox.kind.catalog().ok_or_else(|| {
+        CommandError::Usage(format!(
+            "{} databases cannot be extracted",
+            sandbox.kind.title()
         ))
     })?;
+    let session = catalog
+        .open(sandbox, dbname)
+        .await
+        .map_err(CommandError::Environment)?;
     let mut tables = Vec::new();
     for t in &opts.tables {
-        let row = client
-            .query_one("select to_regclass($1)::text", &[t])
-            .await
-            .map_err(|e| CommandError::Usage(format!("table `{t}`: {}", pg_message(&e))))?;
-        let Some(name) = row.get::<_, Option<String>>(0) else {
+        let Some(name) = session.resolve(t).await.map_err(CommandError::Usage)? else {
             return Err(CommandError::Usage(format!(
-                "table `{t}` is not in database {dbname} of snapshot {snapshot} (database `{}`); name it as schema.table",
+                "table `{t}` is not in database {dbname} of snapshot {snapshot} (database `{}`); name it as the database names it (schema.table for PostgreSQL)",
                 opts.database
             )));
         };
-        let rows: i64 = client
-            .query_one(&format!("select count(*) from only {name}"), &[])
+        let (rows, _) = session
+            .digest(&name)
             .await
-            .map_err(|e| {
-                CommandError::Environment(format!("count the rows of {name}: {}", pg_message(&e)))
-            })?
-            .get(0);
-        tables.push(ExtractedTable {
-            table: name,
-            rows: rows as u64,
-        });
+            .map_err(|e| CommandError::Environment(format!("count the rows of {name}: {e}")))?;
+        tables.push(ExtractedTable { table: name, rows });
     }
-    drop(client);
-
-    let mut cmd: Vec<String> = [
-        "pg_dump",
-        "--no-password",
-        "--username",
-        &sandbox.user,
-        "--dbname",
-        dbname,
-        "--no-owner",
-        "--no-privileges",
-        "--strict-names",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    if opts.data_only {
-        cmd.push("--data-only".into());
-    } else {
-        cmd.push("--section=pre-data".into());
-        cmd.push("--section=data".into());
-    }
-    for t in &tables {
-        cmd.push(format!("--table={}", t.table));
-    }
-    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    drop(session);
+    let names: Vec<String> = tables.iter().map(|t| t.table.clone()).collect();
 
     let tmp = temp_path(&opts.out, &opts.run_id);
     let io = |what: &str, p: &Path, e: std::io::Error| {
@@ -221,26 +190,24 @@ async fn extract_from(
         .await
         .map_err(|e| io("create", &tmp, e))?;
     let written = async {
-        let header = header(opts, dbname, snapshot, &tables);
+        let header = header(
+            opts,
+            dbname,
+            snapshot,
+            &tables,
+            catalog.extract_notes(opts.data_only),
+        );
         file.write_all(header.as_bytes())
             .await
             .map_err(|e| io("write", &tmp, e))?;
-        let (outcome, bytes) = sandbox
-            .exec_to_writer(&cmd, &mut file)
+        let bytes = catalog
+            .dump_tables(sandbox, dbname, &names, opts.data_only, &mut file)
             .await
-            .map_err(|e| CommandError::Environment(e.to_string()))?;
-        if outcome.exit_code != Some(0) {
-            return Err(CommandError::Environment(format!(
-                "pg_dump in sandbox {} exited {:?}: {}",
-                sandbox.name,
-                outcome.exit_code,
-                outcome.output.summary(3)
-            )));
-        }
+            .map_err(CommandError::Environment)?;
         file.sync_all().await.map_err(|e| io("sync", &tmp, e))?;
         // A hard link never replaces an existing file, unlike rename.
         std::fs::hard_link(&tmp, &opts.out).map_err(|e| io("create", &opts.out, e))?;
-        Ok(header.len() as u64 + bytes)
+        Ok::<u64, CommandError>(header.len() as u64 + bytes)
     }
     .await;
     let _ = std::fs::remove_file(&tmp);
@@ -260,6 +227,7 @@ fn header(
     dbname: &str,
     snapshot: &str,
     tables: &[ExtractedTable],
+    notes: &str,
 ) -> String {
     let mut h = format!(
         "-- drill extract: tier {}, snapshot {snapshot}, database `{}` ({dbname})\n",
@@ -268,13 +236,7 @@ fn header(
     for t in tables {
         h.push_str(&format!("--   {}: {} row(s)\n", t.table, t.rows));
     }
-    h.push_str(if opts.data_only {
-        "-- Rows only (pg_dump --data-only), for tables that already exist.\n"
-    } else {
-        "-- Table definitions and rows (pg_dump --section=pre-data --section=data); no indexes,\n-- keys, foreign keys or triggers.\n"
-    });
-    h.push_str(
-        "-- drill has not applied this file. Review it, then load it by hand, e.g. into a scratch\n-- database first:  psql -v ON_ERROR_STOP=1 --single-transaction -d scratch -f FILE\n\n",
-    );
+    h.push_str(notes);
+    h.push('\n');
     h
 }

@@ -106,7 +106,7 @@ pub(crate) fn select_databases<'a>(
                     config.path.display()
                 )))
             }
-            Some(d) if !d.kind.comparable() => {
+            Some(d) if !d.kind.catalog().is_some() => {
                 return Err(CommandError::Usage(format!(
                     "database `{n}` is a {} database, and diff, bisect and extract read PostgreSQL databases only; drill run proves it",
                     d.kind.title()
@@ -120,7 +120,7 @@ pub(crate) fn select_databases<'a>(
         .iter()
         .filter(|d| names.is_empty() || names.contains(&d.name))
         .filter(|d| {
-            let ok = d.kind.comparable();
+            let ok = d.kind.catalog().is_some();
             if !ok {
                 eprintln!(
                     "drill: database `{}` ({}) is left out: diff, bisect and extract read PostgreSQL databases only",

@@ -22,6 +22,8 @@ pub struct Mysql {
     image: &'static str,
     /// Its restore method (the image's command-line client).
     method: &'static crate::restore::mysql::MysqlLogical,
+    /// What diff and extract read of it.
+    catalog: &'static super::mariadb_catalog::MysqlCatalog,
     /// The image's root password variable.
     password_env: &'static str,
 }
@@ -32,6 +34,7 @@ pub static MARIADB: Mysql = Mysql {
     title: "MariaDB",
     image: "mariadb:11",
     method: &crate::restore::mysql::MARIADB_CLIENT,
+    catalog: &super::mariadb_catalog::MARIADB_CATALOG,
     password_env: "MARIADB_ROOT_PASSWORD",
 };
 
@@ -41,6 +44,7 @@ pub static MYSQL: Mysql = Mysql {
     title: "MySQL",
     image: "mysql:8.4",
     method: &crate::restore::mysql::MYSQL_CLIENT,
+    catalog: &super::mariadb_catalog::MYSQL_CATALOG,
     password_env: "MYSQL_ROOT_PASSWORD",
 };
 
@@ -148,6 +152,10 @@ impl DatabaseKind for Mysql {
 
     fn sha256_hex_sql(&self, column: &str) -> String {
         format!("SHA2({column}, 256)")
+    }
+
+    fn catalog(&self) -> Option<&'static dyn super::Catalog> {
+        Some(self.catalog)
     }
 
     fn client_env(&self, ep: &Endpoint, dbname: &str) -> Vec<(String, String)> {

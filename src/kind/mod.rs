@@ -11,7 +11,9 @@
 //! Adding a kind is one module here plus one line in [`KINDS`].
 
 pub mod mariadb;
+mod mariadb_catalog;
 pub mod postgresql;
+mod postgresql_catalog;
 
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ use futures_util::future::BoxFuture;
 
 use crate::config::DumpFormat;
 use crate::restore::RestoreMethod;
+use crate::sandbox::Sandbox;
 use crate::secret::Secret;
 
 /// Every kind drill knows, by the name used in `kind = "…"`.
@@ -174,16 +177,120 @@ pub trait DatabaseKind: Send + Sync {
     /// column `column` (already quoted), computed by the server.
     fn sha256_hex_sql(&self, column: &str) -> String;
 
-    /// Whether `drill diff`, `bisect` (its table diff) and `extract` can
-    /// read this kind's restored databases (table lists, content digests,
-    /// schema dumps). Default: no.
-    fn comparable(&self) -> bool {
-        false
+    /// What `drill diff`, `bisect` (its table diff) and `extract` read of
+    /// this kind's restored databases; `None`: they cannot.
+    fn catalog(&self) -> Option<&'static dyn Catalog> {
+        None
     }
 
     /// The environment a `command` check gets to reach database `dbname`:
     /// `DATABASE_URL` and the kind's standard client variables.
     fn client_env(&self, endpoint: &Endpoint, dbname: &str) -> Vec<(String, String)>;
+}
+
+/// A stream of `(key hash, row hash)` pairs of a table's rows (hex text).
+pub type RowHashes<'a> = futures_util::stream::BoxStream<'a, Result<(String, String), String>>;
+
+/// What the commands that compare or extract read of a restored server of
+/// one kind: its databases, their tables, a content digest per table,
+/// rows as hashes in key order, the schema as text, and tables as SQL.
+pub trait Catalog: Send + Sync {
+    /// The user databases of the sandbox, sorted.
+    ///
+    /// # Errors
+    /// The client's message.
+    fn databases<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, Result<Vec<String>, String>>;
+
+    /// A session on database `dbname` for table-level reads.
+    ///
+    /// # Errors
+    /// The client's message.
+    fn open<'a>(
+        &'a self,
+        sb: &'a Sandbox,
+        dbname: &'a str,
+    ) -> BoxFuture<'a, Result<Box<dyn CatalogSession + 'a>, String>>;
+
+    /// The schema of `dbname` as text, stable across restores of the same
+    /// data (no volatile parts), for a line diff.
+    ///
+    /// # Errors
+    /// The tool's or client's message.
+    fn schema<'a>(
+        &'a self,
+        sb: &'a Sandbox,
+        dbname: &'a str,
+    ) -> BoxFuture<'a, Result<String, String>>;
+
+    /// Write `tables` of `dbname` as SQL to `out` (definitions and rows, or
+    /// rows only), with the kind's own dump tool in the sandbox; returns the
+    /// bytes written.
+    ///
+    /// # Errors
+    /// The tool's message.
+    fn dump_tables<'a>(
+        &'a self,
+        sb: &'a Sandbox,
+        dbname: &'a str,
+        tables: &'a [String],
+        data_only: bool,
+        out: &'a mut (dyn tokio::io::AsyncWrite + Unpin + Send),
+    ) -> BoxFuture<'a, Result<u64, String>>;
+
+    /// Comment lines (each starting `-- `, ending in a newline) for the
+    /// head of an extract: what [`Catalog::dump_tables`] wrote and how to
+    /// load it by hand.
+    fn extract_notes(&self, data_only: bool) -> &'static str;
+}
+
+/// Table-level reads of one database (see [`Catalog`]).
+pub trait CatalogSession: Send + Sync {
+    /// Its tables (`schema.table` for PostgreSQL, `table` for MariaDB),
+    /// sorted.
+    ///
+    /// # Errors
+    /// The client's message.
+    fn tables(&self) -> BoxFuture<'_, Result<Vec<String>, String>>;
+
+    /// `table` as the kind names it exactly (`schema.table`), or `None`
+    /// when the database has no such table.
+    ///
+    /// # Errors
+    /// The client's message.
+    fn resolve<'a>(&'a self, table: &'a str) -> BoxFuture<'a, Result<Option<String>, String>>;
+
+    /// `(rows, digest)`: the row count and a digest of the rows' content,
+    /// independent of row order.
+    ///
+    /// # Errors
+    /// The client's message.
+    fn digest<'a>(&'a self, table: &'a str) -> BoxFuture<'a, Result<(u64, String), String>>;
+
+    /// The primary key's columns, in key order (empty: none).
+    ///
+    /// # Errors
+    /// The client's message.
+    fn primary_key<'a>(&'a self, table: &'a str) -> BoxFuture<'a, Result<Vec<String>, String>>;
+
+    /// `(key hash, row hash)` of every row, ordered by key hash then row
+    /// hash in byte order; the key is `key`'s columns, or the whole row.
+    ///
+    /// # Errors
+    /// The client's message.
+    fn row_hashes<'a>(
+        &'a self,
+        table: &'a str,
+        key: Option<&'a [String]>,
+    ) -> BoxFuture<'a, Result<RowHashes<'a>, String>>;
+}
+
+/// A table's digest from its row count and the two sums of its rows' MD5
+/// halves (as the server printed them): the first 16 hex digits of their
+/// SHA-256.
+pub(crate) fn table_digest(rows: i64, lo: &str, hi: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(format!("{rows}:{lo}:{hi}").as_bytes());
+    hash.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Percent-encode a URL component (RFC 3986 unreserved characters kept).

@@ -95,8 +95,8 @@ impl DatabaseKind for Postgresql {
         crate::restore::quote_ident(name)
     }
 
-    fn comparable(&self) -> bool {
-        true
+    fn catalog(&self) -> Option<&'static dyn super::Catalog> {
+        Some(&super::postgresql_catalog::PG_CATALOG)
     }
 
     fn sha256_hex_sql(&self, column: &str) -> String {

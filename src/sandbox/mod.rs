@@ -212,6 +212,34 @@ pub struct SandboxInfo {
     pub state: String,
 }
 
+/// A sized wrapper of a possibly unsized writer, so any writer can be
+/// passed on as a `dyn AsyncWrite`.
+struct WriterRef<'a, W: ?Sized>(&'a mut W);
+
+impl<W: AsyncWrite + Unpin + ?Sized> AsyncWrite for WriterRef<'_, W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut *self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.0).poll_shutdown(cx)
+    }
+}
+
 /// A running sandbox: a server of one database kind, run by an engine.
 #[derive(Clone)]
 pub struct Sandbox {
@@ -299,8 +327,9 @@ impl Sandbox {
         out: &mut W,
     ) -> Result<(ExecOutcome, u64), SandboxError>
     where
-        W: AsyncWrite + Unpin + Send,
+        W: AsyncWrite + Unpin + Send + ?Sized,
     {
+        let out: &mut (dyn AsyncWrite + Unpin + Send) = &mut WriterRef(out);
         self.handle.exec_to_writer(self, cmd, out).await
     }
 
