@@ -225,9 +225,10 @@ impl EventSink for Terminal {
             }
             Event::SandboxReady {
                 database,
+                server,
                 server_version,
                 seconds,
-            } => self.line(&format!("{database}: sandbox ready, PostgreSQL {server_version}, {seconds:.1} s")),
+            } => self.line(&format!("{database}: sandbox ready, {server} {server_version}, {seconds:.1} s")),
             Event::RestoreStarted { database, bytes } => {
                 self.last_line.lock().expect("progress lock").remove(database);
                 self.add_bar(database.clone(), restore_bar(database, *bytes));

@@ -106,7 +106,7 @@ pub(crate) fn select_databases<'a>(
                     config.path.display()
                 )))
             }
-            Some(d) if !d.kind.catalog().is_some() => {
+            Some(d) if d.kind.catalog().is_none() => {
                 return Err(CommandError::Usage(format!(
                     "database `{n}` is a {} database, and diff, bisect and extract read PostgreSQL databases only; drill run proves it",
                     d.kind.title()
@@ -457,7 +457,9 @@ pub(crate) async fn restore_database(
             return None;
         }
     };
-    db.report.restore.dump = Some(head.versions.clone());
+    if head.versions.server.is_some() || head.versions.pg_dump.is_some() {
+        db.report.restore.dump = Some(head.versions.clone());
+    }
     let (sandbox, image, boot_seconds) = match started {
         Ok(x) => x,
         Err(e) => {
@@ -471,6 +473,7 @@ pub(crate) async fn restore_database(
     db.report.restore.server_version = Some(sandbox.server_version.clone());
     events.emit(&Event::SandboxReady {
         database: name.clone(),
+        server: db.config.kind.title().into(),
         server_version: sandbox.server_version.clone(),
         seconds: boot_seconds,
     });

@@ -55,6 +55,8 @@ pub enum Event {
     SandboxReady {
         /// Database.
         database: String,
+        /// The server's name (`PostgreSQL`, `MariaDB`).
+        server: String,
         /// Server version.
         server_version: String,
         /// Seconds from creation to ready.

@@ -183,7 +183,7 @@ pub fn render_report(r: &Report, tz: chrono_tz::Tz) -> String {
             d.restore
                 .server_version
                 .as_deref()
-                .map(|v| format!(" (PostgreSQL {})", escape(v)))
+                .map(|v| format!(" ({} {})", d.server_title(), escape(v)))
                 .unwrap_or_default()
         );
         if let Some(v) = &d.restore.dump {

@@ -156,7 +156,7 @@ pub(super) fn render(r: &Report, tz: chrono_tz::Tz) -> String {
             d.restore
                 .server_version
                 .as_deref()
-                .map(|v| format!(" (PostgreSQL {v})"))
+                .map(|v| format!(" ({} {v})", d.server_title()))
                 .unwrap_or_default()
         );
         if let Some(v) = &d.restore.dump {
@@ -183,6 +183,23 @@ pub(super) fn render(r: &Report, tz: chrono_tz::Tz) -> String {
                 "\nRoles created in the sandbox (NOLOGIN): {}.",
                 roles.join(", ")
             );
+        }
+        if !d.restore.increments.is_empty() {
+            let _ = writeln!(o, "\n| increment | status | bytes | seconds |");
+            let _ = writeln!(o, "|---|---|---:|---:|");
+            for i in &d.restore.increments {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {:.1} |",
+                    i.path,
+                    i.status.as_str(),
+                    i.bytes,
+                    i.seconds
+                );
+            }
+        }
+        for n in &d.restore.notes {
+            let _ = writeln!(o, "\nNote: {}", n.replace('\n', " "));
         }
         if let Some(e) = &d.restore.error {
             let _ = writeln!(o, "\n> {}", e.replace('\n', " "));

@@ -342,6 +342,13 @@ fn default_kind() -> String {
     "postgresql".into()
 }
 
+impl DatabaseReport {
+    /// The server's name for people (`PostgreSQL`, `MariaDB`, `MySQL`).
+    pub fn server_title(&self) -> &'static str {
+        crate::kind::by_name(&self.kind).map_or("PostgreSQL", |k| k.title())
+    }
+}
+
 /// The full record of one drill: `<UTC timestamp>-<tier>.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
