@@ -13,6 +13,7 @@
 //! tool missing) means the check could not run. The run is bounded inside
 //! the sandbox by coreutils' (or busybox's) `timeout`.
 
+use crate::config::{CheckDefinition, CheckSpec};
 use std::time::Duration;
 
 use super::{CheckContext, CheckError, Conclusion, Finding, Incomplete};
@@ -155,6 +156,39 @@ fn parse(log: &OutputLog) -> (Vec<Finding>, usize) {
     let total = blocks.len();
     blocks.truncate(MAX_FINDINGS);
     (blocks.into_iter().map(Finding::new).collect(), total)
+}
+
+/// The `amcheck` check (PostgreSQL).
+pub(super) struct AmcheckCheck;
+
+impl super::Check for AmcheckCheck {
+    fn kind(&self) -> &'static str {
+        "amcheck"
+    }
+
+    fn supports(&self, db_kind: &str) -> bool {
+        db_kind == "postgresql"
+    }
+
+    fn run<'a>(
+        &'a self,
+        def: &'a CheckDefinition,
+        ctx: &'a CheckContext<'a>,
+    ) -> futures_util::future::BoxFuture<'a, Result<Conclusion, super::Incomplete>> {
+        Box::pin(async move {
+            let CheckSpec::Amcheck {
+                heapallindexed,
+                parent_check,
+            } = &def.spec
+            else {
+                return Err(super::Incomplete::from(CheckError::Shape(format!(
+                    "check `{}` is not of kind amcheck",
+                    def.name
+                ))));
+            };
+            run(ctx, *heapallindexed, *parent_check, def.timeout).await
+        })
+    }
 }
 
 #[cfg(test)]

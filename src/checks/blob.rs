@@ -19,6 +19,7 @@
 /// Database kinds this implementation serves.
 pub(super) const KINDS: &[&str] = &["postgresql"];
 
+use crate::config::{CheckDefinition, CheckSpec};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -590,6 +591,49 @@ fn hex(bytes: &[u8]) -> String {
             let _ = write!(s, "{b:02x}");
             s
         })
+}
+
+/// The `blob-roundtrip` check on PostgreSQL (bytea, COPY).
+pub(super) struct BlobCheck;
+
+impl super::Check for BlobCheck {
+    fn kind(&self) -> &'static str {
+        "blob-roundtrip"
+    }
+
+    fn supports(&self, db_kind: &str) -> bool {
+        KINDS.contains(&db_kind)
+    }
+
+    fn run<'a>(
+        &'a self,
+        def: &'a CheckDefinition,
+        ctx: &'a CheckContext<'a>,
+    ) -> futures_util::future::BoxFuture<'a, Result<Conclusion, super::Incomplete>> {
+        Box::pin(async move {
+            let CheckSpec::BlobRoundtrip {
+                table,
+                id_column,
+                data_column,
+                digest_column,
+            } = &def.spec
+            else {
+                return Err(super::Incomplete::from(CheckError::Shape(format!(
+                    "check `{}` is not of kind blob-roundtrip",
+                    def.name
+                ))));
+            };
+            let target = Target {
+                table,
+                id_column,
+                data_column,
+                digest_column,
+            };
+            run(ctx, &target, def.timeout)
+                .await
+                .map_err(super::Incomplete::from)
+        })
+    }
 }
 
 #[cfg(test)]

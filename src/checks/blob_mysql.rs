@@ -12,6 +12,7 @@
 //! Rows are read in batches in `id_column` order, so memory stays at one
 //! batch.
 
+use crate::config::{CheckDefinition, CheckSpec};
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
@@ -192,4 +193,47 @@ async fn verify(
         bytes_verified: Some(bytes),
         ..Default::default()
     })
+}
+
+/// The `blob-roundtrip` check on MariaDB and MySQL (BLOB).
+pub(super) struct BlobCheck;
+
+impl super::Check for BlobCheck {
+    fn kind(&self) -> &'static str {
+        "blob-roundtrip"
+    }
+
+    fn supports(&self, db_kind: &str) -> bool {
+        KINDS.contains(&db_kind)
+    }
+
+    fn run<'a>(
+        &'a self,
+        def: &'a CheckDefinition,
+        ctx: &'a CheckContext<'a>,
+    ) -> futures_util::future::BoxFuture<'a, Result<Conclusion, super::Incomplete>> {
+        Box::pin(async move {
+            let CheckSpec::BlobRoundtrip {
+                table,
+                id_column,
+                data_column,
+                digest_column,
+            } = &def.spec
+            else {
+                return Err(super::Incomplete::from(CheckError::Shape(format!(
+                    "check `{}` is not of kind blob-roundtrip",
+                    def.name
+                ))));
+            };
+            let target = Target {
+                table,
+                id_column,
+                data_column,
+                digest_column,
+            };
+            run(ctx, &target, def.timeout)
+                .await
+                .map_err(super::Incomplete::from)
+        })
+    }
 }

@@ -7,6 +7,7 @@
 //! has read the table and found it unusable. A check that cannot list the
 //! tables could not run.
 
+use crate::config::{CheckDefinition, CheckSpec};
 use std::time::Duration;
 
 use super::{CheckContext, CheckError, Conclusion, Finding};
@@ -105,4 +106,35 @@ pub(super) async fn run(
         findings,
         ..Default::default()
     })
+}
+
+/// The `check-table` check (MariaDB, MySQL).
+pub(super) struct CheckTableCheck;
+
+impl super::Check for CheckTableCheck {
+    fn kind(&self) -> &'static str {
+        "check-table"
+    }
+
+    fn supports(&self, db_kind: &str) -> bool {
+        matches!(db_kind, "mariadb" | "mysql")
+    }
+
+    fn run<'a>(
+        &'a self,
+        def: &'a CheckDefinition,
+        ctx: &'a CheckContext<'a>,
+    ) -> futures_util::future::BoxFuture<'a, Result<Conclusion, super::Incomplete>> {
+        Box::pin(async move {
+            let CheckSpec::CheckTable { extended } = &def.spec else {
+                return Err(super::Incomplete::from(CheckError::Shape(format!(
+                    "check `{}` is not of kind check-table",
+                    def.name
+                ))));
+            };
+            run(ctx, *extended, def.timeout)
+                .await
+                .map_err(super::Incomplete::from)
+        })
+    }
 }

@@ -16,6 +16,7 @@
 //! error.
 //! At the timeout the whole group gets SIGTERM, then SIGKILL 2 s later.
 
+use crate::config::{CheckDefinition, CheckSpec};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
@@ -163,6 +164,41 @@ pub(super) async fn run(
                 output,
             })
         }
+    }
+}
+
+/// The `command` check.
+pub(super) struct CommandCheck;
+
+impl super::Check for CommandCheck {
+    fn kind(&self) -> &'static str {
+        "command"
+    }
+
+    fn supports(&self, _db_kind: &str) -> bool {
+        true
+    }
+
+    fn run<'a>(
+        &'a self,
+        def: &'a CheckDefinition,
+        ctx: &'a CheckContext<'a>,
+    ) -> futures_util::future::BoxFuture<'a, Result<Conclusion, super::Incomplete>> {
+        Box::pin(async move {
+            let CheckSpec::Command {
+                argv,
+                workdir,
+                env,
+                error_codes,
+            } = &def.spec
+            else {
+                return Err(super::Incomplete::from(CheckError::Shape(format!(
+                    "check `{}` is not of kind command",
+                    def.name
+                ))));
+            };
+            run(ctx, argv, workdir, env, error_codes, def.timeout).await
+        })
     }
 }
 

@@ -16,7 +16,7 @@ mod sql;
 
 use std::time::{Duration, Instant};
 
-use crate::config::{CheckDefinition, CheckSpec};
+use crate::config::CheckDefinition;
 use crate::report::history::Baselines;
 use crate::report::{CheckReport, CountReport, Status};
 use crate::restore::quote_ident;
@@ -108,6 +108,95 @@ pub struct CheckContext<'a> {
     pub baselines: &'a Result<Baselines, String>,
 }
 
+/// A check kind: its name in check files, the database kinds it runs in,
+/// and how it runs. One module per kind; a kind with an implementation per
+/// database kind (`blob-roundtrip`) has one module each.
+pub trait Check: Send + Sync {
+    /// Its name in check files and reports (`sql`, `check-table`, …).
+    fn kind(&self) -> &'static str;
+
+    /// Whether it runs in a database of kind `db_kind` (`postgresql`,
+    /// `mariadb`, `mysql`).
+    fn supports(&self, db_kind: &str) -> bool;
+
+    /// Run `def` (a definition of this kind) in `ctx`. The check cancels
+    /// its own work at `def.timeout`.
+    ///
+    /// # Errors
+    /// [`Incomplete`]: the check could not run.
+    fn run<'a>(
+        &'a self,
+        def: &'a CheckDefinition,
+        ctx: &'a CheckContext<'a>,
+    ) -> futures_util::future::BoxFuture<'a, Result<Conclusion, Incomplete>>;
+}
+
+/// Every check implementation. Adding a kind is a module and a line here
+/// (and its keys in the check-file parser).
+pub static CHECKS: &[&dyn Check] = &[
+    &sql::SqlCheck,
+    &row_counts::RowCountsCheck,
+    &blob::BlobCheck,
+    &blob_mysql::BlobCheck,
+    &command::CommandCheck,
+    &amcheck::AmcheckCheck,
+    &check_table::CheckTableCheck,
+];
+
+/// The implementation of check kind `kind` for databases of `db_kind`.
+pub fn implementation(kind: &str, db_kind: &str) -> Option<&'static dyn Check> {
+    CHECKS
+        .iter()
+        .copied()
+        .find(|c| c.kind() == kind && c.supports(db_kind))
+}
+
+/// Whether a check of kind `kind` can run in a database of `db_kind`.
+pub fn supports(kind: &str, db_kind: &str) -> bool {
+    implementation(kind, db_kind).is_some()
+}
+
+/// The database kinds a check kind runs in, for messages.
+pub fn supported_kinds(kind: &str) -> Vec<&'static str> {
+    crate::kind::KINDS
+        .iter()
+        .map(|k| k.name())
+        .filter(|k| supports(kind, k))
+        .collect()
+}
+
+/// Every check of `config` that names a database must run in that
+/// database's kind: an `amcheck` aimed at a MariaDB database is a
+/// configuration error naming both.
+///
+/// # Errors
+/// [`crate::config::ConfigError::Invalid`] naming the check file.
+pub fn validate(config: &crate::config::Config) -> Result<(), crate::config::ConfigError> {
+    for def in &config.checks {
+        let Some(db) = def
+            .database
+            .as_ref()
+            .and_then(|n| config.databases.iter().find(|d| &d.name == n))
+        else {
+            continue;
+        };
+        let kind = def.spec.kind();
+        if !supports(kind, db.kind.name()) {
+            return Err(crate::config::ConfigError::invalid(
+                &def.file,
+                "kind",
+                format!(
+                    "a {kind} check cannot run in database `{}`, which is of kind {}; {kind} checks run in {} databases",
+                    db.name,
+                    db.kind.name(),
+                    supported_kinds(kind).join(" and ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Extra time a kind gets past its own timeout handling before drill stops
 /// waiting for it (each kind cancels its own work at the timeout).
 const GRACE: Duration = Duration::from_secs(15);
@@ -117,54 +206,14 @@ const GRACE: Duration = Duration::from_secs(15);
 /// text the entry carries.
 pub async fn run(def: &CheckDefinition, ctx: &CheckContext<'_>) -> CheckReport {
     let started = Instant::now();
+    let kind = ctx.sandbox.kind.name();
     let work = async {
-        match &def.spec {
-            CheckSpec::Sql { query, expect } => sql::run(ctx, query, expect, def.timeout)
-                .await
-                .map_err(Incomplete::from),
-            CheckSpec::RowCounts { tables, groups } => {
-                row_counts::run(ctx, &def.name, tables, groups, def.timeout)
-                    .await
-                    .map_err(Incomplete::from)
-            }
-            CheckSpec::BlobRoundtrip {
-                table,
-                id_column,
-                data_column,
-                digest_column,
-            } => {
-                let target = blob::Target {
-                    table,
-                    id_column,
-                    data_column,
-                    digest_column,
-                };
-                // Each implementation names the database kinds it serves.
-                let kind = ctx.sandbox.kind.name();
-                if blob::KINDS.contains(&kind) {
-                    blob::run(ctx, &target, def.timeout).await
-                } else if blob_mysql::KINDS.contains(&kind) {
-                    blob_mysql::run(ctx, &target, def.timeout).await
-                } else {
-                    Err(CheckError::Sandbox(format!(
-                        "blob-roundtrip has no implementation for {kind} databases"
-                    )))
-                }
-                .map_err(Incomplete::from)
-            }
-            CheckSpec::Command {
-                argv,
-                workdir,
-                env,
-                error_codes,
-            } => command::run(ctx, argv, workdir, env, error_codes, def.timeout).await,
-            CheckSpec::Amcheck {
-                heapallindexed,
-                parent_check,
-            } => amcheck::run(ctx, *heapallindexed, *parent_check, def.timeout).await,
-            CheckSpec::CheckTable { extended } => check_table::run(ctx, *extended, def.timeout)
-                .await
-                .map_err(Incomplete::from),
+        match implementation(def.spec.kind(), kind) {
+            Some(check) => check.run(def, ctx).await,
+            None => Err(Incomplete::from(CheckError::Sandbox(format!(
+                "a {} check cannot run in a {kind} database",
+                def.spec.kind()
+            )))),
         }
     };
     let result = match tokio::time::timeout(def.timeout + GRACE, work).await {

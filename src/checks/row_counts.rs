@@ -7,6 +7,7 @@
 //! `min` judgement still stands. A group the baseline knew but the query no
 //! longer returns counts 0 rows: its rows are gone.
 
+use crate::config::{CheckDefinition, CheckSpec};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -263,6 +264,37 @@ pub(super) fn judge(
 
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The `row-counts` check.
+pub(super) struct RowCountsCheck;
+
+impl super::Check for RowCountsCheck {
+    fn kind(&self) -> &'static str {
+        "row-counts"
+    }
+
+    fn supports(&self, _db_kind: &str) -> bool {
+        true
+    }
+
+    fn run<'a>(
+        &'a self,
+        def: &'a CheckDefinition,
+        ctx: &'a CheckContext<'a>,
+    ) -> futures_util::future::BoxFuture<'a, Result<Conclusion, super::Incomplete>> {
+        Box::pin(async move {
+            let CheckSpec::RowCounts { tables, groups } = &def.spec else {
+                return Err(super::Incomplete::from(CheckError::Shape(format!(
+                    "check `{}` is not of kind row-counts",
+                    def.name
+                ))));
+            };
+            run(ctx, &def.name, tables, groups, def.timeout)
+                .await
+                .map_err(super::Incomplete::from)
+        })
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! numbers whatever their SQL type; booleans read `t`/`f` on PostgreSQL and
 //! `1`/`0` on MariaDB/MySQL.
 
+use crate::config::{CheckDefinition, CheckSpec};
 use std::time::Duration;
 
 use super::{CheckContext, CheckError, Conclusion, Finding};
@@ -152,6 +153,37 @@ fn describe(e: &SqlExpect) -> String {
         parts.push(format!("≤ {m}"));
     }
     parts.join(", ")
+}
+
+/// The `sql` check.
+pub(super) struct SqlCheck;
+
+impl super::Check for SqlCheck {
+    fn kind(&self) -> &'static str {
+        "sql"
+    }
+
+    fn supports(&self, _db_kind: &str) -> bool {
+        true
+    }
+
+    fn run<'a>(
+        &'a self,
+        def: &'a CheckDefinition,
+        ctx: &'a CheckContext<'a>,
+    ) -> futures_util::future::BoxFuture<'a, Result<Conclusion, super::Incomplete>> {
+        Box::pin(async move {
+            let CheckSpec::Sql { query, expect } = &def.spec else {
+                return Err(super::Incomplete::from(CheckError::Shape(format!(
+                    "check `{}` is not of kind sql",
+                    def.name
+                ))));
+            };
+            run(ctx, query, expect, def.timeout)
+                .await
+                .map_err(super::Incomplete::from)
+        })
+    }
 }
 
 #[cfg(test)]

@@ -586,10 +586,12 @@ fn print_json(value: &impl serde::Serialize) {
 /// The configuration and the clock (`DRILL_NOW`), or the exit code after
 /// saying why not.
 fn load(cli: &Cli) -> Result<(config::Config, Box<dyn crate::clock::Clock>), u8> {
-    let config = config::discover(cli.config.as_deref()).map_err(|e| {
-        eprintln!("drill: failed to load the configuration: {e}");
-        EXIT_USAGE
-    })?;
+    let config = config::discover(cli.config.as_deref())
+        .and_then(|c| crate::checks::validate(&c).map(|()| c))
+        .map_err(|e| {
+            eprintln!("drill: failed to load the configuration: {e}");
+            EXIT_USAGE
+        })?;
     let clock = crate::clock::from_env().map_err(|e| {
         eprintln!("drill: {e}");
         EXIT_USAGE

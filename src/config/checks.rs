@@ -154,21 +154,6 @@ impl CheckSpec {
         }
     }
 
-    /// The database kinds (`kind` of `[[databases]]`) this check can run
-    /// in; `None` = every kind.
-    pub fn supported_kinds(&self) -> Option<&'static [&'static str]> {
-        match self {
-            CheckSpec::Amcheck { .. } => Some(&["postgresql"]),
-            CheckSpec::CheckTable { .. } => Some(&["mariadb", "mysql"]),
-            _ => None,
-        }
-    }
-
-    /// Whether this check can run in a database of kind `kind`.
-    pub fn supports(&self, kind: &str) -> bool {
-        self.supported_kinds().is_none_or(|k| k.contains(&kind))
-    }
-
     /// Whether the check only reads the restored database, so it may run
     /// beside the database's other checks. An external `command` may do
     /// anything, so it runs alone.
@@ -618,21 +603,6 @@ pub(super) fn load_file_with(
         }
     };
     if let Some(db) = &def.database {
-        if let Some(d) = databases.iter().find(|d| &d.name == db) {
-            if !def.spec.supports(d.kind.name()) {
-                return Err(ConfigError::invalid(
-                    path,
-                    "kind",
-                    format!(
-                        "a {} check cannot run in database `{db}`, which is of kind {}; {} checks run in {} databases",
-                        def.spec.kind(),
-                        d.kind.name(),
-                        def.spec.kind(),
-                        def.spec.supported_kinds().unwrap_or_default().join(" and ")
-                    ),
-                ));
-            }
-        }
         if !databases.iter().any(|d| &d.name == db) {
             return Err(ConfigError::invalid(
                 path,

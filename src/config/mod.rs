@@ -74,7 +74,9 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn invalid(path: &Path, key: impl Into<String>, message: impl Into<String>) -> Self {
+    /// [`ConfigError::Invalid`]: `key` of file `path` is wrong, `message`
+    /// says why and what to do.
+    pub fn invalid(path: &Path, key: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError::Invalid {
             path: path.to_path_buf(),
             key: key.into(),

@@ -184,7 +184,7 @@ impl<'a> DbRun<'a> {
                 .iter()
                 .filter(|c| {
                     c.applies_to(&database.name)
-                        && c.spec.supports(database.kind.name())
+                        && checks::supports(c.spec.kind(), database.kind.name())
                         && (only.is_empty() || only.contains(&c.name))
                 })
                 .collect(),
