@@ -596,6 +596,8 @@ class Bench:
             f"- kernel: {platform.release()}; cgroup {'v2' if Path('/sys/fs/cgroup/cgroup.controllers').exists() else 'v1'}",
             f"- Docker engine {out('docker version --format {{.Server.Version}}')}, storage driver {out('docker info --format {{.Driver}}')}",
             f"- image `{self.args.image}`: {pg}",
+            f"- image `{self.args.mariadb_image}`: "
+            + out(f"docker run --rm --entrypoint mariadbd {self.args.mariadb_image} --version 2>/dev/null || true"),
             f"- {out('restic version').split(' compiled')[0]}",
             f"- drill {out(f'{DRILL} --version')} at commit {out(f'git -C {REPO} rev-parse --short HEAD')}"
             + (" (uncommitted changes)" if out(f"git -C {REPO} status --porcelain -- src Cargo.toml Cargo.lock") else ""),
@@ -696,7 +698,8 @@ class Bench:
             "",
         ])
         notes = REPO / "bench" / "notes.md"
-        if notes.exists():
+        # The notes discuss the PostgreSQL scenarios.
+        if notes.exists() and set(self.results) - {"mariadb"}:
             lines.extend([notes.read_text().rstrip(), ""])
         text = "\n".join(lines)
         print(text)
