@@ -180,6 +180,22 @@ fn postgresql_and_mariadb_with_increments_pass() {
         "{g:#}"
     );
     assert_eq!(g["restore"]["tool"], "mariadb");
+    // The dump's own header: the server it came from and the tool.
+    let dump = &g["restore"]["dump"];
+    assert!(
+        dump["tool"]
+            .as_str()
+            .unwrap()
+            .starts_with("mariadb-dump 10."),
+        "{dump:#}"
+    );
+    assert!(
+        dump["server"]
+            .as_str()
+            .unwrap()
+            .starts_with(facts()["server_version"].as_str().unwrap()),
+        "{dump:#}"
+    );
     let incs = g["restore"]["increments"].as_array().unwrap();
     assert_eq!(incs.len(), 2, "{g:#}");
     for (i, inc) in incs.iter().enumerate() {

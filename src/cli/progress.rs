@@ -300,25 +300,17 @@ impl EventSink for Terminal {
             }
             Event::Kept {
                 database,
-                container: _,
-                host,
-                port,
-                user,
-                dbname,
-            } if host.starts_with('/') => self.line(&format!(
-                "{database}: sandbox kept: `PGPASSWORD=\"$(cat {host}/password)\" psql -h {host} -p {port} -U {user} -d {dbname}`; remove with `drill reap`"
-            )),
-            Event::Kept {
-                database,
-                container,
-                host: _,
-                port,
-                user,
-                dbname,
+                connect,
+                also,
+                remove,
+                ..
             } => self.line(&format!(
-                "{database}: sandbox kept: `docker exec -it {container} psql -U {user} -d {dbname}` \
-                 (or host 127.0.0.1 port {port} user {user}; its password: \
-                 `docker exec {container} printenv POSTGRES_PASSWORD`); remove with `docker rm -f {container}`"
+                "{database}: sandbox kept: `{connect}`{}; remove with `{remove}`",
+                if also.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({also})")
+                }
             )),
             Event::Warning { message } => self.line(&format!("warning: {message}")),
             Event::FallingBack { from, to } => {

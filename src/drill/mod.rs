@@ -464,7 +464,11 @@ pub async fn run_tier(
                     };
                     let kept = drill_snapshot(config, &source, &mut dbs, opts.keep, &tracker).await;
                     for k in kept {
+                        let how = k.sandbox.how_to_connect(&k.dbname);
                         events.emit(&Event::Kept {
+                            connect: how.command,
+                            also: how.also,
+                            remove: how.remove,
                             database: k.database,
                             container: k.sandbox.name.clone(),
                             host: k.sandbox.host.clone(),

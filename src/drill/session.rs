@@ -514,6 +514,9 @@ pub(crate) async fn restore_database(
     r.error = outcome.error.clone();
     r.roles_created = outcome.roles_created.clone();
     r.increments = outcome.increments.clone();
+    if outcome.dump.is_some() {
+        r.dump = outcome.dump.clone();
+    }
     r.notes = outcome.notes.clone();
     if let Some(c) = &outcome.cause {
         r.class = Some(

@@ -146,6 +146,18 @@ impl DatabaseKind for Mysql {
         })
     }
 
+    fn shell_command(&self, user: &str, dbname: &str) -> String {
+        format!(
+            "sh -c 'MYSQL_PWD=\"${}\" exec {} -u{user} {dbname}'",
+            self.password_env,
+            self.method.tool_name()
+        )
+    }
+
+    fn password_env(&self) -> &'static str {
+        self.password_env
+    }
+
     fn quote_ident(&self, name: &str) -> String {
         format!("`{}`", name.replace('`', "``"))
     }

@@ -161,6 +161,15 @@ pub trait DatabaseKind: Send + Sync {
         dbname: &'a str,
     ) -> BoxFuture<'a, Result<Box<dyn Session>, String>>;
 
+    /// A shell command that opens the kind's interactive client on database
+    /// `dbname` as `user`, run inside a sandbox container whose environment
+    /// holds the image's password variable (for `--keep`).
+    fn shell_command(&self, user: &str, dbname: &str) -> String;
+
+    /// The image's variable holding the superuser's password
+    /// (`POSTGRES_PASSWORD`, `MARIADB_ROOT_PASSWORD`).
+    fn password_env(&self) -> &'static str;
+
     /// An identifier quoted for this kind's SQL.
     fn quote_ident(&self, name: &str) -> String;
 

@@ -91,6 +91,14 @@ impl DatabaseKind for Postgresql {
         })
     }
 
+    fn shell_command(&self, user: &str, dbname: &str) -> String {
+        format!("psql -U {user} -d {dbname}")
+    }
+
+    fn password_env(&self) -> &'static str {
+        "POSTGRES_PASSWORD"
+    }
+
     fn quote_ident(&self, name: &str) -> String {
         crate::restore::quote_ident(name)
     }

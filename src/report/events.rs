@@ -135,6 +135,12 @@ pub enum Event {
         user: String,
         /// Database to connect to.
         dbname: String,
+        /// A shell command that opens the database's client.
+        connect: String,
+        /// Another way in, or how to get the password (may be empty).
+        also: String,
+        /// A shell command that removes the sandbox.
+        remove: String,
     },
     /// Something worth telling the operator that is not a failure.
     Warning {

@@ -186,7 +186,15 @@ pub fn render_report(r: &Report, tz: chrono_tz::Tz) -> String {
                 .map(|v| format!(" ({} {})", d.server_title(), escape(v)))
                 .unwrap_or_default()
         );
-        if let Some(v) = &d.restore.dump {
+        if let Some(v) = d.restore.dump.as_ref().filter(|v| v.tool.is_some()) {
+            let _ = writeln!(
+                b,
+                "<p>Dumped from {} {} by {}.</p>",
+                d.server_title(),
+                escape(v.server.as_deref().unwrap_or("(not stated)")),
+                escape(v.tool.as_deref().unwrap_or("(not stated)"))
+            );
+        } else if let Some(v) = &d.restore.dump {
             let _ = writeln!(
                 b,
                 "<p>Dumped from PostgreSQL {} by pg_dump {}.</p>",

@@ -159,7 +159,15 @@ pub(super) fn render(r: &Report, tz: chrono_tz::Tz) -> String {
                 .map(|v| format!(" ({} {v})", d.server_title()))
                 .unwrap_or_default()
         );
-        if let Some(v) = &d.restore.dump {
+        if let Some(v) = d.restore.dump.as_ref().filter(|v| v.tool.is_some()) {
+            let _ = writeln!(
+                o,
+                "\nDumped from {} {} by {}.",
+                d.server_title(),
+                v.server.as_deref().unwrap_or("(not stated)"),
+                v.tool.as_deref().unwrap_or("(not stated)")
+            );
+        } else if let Some(v) = &d.restore.dump {
             let _ = writeln!(
                 o,
                 "\nDumped from PostgreSQL {} by pg_dump {}{}.",

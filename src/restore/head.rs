@@ -30,6 +30,10 @@ pub struct DumpVersions {
     /// The custom archive's format version (`1.16-0`), for custom dumps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive: Option<String>,
+    /// The dump tool of another kind, as its header names it
+    /// (`mariadb-dump 10.19, Distrib 10.11.19-MariaDB`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
 }
 
 impl DumpVersions {

@@ -99,6 +99,7 @@ mod tests {
             server: Some(tool.into()),
             pg_dump: Some(tool.into()),
             archive: None,
+            tool: None,
         }
     }
 

@@ -219,6 +219,9 @@ pub struct RestoreOutcome {
     pub cause: Option<classify::Classified>,
     /// Increments applied after the dump, in order.
     pub increments: Vec<IncrementReport>,
+    /// Versions the dump's head named, when the method read them while
+    /// restoring.
+    pub dump: Option<head::DumpVersions>,
     /// What the operator should know that is not a failure.
     pub notes: Vec<String>,
 }
@@ -236,6 +239,7 @@ impl RestoreOutcome {
             cause: None,
             increments: Vec::new(),
             notes: Vec::new(),
+            dump: None,
         }
     }
 }

@@ -82,6 +82,13 @@ const ENVIRONMENT: &[(&str, &str, &str)] = &[
     ("Got a packet bigger than 'max_allowed_packet'", "packet-too-large", "a statement of the dump is larger than the sandbox accepts: this should not happen with drill's 1 GiB limit; report it"),
 ];
 
+impl MysqlLogical {
+    /// The client program in the image (`mariadb`, `mysql`).
+    pub fn tool_name(&self) -> &'static str {
+        self.client
+    }
+}
+
 impl RestoreMethod for MysqlLogical {
     fn tool(&self, _plan: &RestorePlan) -> &'static str {
         self.client
@@ -175,6 +182,7 @@ impl MysqlLogical {
             .await;
         outcome.bytes = fed.stored;
         outcome.restored_bytes = fed.fed;
+        outcome.dump = dump_versions(&fed.head);
         let judged = self.judge_dump(db, sandbox, &fed);
         if let Err(e) = judged {
             let mut e = e;
@@ -565,6 +573,30 @@ fn server_message(line: &str) -> &str {
     }
 }
 
+/// What a dump's header comments say: the server (`-- Server version\t…`)
+/// and the tool (`-- MariaDB dump 10.19  Distrib 10.11.19-MariaDB, for …`);
+/// `None` when it names neither (`--skip-comments`).
+fn dump_versions(head: &[u8]) -> Option<super::head::DumpVersions> {
+    let text = String::from_utf8_lossy(&head[..head.len().min(4096)]);
+    let mut v = super::head::DumpVersions::default();
+    for line in text.lines().take(12) {
+        if let Some(server) = line.strip_prefix("-- Server version") {
+            v.server = Some(server.trim().to_string());
+        }
+        for (header, tool) in [
+            ("-- MariaDB dump ", "mariadb-dump"),
+            ("-- MySQL dump ", "mysqldump"),
+        ] {
+            if let Some(rest) = line.strip_prefix(header) {
+                let rest = rest.split(", for ").next().unwrap_or(rest);
+                let words: Vec<&str> = rest.split_whitespace().collect();
+                v.tool = Some(format!("{tool} {}", words.join(" ")));
+            }
+        }
+    }
+    (v.server.is_some() || v.tool.is_some()).then_some(v)
+}
+
 /// Whether the last non-blank line of `tail` starts with `prefix`.
 fn last_line_starts(tail: &[u8], prefix: &str) -> bool {
     String::from_utf8_lossy(tail)
@@ -835,5 +867,12 @@ mod tests {
             server_message("ERROR 1146 (42S02) at line 12: Table 'gym.x' doesn't exist"),
             "Table 'gym.x' doesn't exist"
         );
+        let v = dump_versions(b"/*M!999999\\- enable the sandbox mode */ \n-- MariaDB dump 10.19  Distrib 10.11.19-MariaDB, for debian-linux-gnu (x86_64)\n--\n-- Host: localhost    Database: \n-- ------\n-- Server version\t10.11.19-MariaDB-0+deb12u1-log\n").unwrap();
+        assert_eq!(v.server.as_deref(), Some("10.11.19-MariaDB-0+deb12u1-log"));
+        assert_eq!(
+            v.tool.as_deref(),
+            Some("mariadb-dump 10.19 Distrib 10.11.19-MariaDB")
+        );
+        assert!(dump_versions(b"\n/*!40101 SET NAMES utf8mb4 */;\n").is_none());
     }
 }

@@ -483,6 +483,7 @@ async fn execute(
         cause: None,
         increments: Vec::new(),
         notes: Vec::new(),
+        dump: None,
     };
     if head_result.is_err() && stalled.load(std::sync::atomic::Ordering::Relaxed) {
         let _ = dump.stop().await;

@@ -717,4 +717,22 @@ impl Handle for Container {
     fn remove<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, ()> {
         Box::pin(Container::remove(self, sb))
     }
+
+    fn how_to_connect(&self, sb: &Sandbox, dbname: &str) -> super::Connect {
+        super::Connect {
+            command: format!(
+                "docker exec -it {} {}",
+                sb.name,
+                sb.kind.shell_command(&sb.user, dbname)
+            ),
+            also: format!(
+                "or host 127.0.0.1 port {} user {}; its password: `docker exec {} printenv {}`",
+                sb.port,
+                sb.user,
+                sb.name,
+                sb.kind.password_env()
+            ),
+            remove: format!("docker rm -f {}", sb.name),
+        }
+    }
 }

@@ -817,4 +817,17 @@ impl Handle for Server {
     fn remove<'a>(&'a self, _sb: &'a Sandbox) -> BoxFuture<'a, ()> {
         Box::pin(Server::remove(self))
     }
+
+    fn how_to_connect(&self, sb: &Sandbox, dbname: &str) -> super::Connect {
+        super::Connect {
+            command: format!(
+                "PGPASSWORD=\"$(cat {host}/password)\" psql -h {host} -p {port} -U {user} -d {dbname}",
+                host = sb.host,
+                port = sb.port,
+                user = sb.user
+            ),
+            also: String::new(),
+            remove: "drill reap".into(),
+        }
+    }
 }

@@ -158,6 +158,20 @@ pub trait Handle: Send + Sync {
 
     /// Remove the sandbox; best effort.
     fn remove<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, ()>;
+
+    /// How an operator reaches a kept sandbox's database `dbname`.
+    fn how_to_connect(&self, sb: &Sandbox, dbname: &str) -> Connect;
+}
+
+/// How an operator reaches a kept sandbox (`--keep`).
+#[derive(Debug, Clone)]
+pub struct Connect {
+    /// A shell command that opens the database's client.
+    pub command: String,
+    /// Another way in, or how to get the password (may be empty).
+    pub also: String,
+    /// A shell command that removes the sandbox.
+    pub remove: String,
 }
 
 /// What a sandbox is made from and how it is capped.
@@ -331,6 +345,12 @@ impl Sandbox {
     {
         let out: &mut (dyn AsyncWrite + Unpin + Send) = &mut WriterRef(out);
         self.handle.exec_to_writer(self, cmd, out).await
+    }
+
+    /// How an operator reaches this sandbox's database `dbname` once it is
+    /// kept (`--keep`).
+    pub fn how_to_connect(&self, dbname: &str) -> Connect {
+        self.handle.how_to_connect(self, dbname)
     }
 
     /// Remove the sandbox (best effort; the run's label sweep catches what
