@@ -26,7 +26,10 @@ pub(super) async fn run(
     let deadline = tokio::time::Instant::now() + timeout;
     let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
     let tables = session
-        .query("SHOW FULL TABLES WHERE Table_type = 'BASE TABLE'", left())
+        .query(
+            "SHOW FULL TABLES WHERE Table_type IN ('BASE TABLE', 'SYSTEM VERSIONED')",
+            left(),
+        )
         .await
         .map_err(super::query_error)?;
     let names: Vec<String> = tables
@@ -42,13 +45,17 @@ pub(super) async fn run(
     }
     let mode = if extended { " EXTENDED" } else { "" };
     let mut findings = Vec::new();
+    let mut notes = Vec::new();
     let mut problems = 0usize;
     for name in &names {
         let sql = format!("CHECK TABLE {}{mode}", kind.quote_ident(name));
         let result = match session.query(&sql, left()).await {
             Ok(r) => r,
             Err(QueryError::Timeout(_)) => return Err(CheckError::Timeout(timeout)),
-            Err(QueryError::Failed(m)) => {
+            // The server refused to read the table: a finding. Anything else
+            // (connection lost, the server gone) means the check could not
+            // run.
+            Err(QueryError::Failed(m)) if m.starts_with("ERROR ") => {
                 problems += 1;
                 if findings.len() < MAX_FINDINGS {
                     findings.push(
@@ -56,6 +63,9 @@ pub(super) async fn run(
                     );
                 }
                 continue;
+            }
+            Err(QueryError::Failed(m)) => {
+                return Err(CheckError::Query(format!("CHECK TABLE {name}: {m}")))
             }
         };
         let col = |n: &str| {
@@ -71,18 +81,29 @@ pub(super) async fn run(
             )));
         };
         let mut status_ok = false;
+        let mut unsupported = false;
         let mut messages = Vec::new();
         for row in &result.rows {
             let t = row.get(ty).cloned().flatten().unwrap_or_default();
             let m = row.get(text).cloned().flatten().unwrap_or_default();
-            if t.eq_ignore_ascii_case("status") {
-                status_ok = m.eq_ignore_ascii_case("OK");
+            if t.eq_ignore_ascii_case("note") && m.contains("doesn't support check") {
+                // MEMORY, BLACKHOLE, FEDERATED tables: nothing to check.
+                unsupported = true;
+            } else if t.eq_ignore_ascii_case("status") {
+                status_ok = m.eq_ignore_ascii_case("OK")
+                    || m.eq_ignore_ascii_case("Table is already up to date");
                 if !status_ok {
                     messages.push(format!("status {m}"));
                 }
             } else if t.eq_ignore_ascii_case("error") || t.eq_ignore_ascii_case("warning") {
                 messages.push(format!("{t}: {m}"));
             }
+        }
+        if unsupported && messages.is_empty() {
+            notes.push(format!(
+                "{name}: its storage engine does not support CHECK TABLE; not checked"
+            ));
+            continue;
         }
         if !status_ok || messages.iter().any(|m| m.starts_with("error")) {
             problems += 1;
@@ -104,6 +125,7 @@ pub(super) async fn run(
     Ok(Conclusion {
         detail,
         findings,
+        notes,
         ..Default::default()
     })
 }

@@ -195,7 +195,8 @@ impl CatalogSession for Tables {
             let mut names: Vec<String> = c
                 .query(
                     "SELECT TABLE_NAME FROM information_schema.TABLES \
-                     WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE'",
+                     WHERE TABLE_SCHEMA = DATABASE() \
+                       AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED')",
                 )
                 .await
                 .map_err(|e| format!("list tables: {}", message(&e)))?;
@@ -209,7 +210,8 @@ impl CatalogSession for Tables {
             let mut c = self.0.lock().await;
             c.exec_first(
                 "SELECT TABLE_NAME FROM information_schema.TABLES \
-                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' AND TABLE_NAME = ?",
+                 WHERE TABLE_SCHEMA = DATABASE() \
+                   AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') AND TABLE_NAME = ?",
                 (table,),
             )
             .await

@@ -19,10 +19,20 @@
 //! - an increment ends with `# End of log file`, which `mysqlbinlog` writes
 //!   after the last event;
 //! - increments form an unbroken series: the files matched by the
-//!   `increments` globs, in name order, numbered consecutively
-//!   (`incremental_01.sql`, `incremental_02.sql`, …) or stamped at a
-//!   regular interval (`binlog_20261130T0600.sql`, …). A file missing from
-//!   the series fails the restore, naming it.
+//!   `increments` globs, numbered consecutively (`incremental_01.sql`,
+//!   `mysql-bin.000042.sql`, …) or stamped at a regular interval
+//!   (`binlog_20261130T0600.sql`, `inc_2026-11-30.sql`, …), applied in that
+//!   order. A file missing from the series fails the restore, naming it;
+//!   names with nothing to judge by are applied in name order and the
+//!   report says the series could not be checked;
+//! - and they follow the dump: when the dump carries its binlog position
+//!   (`--master-data`/`--source-data`: `CHANGE MASTER TO
+//!   MASTER_LOG_FILE='mysql-bin.000002'`), the n-th increment must end by
+//!   rotating to binlog 000002 + n (`Rotate to mysql-bin.000003`, the last
+//!   event of a closed binlog), so a missing binlog fails even when the
+//!   names hide it;
+//! - an increment saved with `--base64-output=DECODE-ROWS` (row events as
+//!   comments only) fails: replaying it would apply none of its rows.
 //!
 //! Restoring an `--all-databases` dump rewrites the `mysql` system tables
 //! with production's users; the sandbox's server keeps its in-memory
@@ -152,7 +162,7 @@ impl MysqlLogical {
         let mut outcome = RestoreOutcome::new(Status::Passed, None);
 
         // The increments are found first: a broken series needs no restore.
-        let increments = match find_increments(db, source).await {
+        let mut increments = match find_increments(db, source).await {
             Ok(files) => files,
             Err(e) => {
                 outcome.status = e.0;
@@ -160,10 +170,13 @@ impl MysqlLogical {
                 return outcome;
             }
         };
-        if let Err(gap) = check_series(&increments) {
-            outcome.status = Status::Failed;
-            outcome.error = Some(format!("increments of database `{}`: {gap}", db.name));
-            return outcome;
+        match check_series(&mut increments) {
+            Ok(note) => outcome.notes.extend(note),
+            Err(gap) => {
+                outcome.status = Status::Failed;
+                outcome.error = Some(format!("increments of database `{}`: {gap}", db.name));
+                return outcome;
+            }
         }
 
         // The dump. Its head says whether it creates its databases
@@ -183,7 +196,11 @@ impl MysqlLogical {
         outcome.bytes = fed.stored;
         outcome.restored_bytes = fed.fed;
         outcome.dump = dump_versions(&fed.head);
-        let judged = self.judge_dump(db, sandbox, &fed);
+        let dump_position = dump_binlog(&fed.head);
+        let judged = match sandbox_gone(sandbox, &fed).await {
+            Some(dead) => Err(dead),
+            None => self.judge_dump(db, sandbox, &fed),
+        };
         if let Err(e) = judged {
             let mut e = e;
             e.bytes = fed.stored;
@@ -226,7 +243,25 @@ impl MysqlLogical {
                     &db.dbname,
                 )
                 .await;
-            let verdict = self.judge_increment(&file.path, sandbox, &fed);
+            let verdict = match sandbox_gone(sandbox, &fed).await {
+                Some(dead) => Err(dead),
+                None => self.judge_increment(&file.path, sandbox, &fed),
+            };
+            // Each closed binlog ends by rotating to the next one: from the
+            // dump's position on, the increments must rotate to its
+            // successors, one by one.
+            let verdict = match verdict {
+                Ok(()) => match chain_break(
+                    dump_position.as_ref(),
+                    &fed,
+                    outcome.increments.len() as u64,
+                    &file.path,
+                ) {
+                    Some(broken) => Err(broken),
+                    None => Ok(()),
+                },
+                Err(e) => Err(e),
+            };
             outcome.bytes += fed.stored;
             outcome.restored_bytes += fed.fed;
             let (status, error) = match verdict {
@@ -479,7 +514,9 @@ impl MysqlLogical {
         )))
     }
 
-    /// Judge an increment's restore.
+    /// Judge an increment's restore. An increment saved with
+    /// `--base64-output=DECODE-ROWS` carries its row events as comments
+    /// only: replaying it applies none of them, so it fails.
     #[allow(clippy::result_large_err)]
     fn judge_increment(
         &self,
@@ -491,6 +528,24 @@ impl MysqlLogical {
             Err(e) => return Err(e.clone()),
             Ok(x) => x,
         };
+        let head = String::from_utf8_lossy(&fed.head);
+        if ["Write_rows", "Update_rows", "Delete_rows"]
+            .iter()
+            .any(|e| {
+                head.contains(&format!("{e}: table id"))
+                    || head.contains(&format!("{e}_v1: table id"))
+            })
+            && !head.contains("BINLOG '")
+        {
+            let mut o = RestoreOutcome::new(
+                Status::Failed,
+                Some(format!(
+                    "{path} holds row events only as comments (saved with mysqlbinlog --base64-output=DECODE-ROWS): replaying it applies none of them; save increments without that option"
+                )),
+            );
+            o.cause = Some(cause("increment-unusable", classify::Class::Damage));
+            return Err(o);
+        }
         let trailer = contains_line(tail, BINLOG_TRAILER);
         let truncated = || {
             let mut o = RestoreOutcome::new(
@@ -546,6 +601,58 @@ impl MysqlLogical {
         o.cause = Some(cause_);
         o
     }
+}
+
+/// Whether the `index`-th increment (0-based) breaks the chain from the
+/// dump's binlog position (`dump`: base name and number): it must end by
+/// rotating to binlog number `dump + index + 1`. `None` when it does, or
+/// when the dump or the increment does not say (no `--master-data`
+/// position; the last, still open binlog, which ends without a rotation).
+fn chain_break(
+    dump: Option<&(String, u64)>,
+    fed: &Fed,
+    index: u64,
+    path: &str,
+) -> Option<RestoreOutcome> {
+    let ((base, first), Ok((_, tail, _))) = (dump?, &fed.result) else {
+        return None;
+    };
+    let (to_base, to) = rotated_to(tail)?;
+    let own = first + index;
+    if to_base == *base && to == own + 1 {
+        return None;
+    }
+    let why = if to_base == *base && to > own + 1 {
+        format!("{} binlog(s) before it are missing", to - own - 1)
+    } else {
+        "it does not follow the dump (an older binlog, or one of another server)".to_string()
+    };
+    let mut o = RestoreOutcome::new(
+        Status::Failed,
+        Some(format!(
+            "{path} ends by rotating to binlog {to_base}.{to:06}, but coming after the dump (at binlog {base}.{first:06}) it should be binlog {base}.{own:06}, which rotates to {base}.{:06}: {why}",
+            own + 1
+        )),
+    );
+    o.cause = Some(cause("increment-gap", classify::Class::Damage));
+    Some(o)
+}
+
+/// When the client failed and the sandbox is gone (died, killed for
+/// memory), that explains the failure: an environment error, never a
+/// verdict on the backup.
+async fn sandbox_gone(sandbox: &Sandbox, fed: &Fed) -> Option<RestoreOutcome> {
+    let Ok((exec, _, _)) = &fed.result else {
+        return None;
+    };
+    if exec.succeeded() {
+        return None;
+    }
+    sandbox
+        .check_alive()
+        .await
+        .err()
+        .map(|e| RestoreOutcome::new(Status::Error, Some(e.to_string())))
 }
 
 fn cause(name: &'static str, class: classify::Class) -> classify::Classified {
@@ -700,106 +807,178 @@ fn base_name(path: &str) -> &str {
     path.rsplit_once('/').map_or(path, |(_, b)| b)
 }
 
-/// The series key of an increment's name: its digits (all of them, when
-/// they form a timestamp of 12 or 14 digits: `yyyymmddHHMM[SS]`; else the
-/// last run of digits).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The series key of an increment's name (`.sql`, `.gz`, `.zst` suffixes
+/// left out): a timestamp when its digits, or the digits after a leading
+/// run such as a host's number, read as `yyyymmdd[HHMM[SS]]` (separators
+/// allowed: `2026-11-30_0600`); else its last run of digits
+/// (`mysql-bin.000042.sql` → 42, `db01-bin.000042` → 42).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Key {
     Number(u64),
     Time(chrono::NaiveDateTime),
 }
 
+fn stem_of(name: &str) -> &str {
+    let mut stem = name;
+    loop {
+        let before = stem;
+        for suffix in [".gz", ".zst", ".zstd", ".sql", ".txt"] {
+            stem = stem.strip_suffix(suffix).unwrap_or(stem);
+        }
+        if stem == before {
+            return stem;
+        }
+    }
+}
+
 fn series_key(name: &str) -> Option<Key> {
-    let stem = name.split('.').next().unwrap_or(name);
-    let all: String = stem.chars().filter(char::is_ascii_digit).collect();
-    if all.len() == 12 || all.len() == 14 {
-        let fmt = if all.len() == 12 {
-            "%Y%m%d%H%M"
-        } else {
-            "%Y%m%d%H%M%S"
+    let stem = stem_of(name);
+    // Runs of digits, in order.
+    let runs: Vec<&str> = stem
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|r| !r.is_empty())
+        .collect();
+    for skip in 0..runs.len() {
+        let digits: String = runs[skip..].concat();
+        let parsed = match digits.len() {
+            8 => chrono::NaiveDate::parse_from_str(&digits, "%Y%m%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0)),
+            12 => chrono::NaiveDateTime::parse_from_str(&digits, "%Y%m%d%H%M").ok(),
+            14 => chrono::NaiveDateTime::parse_from_str(&digits, "%Y%m%d%H%M%S").ok(),
+            _ => None,
         };
-        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(&all, fmt) {
+        if let Some(t) = parsed.filter(|t| (1990..2200).contains(&chrono::Datelike::year(t))) {
             return Some(Key::Time(t));
         }
     }
-    let last: String = stem
-        .chars()
-        .rev()
-        .skip_while(|c| !c.is_ascii_digit())
-        .take_while(char::is_ascii_digit)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    last.parse().ok().map(Key::Number)
+    runs.last().and_then(|r| r.parse().ok()).map(Key::Number)
 }
 
-/// Whether the increments form an unbroken series (see the module docs).
-/// Names without a number or timestamp cannot be judged and pass.
+/// Whether the increments (already in name order) form an unbroken series
+/// (see the module docs): `Ok(None)` when they do, `Ok(Some(note))` when
+/// their names carry no number or time to judge by.
 ///
 /// # Errors
 /// The gap, naming the missing file(s) between which two.
-fn check_series(files: &[SnapshotFile]) -> Result<(), String> {
-    let keys: Vec<Option<Key>> = files
+fn check_series(files: &mut [SnapshotFile]) -> Result<Option<String>, String> {
+    if files.len() < 2 {
+        return Ok(None);
+    }
+    let keyed: Option<Vec<Key>> = files
         .iter()
         .map(|f| series_key(base_name(&f.path)))
         .collect();
-    if files.len() < 2 || keys.iter().any(Option::is_none) {
-        return Ok(());
+    let Some(mut keys) = keyed else {
+        return Ok(Some(
+            "the increments' names carry no number or time, so gaps between them cannot be seen from the names".into(),
+        ));
+    };
+    let numbers = keys.iter().all(|k| matches!(k, Key::Number(_)));
+    let times = keys.iter().all(|k| matches!(k, Key::Time(_)));
+    if !numbers && !times {
+        return Ok(Some(
+            "the increments' names mix numbers and times, so gaps between them cannot be seen from the names".into(),
+        ));
     }
-    let keys: Vec<Key> = keys.into_iter().flatten().collect();
-    match keys[0] {
-        Key::Number(_) => {
-            for (i, w) in keys.windows(2).enumerate() {
-                if let [Key::Number(a), Key::Number(b)] = w {
-                    if *b != a + 1 {
-                        return Err(format!(
-                            "the series is broken between {} and {}: {} missing",
-                            base_name(&files[i].path),
-                            base_name(&files[i + 1].path),
-                            if b - a == 2 {
-                                format!("number {} is", a + 1)
-                            } else {
-                                format!("numbers {}–{} are", a + 1, b - 1)
-                            }
-                        ));
+    // Apply in series order (unpadded numbers sort wrongly by name).
+    let mut order: Vec<usize> = (0..files.len()).collect();
+    order.sort_by_key(|&i| keys[i]);
+    let sorted: Vec<SnapshotFile> = order.iter().map(|&i| files[i].clone()).collect();
+    files.clone_from_slice(&sorted);
+    keys.sort();
+    let name = |i: usize| base_name(&files[i].path).to_string();
+    if numbers {
+        for (i, w) in keys.windows(2).enumerate() {
+            let (Key::Number(a), Key::Number(b)) = (w[0], w[1]) else {
+                continue;
+            };
+            if b == a {
+                return Err(format!(
+                    "{} and {} have the same number in the series",
+                    name(i),
+                    name(i + 1)
+                ));
+            }
+            if b != a.saturating_add(1) {
+                return Err(format!(
+                    "the series is broken between {} and {}: {} missing",
+                    name(i),
+                    name(i + 1),
+                    if b - a == 2 {
+                        format!("number {} is", a + 1)
+                    } else {
+                        format!("numbers {}–{} are", a + 1, b - 1)
                     }
-                }
+                ));
             }
         }
-        Key::Time(_) => {
-            let times: Vec<chrono::NaiveDateTime> = keys
-                .iter()
-                .filter_map(|k| match k {
-                    Key::Time(t) => Some(*t),
-                    Key::Number(_) => None,
-                })
-                .collect();
-            if times.len() != keys.len() {
-                return Ok(());
-            }
-            let step = times
+        return Ok(None);
+    }
+    let times: Vec<chrono::NaiveDateTime> = keys
+        .iter()
+        .filter_map(|k| match k {
+            Key::Time(t) => Some(*t),
+            Key::Number(_) => None,
+        })
+        .collect();
+    let step = times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .min()
+        .unwrap_or_default();
+    if step <= chrono::TimeDelta::zero() {
+        return Err(format!(
+            "two increments carry the same time ({})",
+            times
                 .windows(2)
-                .map(|w| w[1] - w[0])
-                .min()
-                .unwrap_or_default();
-            if step <= chrono::TimeDelta::zero() {
-                return Ok(());
-            }
-            for (i, w) in times.windows(2).enumerate() {
-                if w[1] - w[0] >= step * 2 {
-                    return Err(format!(
-                        "the series is broken between {} and {}: the increments come every {}, and the one of {} is missing",
-                        base_name(&files[i].path),
-                        base_name(&files[i + 1].path),
-                        humantime::format_duration((step).to_std().unwrap_or_default()),
-                        w[0] + step
-                    ));
-                }
-            }
+                .find(|w| w[0] == w[1])
+                .map_or(String::new(), |w| w[0].to_string())
+        ));
+    }
+    for (i, w) in times.windows(2).enumerate() {
+        if w[1] - w[0] >= step * 2 {
+            return Err(format!(
+                "the series is broken between {} and {}: the increments come every {}, and the one of {} is missing",
+                name(i),
+                name(i + 1),
+                humantime::format_duration(step.to_std().unwrap_or_default()),
+                w[0] + step
+            ));
         }
     }
-    Ok(())
+    Ok(None)
+}
+
+/// The binary log a dump's position names (`-- CHANGE MASTER TO
+/// MASTER_LOG_FILE='mysql-bin.000002', …`, written by `--master-data` /
+/// `--source-data`): its base name and number.
+fn dump_binlog(head: &[u8]) -> Option<(String, u64)> {
+    let text = String::from_utf8_lossy(head);
+    let at = text
+        .find("MASTER_LOG_FILE='")
+        .map(|i| i + "MASTER_LOG_FILE='".len())
+        .or_else(|| {
+            text.find("SOURCE_LOG_FILE='")
+                .map(|i| i + "SOURCE_LOG_FILE='".len())
+        })?;
+    let file = text[at..].split('\'').next()?;
+    binlog_parts(file)
+}
+
+/// The binary log an increment rotates to at its end (`… Rotate to
+/// mysql-bin.000003  pos: 4`, the last event `mysqlbinlog` prints of a
+/// closed binlog).
+fn rotated_to(tail: &[u8]) -> Option<(String, u64)> {
+    let text = String::from_utf8_lossy(tail);
+    let line = text.lines().rev().find(|l| l.contains("Rotate to "))?;
+    let file = line.split("Rotate to ").nth(1)?.split_whitespace().next()?;
+    binlog_parts(file)
+}
+
+fn binlog_parts(file: &str) -> Option<(String, u64)> {
+    let (base, n) = file.rsplit_once('.')?;
+    Some((base.to_string(), n.parse().ok()?))
 }
 
 #[cfg(test)]
@@ -819,30 +998,101 @@ mod tests {
 
     #[test]
     fn numbered_series_gap_is_named() {
-        assert!(check_series(&files(&["incremental_01.sql", "incremental_02.sql"])).is_ok());
-        let e = check_series(&files(&["incremental_01.sql", "incremental_03.sql"])).unwrap_err();
+        let ok = check_series(&mut files(&["incremental_01.sql", "incremental_02.sql"]));
+        assert_eq!(ok, Ok(None));
+        // Named after their binlog, with a host number.
+        let ok = check_series(&mut files(&["db01-bin.000041.sql", "db01-bin.000042.sql"]));
+        assert_eq!(ok, Ok(None));
+        // Unpadded: applied in series order, not name order.
+        let mut unpadded = files(&[
+            "inc_1.sql",
+            "inc_10.sql",
+            "inc_2.sql",
+            "inc_3.sql",
+            "inc_4.sql",
+            "inc_5.sql",
+            "inc_6.sql",
+            "inc_7.sql",
+            "inc_8.sql",
+            "inc_9.sql",
+        ]);
+        assert_eq!(check_series(&mut unpadded), Ok(None));
+        assert_eq!(unpadded[9].path, "/backups/inc_10.sql");
+        let e = check_series(&mut files(&[
+            "mysql-bin.000041.sql",
+            "mysql-bin.000043.sql",
+        ]))
+        .unwrap_err();
+        assert!(e.contains("number 42 is missing"), "{e}");
+        let e =
+            check_series(&mut files(&["incremental_01.sql", "incremental_03.sql"])).unwrap_err();
         assert!(
             e.contains("incremental_01.sql and incremental_03.sql"),
             "{e}"
         );
         assert!(e.contains("number 2 is missing"), "{e}");
+        // Names that say nothing: a note, not a pass in silence.
+        assert!(check_series(&mut files(&["a.sql", "b.sql"]))
+            .unwrap()
+            .is_some());
     }
 
     #[test]
     fn timestamped_series_gap_is_named() {
-        let ok = files(&[
+        let mut ok = files(&[
             "inc_20261130T0000.sql",
             "inc_20261130T0600.sql",
             "inc_20261130T1200.sql",
         ]);
-        assert!(check_series(&ok).is_ok());
-        let gap = files(&[
+        assert_eq!(check_series(&mut ok), Ok(None));
+        // Daily, across a month's end, with a host number before the date.
+        let mut daily = files(&["db01_2026-11-30.sql.gz", "db01_2026-12-01.sql.gz"]);
+        assert_eq!(check_series(&mut daily), Ok(None));
+        let mut gap = files(&[
             "inc_20261130T0000.sql",
             "inc_20261130T0600.sql",
             "inc_20261130T1800.sql",
         ]);
-        let e = check_series(&gap).unwrap_err();
+        let e = check_series(&mut gap).unwrap_err();
         assert!(e.contains("2026-11-30 12:00:00"), "{e}");
+    }
+
+    #[test]
+    fn binlog_positions() {
+        assert_eq!(
+            dump_binlog(b"--\n-- CHANGE MASTER TO MASTER_LOG_FILE='mysql-bin.000002', MASTER_LOG_POS=342;\n"),
+            Some(("mysql-bin".into(), 2))
+        );
+        assert_eq!(
+            rotated_to(b"#261130 22:24:50 server id 1  end_log_pos 5360 CRC32 0x7ee57f78 \tRotate to mysql-bin.000003  pos: 4\nDELIMITER ;\n# End of log file\n"),
+            Some(("mysql-bin".into(), 3))
+        );
+    }
+
+    #[test]
+    fn increments_must_follow_the_dump() {
+        let fed = |tail: &str| Fed {
+            stored: 0,
+            fed: 0,
+            seconds: 0.0,
+            result: Ok((ExecOutcome::default(), tail.as_bytes().to_vec(), true)),
+            head: Vec::new(),
+        };
+        let dump = ("mysql-bin".to_string(), 2);
+        let rotate = |n: u32| {
+            format!("# at 5313\n#261130 server id 1 \tRotate to mysql-bin.{n:06}  pos: 4\n# End of log file\n")
+        };
+        // 000002 rotates to 000003, then 000003 to 000004: a chain.
+        assert!(chain_break(Some(&dump), &fed(&rotate(3)), 0, "/b/i1.sql").is_none());
+        assert!(chain_break(Some(&dump), &fed(&rotate(4)), 1, "/b/i2.sql").is_none());
+        // The first increment after the dump is 000003's: 000002 is missing.
+        let broken = chain_break(Some(&dump), &fed(&rotate(4)), 0, "/b/i1.sql").unwrap();
+        assert_eq!(broken.status, Status::Failed);
+        let e = broken.error.unwrap();
+        assert!(e.contains("1 binlog(s) before it are missing"), "{e}");
+        // No position in the dump, or a last binlog still open: nothing to prove.
+        assert!(chain_break(None, &fed(&rotate(9)), 0, "/b/i1.sql").is_none());
+        assert!(chain_break(Some(&dump), &fed("# End of log file\n"), 0, "/b/i1.sql").is_none());
     }
 
     #[test]
