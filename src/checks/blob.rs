@@ -41,6 +41,31 @@ pub(super) struct Target<'a> {
     pub digest_column: &'a str,
 }
 
+impl<'a> Target<'a> {
+    /// The target a `blob-roundtrip` definition names (shared by the
+    /// implementations of each database kind).
+    pub(super) fn of(def: &'a CheckDefinition) -> Result<Self, super::Incomplete> {
+        let CheckSpec::BlobRoundtrip {
+            table,
+            id_column,
+            data_column,
+            digest_column,
+        } = &def.spec
+        else {
+            return Err(super::Incomplete::from(CheckError::Shape(format!(
+                "check `{}` is not of kind blob-roundtrip",
+                def.name
+            ))));
+        };
+        Ok(Target {
+            table,
+            id_column,
+            data_column,
+            digest_column,
+        })
+    }
+}
+
 pub(super) async fn run(
     ctx: &CheckContext<'_>,
     t: &Target<'_>,
@@ -611,24 +636,7 @@ impl super::Check for BlobCheck {
         ctx: &'a CheckContext<'a>,
     ) -> futures_util::future::BoxFuture<'a, Result<Conclusion, super::Incomplete>> {
         Box::pin(async move {
-            let CheckSpec::BlobRoundtrip {
-                table,
-                id_column,
-                data_column,
-                digest_column,
-            } = &def.spec
-            else {
-                return Err(super::Incomplete::from(CheckError::Shape(format!(
-                    "check `{}` is not of kind blob-roundtrip",
-                    def.name
-                ))));
-            };
-            let target = Target {
-                table,
-                id_column,
-                data_column,
-                digest_column,
-            };
+            let target = Target::of(def)?;
             run(ctx, &target, def.timeout)
                 .await
                 .map_err(super::Incomplete::from)

@@ -14,7 +14,7 @@
 //! the table's `COUNT(*)` and `SUM(LENGTH(data))`, so no row is skipped
 //! unseen; a row without data or without a digest is a finding.
 
-use crate::config::{CheckDefinition, CheckSpec};
+use crate::config::CheckDefinition;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
@@ -241,24 +241,7 @@ impl super::Check for BlobCheck {
         ctx: &'a CheckContext<'a>,
     ) -> futures_util::future::BoxFuture<'a, Result<Conclusion, super::Incomplete>> {
         Box::pin(async move {
-            let CheckSpec::BlobRoundtrip {
-                table,
-                id_column,
-                data_column,
-                digest_column,
-            } = &def.spec
-            else {
-                return Err(super::Incomplete::from(CheckError::Shape(format!(
-                    "check `{}` is not of kind blob-roundtrip",
-                    def.name
-                ))));
-            };
-            let target = Target {
-                table,
-                id_column,
-                data_column,
-                digest_column,
-            };
+            let target = Target::of(def)?;
             run(ctx, &target, def.timeout)
                 .await
                 .map_err(super::Incomplete::from)

@@ -162,10 +162,6 @@ impl DatabaseKind for Mysql {
         format!("`{}`", name.replace('`', "``"))
     }
 
-    fn sha256_hex_sql(&self, column: &str) -> String {
-        format!("SHA2({column}, 256)")
-    }
-
     fn catalog(&self) -> Option<&'static dyn super::Catalog> {
         Some(self.catalog)
     }

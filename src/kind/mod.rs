@@ -182,10 +182,6 @@ pub trait DatabaseKind: Send + Sync {
         }
     }
 
-    /// The SQL expression giving the lower-case hex SHA-256 of a binary
-    /// column `column` (already quoted), computed by the server.
-    fn sha256_hex_sql(&self, column: &str) -> String;
-
     /// What `drill diff`, `bisect` (its table diff) and `extract` read of
     /// this kind's restored databases; `None`: they cannot.
     fn catalog(&self) -> Option<&'static dyn Catalog> {

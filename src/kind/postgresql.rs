@@ -107,10 +107,6 @@ impl DatabaseKind for Postgresql {
         Some(&super::postgresql_catalog::PG_CATALOG)
     }
 
-    fn sha256_hex_sql(&self, column: &str) -> String {
-        format!("encode(sha256({column}), 'hex')")
-    }
-
     fn client_env(&self, ep: &Endpoint, dbname: &str) -> Vec<(String, String)> {
         vec![
             (

@@ -697,6 +697,43 @@ impl Repository {
             .find(|n| n.path == path))
     }
 
+    /// The nodes `restic ls --json <snapshot> <args>` prints (restic docs,
+    /// "JSON output": one JSON object per line, nodes with
+    /// `message_type`/`struct_type` `node`).
+    ///
+    /// # Errors
+    /// [`TierError`] when restic fails or prints something unparsable.
+    async fn ls_nodes(
+        &self,
+        snapshot: &Snapshot,
+        args: &[&str],
+    ) -> Result<Vec<SnapshotFile>, TierError> {
+        let mut argv = vec!["ls", "--json", snapshot.id.as_str()];
+        argv.extend_from_slice(args);
+        let out = self.run_json("ls", &argv).await?;
+        let unparsable = |e: serde_json::Error| TierError::Output {
+            tier: self.tier.clone(),
+            command: "ls".into(),
+            message: e.to_string(),
+        };
+        let mut nodes = Vec::new();
+        for line in out.split(|b| *b == b'\n') {
+            if line.is_empty() {
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_slice(line).map_err(unparsable)?;
+            let is_node = v
+                .get("message_type")
+                .or_else(|| v.get("struct_type"))
+                .and_then(|t| t.as_str())
+                == Some("node");
+            if is_node {
+                nodes.push(serde_json::from_value(v).map_err(unparsable)?);
+            }
+        }
+        Ok(nodes)
+    }
+
     /// The nodes of `paths` that `snapshot` holds (one `restic ls --json`
     /// call); paths it lacks are absent from the result.
     ///
@@ -707,37 +744,8 @@ impl Repository {
         snapshot: &Snapshot,
         paths: &[&str],
     ) -> Result<Vec<SnapshotFile>, TierError> {
-        let mut args = vec!["ls", "--json", snapshot.id.as_str()];
-        args.extend_from_slice(paths);
-        let out = self.run_json("ls", &args).await?;
-        let mut found = Vec::new();
-        for line in out.split(|b| *b == b'\n') {
-            if line.is_empty() {
-                continue;
-            }
-            let v: serde_json::Value =
-                serde_json::from_slice(line).map_err(|e| TierError::Output {
-                    tier: self.tier.clone(),
-                    command: "ls".into(),
-                    message: e.to_string(),
-                })?;
-            let is_node = v
-                .get("message_type")
-                .or_else(|| v.get("struct_type"))
-                .and_then(|t| t.as_str())
-                == Some("node");
-            if !is_node {
-                continue;
-            }
-            let node: SnapshotFile = serde_json::from_value(v).map_err(|e| TierError::Output {
-                tier: self.tier.clone(),
-                command: "ls".into(),
-                message: e.to_string(),
-            })?;
-            if paths.contains(&node.path.as_str()) {
-                found.push(node);
-            }
-        }
+        let mut found = self.ls_nodes(snapshot, paths).await?;
+        found.retain(|n| paths.contains(&n.path.as_str()));
         Ok(found)
     }
 
@@ -753,45 +761,10 @@ impl Repository {
         dir: &str,
     ) -> Result<Vec<SnapshotFile>, TierError> {
         let dir = dir.trim_end_matches('/');
-        let out = self
-            .run_json(
-                "ls",
-                &[
-                    "ls",
-                    "--json",
-                    snapshot.id.as_str(),
-                    if dir.is_empty() { "/" } else { dir },
-                ],
-            )
+        let mut found = self
+            .ls_nodes(snapshot, &[if dir.is_empty() { "/" } else { dir }])
             .await?;
-        let mut found = Vec::new();
-        for line in out.split(|b| *b == b'\n') {
-            if line.is_empty() {
-                continue;
-            }
-            let v: serde_json::Value =
-                serde_json::from_slice(line).map_err(|e| TierError::Output {
-                    tier: self.tier.clone(),
-                    command: "ls".into(),
-                    message: e.to_string(),
-                })?;
-            let is_node = v
-                .get("message_type")
-                .or_else(|| v.get("struct_type"))
-                .and_then(|t| t.as_str())
-                == Some("node");
-            if !is_node {
-                continue;
-            }
-            let node: SnapshotFile = serde_json::from_value(v).map_err(|e| TierError::Output {
-                tier: self.tier.clone(),
-                command: "ls".into(),
-                message: e.to_string(),
-            })?;
-            if node.path.rsplit_once('/').map(|(d, _)| d) == Some(dir) {
-                found.push(node);
-            }
-        }
+        found.retain(|n| n.path.rsplit_once('/').map(|(d, _)| d) == Some(dir));
         found.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(found)
     }
