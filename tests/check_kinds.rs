@@ -26,6 +26,7 @@ async fn start(run_id: &str) -> Sandbox {
             startup_timeout: Duration::from_secs(120),
             tuning: true,
             kind: drill::kind::default_kind(),
+            held: false,
         })
         .await
         .expect("sandbox starts")

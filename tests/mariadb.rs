@@ -386,6 +386,7 @@ async fn check_table_reports_a_damaged_table_file() {
             startup_timeout: Duration::from_secs(120),
             tuning: true,
             kind: drill::kind::by_name("mariadb").unwrap(),
+            held: false,
         })
         .await
         .expect("sandbox starts");

@@ -687,6 +687,7 @@ mod tests {
             kind: crate::kind::default_kind(),
             increments: vec![],
             accept_missing_trailer: false,
+            recovery: None,
         }]
     }
 

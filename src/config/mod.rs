@@ -143,6 +143,11 @@ pub enum DumpFormat {
     /// SQL made by `mysqldump` / `mariadb-dump` (one database or
     /// `--all-databases`); restored with the `mariadb` / `mysql` client.
     Mysqldump,
+    /// A physical base backup made by `pg_basebackup` (tar format:
+    /// `base.tar[.gz|.zst]` plus `pg_wal.tar[.gz]`; or plain format: a data
+    /// directory), recovered with the WAL archive to a target
+    /// ([`Recovery`]).
+    Basebackup,
 }
 
 impl DumpFormat {
@@ -153,6 +158,7 @@ impl DumpFormat {
             DumpFormat::Plain => "plain",
             DumpFormat::Custom => "custom",
             DumpFormat::Mysqldump => "mysqldump",
+            DumpFormat::Basebackup => "basebackup",
         }
     }
 }
@@ -391,6 +397,11 @@ struct RawDatabase {
     increments: Vec<String>,
     #[serde(default)]
     accept_missing_trailer: bool,
+    wal: Option<String>,
+    target: Option<String>,
+    target_lsn: Option<String>,
+    target_xid: Option<String>,
+    target_name: Option<String>,
     image: Option<String>,
     dbname: Option<String>,
     #[serde(default)]
@@ -563,6 +574,11 @@ pub struct Policy {
     /// (RPO).
     #[serde(default, with = "humantime_serde")]
     pub max_snapshot_age: Option<Duration>,
+    /// Physical backups: the data lost by recovery (the target, or the
+    /// snapshot's time, minus the last replayed transaction's commit time)
+    /// must be at most this.
+    #[serde(default, with = "humantime_serde")]
+    pub max_data_loss: Option<Duration>,
 }
 
 /// One `[tiers.NAME]` entry: a restic repository.
@@ -676,6 +692,161 @@ pub struct DatabaseConfig {
     /// A dump without its completeness trailer (made with
     /// `--skip-comments`) is accepted; the report says so. Default false.
     pub accept_missing_trailer: bool,
+    /// For `format = "basebackup"`: the WAL archive and the recovery
+    /// target. `None` for dumps.
+    pub recovery: Option<Recovery>,
+}
+
+/// How a physical base backup is recovered (`format = "basebackup"`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recovery {
+    /// The WAL archive directory inside the snapshot (where
+    /// `archive_command` copied segments); `None` when the base backup
+    /// carries the WAL it needs (`pg_basebackup -X stream`).
+    pub wal: Option<String>,
+    /// Where recovery stops.
+    pub target: RecoveryTarget,
+}
+
+/// Where recovery stops (PostgreSQL docs, 20.5.5 "Recovery Target").
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecoveryTarget {
+    /// Replay every WAL segment the archive holds (`target = "latest"`, the
+    /// default).
+    Latest,
+    /// Stop as soon as the base backup is consistent
+    /// (`recovery_target = 'immediate'`).
+    Immediate,
+    /// Stop before the first transaction committed after this time
+    /// (`recovery_target_time`).
+    Time(chrono::DateTime<chrono::FixedOffset>),
+    /// Stop after this WAL location (`recovery_target_lsn`, e.g.
+    /// `0/3000060`).
+    Lsn(String),
+    /// Stop after this transaction id commits (`recovery_target_xid`).
+    Xid(String),
+    /// Stop at this restore point (`recovery_target_name`, made by
+    /// `pg_create_restore_point`).
+    Name(String),
+}
+
+impl RecoveryTarget {
+    /// The target as written in config (`latest`, an RFC 3339 time,
+    /// `lsn 0/3000060`, `xid 1234`, `name before_migration`).
+    pub fn describe(&self) -> String {
+        match self {
+            RecoveryTarget::Latest => "latest".into(),
+            RecoveryTarget::Immediate => "immediate".into(),
+            RecoveryTarget::Time(t) => t.to_rfc3339(),
+            RecoveryTarget::Lsn(l) => format!("lsn {l}"),
+            RecoveryTarget::Xid(x) => format!("xid {x}"),
+            RecoveryTarget::Name(n) => format!("restore point `{n}`"),
+        }
+    }
+}
+
+/// Parse the recovery keys of a `[[databases]]` entry (`key` names it in
+/// errors).
+fn recovery(
+    path: &Path,
+    key: &str,
+    format: DumpFormat,
+    d: &RawDatabase,
+) -> Result<Option<Recovery>, ConfigError> {
+    let given: Vec<&str> = [
+        ("wal", d.wal.is_some()),
+        ("target", d.target.is_some()),
+        ("target_lsn", d.target_lsn.is_some()),
+        ("target_xid", d.target_xid.is_some()),
+        ("target_name", d.target_name.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(k, set)| set.then_some(k))
+    .collect();
+    if format != DumpFormat::Basebackup {
+        return match given.first() {
+            Some(k) => Err(ConfigError::invalid(
+                path,
+                format!("{key}.{k}"),
+                format!(
+                    "`{k}` is for physical backups (format = \"basebackup\"); a {} dump has no WAL to replay",
+                    format.as_str()
+                ),
+            )),
+            None => Ok(None),
+        };
+    }
+    if let Some(w) = &d.wal {
+        if !w.starts_with('/') {
+            return Err(ConfigError::invalid(
+                path,
+                format!("{key}.wal"),
+                format!("`{w}` is not absolute; give the WAL archive's directory inside the snapshot, e.g. /backups/auth_db/wal"),
+            ));
+        }
+    }
+    let targets: Vec<&&str> = given.iter().filter(|k| k.starts_with("target")).collect();
+    if targets.len() > 1 {
+        return Err(ConfigError::invalid(
+            path,
+            format!("{key}.{}", targets[1]),
+            format!(
+                "give one recovery target, not {}",
+                targets.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(" and ")
+            ),
+        ));
+    }
+    let target = if let Some(t) = &d.target {
+        match t.as_str() {
+            "latest" => RecoveryTarget::Latest,
+            "immediate" => RecoveryTarget::Immediate,
+            other => RecoveryTarget::Time(
+                chrono::DateTime::parse_from_rfc3339(other).map_err(|e| {
+                    ConfigError::invalid(
+                        path,
+                        format!("{key}.target"),
+                        format!("`{other}` is not \"latest\", \"immediate\" or an RFC 3339 time with its offset (e.g. 2026-06-01T03:15:00+09:00): {e}"),
+                    )
+                })?,
+            ),
+        }
+    } else if let Some(l) = &d.target_lsn {
+        let ok = l
+            .split_once('/')
+            .is_some_and(|(a, b)| u32::from_str_radix(a, 16).is_ok() && u32::from_str_radix(b, 16).is_ok());
+        if !ok {
+            return Err(ConfigError::invalid(
+                path,
+                format!("{key}.target_lsn"),
+                format!("`{l}` is not a WAL location; write it as PostgreSQL prints it, e.g. 0/3000060"),
+            ));
+        }
+        RecoveryTarget::Lsn(l.clone())
+    } else if let Some(x) = &d.target_xid {
+        if x.is_empty() || !x.chars().all(|c| c.is_ascii_digit()) {
+            return Err(ConfigError::invalid(
+                path,
+                format!("{key}.target_xid"),
+                format!("`{x}` is not a transaction id; give its number, e.g. \"1234\""),
+            ));
+        }
+        RecoveryTarget::Xid(x.clone())
+    } else if let Some(n) = &d.target_name {
+        if n.is_empty() {
+            return Err(ConfigError::invalid(
+                path,
+                format!("{key}.target_name"),
+                "name the restore point made by pg_create_restore_point",
+            ));
+        }
+        RecoveryTarget::Name(n.clone())
+    } else {
+        RecoveryTarget::Latest
+    };
+    Ok(Some(Recovery {
+        wal: d.wal.clone(),
+        target,
+    }))
 }
 
 /// A loaded, validated configuration.
@@ -1093,6 +1264,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
                 ));
             }
         }
+        let recovery = recovery(path, &key, format, &d)?;
         if let Some(image) = &d.image {
             kind.validate_image(image)
                 .map_err(|why| ConfigError::invalid(path, format!("{key}.image"), why))?;
@@ -1115,6 +1287,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             roles: d.roles,
             increments: d.increments,
             accept_missing_trailer: d.accept_missing_trailer,
+            recovery,
         });
     }
 

@@ -517,6 +517,7 @@ pub async fn run_tier(
             config.policy.max_snapshot_age,
             snapshot_report.as_ref().map(|s| s.age_seconds),
         ),
+        max_data_loss: data_loss(config, &dbs),
     };
     for d in &dbs {
         for c in &d.report.checks {
@@ -533,6 +534,7 @@ pub async fn run_tier(
     for (name, limit) in [
         ("max_rto", &policy.max_rto),
         ("max_snapshot_age", &policy.max_snapshot_age),
+        ("max_data_loss", &policy.max_data_loss),
     ] {
         if limit.status == PolicyStatus::Failed {
             failed = true;
@@ -630,4 +632,30 @@ async fn interrupted_cleanup(
         tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
         let _ = sweep(run_id).await;
     }
+}
+
+/// `max_data_loss` judged on the worst data loss recovery proved among the
+/// run's physical backups; not configured when the run holds none.
+fn data_loss(config: &Config, dbs: &[session::DbRun<'_>]) -> PolicyLimit {
+    let physical: Vec<&session::DbRun<'_>> = dbs
+        .iter()
+        .filter(|d| d.config.recovery.is_some())
+        .collect();
+    if physical.is_empty() {
+        return PolicyLimit::not_configured();
+    }
+    let losses: Option<Vec<f64>> = physical
+        .iter()
+        .map(|d| {
+            d.report
+                .restore
+                .recovery
+                .as_ref()
+                .and_then(|r| r.data_loss_seconds)
+        })
+        .collect();
+    PolicyLimit::judge(
+        config.policy.max_data_loss,
+        losses.map(|l| l.into_iter().fold(0.0, f64::max)),
+    )
 }

@@ -210,6 +210,7 @@ impl<'a> DbRun<'a> {
                     cause: None,
                     increments: Vec::new(),
                     notes: Vec::new(),
+                    recovery: None,
                 },
                 checks: vec![],
             },
@@ -281,8 +282,9 @@ pub(crate) async fn drill_snapshot(
                 continue;
             }
         };
+        let wants = db.config.kind.method(db.config.format).reads();
         match file {
-            Some(file) if file.node_type == "file" => {
+            Some(file) if file.node_type == wants => {
                 let plan = restore::plan(db.config, file, &config.sandbox);
                 events.emit(&Event::Planned {
                     plan: plan.to_string(),
@@ -294,7 +296,7 @@ pub(crate) async fn drill_snapshot(
                 db.set_restore(
                     Status::Failed,
                     format!(
-                        "{} in snapshot {} is a {}, not a file",
+                        "{} in snapshot {} is a {}, not a {wants}",
                         file.path, snap.short_id, file.node_type
                     ),
                 );
@@ -431,7 +433,7 @@ pub(crate) async fn restore_database(
                 }
             },
         };
-        let started = start_sandbox(config, source, engine, db.config, &image, events).await;
+        let started = start_sandbox(config, source, engine, plan, &image, events).await;
         (head, started)
     } else {
         let image = method
@@ -439,7 +441,7 @@ pub(crate) async fn restore_database(
             .unwrap_or(configured);
         tokio::join!(
             inspect,
-            start_sandbox(config, source, engine, db.config, &image, events)
+            start_sandbox(config, source, engine, plan, &image, events)
         )
     };
     let head = match head {
@@ -460,7 +462,7 @@ pub(crate) async fn restore_database(
     if head.versions.server.is_some() || head.versions.pg_dump.is_some() {
         db.report.restore.dump = Some(head.versions.clone());
     }
-    let (sandbox, image, boot_seconds) = match started {
+    let (mut sandbox, image, boot_seconds) = match started {
         Ok(x) => x,
         Err(e) => {
             db.set_restore(Status::Error, e.to_string());
@@ -518,6 +520,12 @@ pub(crate) async fn restore_database(
         r.dump = outcome.dump.clone();
     }
     r.notes = outcome.notes.clone();
+    r.recovery = outcome.recovery.clone();
+    // A method that starts the server itself learns its version.
+    if let Some(v) = &outcome.server_version {
+        r.server_version = Some(v.clone());
+        sandbox.server_version = v.clone();
+    }
     if let Some(c) = &outcome.cause {
         r.class = Some(
             match c.class {
@@ -551,10 +559,11 @@ async fn start_sandbox(
     config: &Config,
     source: &SnapshotSource<'_>,
     engine: &dyn Engine,
-    database: &DatabaseConfig,
+    plan: &restore::RestorePlan,
     image: &str,
     events: &dyn EventSink,
 ) -> Result<(Sandbox, String, f64), crate::sandbox::SandboxError> {
+    let database = &plan.database;
     let boot_started = Instant::now();
     let name = database.name.as_str();
     events.emit(&Event::SandboxStarting {
@@ -578,6 +587,7 @@ async fn start_sandbox(
             startup_timeout: config.sandbox.startup_timeout,
             tuning: config.sandbox.tuning,
             kind: database.kind,
+            held: plan.method().needs() == restore::Needs::DataDirectory,
         })
         .await?;
     Ok((

@@ -117,6 +117,7 @@ impl DatabaseKind for Mysql {
             user: ROOT.into(),
             exec_user: "mysql",
             exec_env: vec![format!("MYSQL_PWD={}", password.expose())],
+            held_cmd: None,
         }
     }
 

@@ -76,6 +76,10 @@ pub struct ContainerSpec {
     /// `NAME=VALUE` environment of those processes (e.g. the client's
     /// password variable).
     pub exec_env: Vec<String>,
+    /// Command passed to the entrypoint for a sandbox that starts without
+    /// its server (see [`crate::sandbox::SandboxRequest::held`]); `None`
+    /// when the kind has no such start.
+    pub held_cmd: Option<Vec<String>>,
 }
 
 /// Rows of a query as text: column names and, per row, each value's text

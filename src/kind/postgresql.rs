@@ -35,11 +35,20 @@ impl DatabaseKind for Postgresql {
     }
 
     fn formats(&self) -> &'static [DumpFormat] {
-        &[DumpFormat::PgDumpall, DumpFormat::Plain, DumpFormat::Custom]
+        &[
+            DumpFormat::PgDumpall,
+            DumpFormat::Plain,
+            DumpFormat::Custom,
+            DumpFormat::Basebackup,
+        ]
     }
 
-    fn method(&self, _format: DumpFormat) -> &'static dyn RestoreMethod {
-        &crate::restore::postgres::PG_LOGICAL
+    fn method(&self, format: DumpFormat) -> &'static dyn RestoreMethod {
+        if format == DumpFormat::Basebackup {
+            &crate::restore::physical::PG_PHYSICAL
+        } else {
+            &crate::restore::postgres::PG_LOGICAL
+        }
     }
 
     fn validate_image(&self, image: &str) -> Result<(), String> {
@@ -66,6 +75,7 @@ impl DatabaseKind for Postgresql {
             user: SANDBOX_SUPERUSER.into(),
             exec_user: "postgres",
             exec_env: Vec::new(),
+            held_cmd: Some(held_cmd()),
         }
     }
 
@@ -127,6 +137,25 @@ impl DatabaseKind for Postgresql {
             ("PGDATABASE".into(), dbname.to_string()),
         ]
     }
+}
+
+/// The file a held sandbox waits for: its server's arguments, one per
+/// line (`postgres`, `-c`, `NAME=VALUE`, …). Written by the restore method
+/// once the data directory is in place; the container then runs its
+/// image's entrypoint with them, which finds `PGDATA` initialised and starts
+/// the server as PID 1 (the official image's behaviour).
+pub const HELD_ARGS_FILE: &str = "/tmp/drill-server-args";
+
+/// The container command of a held sandbox: wait for [`HELD_ARGS_FILE`],
+/// then run the image's entrypoint with its lines as arguments.
+fn held_cmd() -> Vec<String> {
+    vec![
+        "bash".into(),
+        "-c".into(),
+        format!(
+            "until [ -e {HELD_ARGS_FILE} ]; do sleep 0.1; done; mapfile -t args < {HELD_ARGS_FILE}; exec docker-entrypoint.sh \"${{args[@]}}\""
+        ),
+    ]
 }
 
 /// Connection settings for `dbname` at `ep`.

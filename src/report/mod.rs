@@ -96,6 +96,11 @@ pub struct PolicyLimit {
 }
 
 impl PolicyLimit {
+    /// A limit that is not configured (reports older than the limit).
+    pub fn not_configured() -> Self {
+        PolicyLimit::judge(None, None)
+    }
+
     /// Judge `actual` against `limit`.
     pub fn judge(limit: Option<std::time::Duration>, actual: Option<f64>) -> Self {
         let limit_seconds = limit.map(|d| d.as_secs_f64());
@@ -120,6 +125,11 @@ pub struct PolicyReport {
     pub max_rto: PolicyLimit,
     /// RPO: snapshot age at the start of the run within `max_snapshot_age`.
     pub max_snapshot_age: PolicyLimit,
+    /// Physical backups: the worst data loss recovery proved (see
+    /// [`RecoveryReport::data_loss_seconds`]) within `max_data_loss`;
+    /// `not_configured` when the run holds no physical backup.
+    #[serde(default = "PolicyLimit::not_configured")]
+    pub max_data_loss: PolicyLimit,
 }
 
 /// `snapshot` in the report.
@@ -184,6 +194,54 @@ pub struct RestoreReport {
     /// failure (e.g. a dump accepted without its trailer).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// For a physical backup: what recovery replayed and reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryReport>,
+}
+
+/// How a physical base backup was recovered (PostgreSQL point-in-time
+/// recovery; PostgreSQL docs, 26.3 "Continuous Archiving and Point-in-Time
+/// Recovery").
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RecoveryReport {
+    /// The base backup's directory inside the snapshot.
+    pub base_backup: String,
+    /// `tar` or `plain`.
+    pub base_format: String,
+    /// When the base backup started (its `backup_label`'s `START TIME`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_started_at: Option<String>,
+    /// Where its WAL starts (`START WAL LOCATION`), e.g. `0/2000028`.
+    pub base_start_lsn: String,
+    /// The target as configured (`latest`, `immediate`, a time, …).
+    pub target: String,
+    /// Whether recovery reached a consistent state and its target.
+    pub reached: bool,
+    /// `pg_last_wal_replay_lsn()` when recovery stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_lsn: Option<String>,
+    /// `pg_last_xact_replay_timestamp()`: the commit time of the last
+    /// transaction replayed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transaction_at: Option<String>,
+    /// Data lost, seconds: the target time (or, for other targets, the
+    /// snapshot's time) minus the last replayed transaction's commit time;
+    /// never negative.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_loss_seconds: Option<f64>,
+    /// WAL segments replayed (from the base backup's start to where replay
+    /// stopped).
+    pub wal_segments: u64,
+    /// Their bytes.
+    pub wal_bytes: u64,
+    /// WAL segment size in bytes.
+    pub segment_bytes: u64,
+    /// Seconds putting the base backup in place (stream, extract, verify).
+    pub base_seconds: f64,
+    /// Seconds bringing the WAL archive into the sandbox.
+    pub wal_fetch_seconds: f64,
+    /// Seconds from server start to the end of recovery.
+    pub replay_seconds: f64,
 }
 
 /// One increment applied after a dump.

@@ -8,7 +8,10 @@
 //! - [`postgres`]: `pg_dump`/`pg_dumpall` output into `psql` or
 //!   `pg_restore` in an empty running server;
 //! - [`mysql`]: `mysqldump`/`mariadb-dump` output, then binlog increments,
-//!   into the `mariadb`/`mysql` client in an empty running server.
+//!   into the `mariadb`/`mysql` client in an empty running server;
+//! - [`physical`]: a `pg_basebackup` base backup put in the data directory
+//!   of a sandbox whose server has not started, then WAL replayed from the
+//!   archive to a recovery target.
 //!
 //! Every method streams the backup out of the repository through `restic
 //! dump`, decompresses it in drill when its name ends in `.gz` or `.zst`,
@@ -22,6 +25,7 @@ pub mod classify;
 pub mod head;
 pub mod image;
 pub mod mysql;
+pub mod physical;
 pub mod postgres;
 pub mod roles;
 mod stream;
@@ -46,6 +50,10 @@ const HEAD_BYTES: usize = 64 * 1024;
 pub enum Needs {
     /// An empty server, running and accepting connections (logical dumps).
     RunningServer,
+    /// A sandbox whose server has not started yet, so the method can fill
+    /// its data directory first and start the server itself (physical
+    /// backups).
+    DataDirectory,
 }
 
 /// Where a restore reads from and how long it may take.
@@ -63,6 +71,12 @@ pub trait RestoreMethod: Send + Sync {
     /// What the sandbox must be before [`RestoreMethod::execute`].
     fn needs(&self) -> Needs {
         Needs::RunningServer
+    }
+
+    /// What `path` names in the snapshot: `file` (a dump) or `dir` (a
+    /// directory of base backups), as `restic ls` calls node types.
+    fn reads(&self) -> &'static str {
+        "file"
     }
 
     /// The restore tool, as named in reports (`psql`, `pg_restore`,
@@ -224,6 +238,11 @@ pub struct RestoreOutcome {
     pub dump: Option<head::DumpVersions>,
     /// What the operator should know that is not a failure.
     pub notes: Vec<String>,
+    /// For a physical backup: what recovery replayed and reached.
+    pub recovery: Option<crate::report::RecoveryReport>,
+    /// The sandbox server's version, when the method started the server
+    /// itself ([`Needs::DataDirectory`]).
+    pub server_version: Option<String>,
 }
 
 impl RestoreOutcome {
@@ -240,6 +259,8 @@ impl RestoreOutcome {
             increments: Vec::new(),
             notes: Vec::new(),
             dump: None,
+            recovery: None,
+            server_version: None,
         }
     }
 }

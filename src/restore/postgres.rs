@@ -484,6 +484,8 @@ async fn execute(
         increments: Vec::new(),
         notes: Vec::new(),
         dump: None,
+        recovery: None,
+        server_version: None,
     };
     if head_result.is_err() && stalled.load(std::sync::atomic::Ordering::Relaxed) {
         let _ = dump.stop().await;
@@ -510,7 +512,9 @@ async fn execute(
     let (connect_db, pre_create) = match db.format {
         DumpFormat::PgDumpall => ("postgres".to_string(), false),
         DumpFormat::Plain if plain_creates_database(&head) => ("postgres".to_string(), false),
-        DumpFormat::Plain | DumpFormat::Mysqldump => (db.dbname.clone(), true),
+        DumpFormat::Plain | DumpFormat::Mysqldump | DumpFormat::Basebackup => {
+            (db.dbname.clone(), true)
+        }
         DumpFormat::Custom => {
             if !head.starts_with(CUSTOM_MAGIC) {
                 let _ = dump.stop().await;

@@ -159,7 +159,7 @@ pub fn has_trailer(tail: &[u8], format: DumpFormat) -> bool {
         DumpFormat::Plain => "-- PostgreSQL database dump complete",
         DumpFormat::Custom => return true,
         // Not a PostgreSQL format: no PostgreSQL trailer to find.
-        DumpFormat::Mysqldump => return false,
+        DumpFormat::Mysqldump | DumpFormat::Basebackup => return false,
     };
     let text = String::from_utf8_lossy(tail);
     let lines: Vec<&str> = text

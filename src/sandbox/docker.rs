@@ -207,6 +207,18 @@ impl DockerEngine {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         let spec = req.kind.container(&password, req.memory_bytes, req.tuning);
+        let cmd = if req.held {
+            Some(spec.held_cmd.clone().ok_or_else(|| SandboxError::Api {
+                action: "create",
+                name: name.clone(),
+                detail: format!(
+                    "a {} sandbox cannot start without its server",
+                    req.kind.title()
+                ),
+            })?)
+        } else {
+            spec.cmd.clone()
+        };
         let ports = HashMap::from([(
             spec.port.to_string(),
             Some(vec![PortBinding {
@@ -217,7 +229,7 @@ impl DockerEngine {
         let memory = i64::try_from(req.memory_bytes).unwrap_or(i64::MAX);
         let body = ContainerCreateBody {
             image: Some(req.image.clone()),
-            cmd: spec.cmd.clone(),
+            cmd,
             env: Some(spec.env.clone()),
             labels: Some(labels),
             exposed_ports: Some(HashMap::from([(spec.port.to_string(), HashMap::new())])),
@@ -256,7 +268,10 @@ impl DockerEngine {
             memory_bytes: req.memory_bytes,
             kind: req.kind,
         };
-        match container.boot(&mut sandbox, req.startup_timeout).await {
+        match container
+            .boot(&mut sandbox, (!req.held).then_some(req.startup_timeout))
+            .await
+        {
             Ok(()) => Ok(sandbox),
             Err(e) => {
                 sandbox.remove().await;
@@ -312,7 +327,9 @@ impl DockerEngine {
 }
 
 impl Container {
-    async fn boot(&self, sb: &mut Sandbox, timeout: Duration) -> Result<(), SandboxError> {
+    /// Start the container, learn its published port and, with a
+    /// `timeout`, wait until its server is ready.
+    async fn boot(&self, sb: &mut Sandbox, timeout: Option<Duration>) -> Result<(), SandboxError> {
         self.docker
             .start_container(
                 &sb.id,
@@ -339,7 +356,10 @@ impl Container {
                 name: sb.name.clone(),
                 detail: format!("Docker reports no published port for {}", self.inner_port),
             })?;
-        sb.wait_ready(timeout).await
+        match timeout {
+            Some(t) => sb.wait_ready(t).await,
+            None => Ok(()),
+        }
     }
 
     /// Fail if the container is no longer running, saying why (exit code,
@@ -690,6 +710,26 @@ impl Handle for Container {
 
     fn check_alive<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, Result<(), SandboxError>> {
         Box::pin(Container::check_alive(self, sb))
+    }
+
+    fn log_lines<'a>(&'a self, sb: &'a Sandbox, n: usize) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            let opts = LogsOptionsBuilder::new()
+                .stdout(true)
+                .stderr(true)
+                .tail(&n.to_string())
+                .build();
+            let mut stream = self.docker.logs(&sb.id, Some(opts));
+            let mut text = Vec::new();
+            while let Some(Ok(chunk)) = stream.next().await {
+                text.extend_from_slice(&chunk.into_bytes());
+            }
+            String::from_utf8_lossy(&text)
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| sb.password.redact(l))
+                .collect()
+        })
     }
 
     fn log_tail<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, String> {

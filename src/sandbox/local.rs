@@ -148,6 +148,14 @@ impl LocalEngine {
                 ),
             });
         }
+        if req.held {
+            return Err(SandboxError::LocalUnusable {
+                detail: format!(
+                    "database `{}` is a physical base backup, which drill recovers in a Docker sandbox only (the local engine cannot yet hand over a data directory); set sandbox.engine = \"docker\"",
+                    req.database
+                ),
+            });
+        }
         let mut name = format!("{DIR_PREFIX}{}-{}", req.run_id, req.database);
         if let Some(s) = &req.snapshot {
             name = format!("{name}-{s}");

@@ -138,6 +138,18 @@ pub trait Handle: Send + Sync {
     /// The last lines of its log, one line, secrets redacted.
     fn log_tail<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, String>;
 
+    /// The last `n` lines of its server's log, secrets redacted (also
+    /// after the server exited). Default: what [`Handle::log_tail`] gives.
+    fn log_lines<'a>(&'a self, sb: &'a Sandbox, _n: usize) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            self.log_tail(sb)
+                .await
+                .split(" | ")
+                .map(str::to_string)
+                .collect()
+        })
+    }
+
     /// Run `cmd` in the sandbox feeding it `input`; see
     /// [`Sandbox::exec_with_input`].
     fn exec<'a>(
@@ -200,6 +212,11 @@ pub struct SandboxRequest {
     pub tuning: bool,
     /// The database kind the sandbox runs a server of.
     pub kind: &'static dyn crate::kind::DatabaseKind,
+    /// Start the sandbox without its server (the kind's
+    /// [`crate::kind::ContainerSpec::held_cmd`]): the restore method fills
+    /// the data directory, then starts the server itself. The sandbox comes
+    /// back with its port published but nothing listening.
+    pub held: bool,
 }
 
 /// A sandbox as the engine lists it, with drill's labels.
@@ -304,6 +321,11 @@ impl Sandbox {
     /// The last lines of the sandbox's log, one line, secrets redacted.
     pub async fn log_tail(&self) -> String {
         self.handle.log_tail(self).await
+    }
+
+    /// The last `n` lines of the sandbox server's log, secrets redacted.
+    pub async fn log_lines(&self, n: usize) -> Vec<String> {
+        self.handle.log_lines(self, n).await
     }
 
     /// Run `cmd` inside the sandbox (as its kind's OS user), feeding it

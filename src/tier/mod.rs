@@ -769,6 +769,27 @@ impl Repository {
         Ok(found)
     }
 
+    /// Every node below directory `dir` of `snapshot`, at any depth (one
+    /// `restic ls --json` call), in path order. A directory the snapshot
+    /// lacks gives an empty list.
+    ///
+    /// # Errors
+    /// [`TierError`] when restic fails or prints something unparsable.
+    pub async fn list_tree(
+        &self,
+        snapshot: &Snapshot,
+        dir: &str,
+    ) -> Result<Vec<SnapshotFile>, TierError> {
+        let dir = dir.trim_end_matches('/');
+        let prefix = format!("{dir}/");
+        let mut found = self
+            .ls_nodes(snapshot, &[if dir.is_empty() { "/" } else { dir }])
+            .await?;
+        found.retain(|n| n.path.starts_with(&prefix));
+        found.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(found)
+    }
+
     /// The content of the files `paths` in `snapshot`: for each file it
     /// holds, the ids of its data blobs in order — the `content` of its node
     /// in restic's tree (`restic cat tree <snapshot>:<dir>`, restic ≥ 0.17;

@@ -1,0 +1,1302 @@
+//! PostgreSQL physical backups: a `pg_basebackup` base backup plus the WAL
+//! archive, recovered to a target (point-in-time recovery; PostgreSQL
+//! docs, 26.3 "Continuous Archiving and Point-in-Time Recovery").
+//!
+//! The sandbox starts without its server ([`Needs::DataDirectory`]). Then:
+//!
+//! 1. **Choose the base backup.** `path` is a base backup directory or a
+//!    directory of `base_*` ones; each one's `backup_label` (the first
+//!    member of `base.tar`, or the file of a plain-format backup) gives its
+//!    start WAL location and time. The newest one that started at or before
+//!    the target is used.
+//! 2. **Prove the archive unbroken** before any restore: WAL segment names
+//!    are consecutive numbers (`TTTTTTTTXXXXXXXXYYYYYYYY`, PostgreSQL docs,
+//!    30.6 "WAL Internals"); every segment from the base backup's start to
+//!    the archive's newest must be in the archive or in the base backup's
+//!    own WAL (its `backup_manifest` `WAL-Ranges`). A gap is named.
+//! 3. **Put the base backup in place**: `base.tar[.gz|.zst]` (and
+//!    `pg_wal.tar[.gz]` into `pg_wal`) or the plain directory, streamed
+//!    from `restic dump` into `tar -x` in the sandbox's `PGDATA`; then
+//!    `pg_verifybackup` checks every file against the `backup_manifest`.
+//! 4. **Bring the WAL archive beside it**: one `restic dump` of the
+//!    archive directory, extracted inside the sandbox (never on the host);
+//!    `restore_command` copies segments from there. One process for the
+//!    whole archive instead of one per segment.
+//! 5. **Recover**: `recovery.signal`, `restore_command`, the
+//!    `recovery_target_*` setting with `recovery_target_action = 'pause'`,
+//!    and overrides that keep the sandbox away from production
+//!    (`archive_mode=off`, no `primary_conninfo`, drill's own `pg_hba`).
+//!    drill waits until recovery pauses at the target (and the last
+//!    replayed transaction is not after it) or, for `latest`, ends; then
+//!    resumes it, which ends recovery, and creates its own superuser with
+//!    the run's random password so checks connect as on a logical restore.
+//!
+//! Fail-closed: a missing or damaged segment before the target, a base
+//! backup without `backup_label` or `backup_manifest`, `pg_verifybackup`
+//! failing, a target before the base backup's end, recovery that ends
+//! before the archive's end or before the target are failures that name
+//! the segment or the cause. A server that cannot run the data (another
+//! major version, a missing library) is an environment error.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, FixedOffset};
+use futures_util::future::LocalBoxFuture as BoxFuture;
+use tokio::io::AsyncReadExt;
+
+use super::{
+    image, open, restic_status, stalled_message, Counter, DumpHead, Needs, RestoreMethod,
+    RestoreOutcome, RestorePlan, Source,
+};
+use crate::config::{Compression, RecoveryTarget, SANDBOX_SUPERUSER};
+use crate::report::{RecoveryReport, Status};
+use crate::sandbox::Sandbox;
+use crate::tier::SnapshotFile;
+
+/// The physical PostgreSQL restore method.
+pub struct PgPhysical;
+
+/// The registered instance.
+pub static PG_PHYSICAL: PgPhysical = PgPhysical;
+
+/// Where the WAL archive is extracted inside the sandbox (a scratch path).
+const WAL_DIR: &str = "drill-wal";
+/// Where the base backup's manifest goes inside the sandbox.
+const MANIFEST: &str = "drill-backup_manifest";
+/// The `pg_hba.conf` drill gives the recovered server: the Unix socket
+/// inside the sandbox is trusted (drill's own execs), TCP needs a password.
+const HBA: &str = "local all all trust\nhost all all all scram-sha-256\n";
+/// The role drill connects as inside the sandbox to drive recovery (the
+/// bootstrap superuser of clusters made by `initdb` and the official
+/// images).
+const LOCAL_ROLE: &str = "postgres";
+/// Bytes of a `base.tar` read to find its `backup_label`.
+const LABEL_SCAN_BYTES: u64 = 4 * 1024 * 1024;
+/// Lines of the server's log read to explain how recovery ended.
+const LOG_LINES: usize = 200;
+
+impl RestoreMethod for PgPhysical {
+    fn needs(&self) -> Needs {
+        Needs::DataDirectory
+    }
+
+    fn reads(&self) -> &'static str {
+        "dir"
+    }
+
+    fn tool(&self, _plan: &RestorePlan) -> &'static str {
+        "postgres (WAL replay)"
+    }
+
+    fn image_follows_backup(&self, plan: &RestorePlan) -> bool {
+        is_template(&plan.database.image)
+    }
+
+    fn image(&self, plan: &RestorePlan, _head: &DumpHead) -> Result<String, String> {
+        let configured = &plan.database.image;
+        if is_template(configured) {
+            return Err(format!(
+                "database `{}`: a base backup runs only in a server of the major version that took it, and drill does not read that version before restoring; set `image` in its [[databases]] entry to that version's image (e.g. image = \"postgres:16\")",
+                plan.database.name
+            ));
+        }
+        Ok(configured.clone())
+    }
+
+    fn execute<'a>(
+        &'a self,
+        plan: &'a RestorePlan,
+        source: &'a Source<'a>,
+        sandbox: &'a Sandbox,
+        progress: &'a Counter,
+    ) -> BoxFuture<'a, RestoreOutcome> {
+        Box::pin(recover(plan, source, sandbox, progress))
+    }
+}
+
+fn is_template(image_ref: &str) -> bool {
+    image_ref == image::AUTO || image_ref.contains("{major}")
+}
+
+/// A WAL location (`XXXXXXXX/YYYYYYYY` in PostgreSQL's notation) as a
+/// byte position.
+fn parse_lsn(text: &str) -> Option<u64> {
+    let (hi, lo) = text.trim().split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
+fn format_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+}
+
+/// A WAL segment file name's timeline and segment number, for segments of
+/// `segment_bytes` (PostgreSQL `XLogFromFileName`).
+fn parse_segment(name: &str, segment_bytes: u64) -> Option<(u32, u64)> {
+    if name.len() != 24 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let tli = u32::from_str_radix(&name[0..8], 16).ok()?;
+    let log = u64::from_str_radix(&name[8..16], 16).ok()?;
+    let seg = u64::from_str_radix(&name[16..24], 16).ok()?;
+    Some((tli, log * per_log(segment_bytes) + seg))
+}
+
+fn per_log(segment_bytes: u64) -> u64 {
+    0x1_0000_0000 / segment_bytes.max(1)
+}
+
+/// The file name of segment `segno` on timeline `tli` (PostgreSQL
+/// `XLogFileName`).
+fn segment_name(tli: u32, segno: u64, segment_bytes: u64) -> String {
+    let per = per_log(segment_bytes);
+    format!("{tli:08X}{:08X}{:08X}", segno / per, segno % per)
+}
+
+/// What a base backup's `backup_label` says (PostgreSQL
+/// `do_pg_backup_start`).
+#[derive(Debug, Clone)]
+struct Label {
+    start_lsn: u64,
+    start_segment: String,
+    timeline: u32,
+    start_time: Option<DateTime<FixedOffset>>,
+    start_time_text: String,
+}
+
+fn parse_label(text: &str) -> Option<Label> {
+    let mut start_lsn = None;
+    let mut start_segment = String::new();
+    let mut timeline = None;
+    let mut start_time_text = String::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("START WAL LOCATION: ") {
+            let (lsn, file) = rest.split_once(" (file ").unwrap_or((rest, ""));
+            start_lsn = parse_lsn(lsn);
+            start_segment = file.trim_end_matches(')').to_string();
+        } else if let Some(rest) = line.strip_prefix("START TIMELINE: ") {
+            timeline = rest.trim().parse().ok();
+        } else if let Some(rest) = line.strip_prefix("START TIME: ") {
+            start_time_text = rest.trim().to_string();
+        }
+    }
+    let timeline = timeline
+        .or_else(|| u32::from_str_radix(start_segment.get(0..8)?, 16).ok())
+        .unwrap_or(1);
+    Some(Label {
+        start_lsn: start_lsn?,
+        start_time: parse_label_time(&start_time_text),
+        start_segment,
+        timeline,
+        start_time_text,
+    })
+}
+
+/// `2026-06-01 03:00:00 UTC` (the server's `log_timezone` abbreviation):
+/// UTC/GMT and numeric zones are understood; other abbreviations are
+/// ambiguous and give `None`.
+fn parse_label_time(text: &str) -> Option<DateTime<FixedOffset>> {
+    let (stamp, zone) = text.rsplit_once(' ')?;
+    let naive = chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S").ok()?;
+    let offset = match zone {
+        "UTC" | "GMT" | "Z" => 0,
+        z if z.starts_with('+') || z.starts_with('-') => {
+            let sign = if z.starts_with('-') { -1 } else { 1 };
+            let digits: String = z[1..].chars().filter(|c| c.is_ascii_digit()).collect();
+            let (h, m) = match digits.len() {
+                2 => (digits.parse::<i32>().ok()?, 0),
+                4 => (digits[0..2].parse::<i32>().ok()?, digits[2..4].parse().ok()?),
+                _ => return None,
+            };
+            sign * (h * 3600 + m * 60)
+        }
+        _ => return None,
+    };
+    let tz = FixedOffset::east_opt(offset)?;
+    naive.and_local_timezone(tz).single()
+}
+
+/// One base backup found in the snapshot.
+#[derive(Debug, Clone)]
+struct Base {
+    dir: String,
+    /// `base.tar[.gz|.zst]` for the tar format; `None`: plain.
+    tar: Option<SnapshotFile>,
+    /// `pg_wal.tar[.gz|.zst]` (tar format, `-X stream`).
+    wal_tar: Option<SnapshotFile>,
+    /// Other `*.tar` files (tablespaces).
+    tablespaces: Vec<String>,
+    manifest: Option<SnapshotFile>,
+    label: Option<SnapshotFile>,
+    /// Plain format: WAL files in its `pg_wal`.
+    has_wal: bool,
+}
+
+fn name_of(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// The base backups under `path`: `path` itself when it is one, else its
+/// `base_*` subdirectories.
+fn base_backups(path: &str, tree: &[SnapshotFile]) -> Vec<Base> {
+    let describe = |dir: &str| -> Option<Base> {
+        let children: Vec<&SnapshotFile> = tree
+            .iter()
+            .filter(|f| f.path.rsplit_once('/').map(|(d, _)| d) == Some(dir))
+            .collect();
+        let find = |pred: &dyn Fn(&str) -> bool| {
+            children
+                .iter()
+                .find(|f| f.node_type == "file" && pred(name_of(&f.path)))
+                .map(|f| (*f).clone())
+        };
+        let is_tar = |n: &str, stem: &str| {
+            [".tar", ".tar.gz", ".tar.zst", ".tar.lz4"]
+                .iter()
+                .any(|s| n == format!("{stem}{s}"))
+        };
+        let tar = find(&|n| is_tar(n, "base"));
+        let label = find(&|n| n == "backup_label");
+        if tar.is_none() && label.is_none() && find(&|n| n == "PG_VERSION").is_none() {
+            return None;
+        }
+        let wal_prefix = format!("{dir}/pg_wal/");
+        Some(Base {
+            dir: dir.to_string(),
+            wal_tar: find(&|n| is_tar(n, "pg_wal")),
+            tablespaces: children
+                .iter()
+                .map(|f| name_of(&f.path))
+                .filter(|n| n.contains(".tar") && !n.starts_with("base.") && !n.starts_with("pg_wal."))
+                .map(str::to_string)
+                .collect(),
+            manifest: find(&|n| n == "backup_manifest"),
+            has_wal: tree.iter().any(|f| {
+                f.path.starts_with(&wal_prefix)
+                    && parse_segment(name_of(&f.path), DEFAULT_SEGMENT_BYTES).is_some()
+            }),
+            tar,
+            label,
+        })
+    };
+    if let Some(b) = describe(path) {
+        return vec![b];
+    }
+    let mut out: Vec<Base> = tree
+        .iter()
+        .filter(|f| {
+            f.node_type == "dir"
+                && f.path.rsplit_once('/').map(|(d, _)| d) == Some(path)
+                && name_of(&f.path).starts_with("base")
+        })
+        .filter_map(|f| describe(&f.path))
+        .collect();
+    out.sort_by(|a, b| a.dir.cmp(&b.dir));
+    out
+}
+
+const DEFAULT_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Read a small file of the snapshot whole (at most `limit` bytes).
+async fn read_small(source: &Source<'_>, path: &str, limit: u64) -> Result<Vec<u8>, RestoreOutcome> {
+    let mut s = open(
+        path,
+        Compression::None,
+        source.repo,
+        source.snapshot,
+        source.timeouts.stall,
+        Counter::default(),
+        0,
+    )
+    .map_err(|e| RestoreOutcome::new(Status::Error, Some(e)))?;
+    let mut buf = Vec::new();
+    let read = (&mut s.tap).take(limit).read_to_end(&mut buf).await;
+    let stalled = s.stalled();
+    let restic = s.dump.finish().await;
+    if stalled {
+        return Err(RestoreOutcome::new(
+            Status::Error,
+            Some(stalled_message(path, source.timeouts.stall)),
+        ));
+    }
+    if let Err(e) = restic {
+        return Err(RestoreOutcome::new(restic_status(&e), Some(e.to_string())));
+    }
+    read.map_err(|e| RestoreOutcome::new(Status::Error, Some(format!("read {path}: {e}"))))?;
+    Ok(buf)
+}
+
+/// The `backup_label` of `base`: its file (plain) or the member of
+/// `base.tar` (the first one `pg_basebackup` writes).
+async fn read_label(source: &Source<'_>, base: &Base) -> Result<Label, RestoreOutcome> {
+    let fail = |why: String| RestoreOutcome::new(Status::Failed, Some(why));
+    let text = if let Some(tar) = &base.tar {
+        let mut s = open(
+            &tar.path,
+            Compression::from_path(&tar.path),
+            source.repo,
+            source.snapshot,
+            source.timeouts.stall,
+            Counter::default(),
+            0,
+        )
+        .map_err(|e| RestoreOutcome::new(Status::Error, Some(e)))?;
+        let mut found = None;
+        let mut read = 0u64;
+        let mut header = [0u8; 512];
+        while read < LABEL_SCAN_BYTES {
+            if s.tap.read_exact(&mut header).await.is_err() || header.iter().all(|b| *b == 0) {
+                break;
+            }
+            read += 512;
+            let name_end = header[..100].iter().position(|b| *b == 0).unwrap_or(100);
+            let name = String::from_utf8_lossy(&header[..name_end]).to_string();
+            let size_text: String = header[124..136]
+                .iter()
+                .take_while(|b| **b != 0 && **b != b' ')
+                .map(|b| *b as char)
+                .collect();
+            let size = u64::from_str_radix(size_text.trim(), 8).unwrap_or(0);
+            let padded = size.div_ceil(512) * 512;
+            let mut body = vec![0u8; padded as usize];
+            if padded > LABEL_SCAN_BYTES || s.tap.read_exact(&mut body).await.is_err() {
+                break;
+            }
+            read += padded;
+            if name.trim_start_matches("./") == "backup_label" {
+                body.truncate(size as usize);
+                found = Some(String::from_utf8_lossy(&body).into_owned());
+                break;
+            }
+        }
+        let stalled = s.stalled();
+        let restic = s.dump.stop().await;
+        if stalled {
+            return Err(RestoreOutcome::new(
+                Status::Error,
+                Some(stalled_message(&tar.path, source.timeouts.stall)),
+            ));
+        }
+        if let Err(e) = restic {
+            return Err(RestoreOutcome::new(restic_status(&e), Some(e.to_string())));
+        }
+        found.ok_or_else(|| {
+            fail(format!(
+                "{} has no backup_label at its start: it is not a base backup made by pg_basebackup, or it is damaged",
+                tar.path
+            ))
+        })?
+    } else {
+        let Some(label) = &base.label else {
+            return Err(fail(format!(
+                "base backup {} has no backup_label: a data directory copied without pg_basebackup (or pg_backup_start) cannot be recovered consistently",
+                base.dir
+            )));
+        };
+        String::from_utf8_lossy(&read_small(source, &label.path, 1024 * 1024).await?).into_owned()
+    };
+    parse_label(&text).ok_or_else(|| {
+        fail(format!(
+            "the backup_label of {} names no START WAL LOCATION: it is damaged",
+            base.dir
+        ))
+    })
+}
+
+/// The end of the base backup's WAL (its manifest's last `WAL-Ranges`
+/// `End-LSN`; PostgreSQL docs, "Backup Manifest Format").
+fn manifest_end_lsn(manifest: &[u8]) -> Result<Option<u64>, String> {
+    #[derive(serde::Deserialize)]
+    struct Manifest {
+        #[serde(rename = "WAL-Ranges", default)]
+        wal_ranges: Vec<Range>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Range {
+        #[serde(rename = "End-LSN")]
+        end_lsn: String,
+    }
+    let m: Manifest = serde_json::from_slice(manifest).map_err(|e| e.to_string())?;
+    Ok(m.wal_ranges.iter().filter_map(|r| parse_lsn(&r.end_lsn)).max())
+}
+
+/// The WAL archive as listed: segments by number, and the segment size.
+#[derive(Debug, Default)]
+struct Archive {
+    segments: BTreeSet<u64>,
+    segment_bytes: u64,
+    timeline: u32,
+    bytes: u64,
+}
+
+fn read_archive(dir: &str, files: &[SnapshotFile]) -> Result<Archive, String> {
+    let wal: Vec<&SnapshotFile> = files
+        .iter()
+        .filter(|f| f.node_type == "file" && parse_segment(name_of(&f.path), 1 << 24).is_some())
+        .collect();
+    let mut sizes: std::collections::BTreeMap<u64, usize> = Default::default();
+    for f in &wal {
+        *sizes.entry(f.size).or_default() += 1;
+    }
+    let segment_bytes = sizes
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(s, _)| *s)
+        .unwrap_or(DEFAULT_SEGMENT_BYTES);
+    if !(segment_bytes.is_power_of_two() && (1 << 20..=1 << 30).contains(&segment_bytes)) {
+        return Err(format!(
+            "the WAL archive {dir} holds segments of {segment_bytes} bytes; WAL segments are a power of two between 1 MiB and 1 GiB (compressed archives are not read yet)"
+        ));
+    }
+    if let Some(odd) = wal.iter().find(|f| f.size != segment_bytes) {
+        return Err(format!(
+            "WAL segment {} in the archive is {} bytes, not {segment_bytes} like the others: it is truncated or damaged",
+            name_of(&odd.path),
+            odd.size
+        ));
+    }
+    let mut a = Archive {
+        segment_bytes,
+        ..Default::default()
+    };
+    for f in wal {
+        if let Some((tli, segno)) = parse_segment(name_of(&f.path), segment_bytes) {
+            a.segments.insert(segno);
+            a.timeline = a.timeline.max(tli);
+            a.bytes += f.size;
+        }
+    }
+    Ok(a)
+}
+
+/// The first segment from `from` to `to` (inclusive) that is neither in
+/// `have` nor in `also` (a range the base backup carries).
+fn first_gap(from: u64, to: u64, have: &BTreeSet<u64>, also: Option<(u64, u64)>) -> Option<u64> {
+    (from..=to).find(|s| !have.contains(s) && !also.is_some_and(|(a, b)| (a..=b).contains(s)))
+}
+
+/// The work of one recovery, for the report.
+struct Work {
+    report: RecoveryReport,
+    bytes: u64,
+    restored_bytes: u64,
+    notes: Vec<String>,
+}
+
+async fn recover(
+    plan: &RestorePlan,
+    source: &Source<'_>,
+    sandbox: &Sandbox,
+    progress: &Counter,
+) -> RestoreOutcome {
+    let started = Instant::now();
+    let mut work = Work {
+        report: RecoveryReport::default(),
+        bytes: 0,
+        restored_bytes: 0,
+        notes: Vec::new(),
+    };
+    let result = run(plan, source, sandbox, progress, &mut work).await;
+    let mut outcome = match result {
+        Ok(version) => {
+            let mut o = RestoreOutcome::new(Status::Passed, None);
+            o.server_version = Some(version);
+            o
+        }
+        Err(o) => o,
+    };
+    outcome.bytes = work.bytes.max(outcome.bytes);
+    outcome.restored_bytes = work.restored_bytes.max(outcome.restored_bytes);
+    outcome.seconds = started.elapsed().as_secs_f64();
+    outcome.notes.extend(work.notes);
+    if !work.report.base_backup.is_empty() {
+        outcome.recovery = Some(work.report);
+    }
+    outcome
+}
+
+fn failed(why: String) -> RestoreOutcome {
+    RestoreOutcome::new(Status::Failed, Some(why))
+}
+
+fn environment(why: String) -> RestoreOutcome {
+    RestoreOutcome::new(Status::Error, Some(why))
+}
+
+/// Run a shell command in the sandbox (as the kind's OS user), feeding it
+/// `input`; its output on failure.
+async fn sh(sandbox: &Sandbox, script: &str, input: Option<&[u8]>) -> Result<String, String> {
+    let cmd = ["sh", "-c", script];
+    let outcome = sandbox
+        .exec_with_input(&cmd, input.map(std::io::Cursor::new))
+        .await
+        .map_err(|e| e.to_string())?;
+    let text = outcome.output.bounded(40, 20).join("\n");
+    if outcome.succeeded() {
+        Ok(text)
+    } else {
+        Err(if text.trim().is_empty() {
+            format!("exit code {:?}", outcome.exit_code)
+        } else {
+            text
+        })
+    }
+}
+
+/// Stream a snapshot file or directory into `tar -x` run by `script` in
+/// the sandbox. Returns (bytes read from the repository, bytes fed).
+async fn stream_tar(
+    source: &Source<'_>,
+    sandbox: &Sandbox,
+    path: &str,
+    compression: Compression,
+    script: &str,
+    progress: &Counter,
+) -> Result<(u64, u64), RestoreOutcome> {
+    let mut s = open(
+        path,
+        compression,
+        source.repo,
+        source.snapshot,
+        source.timeouts.stall,
+        progress.clone(),
+        0,
+    )
+    .map_err(environment)?;
+    let cmd = ["sh", "-c", script];
+    let exec = tokio::time::timeout(
+        source.timeouts.restore,
+        sandbox.exec_with_input(&cmd, Some(&mut s.tap)),
+    )
+    .await;
+    let stored = s.stored.get();
+    let fed = s.tap.bytes();
+    let stalled = s.stalled();
+    let at_eof = s.tap.at_eof();
+    let restic = if at_eof {
+        s.dump.finish().await
+    } else {
+        s.dump.stop().await
+    };
+    if stalled {
+        return Err(environment(stalled_message(path, source.timeouts.stall)));
+    }
+    if let Err(e) = restic {
+        return Err(RestoreOutcome::new(restic_status(&e), Some(e.to_string())));
+    }
+    let exec = match exec {
+        Err(_) => {
+            return Err(environment(format!(
+                "extracting {path} in the sandbox did not finish within {} (timeouts.restore)",
+                humantime::format_duration(source.timeouts.restore)
+            )))
+        }
+        Ok(Err(e)) => return Err(environment(e.to_string())),
+        Ok(Ok(x)) => x,
+    };
+    if exec.succeeded() && at_eof {
+        return Ok((stored, fed));
+    }
+    let said = exec.output.summary(3);
+    let why = exec.stdin_error.clone().unwrap_or_default();
+    if said.contains("No space left") || why.contains("No space left") {
+        return Err(environment(format!(
+            "the sandbox ran out of disk space extracting {path}: {said}; free space for Docker's storage"
+        )));
+    }
+    Err(failed(format!(
+        "{path} could not be extracted whole: it is truncated or damaged ({})",
+        [said, why]
+            .into_iter()
+            .filter(|s| !s.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join("; ")
+    )))
+}
+
+/// The state of recovery, as the server reports it.
+#[derive(Debug, Default)]
+struct State {
+    in_recovery: bool,
+    paused: bool,
+    last_xact: Option<DateTime<FixedOffset>>,
+    replay_lsn: Option<u64>,
+    segment_bytes: u64,
+}
+
+const STATE_SQL: &str = "SELECT pg_is_in_recovery(), \
+ CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END, \
+ coalesce(to_char(pg_last_xact_replay_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), ''), \
+ coalesce(pg_last_wal_replay_lsn()::text, ''), \
+ current_setting('wal_segment_size', true)";
+
+async fn psql(sandbox: &Sandbox, sql: &str) -> Result<String, String> {
+    let cmd = [
+        "psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "/var/run/postgresql", "-U",
+        LOCAL_ROLE, "-d", "postgres", "-f", "-",
+    ];
+    let outcome = sandbox
+        .exec_with_input(&cmd, Some(std::io::Cursor::new(sql.as_bytes().to_vec())))
+        .await
+        .map_err(|e| e.to_string())?;
+    let text = outcome.output.bounded(50, 20).join("\n");
+    if outcome.succeeded() {
+        Ok(text)
+    } else {
+        Err(outcome.output.summary(2))
+    }
+}
+
+async fn state(sandbox: &Sandbox) -> Result<State, String> {
+    let out = psql(sandbox, STATE_SQL).await?;
+    let line = out.lines().find(|l| l.contains('|')).unwrap_or("");
+    let f: Vec<&str> = line.split('|').collect();
+    if f.len() < 5 {
+        return Err(format!("unexpected answer: {out}"));
+    }
+    Ok(State {
+        in_recovery: f[0] == "t",
+        paused: f[1] == "t",
+        last_xact: DateTime::parse_from_rfc3339(f[2]).ok(),
+        replay_lsn: parse_lsn(f[3]),
+        segment_bytes: parse_size(f[4]).unwrap_or(DEFAULT_SEGMENT_BYTES),
+    })
+}
+
+/// `16MB`, `1MB`, `1GB` (PostgreSQL's unit display of `wal_segment_size`).
+fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let digits: String = t.chars().take_while(char::is_ascii_digit).collect();
+    let n: u64 = digits.parse().ok()?;
+    Some(match &t[digits.len()..] {
+        "kB" => n * 1024,
+        "MB" => n * 1024 * 1024,
+        "GB" => n * 1024 * 1024 * 1024,
+        "" | "B" => n,
+        _ => return None,
+    })
+}
+
+/// The segment holding the WAL location `lsn` (named on `tli`).
+fn segment_of(lsn: u64, tli: u32, segment_bytes: u64) -> String {
+    segment_name(tli, lsn / segment_bytes.max(1), segment_bytes)
+}
+
+/// The server log's explanation of where WAL could not be read: the
+/// segment it names, or the one holding the LSN it names.
+fn invalid_wal(log: &[String], tli: u32, segment_bytes: u64) -> Option<(String, String)> {
+    const MARKERS: [&str; 9] = [
+        "invalid record length",
+        "incorrect resource manager data checksum",
+        "invalid magic number",
+        "unexpected pageaddr",
+        "record with incorrect prev-link",
+        "invalid record offset",
+        "contrecord",
+        "invalid resource manager ID",
+        "invalid info bits",
+    ];
+    let line = log.iter().rev().find(|l| MARKERS.iter().any(|m| l.contains(m)))?;
+    let words: Vec<&str> = line
+        .split(|c: char| c.is_whitespace() || c == ',' || c == ':')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let named = words
+        .iter()
+        .find(|w| parse_segment(w, segment_bytes).is_some())
+        .map(|w| w.to_string());
+    let segment = named.or_else(|| {
+        words
+            .iter()
+            .find_map(|w| parse_lsn(w).filter(|_| w.contains('/')))
+            .map(|lsn| segment_of(lsn, tli, segment_bytes))
+    })?;
+    let message = line
+        .split_once("LOG:")
+        .map(|(_, m)| m.trim())
+        .unwrap_or(line.trim())
+        .to_string();
+    Some((segment, message))
+}
+
+/// The first log line containing any of `needles`, without its prefix.
+fn log_line(log: &[String], needles: &[&str]) -> Option<String> {
+    log.iter()
+        .find(|l| needles.iter().any(|n| l.contains(n)))
+        .map(|l| {
+            ["FATAL:", "PANIC:", "LOG:", "ERROR:"]
+                .iter()
+                .find_map(|m| l.split_once(m).map(|(_, r)| r.trim().to_string()))
+                .unwrap_or_else(|| l.trim().to_string())
+        })
+}
+
+async fn run(
+    plan: &RestorePlan,
+    source: &Source<'_>,
+    sandbox: &Sandbox,
+    progress: &Counter,
+    work: &mut Work,
+) -> Result<String, RestoreOutcome> {
+    let db = &plan.database;
+    let recovery = db
+        .recovery
+        .as_ref()
+        .ok_or_else(|| environment(format!("database `{}` has no recovery settings", db.name)))?;
+    let target = &recovery.target;
+    work.report.target = target.describe();
+
+    // 1. The base backup.
+    let base_started = Instant::now();
+    let tree = source
+        .repo
+        .list_tree(source.snapshot, &db.path)
+        .await
+        .map_err(|e| environment(e.to_string()))?;
+    let bases = base_backups(&db.path, &tree);
+    if bases.is_empty() {
+        return Err(failed(format!(
+            "{} in snapshot {} holds no base backup: neither base.tar[.gz|.zst] nor a data directory with backup_label, nor base_* directories holding one",
+            db.path, source.snapshot.short_id
+        )));
+    }
+    let mut labelled = Vec::new();
+    for b in &bases {
+        let label = read_label(source, b).await?;
+        labelled.push((b.clone(), label));
+    }
+    let chosen = choose(&labelled, target).map_err(failed)?;
+    let (base, label) = chosen;
+    work.report.base_backup = base.dir.clone();
+    work.report.base_format = if base.tar.is_some() { "tar" } else { "plain" }.into();
+    work.report.base_start_lsn = format_lsn(label.start_lsn);
+    work.report.base_started_at = Some(
+        label
+            .start_time
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_else(|| label.start_time_text.clone()),
+    );
+    if !base.tablespaces.is_empty() {
+        return Err(environment(format!(
+            "base backup {} holds tablespaces ({}); drill does not restore tablespaces of physical backups yet",
+            base.dir,
+            base.tablespaces.join(", ")
+        )));
+    }
+    let Some(manifest_file) = &base.manifest else {
+        return Err(failed(format!(
+            "base backup {} has no backup_manifest: it was taken with --no-manifest or copied incompletely, and drill cannot prove its files whole",
+            base.dir
+        )));
+    };
+    let manifest = read_small(source, &manifest_file.path, 512 * 1024 * 1024).await?;
+    let end_lsn = manifest_end_lsn(&manifest).map_err(|e| {
+        failed(format!(
+            "{} is not a PostgreSQL backup manifest: {e}",
+            manifest_file.path
+        ))
+    })?;
+
+    // 2. The archive, proved unbroken where it must be.
+    let archive = match &recovery.wal {
+        Some(dir) => {
+            let files = source
+                .repo
+                .list_dir(source.snapshot, dir)
+                .await
+                .map_err(|e| environment(e.to_string()))?;
+            let a = read_archive(dir, &files).map_err(failed)?;
+            if a.segments.is_empty() {
+                return Err(failed(format!(
+                    "the WAL archive {dir} in snapshot {} holds no WAL segments",
+                    source.snapshot.short_id
+                )));
+            }
+            Some(a)
+        }
+        None => None,
+    };
+    let segment_bytes = archive
+        .as_ref()
+        .map_or(DEFAULT_SEGMENT_BYTES, |a| a.segment_bytes);
+    let start_segno = label.start_lsn / segment_bytes;
+    let carried = (base.wal_tar.is_some() || base.has_wal)
+        .then(|| end_lsn.map(|e| (start_segno, e.saturating_sub(1) / segment_bytes)))
+        .flatten();
+    let mut gap = None;
+    if let Some(a) = &archive {
+        let newest = *a.segments.iter().next_back().expect("not empty");
+        if newest < start_segno {
+            work.notes.push(format!(
+                "the WAL archive ends (segment {}) before base backup {} starts (segment {}): archive_command may have stopped; recovery can replay only the base backup's own WAL",
+                segment_name(a.timeline.max(1), newest, segment_bytes),
+                base.dir,
+                label.start_segment
+            ));
+        } else if let Some(missing) = first_gap(start_segno, newest, &a.segments, carried) {
+            let name = segment_name(label.timeline, missing, segment_bytes);
+            let why = format!(
+                "WAL segment {name} is missing from the archive {} (it holds segments after it, up to {}): recovery from base backup {} cannot pass it",
+                recovery.wal.as_deref().unwrap_or_default(),
+                segment_name(a.timeline, newest, segment_bytes),
+                base.dir
+            );
+            let before_backup_end = carried.is_none_or(|(_, e)| missing <= e)
+                && end_lsn.is_none_or(|e| missing <= e.saturating_sub(1) / segment_bytes);
+            if matches!(target, RecoveryTarget::Latest)
+                || (matches!(target, RecoveryTarget::Immediate) && before_backup_end)
+            {
+                return Err(failed(why));
+            }
+            gap = Some((name, why));
+        }
+    }
+
+    // 3. The base backup into PGDATA, checked against its manifest.
+    let mut stored = 0;
+    let mut fed = 0;
+    match &base.tar {
+        Some(tar) => {
+            let (s, f) = stream_tar(
+                source,
+                sandbox,
+                &tar.path,
+                Compression::from_path(&tar.path),
+                "mkdir -p \"$PGDATA\" && tar -x -f - -C \"$PGDATA\"",
+                progress,
+            )
+            .await?;
+            stored += s;
+            fed += f;
+            if let Some(w) = &base.wal_tar {
+                let (s, f) = stream_tar(
+                    source,
+                    sandbox,
+                    &w.path,
+                    Compression::from_path(&w.path),
+                    "mkdir -p \"$PGDATA/pg_wal\" && tar -x -f - -C \"$PGDATA/pg_wal\"",
+                    progress,
+                )
+                .await?;
+                stored += s;
+                fed += f;
+            }
+        }
+        None => {
+            let strip = base.dir.trim_matches('/').split('/').count();
+            let (s, f) = stream_tar(
+                source,
+                sandbox,
+                &base.dir,
+                Compression::None,
+                &format!(
+                    "mkdir -p \"$PGDATA\" && tar -x -f - -C \"$PGDATA\" --strip-components={strip}"
+                ),
+                progress,
+            )
+            .await?;
+            stored += s;
+            fed += f;
+        }
+    }
+    work.bytes = stored;
+    work.restored_bytes = fed;
+    let manifest_path = sandbox.scratch_path(MANIFEST);
+    sh(
+        sandbox,
+        &format!("cat > {manifest_path}"),
+        Some(manifest.as_slice()),
+    )
+    .await
+    .map_err(|e| environment(format!("copy backup_manifest into the sandbox: {e}")))?;
+    let major = sh(sandbox, "cat \"$PGDATA/PG_VERSION\"", None)
+        .await
+        .map_err(|e| failed(format!("base backup {} has no PG_VERSION: {e}", base.dir)))?;
+    let major = major.trim().to_string();
+    let server = sh(sandbox, "postgres --version", None)
+        .await
+        .map_err(|e| environment(format!("run postgres --version in the sandbox: {e}")))?;
+    let server_major = server
+        .split_whitespace()
+        .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .and_then(|v| v.split('.').next())
+        .unwrap_or_default()
+        .to_string();
+    if server_major != major {
+        return Err(environment(format!(
+            "base backup {} is PostgreSQL {major}, and the sandbox image {} runs PostgreSQL {server_major}: a physical backup recovers only in its own major version; set image = \"postgres:{major}\" (or an image of PostgreSQL {major}) for database `{}`",
+            base.dir, sandbox.image, db.name
+        )));
+    }
+    if let Err(e) = sh(
+        sandbox,
+        &format!("pg_verifybackup --no-parse-wal --quiet --manifest-path={manifest_path} \"$PGDATA\""),
+        None,
+    )
+    .await
+    {
+        if e.contains("not found") && e.contains("pg_verifybackup") {
+            return Err(environment(format!(
+                "the sandbox image {} has no pg_verifybackup: {e}",
+                sandbox.image
+            )));
+        }
+        return Err(failed(format!(
+            "pg_verifybackup: base backup {} does not match its backup_manifest: {}",
+            base.dir,
+            e.lines().take(5).collect::<Vec<_>>().join("; ")
+        )));
+    }
+    work.report.base_seconds = base_started.elapsed().as_secs_f64();
+
+    // 4. The WAL archive beside it.
+    let wal_started = Instant::now();
+    let wal_dir = sandbox.scratch_path(WAL_DIR);
+    let restore_command = match &recovery.wal {
+        Some(dir) => {
+            let strip = dir.trim_matches('/').split('/').count();
+            let (s, f) = stream_tar(
+                source,
+                sandbox,
+                dir,
+                Compression::None,
+                &format!("mkdir -p {wal_dir} && tar -x -f - -C {wal_dir} --strip-components={strip}"),
+                progress,
+            )
+            .await?;
+            work.bytes += s;
+            work.restored_bytes += f;
+            format!("cp {wal_dir}/%f \"%p\"")
+        }
+        None => "false".to_string(),
+    };
+    work.report.wal_fetch_seconds = wal_started.elapsed().as_secs_f64();
+
+    // 5. Recover.
+    let replay_started = Instant::now();
+    let hba = sandbox.scratch_path("drill-hba.conf");
+    let ident = sandbox.scratch_path("drill-ident.conf");
+    sh(sandbox, &format!("cat > {hba} && : > {ident} && rm -f \"$PGDATA/standby.signal\" && touch \"$PGDATA/recovery.signal\" && {{ [ -e \"$PGDATA/postgresql.conf\" ] || : > \"$PGDATA/postgresql.conf\"; }}"), Some(HBA.as_bytes()))
+        .await
+        .map_err(|e| environment(format!("prepare the data directory in the sandbox: {e}")))?;
+    let mut settings = vec![
+        "listen_addresses=*".to_string(),
+        "port=5432".into(),
+        format!("hba_file={hba}"),
+        format!("ident_file={ident}"),
+        "unix_socket_directories=/var/run/postgresql".into(),
+        "archive_mode=off".into(),
+        "primary_conninfo=".into(),
+        "primary_slot_name=".into(),
+        "hot_standby=on".into(),
+        "ssl=off".into(),
+        "logging_collector=off".into(),
+        "log_destination=stderr".into(),
+        "shared_buffers=128MB".into(),
+        "fsync=off".into(),
+        "recovery_target_timeline=latest".into(),
+        format!("restore_command={restore_command}"),
+    ];
+    match target {
+        RecoveryTarget::Latest => {}
+        RecoveryTarget::Immediate => settings.push("recovery_target=immediate".into()),
+        RecoveryTarget::Time(t) => settings.push(format!("recovery_target_time={}", t.to_rfc3339())),
+        RecoveryTarget::Lsn(l) => settings.push(format!("recovery_target_lsn={l}")),
+        RecoveryTarget::Xid(x) => settings.push(format!("recovery_target_xid={x}")),
+        RecoveryTarget::Name(n) => settings.push(format!("recovery_target_name={n}")),
+    }
+    if !matches!(target, RecoveryTarget::Latest) {
+        settings.push("recovery_target_action=pause".into());
+    }
+    let mut args = vec!["postgres".to_string()];
+    for s in settings {
+        args.push("-c".into());
+        args.push(s);
+    }
+    let args_text = args.join("\n") + "\n";
+    let held = crate::kind::postgresql::HELD_ARGS_FILE;
+    sh(
+        sandbox,
+        &format!("cat > {held}.tmp && mv {held}.tmp {held}"),
+        Some(args_text.as_bytes()),
+    )
+    .await
+    .map_err(|e| environment(format!("start the server in the sandbox: {e}")))?;
+
+    let deadline = Instant::now() + source.timeouts.restore;
+    let mut resumed = false;
+    let final_state = loop {
+        if let Err(e) = sandbox.check_alive().await {
+            let log = sandbox.log_lines(LOG_LINES).await;
+            return Err(died(&log, &e.to_string(), &base.dir, &label, archive.as_ref(), gap.as_ref(), target, segment_bytes));
+        }
+        if Instant::now() > deadline {
+            return Err(environment(format!(
+                "recovery did not finish within {} (timeouts.restore); the server log ends: {}",
+                humantime::format_duration(source.timeouts.restore),
+                sandbox.log_lines(5).await.join(" | ")
+            )));
+        }
+        match state(sandbox).await {
+            Ok(st) if !st.in_recovery => break st,
+            Ok(st) if st.paused && !resumed => {
+                // Paused at the target: prove it, then end recovery.
+                if let (RecoveryTarget::Time(t), Some(last)) = (target, st.last_xact) {
+                    if last > *t {
+                        return Err(failed(format!(
+                            "recovery paused with a transaction committed at {} replayed, after the target {}",
+                            last.to_rfc3339(),
+                            t.to_rfc3339()
+                        )));
+                    }
+                }
+                psql(sandbox, "SELECT pg_wal_replay_resume();")
+                    .await
+                    .map_err(|e| environment(format!("resume recovery at the target: {e}")))?;
+                resumed = true;
+            }
+            Ok(st) if st.paused => {}
+            Ok(_) => {}
+            Err(e) if e.contains(&format!("role \"{LOCAL_ROLE}\" does not exist")) => {
+                return Err(environment(format!(
+                    "the recovered cluster has no role `{LOCAL_ROLE}`, which drill connects as inside the sandbox to drive recovery"
+                )))
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    work.report.replay_seconds = replay_started.elapsed().as_secs_f64();
+    let segment_bytes = final_state.segment_bytes;
+    let tli = label.timeline;
+    let replay_lsn = final_state.replay_lsn.unwrap_or(label.start_lsn);
+    work.report.segment_bytes = segment_bytes;
+    work.report.replay_lsn = Some(format_lsn(replay_lsn));
+    work.report.last_transaction_at = final_state.last_xact.map(|t| t.to_rfc3339());
+    let end_segno = replay_lsn.saturating_sub(1) / segment_bytes;
+    work.report.wal_segments = end_segno.saturating_sub(label.start_lsn / segment_bytes) + 1;
+    work.report.wal_bytes = replay_lsn.saturating_sub(label.start_lsn);
+    let reference = match target {
+        RecoveryTarget::Time(t) => *t,
+        _ => source.snapshot.time,
+    };
+    let consistent_at = final_state.last_xact.or(label.start_time);
+    work.report.data_loss_seconds = consistent_at.map(|at| {
+        ((reference - at).num_milliseconds() as f64 / 1000.0).max(0.0)
+    });
+    if final_state.last_xact.is_none() {
+        work.notes.push(format!(
+            "recovery replayed no committed transaction after the base backup's start; the data loss is measured from the base backup's start ({})",
+            label.start_time_text
+        ));
+    }
+
+    // The whole archive must have been replayed for `latest`.
+    if let (RecoveryTarget::Latest, Some(a)) = (target, &archive) {
+        let newest = *a.segments.iter().next_back().expect("not empty");
+        if end_segno < newest && newest >= start_segno {
+            let log = sandbox.log_lines(LOG_LINES).await;
+            let (segment, said) = invalid_wal(&log, tli, segment_bytes).unwrap_or_else(|| {
+                (
+                    segment_name(tli, end_segno + 1, segment_bytes),
+                    "no readable WAL record followed".to_string(),
+                )
+            });
+            return Err(failed(format!(
+                "recovery stopped at {} in WAL segment {} although the archive holds segments up to {}: WAL segment {segment} is damaged (the server: {said})",
+                format_lsn(replay_lsn),
+                segment_of(replay_lsn.saturating_sub(1), tli, segment_bytes),
+                segment_name(a.timeline, newest, segment_bytes)
+            )));
+        }
+    }
+    if let Some((_, why)) = &gap {
+        work.notes.push(format!("{why}; the target was reached before it, a later target would fail"));
+    }
+    work.report.reached = true;
+
+    // 6. drill's superuser, so checks connect as on a logical restore.
+    let password = sandbox.password.expose().replace('\'', "''");
+    let role = SANDBOX_SUPERUSER;
+    let sql = format!(
+        "SET password_encryption = 'scram-sha-256';\n\
+         DO $$ BEGIN\n\
+         IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN\n\
+           ALTER ROLE {role} WITH SUPERUSER LOGIN PASSWORD '{password}';\n\
+         ELSE\n\
+           CREATE ROLE {role} WITH SUPERUSER LOGIN PASSWORD '{password}';\n\
+         END IF; END $$;\n"
+    );
+    psql(sandbox, &sql)
+        .await
+        .map_err(|e| environment(format!("create drill's superuser in the recovered server: {}", sandbox.password.redact(&e))))?;
+    let mut ready = sandbox.clone();
+    ready
+        .wait_ready(Duration::from_secs(60))
+        .await
+        .map_err(|e| environment(e.to_string()))?;
+    Ok(ready.server_version)
+}
+
+/// Choose the newest base backup that started at or before `target`.
+fn choose<'a>(
+    labelled: &'a [(Base, Label)],
+    target: &RecoveryTarget,
+) -> Result<(&'a Base, &'a Label), String> {
+    let mut sorted: Vec<&(Base, Label)> = labelled.iter().collect();
+    sorted.sort_by(|a, b| {
+        (a.1.start_lsn, a.1.start_time, &a.0.dir).cmp(&(b.1.start_lsn, b.1.start_time, &b.0.dir))
+    });
+    let eligible = |(_, l): &&(Base, Label)| match target {
+        RecoveryTarget::Time(t) => l.start_time.is_none_or(|s| s <= *t),
+        RecoveryTarget::Lsn(x) => parse_lsn(x).is_none_or(|x| l.start_lsn <= x),
+        _ => true,
+    };
+    match sorted.iter().rev().find(|x| eligible(x)) {
+        Some((b, l)) => Ok((b, l)),
+        None => {
+            let (b, l) = sorted.first().expect("at least one base backup");
+            Err(format!(
+                "the target {} is earlier than every base backup: the oldest, {}, started at {} (WAL {}); a target earlier than the base backup's end cannot be reached",
+                target.describe(),
+                b.dir,
+                l.start_time_text,
+                format_lsn(l.start_lsn)
+            ))
+        }
+    }
+}
+
+/// Why the server died during recovery, from its log.
+#[allow(clippy::too_many_arguments)]
+fn died(
+    log: &[String],
+    error: &str,
+    base: &str,
+    label: &Label,
+    archive: Option<&Archive>,
+    gap: Option<&(String, String)>,
+    target: &RecoveryTarget,
+    segment_bytes: u64,
+) -> RestoreOutcome {
+    let tli = label.timeline;
+    if let Some(line) = log_line(log, &["before configured recovery target was reached"]) {
+        let mut why = format!(
+            "the WAL ends before the target {}: the data loss is not bounded by the target ({line})",
+            target.describe()
+        );
+        if let Some((_, g)) = gap {
+            why = format!("{g}; {why}");
+        } else if let Some((segment, said)) = invalid_wal(log, tli, segment_bytes) {
+            let newest = archive
+                .and_then(|a| a.segments.iter().next_back().copied())
+                .map(|n| format!(" (the archive holds segments up to {})", segment_name(tli, n, segment_bytes)))
+                .unwrap_or_default();
+            why = format!("WAL segment {segment} is damaged{newest}: {said}; {why}");
+        }
+        return failed(why);
+    }
+    if let Some(line) = log_line(log, &["before consistent recovery point"]) {
+        return failed(format!(
+            "the target {} is earlier than the end of base backup {base}: recovery cannot stop before the backup is consistent ({line}); choose a later target, or keep an older base backup",
+            target.describe()
+        ));
+    }
+    if let Some(line) = log_line(
+        log,
+        &[
+            "could not locate required checkpoint record",
+            "could not find redo location",
+            "WAL ends before end of online backup",
+            "WAL ends before consistent recovery point",
+            "could not locate a valid checkpoint record",
+        ],
+    ) {
+        let missing = gap.map(|(_, g)| format!("{g}; ")).unwrap_or_default();
+        return failed(format!(
+            "{missing}recovery could not reach a consistent state: the WAL from the base backup's start ({}, segment {}) to its end is neither in base backup {base} nor in a WAL archive (a base backup taken with -X none needs its archive) ({line})",
+            format_lsn(label.start_lsn),
+            label.start_segment
+        ));
+    }
+    if let Some(line) = log_line(
+        log,
+        &["could not access file", "could not load library", "incompatible with server"],
+    ) {
+        return environment(format!(
+            "the sandbox's server cannot run base backup {base}: {line}; use an image with the same major version and the libraries the cluster loads (shared_preload_libraries)"
+        ));
+    }
+    if let Some(line) = log_line(log, &["out of memory", "could not map anonymous shared memory"]) {
+        return environment(format!(
+            "the sandbox's server ran out of memory recovering base backup {base}: {line}; raise sandbox.memory"
+        ));
+    }
+    let fatal = log_line(log, &["FATAL:", "PANIC:"]).unwrap_or_else(|| error.to_string());
+    failed(format!(
+        "recovery of base backup {base} stopped: {fatal}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_and_lsns() {
+        let mb = 1024 * 1024;
+        assert_eq!(parse_lsn("0/2000028"), Some(0x2000028));
+        assert_eq!(format_lsn(0x1_0000_0028), "1/28");
+        let (tli, segno) = parse_segment("000000010000000000000002", 16 * mb).unwrap();
+        assert_eq!((tli, segno), (1, 2));
+        assert_eq!(segment_name(1, 2, 16 * mb), "000000010000000000000002");
+        // 1 MiB segments: 4096 per log file.
+        let (_, s) = parse_segment("000000010000000100000003", mb).unwrap();
+        assert_eq!(s, 4096 + 3);
+        assert_eq!(segment_name(1, 4096 + 3, mb), "000000010000000100000003");
+        assert_eq!(segment_of(0x2000028, 1, 16 * mb), "000000010000000000000002");
+        assert!(parse_segment("000000010000000000000002.00000028.backup", mb).is_none());
+    }
+
+    #[test]
+    fn labels() {
+        let l = parse_label(
+            "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\nCHECKPOINT LOCATION: 0/2000060\nBACKUP METHOD: streamed\nBACKUP FROM: primary\nSTART TIME: 2026-06-01 03:00:00 UTC\nLABEL: pg_basebackup base backup\nSTART TIMELINE: 1\n",
+        )
+        .unwrap();
+        assert_eq!(l.start_lsn, 0x2000028);
+        assert_eq!(l.start_segment, "000000010000000000000002");
+        assert_eq!(l.start_time.unwrap().to_rfc3339(), "2026-06-01T03:00:00+00:00");
+        assert_eq!(
+            parse_label_time("2026-06-01 12:00:00 +09").unwrap().to_rfc3339(),
+            "2026-06-01T12:00:00+09:00"
+        );
+        assert!(parse_label_time("2026-06-01 12:00:00 KST").is_none());
+        assert!(parse_label("LABEL: x").is_none());
+    }
+
+    #[test]
+    fn gaps() {
+        let have: BTreeSet<u64> = [3, 4, 6, 7].into_iter().collect();
+        assert_eq!(first_gap(3, 7, &have, None), Some(5));
+        assert_eq!(first_gap(2, 7, &have, Some((2, 2))), Some(5));
+        assert_eq!(first_gap(2, 4, &have, Some((2, 2))), None);
+    }
+
+    #[test]
+    fn damaged_wal_is_named_from_the_log() {
+        let mb = 1024 * 1024;
+        let log = vec![
+            "2026-12-01 03:00:00.000 UTC [1] LOG:  redo starts at 0/2000028".to_string(),
+            "2026-12-01 03:00:00.100 UTC [1] LOG:  incorrect resource manager data checksum in record at 0/9080A0".to_string(),
+            "2026-12-01 03:00:00.100 UTC [1] LOG:  redo done at 0/908068".to_string(),
+        ];
+        let (seg, said) = invalid_wal(&log, 1, mb).unwrap();
+        assert_eq!(seg, "000000010000000000000009");
+        assert!(said.starts_with("incorrect resource manager"));
+        let log = vec!["LOG:  invalid magic number 0000 in log segment 000000010000000000000007, offset 0".to_string()];
+        assert_eq!(invalid_wal(&log, 1, mb).unwrap().0, "000000010000000000000007");
+        assert_eq!(parse_size("16MB"), Some(16 * mb));
+        assert_eq!(parse_size("1MB"), Some(mb));
+    }
+}
