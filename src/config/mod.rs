@@ -792,7 +792,11 @@ fn recovery(
             format!("{key}.{}", targets[1]),
             format!(
                 "give one recovery target, not {}",
-                targets.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(" and ")
+                targets
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
             ),
         ));
     }
@@ -811,14 +815,16 @@ fn recovery(
             ),
         }
     } else if let Some(l) = &d.target_lsn {
-        let ok = l
-            .split_once('/')
-            .is_some_and(|(a, b)| u32::from_str_radix(a, 16).is_ok() && u32::from_str_radix(b, 16).is_ok());
+        let ok = l.split_once('/').is_some_and(|(a, b)| {
+            u32::from_str_radix(a, 16).is_ok() && u32::from_str_radix(b, 16).is_ok()
+        });
         if !ok {
             return Err(ConfigError::invalid(
                 path,
                 format!("{key}.target_lsn"),
-                format!("`{l}` is not a WAL location; write it as PostgreSQL prints it, e.g. 0/3000060"),
+                format!(
+                    "`{l}` is not a WAL location; write it as PostgreSQL prints it, e.g. 0/3000060"
+                ),
             ));
         }
         RecoveryTarget::Lsn(l.clone())

@@ -637,25 +637,22 @@ async fn interrupted_cleanup(
 /// `max_data_loss` judged on the worst data loss recovery proved among the
 /// run's physical backups; not configured when the run holds none.
 fn data_loss(config: &Config, dbs: &[session::DbRun<'_>]) -> PolicyLimit {
-    let physical: Vec<&session::DbRun<'_>> = dbs
-        .iter()
-        .filter(|d| d.config.recovery.is_some())
-        .collect();
+    let physical: Vec<&session::DbRun<'_>> =
+        dbs.iter().filter(|d| d.config.recovery.is_some()).collect();
     if physical.is_empty() {
         return PolicyLimit::not_configured();
     }
-    let losses: Option<Vec<f64>> = physical
+    // The worst loss proved; a backup that did not recover has failed on
+    // its own account.
+    let worst = physical
         .iter()
-        .map(|d| {
+        .filter_map(|d| {
             d.report
                 .restore
                 .recovery
                 .as_ref()
                 .and_then(|r| r.data_loss_seconds)
         })
-        .collect();
-    PolicyLimit::judge(
-        config.policy.max_data_loss,
-        losses.map(|l| l.into_iter().fold(0.0, f64::max)),
-    )
+        .reduce(f64::max);
+    PolicyLimit::judge(config.policy.max_data_loss, worst)
 }

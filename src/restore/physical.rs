@@ -8,7 +8,9 @@
 //!    directory of `base_*` ones; each one's `backup_label` (the first
 //!    member of `base.tar`, or the file of a plain-format backup) gives its
 //!    start WAL location and time. The newest one that started at or before
-//!    the target is used.
+//!    the target (time or LSN) is used; for `latest` and `immediate` the
+//!    newest; for a restore point or a transaction id, whose place in the
+//!    WAL is unknown until it is replayed, the oldest.
 //! 2. **Prove the archive unbroken** before any restore: WAL segment names
 //!    are consecutive numbers (`TTTTTTTTXXXXXXXXYYYYYYYY`, PostgreSQL docs,
 //!    30.6 "WAL Internals"); every segment from the base backup's start to
@@ -205,7 +207,10 @@ fn parse_label_time(text: &str) -> Option<DateTime<FixedOffset>> {
             let digits: String = z[1..].chars().filter(|c| c.is_ascii_digit()).collect();
             let (h, m) = match digits.len() {
                 2 => (digits.parse::<i32>().ok()?, 0),
-                4 => (digits[0..2].parse::<i32>().ok()?, digits[2..4].parse().ok()?),
+                4 => (
+                    digits[0..2].parse::<i32>().ok()?,
+                    digits[2..4].parse().ok()?,
+                ),
                 _ => return None,
             };
             sign * (h * 3600 + m * 60)
@@ -267,7 +272,9 @@ fn base_backups(path: &str, tree: &[SnapshotFile]) -> Vec<Base> {
             tablespaces: children
                 .iter()
                 .map(|f| name_of(&f.path))
-                .filter(|n| n.contains(".tar") && !n.starts_with("base.") && !n.starts_with("pg_wal."))
+                .filter(|n| {
+                    n.contains(".tar") && !n.starts_with("base.") && !n.starts_with("pg_wal.")
+                })
                 .map(str::to_string)
                 .collect(),
             manifest: find(&|n| n == "backup_manifest"),
@@ -298,7 +305,11 @@ fn base_backups(path: &str, tree: &[SnapshotFile]) -> Vec<Base> {
 const DEFAULT_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Read a small file of the snapshot whole (at most `limit` bytes).
-async fn read_small(source: &Source<'_>, path: &str, limit: u64) -> Result<Vec<u8>, RestoreOutcome> {
+async fn read_small(
+    source: &Source<'_>,
+    path: &str,
+    limit: u64,
+) -> Result<Vec<u8>, RestoreOutcome> {
     let mut s = open(
         path,
         Compression::None,
@@ -417,7 +428,10 @@ fn manifest_end_lsn(manifest: &[u8]) -> Result<Option<u64>, String> {
         end_lsn: String,
     }
     let m: Manifest = serde_json::from_slice(manifest).map_err(|e| e.to_string())?;
-    Ok(m.wal_ranges.iter().filter_map(|r| parse_lsn(&r.end_lsn)).max())
+    Ok(m.wal_ranges
+        .iter()
+        .filter_map(|r| parse_lsn(&r.end_lsn))
+        .max())
 }
 
 /// The WAL archive as listed: segments by number, and the segment size.
@@ -632,8 +646,21 @@ const STATE_SQL: &str = "SELECT pg_is_in_recovery(), \
 
 async fn psql(sandbox: &Sandbox, sql: &str) -> Result<String, String> {
     let cmd = [
-        "psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "/var/run/postgresql", "-U",
-        LOCAL_ROLE, "-d", "postgres", "-f", "-",
+        "psql",
+        "-X",
+        "-q",
+        "-A",
+        "-t",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        "/var/run/postgresql",
+        "-U",
+        LOCAL_ROLE,
+        "-d",
+        "postgres",
+        "-f",
+        "-",
     ];
     let outcome = sandbox
         .exec_with_input(&cmd, Some(std::io::Cursor::new(sql.as_bytes().to_vec())))
@@ -696,7 +723,10 @@ fn invalid_wal(log: &[String], tli: u32, segment_bytes: u64) -> Option<(String, 
         "invalid resource manager ID",
         "invalid info bits",
     ];
-    let line = log.iter().rev().find(|l| MARKERS.iter().any(|m| l.contains(m)))?;
+    let line = log
+        .iter()
+        .rev()
+        .find(|l| MARKERS.iter().any(|m| l.contains(m)))?;
     let words: Vec<&str> = line
         .split(|c: char| c.is_whitespace() || c == ',' || c == ':')
         .filter(|w| !w.is_empty())
@@ -930,7 +960,9 @@ async fn run(
     }
     if let Err(e) = sh(
         sandbox,
-        &format!("pg_verifybackup --no-parse-wal --quiet --manifest-path={manifest_path} \"$PGDATA\""),
+        &format!(
+            "pg_verifybackup --no-parse-wal --quiet --manifest-path={manifest_path} \"$PGDATA\""
+        ),
         None,
     )
     .await
@@ -960,7 +992,9 @@ async fn run(
                 sandbox,
                 dir,
                 Compression::None,
-                &format!("mkdir -p {wal_dir} && tar -x -f - -C {wal_dir} --strip-components={strip}"),
+                &format!(
+                    "mkdir -p {wal_dir} && tar -x -f - -C {wal_dir} --strip-components={strip}"
+                ),
                 progress,
             )
             .await?;
@@ -1000,7 +1034,9 @@ async fn run(
     match target {
         RecoveryTarget::Latest => {}
         RecoveryTarget::Immediate => settings.push("recovery_target=immediate".into()),
-        RecoveryTarget::Time(t) => settings.push(format!("recovery_target_time={}", t.to_rfc3339())),
+        RecoveryTarget::Time(t) => {
+            settings.push(format!("recovery_target_time={}", t.to_rfc3339()))
+        }
         RecoveryTarget::Lsn(l) => settings.push(format!("recovery_target_lsn={l}")),
         RecoveryTarget::Xid(x) => settings.push(format!("recovery_target_xid={x}")),
         RecoveryTarget::Name(n) => settings.push(format!("recovery_target_name={n}")),
@@ -1028,7 +1064,16 @@ async fn run(
     let final_state = loop {
         if let Err(e) = sandbox.check_alive().await {
             let log = sandbox.log_lines(LOG_LINES).await;
-            return Err(died(&log, &e.to_string(), &base.dir, &label, archive.as_ref(), gap.as_ref(), target, segment_bytes));
+            return Err(died(
+                &log,
+                &e.to_string(),
+                &base.dir,
+                label,
+                archive.as_ref(),
+                gap.as_ref(),
+                target,
+                segment_bytes,
+            ));
         }
         if Instant::now() > deadline {
             return Err(environment(format!(
@@ -1081,9 +1126,8 @@ async fn run(
         _ => source.snapshot.time,
     };
     let consistent_at = final_state.last_xact.or(label.start_time);
-    work.report.data_loss_seconds = consistent_at.map(|at| {
-        ((reference - at).num_milliseconds() as f64 / 1000.0).max(0.0)
-    });
+    work.report.data_loss_seconds =
+        consistent_at.map(|at| ((reference - at).num_milliseconds() as f64 / 1000.0).max(0.0));
     if final_state.last_xact.is_none() {
         work.notes.push(format!(
             "recovery replayed no committed transaction after the base backup's start; the data loss is measured from the base backup's start ({})",
@@ -1111,7 +1155,9 @@ async fn run(
         }
     }
     if let Some((_, why)) = &gap {
-        work.notes.push(format!("{why}; the target was reached before it, a later target would fail"));
+        work.notes.push(format!(
+            "{why}; the target was reached before it, a later target would fail"
+        ));
     }
     work.report.reached = true;
 
@@ -1127,15 +1173,28 @@ async fn run(
            CREATE ROLE {role} WITH SUPERUSER LOGIN PASSWORD '{password}';\n\
          END IF; END $$;\n"
     );
-    psql(sandbox, &sql)
-        .await
-        .map_err(|e| environment(format!("create drill's superuser in the recovered server: {}", sandbox.password.redact(&e))))?;
-    let mut ready = sandbox.clone();
-    ready
-        .wait_ready(Duration::from_secs(60))
-        .await
-        .map_err(|e| environment(e.to_string()))?;
-    Ok(ready.server_version)
+    psql(sandbox, &sql).await.map_err(|e| {
+        environment(format!(
+            "create drill's superuser in the recovered server: {}",
+            sandbox.password.redact(&e)
+        ))
+    })?;
+    // Connect as checks will: over the published port, with the password.
+    let endpoint = sandbox.endpoint();
+    let mut last = String::new();
+    for _ in 0..100 {
+        match crate::kind::postgresql::connect(&endpoint, "postgres").await {
+            Ok(client) => match client.query_one("SHOW server_version", &[]).await {
+                Ok(row) => return Ok(row.get(0)),
+                Err(e) => last = crate::sandbox::pg_message(&e),
+            },
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(environment(format!(
+        "the recovered server does not accept drill's superuser over the sandbox's port: {last}"
+    )))
 }
 
 /// Choose the newest base backup that started at or before `target`.
@@ -1147,6 +1206,12 @@ fn choose<'a>(
     sorted.sort_by(|a, b| {
         (a.1.start_lsn, a.1.start_time, &a.0.dir).cmp(&(b.1.start_lsn, b.1.start_time, &b.0.dir))
     });
+    // A restore point or a transaction id says nothing of where it lies
+    // until WAL is read: only the oldest base backup is surely before it.
+    if matches!(target, RecoveryTarget::Name(_) | RecoveryTarget::Xid(_)) {
+        let (b, l) = sorted.first().expect("at least one base backup");
+        return Ok((b, l));
+    }
     let eligible = |(_, l): &&(Base, Label)| match target {
         RecoveryTarget::Time(t) => l.start_time.is_none_or(|s| s <= *t),
         RecoveryTarget::Lsn(x) => parse_lsn(x).is_none_or(|x| l.start_lsn <= x),
@@ -1190,7 +1255,12 @@ fn died(
         } else if let Some((segment, said)) = invalid_wal(log, tli, segment_bytes) {
             let newest = archive
                 .and_then(|a| a.segments.iter().next_back().copied())
-                .map(|n| format!(" (the archive holds segments up to {})", segment_name(tli, n, segment_bytes)))
+                .map(|n| {
+                    format!(
+                        " (the archive holds segments up to {})",
+                        segment_name(tli, n, segment_bytes)
+                    )
+                })
                 .unwrap_or_default();
             why = format!("WAL segment {segment} is damaged{newest}: {said}; {why}");
         }
@@ -1221,21 +1291,26 @@ fn died(
     }
     if let Some(line) = log_line(
         log,
-        &["could not access file", "could not load library", "incompatible with server"],
+        &[
+            "could not access file",
+            "could not load library",
+            "incompatible with server",
+        ],
     ) {
         return environment(format!(
             "the sandbox's server cannot run base backup {base}: {line}; use an image with the same major version and the libraries the cluster loads (shared_preload_libraries)"
         ));
     }
-    if let Some(line) = log_line(log, &["out of memory", "could not map anonymous shared memory"]) {
+    if let Some(line) = log_line(
+        log,
+        &["out of memory", "could not map anonymous shared memory"],
+    ) {
         return environment(format!(
             "the sandbox's server ran out of memory recovering base backup {base}: {line}; raise sandbox.memory"
         ));
     }
     let fatal = log_line(log, &["FATAL:", "PANIC:"]).unwrap_or_else(|| error.to_string());
-    failed(format!(
-        "recovery of base backup {base} stopped: {fatal}"
-    ))
+    failed(format!("recovery of base backup {base} stopped: {fatal}"))
 }
 
 #[cfg(test)]
@@ -1254,7 +1329,10 @@ mod tests {
         let (_, s) = parse_segment("000000010000000100000003", mb).unwrap();
         assert_eq!(s, 4096 + 3);
         assert_eq!(segment_name(1, 4096 + 3, mb), "000000010000000100000003");
-        assert_eq!(segment_of(0x2000028, 1, 16 * mb), "000000010000000000000002");
+        assert_eq!(
+            segment_of(0x2000028, 1, 16 * mb),
+            "000000010000000000000002"
+        );
         assert!(parse_segment("000000010000000000000002.00000028.backup", mb).is_none());
     }
 
@@ -1266,9 +1344,14 @@ mod tests {
         .unwrap();
         assert_eq!(l.start_lsn, 0x2000028);
         assert_eq!(l.start_segment, "000000010000000000000002");
-        assert_eq!(l.start_time.unwrap().to_rfc3339(), "2026-06-01T03:00:00+00:00");
         assert_eq!(
-            parse_label_time("2026-06-01 12:00:00 +09").unwrap().to_rfc3339(),
+            l.start_time.unwrap().to_rfc3339(),
+            "2026-06-01T03:00:00+00:00"
+        );
+        assert_eq!(
+            parse_label_time("2026-06-01 12:00:00 +09")
+                .unwrap()
+                .to_rfc3339(),
             "2026-06-01T12:00:00+09:00"
         );
         assert!(parse_label_time("2026-06-01 12:00:00 KST").is_none());
@@ -1294,8 +1377,14 @@ mod tests {
         let (seg, said) = invalid_wal(&log, 1, mb).unwrap();
         assert_eq!(seg, "000000010000000000000009");
         assert!(said.starts_with("incorrect resource manager"));
-        let log = vec!["LOG:  invalid magic number 0000 in log segment 000000010000000000000007, offset 0".to_string()];
-        assert_eq!(invalid_wal(&log, 1, mb).unwrap().0, "000000010000000000000007");
+        let log = vec![
+            "LOG:  invalid magic number 0000 in log segment 000000010000000000000007, offset 0"
+                .to_string(),
+        ];
+        assert_eq!(
+            invalid_wal(&log, 1, mb).unwrap().0,
+            "000000010000000000000007"
+        );
         assert_eq!(parse_size("16MB"), Some(16 * mb));
         assert_eq!(parse_size("1MB"), Some(mb));
     }

@@ -783,7 +783,10 @@ impl Repository {
         let dir = dir.trim_end_matches('/');
         let prefix = format!("{dir}/");
         let mut found = self
-            .ls_nodes(snapshot, &[if dir.is_empty() { "/" } else { dir }])
+            .ls_nodes(
+                snapshot,
+                &["--recursive", if dir.is_empty() { "/" } else { dir }],
+            )
             .await?;
         found.retain(|n| n.path.starts_with(&prefix));
         found.sort_by(|a, b| a.path.cmp(&b.path));

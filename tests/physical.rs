@@ -1,0 +1,305 @@
+//! PostgreSQL physical backups against real parts: base backups made by
+//! the real `pg_basebackup` (tar, `-X stream`; plain; `-X none`) of a real
+//! PostgreSQL 15 with `archive_mode = on`, its real WAL archive
+//! (fixtures/generate-physical.sh), backed up with real restic, recovered
+//! in sandboxes of the offline `drill-postgres:15` image.
+//!
+//! - `target = "latest"` passes, replays the whole archive and reports the
+//!   WAL replayed and the data loss from the last replayed transaction;
+//! - a time target and a named restore point between two workload phases
+//!   recover exactly the rows committed before them;
+//! - a plain-format base backup passes (`pg_verifybackup` on its manifest);
+//! - a WAL segment missing from the archive, a damaged segment, a truncated
+//!   base backup and a `-X none` base backup without an archive each fail,
+//!   naming the segment or the cause;
+//! - a target before every base backup fails with that reason, and a data
+//!   loss over `max_data_loss` fails the policy;
+//! - nothing is left behind.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{database, drill, report_of, TestRepo};
+use serde_json::Value;
+
+fn physical() -> PathBuf {
+    let d = common::dumps().join("physical");
+    assert!(
+        d.join("facts.json").is_file(),
+        "the physical fixtures are missing in {}: run scripts/setup.sh",
+        d.display()
+    );
+    d
+}
+
+fn facts() -> Value {
+    serde_json::from_slice(&std::fs::read(physical().join("facts.json")).unwrap()).unwrap()
+}
+
+fn fact(key: &str) -> String {
+    facts()[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("facts.json has no {key}"))
+        .to_string()
+}
+
+/// A repository with one snapshot of the fixture's `/backups` tree, taken
+/// `after_last_commit` seconds after the workload's last commit.
+fn repo(after_last_commit: i64) -> TestRepo {
+    let r = TestRepo::empty();
+    let last = chrono::DateTime::parse_from_rfc3339(&fact("last_commit")).unwrap();
+    let at = (last + chrono::Duration::seconds(after_last_commit))
+        .with_timezone(&chrono::Local)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    r.restic(
+        &[
+            "backup",
+            "-q",
+            "--host",
+            "fixture-host",
+            "--time",
+            &at,
+            "backups",
+        ],
+        Some(&physical()),
+    );
+    r
+}
+
+/// The `[[databases]]` entry `name` for the base backups under
+/// `/backups/<dir>`, with `extra` lines.
+fn db(name: &str, dir: &str, extra: &str) -> String {
+    format!(
+        "name = \"{name}\"\npath = \"/backups/{dir}\"\nformat = \"basebackup\"\nimage = \"{}\"\n{extra}\n",
+        common::image()
+    )
+}
+
+fn users_check(database: &str, equals: u64) -> (String, String) {
+    (
+        format!("{database}-users.toml"),
+        format!(
+            "kind = \"sql\"\ndatabase = \"{database}\"\ndbname = \"auth\"\nquery = \"SELECT count(*) FROM users\"\n[expect]\nequals = {equals}\n"
+        ),
+    )
+}
+
+fn amcheck(database: &str) -> (String, String) {
+    (
+        format!("{database}-amcheck.toml"),
+        format!("kind = \"amcheck\"\ndatabase = \"{database}\"\ndbname = \"auth\"\n"),
+    )
+}
+
+/// A drill of `dbs` over `repo` with `checks` and `policy` lines: its
+/// exit code, stderr and report.
+fn drill_of(
+    repo: &TestRepo,
+    policy: &str,
+    dbs: &[String],
+    checks: &[(String, String)],
+) -> (i32, String, Value) {
+    common::require_environment();
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = format!(
+        "timezone = \"Asia/Seoul\"\nreports_dir = \"reports\"\nchecks_dir = \"checks\"\n\n\
+         [policy]\nmax_rto = \"1h\"\n{policy}\n\n\
+         [tiers.local]\nrepository = \"{}\"\npassword_file = \"{}\"\n\n\
+         [sandbox]\nimage = \"{}\"\nmemory = \"1GiB\"\ncpus = 1.0\nstartup_timeout = \"120s\"\n",
+        repo.repo.display(),
+        repo.password_file.display(),
+        common::image()
+    );
+    for d in dbs {
+        t.push_str("\n[[databases]]\n");
+        t.push_str(d);
+    }
+    std::fs::create_dir_all(dir.path().join("checks")).unwrap();
+    for (name, body) in checks {
+        std::fs::write(dir.path().join("checks").join(name), body).unwrap();
+    }
+    let config = dir.path().join("drill.toml");
+    std::fs::write(&config, t).unwrap();
+    let run = drill(&config, &["run"]);
+    assert_ne!(run.code, 2, "config refused: {}", run.stderr);
+    let (_, report) = report_of(&run, &dir.path().join("reports"));
+    common::assert_no_sandbox_left(report["run_id"].as_str().unwrap());
+    (run.code, run.stderr, report)
+}
+
+#[test]
+fn latest_replays_the_whole_archive_and_measures_the_data_loss() {
+    let repo = repo(30);
+    let (code, stderr, report) = drill_of(
+        &repo,
+        "max_data_loss = \"5m\"",
+        &[
+            db(
+                "auth",
+                "auth_db",
+                "wal = \"/backups/auth_db/wal\"\ntarget = \"latest\"",
+            ),
+            db("plain", "plain_db", "wal = \"/backups/auth_db/wal\""),
+        ],
+        &[
+            users_check("auth", facts()["users_final"].as_u64().unwrap()),
+            amcheck("auth"),
+            users_check("plain", facts()["users_final"].as_u64().unwrap()),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}\n{report:#}");
+    let auth = database(&report, "auth");
+    let rec = &auth["restore"]["recovery"];
+    assert_eq!(rec["reached"], true, "{rec:#}");
+    assert!(
+        rec["base_backup"]
+            .as_str()
+            .unwrap()
+            .ends_with("base_20260602"),
+        "{rec:#}"
+    );
+    assert_eq!(rec["base_format"], "tar");
+    assert!(rec["wal_segments"].as_u64().unwrap() >= 3, "{rec:#}");
+    assert!(rec["wal_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(rec["segment_bytes"], 1024 * 1024);
+    let loss = rec["data_loss_seconds"].as_f64().unwrap();
+    assert!((29.0..=31.5).contains(&loss), "data loss {loss}: {rec:#}");
+    assert!(rec["last_transaction_at"].is_string());
+    assert_eq!(report["policy"]["max_data_loss"]["status"], "passed");
+    assert_eq!(
+        auth["restore"]["server_version"]
+            .as_str()
+            .unwrap()
+            .split('.')
+            .next(),
+        Some("15")
+    );
+    for c in auth["checks"].as_array().unwrap() {
+        assert_eq!(c["status"], "passed", "{c:#}");
+    }
+    let plain = database(&report, "plain");
+    assert_eq!(plain["restore"]["recovery"]["base_format"], "plain");
+    assert_eq!(plain["restore"]["status"], "passed");
+}
+
+#[test]
+fn time_and_named_targets_recover_exactly_the_rows_committed_before_them() {
+    let repo = repo(30);
+    let t1 = fact("t1");
+    let users_t1 = facts()["users_t1"].as_u64().unwrap();
+    let (code, stderr, report) = drill_of(
+        &repo,
+        "",
+        &[
+            db(
+                "at_time",
+                "auth_db",
+                &format!("wal = \"/backups/auth_db/wal\"\ntarget = \"{t1}\""),
+            ),
+            db(
+                "at_point",
+                "auth_db",
+                &format!(
+                    "wal = \"/backups/auth_db/wal\"\ntarget_name = \"{}\"",
+                    fact("restore_point")
+                ),
+            ),
+        ],
+        &[
+            users_check("at_time", users_t1),
+            users_check("at_point", users_t1),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}\n{report:#}");
+    for name in ["at_time", "at_point"] {
+        let rec = &database(&report, name)["restore"]["recovery"];
+        assert_eq!(rec["reached"], true, "{rec:#}");
+        assert!(
+            rec["base_backup"]
+                .as_str()
+                .unwrap()
+                .ends_with("base_20260601"),
+            "{name}: {rec:#}"
+        );
+    }
+    // The last replayed transaction is not after the time target.
+    let rec = &database(&report, "at_time")["restore"]["recovery"];
+    let last =
+        chrono::DateTime::parse_from_rfc3339(rec["last_transaction_at"].as_str().unwrap()).unwrap();
+    assert!(last <= chrono::DateTime::parse_from_rfc3339(&t1).unwrap());
+}
+
+#[test]
+fn broken_physical_backups_fail_naming_the_cause() {
+    let repo = repo(30);
+    let broken = fact("broken_segment");
+    let (code, stderr, report) = drill_of(
+        &repo,
+        "",
+        &[
+            db("missing", "missing_db", "wal = \"/backups/missing_db/wal\""),
+            db("damaged", "damaged_db", "wal = \"/backups/damaged_db/wal\""),
+            db(
+                "truncated",
+                "truncated_db",
+                "wal = \"/backups/truncated_db/wal\"",
+            ),
+            db("nowal", "nowal_db", ""),
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{stderr}\n{report:#}");
+    let error = |name: &str| {
+        let r = &database(&report, name)["restore"];
+        assert_eq!(r["status"], "failed", "{name}: {r:#}");
+        r["error"].as_str().unwrap().to_string()
+    };
+    let e = error("missing");
+    assert!(e.contains(&broken) && e.contains("missing"), "{e}");
+    let e = error("damaged");
+    assert!(e.contains(&broken) && e.contains("damaged"), "{e}");
+    let e = error("truncated");
+    assert!(e.contains("base.tar.gz") && e.contains("truncated"), "{e}");
+    let e = error("nowal");
+    assert!(e.contains("consistent") && e.contains("-X none"), "{e}");
+}
+
+#[test]
+fn a_target_before_the_base_backups_and_too_much_data_loss_fail() {
+    let repo = repo(120);
+    let (code, stderr, report) = drill_of(
+        &repo,
+        "max_data_loss = \"1m\"",
+        &[
+            db(
+                "early",
+                "auth_db",
+                &format!(
+                    "wal = \"/backups/auth_db/wal\"\ntarget = \"{}\"",
+                    fact("t0")
+                ),
+            ),
+            db("late", "auth_db", "wal = \"/backups/auth_db/wal\""),
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{stderr}\n{report:#}");
+    let early = &database(&report, "early")["restore"];
+    assert_eq!(early["status"], "failed");
+    assert!(
+        early["error"]
+            .as_str()
+            .unwrap()
+            .contains("earlier than every base backup"),
+        "{early:#}"
+    );
+    let late = &database(&report, "late")["restore"];
+    assert_eq!(late["status"], "passed", "{late:#}");
+    let loss = late["recovery"]["data_loss_seconds"].as_f64().unwrap();
+    assert!(loss >= 119.0, "{loss}");
+    assert_eq!(report["policy"]["max_data_loss"]["status"], "failed");
+    let reasons = report["reasons"].to_string();
+    assert!(reasons.contains("max_data_loss"), "{reasons}");
+}
