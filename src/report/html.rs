@@ -126,6 +126,9 @@ pub fn render_report(r: &Report, tz: chrono_tz::Tz) -> String {
     );
     row("RTO", limit_cell(&r.policy.max_rto));
     row("snapshot age (RPO)", limit_cell(&r.policy.max_snapshot_age));
+    if r.policy.max_data_loss.status != super::PolicyStatus::NotConfigured {
+        row("data loss (recovery)", limit_cell(&r.policy.max_data_loss));
+    }
     let _ = writeln!(b, "</table>");
     let list = |b: &mut String, title: &str, items: &[String]| {
         if !items.is_empty() {

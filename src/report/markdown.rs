@@ -92,6 +92,13 @@ pub(super) fn render(r: &Report, tz: chrono_tz::Tz) -> String {
         "- snapshot age (RPO): {}",
         limit(&r.policy.max_snapshot_age)
     );
+    if r.policy.max_data_loss.status != PolicyStatus::NotConfigured {
+        let _ = writeln!(
+            o,
+            "- data loss proved by recovery: {}",
+            limit(&r.policy.max_data_loss)
+        );
+    }
     if !r.reasons.is_empty() {
         let _ = writeln!(o, "\n## Why not passed\n");
         for reason in &r.reasons {
@@ -204,6 +211,53 @@ pub(super) fn render(r: &Report, tz: chrono_tz::Tz) -> String {
                     i.bytes,
                     i.seconds
                 );
+            }
+        }
+        if let Some(rec) = &d.restore.recovery {
+            let _ = writeln!(o, "\n| recovery | |\n|---|---|");
+            let rows = [
+                ("base backup", format!("{} ({})", rec.base_backup, rec.base_format)),
+                (
+                    "base backup started",
+                    format!(
+                        "{} at WAL {}",
+                        rec.base_started_at.as_deref().unwrap_or("unknown"),
+                        rec.base_start_lsn
+                    ),
+                ),
+                ("target", rec.target.clone()),
+                ("reached", if rec.reached { "yes" } else { "no" }.to_string()),
+                (
+                    "replayed to",
+                    rec.replay_lsn.clone().unwrap_or_else(|| "-".into()),
+                ),
+                (
+                    "last replayed transaction",
+                    rec.last_transaction_at.clone().unwrap_or_else(|| "-".into()),
+                ),
+                (
+                    "data loss",
+                    rec.data_loss_seconds
+                        .map(|s| format!("{s:.1} s"))
+                        .unwrap_or_else(|| "unknown".into()),
+                ),
+                (
+                    "WAL replayed",
+                    format!(
+                        "{} segments of {} bytes, {} bytes",
+                        rec.wal_segments, rec.segment_bytes, rec.wal_bytes
+                    ),
+                ),
+                (
+                    "phases",
+                    format!(
+                        "base backup {:.1} s, WAL fetch {:.1} s, replay {:.1} s",
+                        rec.base_seconds, rec.wal_fetch_seconds, rec.replay_seconds
+                    ),
+                ),
+            ];
+            for (k, v) in rows {
+                let _ = writeln!(o, "| {k} | {v} |");
             }
         }
         for n in &d.restore.notes {
