@@ -88,6 +88,29 @@ fn missing_config_file_exits_2() {
 }
 
 #[test]
+fn recovery_keys_exit_2_where_they_do_not_belong() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write(
+        d.path(),
+        "drill.toml",
+        &format!("{BASE}wal = \"/backups/wal\"\n"),
+    );
+    let run = drill(&cfg, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("databases[0].wal"), "{}", run.stderr);
+    assert!(run.stderr.contains("basebackup"), "{}", run.stderr);
+    let cfg = write(
+        d.path(),
+        "drill.toml",
+        "[tiers.local]\nrepository = \"/nonexistent\"\npassword_file = \"/nonexistent\"\n\n[[databases]]\nname = \"auth\"\npath = \"/backups/auth_db\"\nformat = \"basebackup\"\ntarget = \"yesterday 3am\"\n",
+    );
+    let run = drill(&cfg, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("databases[0].target"), "{}", run.stderr);
+    assert!(run.stderr.contains("RFC 3339"), "{}", run.stderr);
+}
+
+#[test]
 fn every_shipped_example_config_parses() {
     let examples = [
         root().join("examples/drill.toml"),
@@ -108,6 +131,13 @@ fn every_shipped_example_config_parses() {
         "MariaDB's auto is mariadb:11"
     );
     assert_eq!(spec.databases[2].increments, ["/backup/incremental_*.sql"]);
+    let auth = spec.databases[3].recovery.as_ref().expect("auth is a base backup");
+    assert_eq!(auth.wal.as_deref(), Some("/backups/auth_db/wal"));
+    assert_eq!(auth.target, drill::config::RecoveryTarget::Latest);
+    assert_eq!(
+        spec.policy.max_data_loss,
+        Some(std::time::Duration::from_secs(300))
+    );
     assert_eq!(spec.sandbox.memory_bytes, 2 * 1024 * 1024 * 1024);
     // Every shipped check file parses against the demo config's databases.
     let demo = drill::config::load(&examples[1]).unwrap();
