@@ -131,7 +131,10 @@ fn every_shipped_example_config_parses() {
         "MariaDB's auto is mariadb:11"
     );
     assert_eq!(spec.databases[2].increments, ["/backup/incremental_*.sql"]);
-    let auth = spec.databases[3].recovery.as_ref().expect("auth is a base backup");
+    let auth = spec.databases[3]
+        .recovery
+        .as_ref()
+        .expect("auth is a base backup");
     assert_eq!(auth.wal.as_deref(), Some("/backups/auth_db/wal"));
     assert_eq!(auth.target, drill::config::RecoveryTarget::Latest);
     assert_eq!(

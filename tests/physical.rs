@@ -12,8 +12,9 @@
 //! - a WAL segment missing from the archive, a damaged segment, a truncated
 //!   base backup and a `-X none` base backup without an archive each fail,
 //!   naming the segment or the cause;
-//! - a target before every base backup fails with that reason, and a data
-//!   loss over `max_data_loss` fails the policy;
+//! - a target before every base backup fails with that reason, a target
+//!   after the archive's end fails (the data loss is not bounded), and a
+//!   data loss over `max_data_loss` fails the policy;
 //! - nothing is left behind.
 
 mod common;
@@ -267,8 +268,11 @@ fn broken_physical_backups_fail_naming_the_cause() {
 }
 
 #[test]
-fn a_target_before_the_base_backups_and_too_much_data_loss_fail() {
+fn targets_outside_the_backups_and_too_much_data_loss_fail() {
     let repo = repo(120);
+    let future = (chrono::DateTime::parse_from_rfc3339(&fact("last_commit")).unwrap()
+        + chrono::Duration::days(1))
+    .to_rfc3339();
     let (code, stderr, report) = drill_of(
         &repo,
         "max_data_loss = \"1m\"",
@@ -282,6 +286,11 @@ fn a_target_before_the_base_backups_and_too_much_data_loss_fail() {
                 ),
             ),
             db("late", "auth_db", "wal = \"/backups/auth_db/wal\""),
+            db(
+                "future",
+                "auth_db",
+                &format!("wal = \"/backups/auth_db/wal\"\ntarget = \"{}\"", future),
+            ),
         ],
         &[],
     );
@@ -294,6 +303,15 @@ fn a_target_before_the_base_backups_and_too_much_data_loss_fail() {
             .unwrap()
             .contains("earlier than every base backup"),
         "{early:#}"
+    );
+    let future = &database(&report, "future")["restore"];
+    assert_eq!(future["status"], "failed", "{future:#}");
+    assert!(
+        future["error"]
+            .as_str()
+            .unwrap()
+            .contains("the WAL ends before the target"),
+        "{future:#}"
     );
     let late = &database(&report, "late")["restore"];
     assert_eq!(late["status"], "passed", "{late:#}");

@@ -228,11 +228,23 @@ impl EventSink for Terminal {
                 server,
                 server_version,
                 seconds,
+            } if server_version.is_empty() => self.line(&format!(
+                "{database}: sandbox started, {seconds:.1} s; its {server} server starts once the backup is in place"
+            )),
+            Event::SandboxReady {
+                database,
+                server,
+                server_version,
+                seconds,
             } => self.line(&format!("{database}: sandbox ready, {server} {server_version}, {seconds:.1} s")),
             Event::RestoreStarted { database, bytes } => {
                 self.last_line.lock().expect("progress lock").remove(database);
                 self.add_bar(database.clone(), restore_bar(database, *bytes));
-                self.line(&format!("{database}: restoring {}", size(*bytes)))
+                if *bytes == 0 {
+                    self.line(&format!("{database}: restoring"))
+                } else {
+                    self.line(&format!("{database}: restoring {}", size(*bytes)))
+                }
             }
             Event::RestoreProgress {
                 database,

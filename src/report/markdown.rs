@@ -216,7 +216,10 @@ pub(super) fn render(r: &Report, tz: chrono_tz::Tz) -> String {
         if let Some(rec) = &d.restore.recovery {
             let _ = writeln!(o, "\n| recovery | |\n|---|---|");
             let rows = [
-                ("base backup", format!("{} ({})", rec.base_backup, rec.base_format)),
+                (
+                    "base backup",
+                    format!("{} ({})", rec.base_backup, rec.base_format),
+                ),
                 (
                     "base backup started",
                     format!(
@@ -226,14 +229,19 @@ pub(super) fn render(r: &Report, tz: chrono_tz::Tz) -> String {
                     ),
                 ),
                 ("target", rec.target.clone()),
-                ("reached", if rec.reached { "yes" } else { "no" }.to_string()),
+                (
+                    "reached",
+                    if rec.reached { "yes" } else { "no" }.to_string(),
+                ),
                 (
                     "replayed to",
                     rec.replay_lsn.clone().unwrap_or_else(|| "-".into()),
                 ),
                 (
                     "last replayed transaction",
-                    rec.last_transaction_at.clone().unwrap_or_else(|| "-".into()),
+                    rec.last_transaction_at
+                        .clone()
+                        .unwrap_or_else(|| "-".into()),
                 ),
                 (
                     "data loss",
