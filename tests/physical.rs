@@ -321,3 +321,68 @@ fn targets_outside_the_backups_and_too_much_data_loss_fail() {
     let reasons = report["reasons"].to_string();
     assert!(reasons.contains("max_data_loss"), "{reasons}");
 }
+
+#[test]
+fn bisect_finds_the_last_physical_snapshot_that_recovers() {
+    common::require_environment();
+    // Three nights: healthy, then the damaged archive twice (the second an
+    // identical tree, judged without a restore).
+    let r = TestRepo::empty();
+    for (night, variant) in ["auth_db", "damaged_db", "damaged_db"].iter().enumerate() {
+        // The third night backs up the second's directory again, unchanged.
+        let stage = r.dir.path().join(format!("stage-{variant}"));
+        if !stage.exists() {
+            std::fs::create_dir_all(stage.join("backups")).unwrap();
+            let copied = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(physical().join("backups").join(variant))
+                .arg(stage.join("backups/auth_db"))
+                .status()
+                .unwrap();
+            assert!(copied.success());
+        }
+        let time = format!("2026-11-0{} 03:00:00", night + 1);
+        r.restic(
+            &[
+                "backup",
+                "-q",
+                "--host",
+                "fixture-host",
+                "--time",
+                &time,
+                "backups",
+            ],
+            Some(&stage),
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("checks")).unwrap();
+    let config = dir.path().join("drill.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "timezone = \"Asia/Seoul\"\nreports_dir = \"reports\"\nchecks_dir = \"checks\"\n\n\
+             [tiers.local]\nrepository = \"{}\"\npassword_file = \"{}\"\n\n\
+             [sandbox]\nimage = \"{}\"\nmemory = \"1GiB\"\n\n[[databases]]\n{}",
+            r.repo.display(),
+            r.password_file.display(),
+            common::image(),
+            db("auth", "auth_db", "wal = \"/backups/auth_db/wal\""),
+        ),
+    )
+    .unwrap();
+    let run = drill(
+        &config,
+        &["bisect", "--tier", "local", "--database", "auth", "--json"],
+    );
+    let rec: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("no record ({e}); exit {}\n{}", run.code, run.stderr));
+    common::assert_no_sandbox_left(rec["run_id"].as_str().unwrap());
+    let snaps = r.snapshots();
+    assert_eq!(rec["last_valid"]["id"], snaps[0]["id"], "{rec:#}");
+    assert_eq!(rec["first_invalid"]["id"], snaps[1]["id"], "{rec:#}");
+    assert_eq!(
+        rec["restores"], 2,
+        "the identical third night is judged without a restore: {rec:#}"
+    );
+}

@@ -798,8 +798,10 @@ impl Repository {
     /// in restic's tree (`restic cat tree <snapshot>:<dir>`, restic ≥ 0.17;
     /// restic design docs, "Trees and Data"). Within one repository, two
     /// files with the same list hold the same bytes, which is known without
-    /// reading them. One restic call per distinct directory; paths the
-    /// snapshot lacks are absent from the map.
+    /// reading them. A directory (a physical base backup's) is known by its
+    /// tree id instead (`tree:<id>`), which covers everything below it. One
+    /// restic call per distinct directory; paths the snapshot lacks are
+    /// absent from the map.
     ///
     /// # Errors
     /// [`TierError`] when restic fails (also when a directory is missing)
@@ -820,6 +822,8 @@ impl Repository {
             node_type: String,
             #[serde(default)]
             content: Option<Vec<String>>,
+            #[serde(default)]
+            subtree: Option<String>,
         }
         let mut out = std::collections::HashMap::new();
         let mut dirs: Vec<&str> = paths
@@ -838,8 +842,19 @@ impl Repository {
             })?;
             for node in tree.nodes {
                 let path = format!("{dir}/{}", node.name);
-                if node.node_type == "file" && paths.contains(&path.as_str()) {
-                    out.insert(path, node.content.unwrap_or_default());
+                if !paths.contains(&path.as_str()) {
+                    continue;
+                }
+                match (node.node_type.as_str(), node.subtree) {
+                    ("file", _) => {
+                        out.insert(path, node.content.unwrap_or_default());
+                    }
+                    // A directory's tree id covers every file below it (and
+                    // their metadata): equal ids, equal content.
+                    ("dir", Some(tree)) => {
+                        out.insert(path, vec![format!("tree:{tree}")]);
+                    }
+                    _ => {}
                 }
             }
         }
