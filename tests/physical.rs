@@ -386,3 +386,73 @@ fn bisect_finds_the_last_physical_snapshot_that_recovers() {
         "the identical third night is judged without a restore: {rec:#}"
     );
 }
+
+#[test]
+fn bisect_between_two_targets_finds_when_the_data_changed() {
+    common::require_environment();
+    let repo = repo(30);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("checks")).unwrap();
+    // "users never exceed the count after phase 1": true up to phase 2.
+    std::fs::write(
+        dir.path().join("checks/users-max.toml"),
+        format!(
+            "kind = \"sql\"\ndatabase = \"auth\"\nquery = \"SELECT count(*) FROM users\"\n[expect]\nmax = {}\n",
+            facts()["users_t1"]
+        ),
+    )
+    .unwrap();
+    let config = dir.path().join("drill.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "timezone = \"Asia/Seoul\"\nreports_dir = \"reports\"\nchecks_dir = \"checks\"\n\n\
+             [tiers.local]\nrepository = \"{}\"\npassword_file = \"{}\"\n\n\
+             [sandbox]\nimage = \"{}\"\nmemory = \"1GiB\"\n\n[[databases]]\n{}",
+            repo.repo.display(),
+            repo.password_file.display(),
+            common::image(),
+            db(
+                "auth",
+                "auth_db",
+                "wal = \"/backups/auth_db/wal\"\ndbname = \"auth\""
+            ),
+        ),
+    )
+    .unwrap();
+    let t1 = chrono::DateTime::parse_from_rfc3339(&fact("t1")).unwrap();
+    let last = chrono::DateTime::parse_from_rfc3339(&fact("last_commit")).unwrap();
+    let to = (last + chrono::Duration::seconds(1)).to_rfc3339();
+    let run = drill(
+        &config,
+        &[
+            "bisect",
+            "--tier",
+            "local",
+            "--database",
+            "auth",
+            "--between",
+            &fact("t1"),
+            &to,
+            "--resolution",
+            "1s",
+            "--json",
+        ],
+    );
+    let rec: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("no record ({e}); exit {}\n{}", run.code, run.stderr));
+    common::assert_no_sandbox_left(rec["run_id"].as_str().unwrap());
+    assert_eq!(run.code, 1, "{}\n{rec:#}", run.stderr);
+    assert_eq!(rec["outcome"], "found", "{rec:#}");
+    let good =
+        chrono::DateTime::parse_from_rfc3339(rec["last_valid_target"].as_str().unwrap()).unwrap();
+    let bad = chrono::DateTime::parse_from_rfc3339(rec["first_invalid_target"].as_str().unwrap())
+        .unwrap();
+    assert!(good >= t1 && bad > good, "{rec:#}");
+    assert!(bad - good <= chrono::Duration::seconds(1), "{rec:#}");
+    assert!(
+        bad <= last,
+        "phase 2 committed before the last commit: {rec:#}"
+    );
+    assert!(rec["restores"].as_u64().unwrap() >= 3, "{rec:#}");
+}

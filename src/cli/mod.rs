@@ -89,6 +89,15 @@ enum Command {
         /// the config's time zone) or a duration before now (`30d`).
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
+        /// Physical backups: bisect recovery targets between two times
+        /// (RFC 3339, a date, or a duration before now) inside the newest
+        /// snapshot's WAL instead of snapshots: the last target at which
+        /// the checks pass.
+        #[arg(long, num_args = 2, value_names = ["FROM", "TO"])]
+        between: Vec<String>,
+        /// The precision of `--between` (default one minute).
+        #[arg(long, value_name = "DURATION", default_value = "1m")]
+        resolution: humantime::Duration,
     },
     /// Compare two snapshots: per table row count, content digest and rows
     /// added/removed/changed, and the schema as a unified diff.
@@ -447,8 +456,21 @@ async fn investigate(cli: &Cli) -> u8 {
             databases,
             checks,
             since,
+            between,
+            resolution,
             ..
         }) => {
+            let between = match between
+                .iter()
+                .map(|s| drill::bisect::parse_since(s, clock.now(), config.timezone))
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(v) => v.first().copied().zip(v.get(1).copied()),
+                Err(e) => {
+                    eprintln!("drill: {}", e.replace("--since", "--between"));
+                    return EXIT_USAGE;
+                }
+            };
             let since = match since
                 .as_deref()
                 .map(|s| drill::bisect::parse_since(s, clock.now(), config.timezone))
@@ -466,6 +488,8 @@ async fn investigate(cli: &Cli) -> u8 {
                 databases: databases.clone(),
                 checks: checks.clone(),
                 since,
+                between,
+                resolution: (*resolution).into(),
             };
             conclude(
                 cli,

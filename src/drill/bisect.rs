@@ -31,8 +31,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::diff::{
-    compare_restored, markdown_databases, open_tier, restore_one, select_databases, write_record,
-    CommandError, DatabaseDiff, RecordHeader, SnapshotRef,
+    compare_restored, markdown_databases, open_tier, pick_snapshot, restore_one, select_databases,
+    write_record, CommandError, DatabaseDiff, RecordHeader, SnapshotRef,
 };
 use super::{drill_snapshot, judge, DbRun, KeptSandbox, SnapshotSource};
 use crate::clock::Clock;
@@ -58,6 +58,11 @@ pub struct BisectOptions {
     pub checks: Vec<String>,
     /// Only snapshots taken at or after this time.
     pub since: Option<DateTime<Utc>>,
+    /// Bisect recovery targets between these two times inside the newest
+    /// snapshot instead of snapshots (one physical database).
+    pub between: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// The precision of a target search (default one minute).
+    pub resolution: std::time::Duration,
 }
 
 /// One snapshot judged, in the order judged.
@@ -81,6 +86,10 @@ pub struct Tested {
     /// Restores and checks, when it was restored.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub databases: Vec<DatabaseReport>,
+    /// The recovery target tried (`--between`); `time` is then the
+    /// target's too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<DateTime<Utc>>,
 }
 
 /// How the search ended.
@@ -134,6 +143,16 @@ pub struct BisectReport {
     pub diff: Vec<DatabaseDiff>,
     /// What the operator should know.
     pub warnings: Vec<String>,
+    /// `--between`: the window of recovery targets searched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub between: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// `--between`: the latest target at which the checks pass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_valid_target: Option<DateTime<Utc>>,
+    /// `--between`: the earliest target (one resolution step later) at
+    /// which they fail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_invalid_target: Option<DateTime<Utc>>,
 }
 
 impl BisectReport {
@@ -147,6 +166,33 @@ impl BisectReport {
             ),
             None => format!("of the {} snapshots", self.snapshots),
         };
+        if let Some((from, to)) = self.between {
+            let snap = self.tested.first().map_or("?", |t| t.short_id.as_str());
+            return match self.outcome {
+                BisectOutcome::Found => format!(
+                    "last valid recovery target {} ; first invalid {} (snapshot {snap}); {} restore(s)",
+                    self.last_valid_target.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                    self.first_invalid_target.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                    self.restores
+                ),
+                BisectOutcome::AllPass => format!(
+                    "recovery to {} passes: nothing to bisect between {} and {}",
+                    to.to_rfc3339(),
+                    from.to_rfc3339(),
+                    to.to_rfc3339()
+                ),
+                BisectOutcome::NonePass => format!(
+                    "recovery to {} fails already: no target between {} and {} passes",
+                    from.to_rfc3339(),
+                    from.to_rfc3339(),
+                    to.to_rfc3339()
+                ),
+                BisectOutcome::Undecided => format!(
+                    "undecided: a target could not be judged ({})",
+                    self.reasons.first().map_or("", String::as_str)
+                ),
+            };
+        }
         match self.outcome {
             BisectOutcome::AllPass => format!(
                 "the newest snapshot passes: nothing to bisect ({window}, all pass under the assumption)"
@@ -279,6 +325,9 @@ pub async fn run(
     clock: &dyn Clock,
     events: &dyn EventSink,
 ) -> Result<BisectReport, CommandError> {
+    if let Some((from, to)) = opts.between {
+        return run_targets(config, opts, clock, events, from, to).await;
+    }
     let started_at = clock.now();
     let databases = select_databases(config, &opts.databases)?;
     for c in &opts.checks {
@@ -335,6 +384,9 @@ pub async fn run(
         first_invalid: None,
         diff: vec![],
         warnings: vec![],
+        between: None,
+        last_valid_target: None,
+        first_invalid_target: None,
     };
 
     // 1. The newest, with everything selected.
@@ -647,7 +699,189 @@ fn tested(
         same_as,
         reasons,
         databases,
+        target: None,
     }
+}
+
+/// Recover `db` from `snapshot` to `target` and run its checks.
+#[allow(clippy::too_many_arguments)]
+async fn probe_target(
+    config: &Config,
+    opts: &BisectOptions,
+    repo: &Repository,
+    snapshot: &Snapshot,
+    baselines: &Result<report::history::Baselines, String>,
+    db: &DatabaseConfig,
+    recovery: &crate::config::Recovery,
+    target: DateTime<Utc>,
+    events: &dyn EventSink,
+) -> Tested {
+    let mut database = db.clone();
+    database.recovery = Some(crate::config::Recovery {
+        wal: recovery.wal.clone(),
+        target: crate::config::RecoveryTarget::Time(target.fixed_offset()),
+    });
+    let source = SnapshotSource {
+        run_id: &opts.run_id,
+        tier: &opts.tier,
+        repo,
+        snapshot,
+        baselines,
+        name_by_snapshot: true,
+    };
+    events.emit(&Event::Info {
+        message: format!(
+            "bisect: recovering snapshot {} to {}",
+            snapshot.short_id,
+            target.to_rfc3339()
+        ),
+    });
+    let mut dbs = vec![DbRun::new(config, &database, &opts.checks)];
+    drill_snapshot(config, &source, &mut dbs, false, events).await;
+    let reports: Vec<DatabaseReport> = dbs.into_iter().map(|d| d.report).collect();
+    let judgement = judge(&reports);
+    let verdict = judgement.verdict();
+    events.emit(&Event::Info {
+        message: format!(
+            "bisect: target {}: {}",
+            target.to_rfc3339(),
+            verdict.as_str()
+        ),
+    });
+    let mut t = tested(snapshot, verdict, 1, None, judgement.reasons, reports);
+    t.time = target.fixed_offset();
+    t.target = Some(target);
+    t
+}
+
+/// `drill bisect --between FROM TO`: recover the newest snapshot's one
+/// physical database to targets between `from` (which should pass) and
+/// `to` (which fails), halving the window until it is one `resolution`
+/// wide. Each probe is a fresh sandbox: a recovered server that was
+/// promoted (checks write) cannot be advanced further.
+async fn run_targets(
+    config: &Config,
+    opts: &BisectOptions,
+    clock: &dyn Clock,
+    events: &dyn EventSink,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<BisectReport, CommandError> {
+    let started_at = clock.now();
+    let databases = select_databases(config, &opts.databases)?;
+    let [db] = databases.as_slice() else {
+        return Err(CommandError::Usage(
+            "--between bisects the recovery targets of one physical database: name it with --database".into(),
+        ));
+    };
+    let Some(recovery) = &db.recovery else {
+        return Err(CommandError::Usage(format!(
+            "database `{}` is not a physical backup (format = \"basebackup\"): --between bisects recovery targets inside one snapshot's WAL",
+            db.name
+        )));
+    };
+    if from >= to {
+        return Err(CommandError::Usage(format!(
+            "--between {} {}: the first time must be earlier than the second",
+            from.to_rfc3339(),
+            to.to_rfc3339()
+        )));
+    }
+    let step = chrono::Duration::from_std(opts.resolution)
+        .unwrap_or_else(|_| chrono::Duration::minutes(1))
+        .max(chrono::Duration::seconds(1));
+    let repo = open_tier(config, &opts.tier, clock, events).await?;
+    let snapshot = pick_snapshot(&repo, "latest").await?;
+    let baselines = report::history::baselines(&config.reports_dir, &opts.tier);
+    let mut rec = BisectReport {
+        header: RecordHeader::new("bisect", &opts.run_id, &opts.tier, &repo, started_at),
+        assumption: "the data goes bad at one moment and stays bad: every target after the first invalid one is invalid too".into(),
+        since: None,
+        snapshots: 1,
+        databases: vec![db.name.clone()],
+        checks: opts.checks.clone(),
+        outcome: BisectOutcome::Undecided,
+        verdict: Verdict::Error,
+        reasons: vec![],
+        tested: vec![],
+        restores: 0,
+        diff_restores: 0,
+        last_valid: None,
+        first_invalid: None,
+        diff: vec![],
+        warnings: vec![],
+        between: Some((from, to)),
+        last_valid_target: None,
+        first_invalid_target: None,
+    };
+    let probe_at = |target: DateTime<Utc>| {
+        probe_target(
+            config, opts, &repo, &snapshot, &baselines, db, recovery, target, events,
+        )
+    };
+    let done = |mut rec: BisectReport| async move {
+        rec.restores = rec.tested.iter().map(|t| t.restores).sum();
+        let _ = super::sweep(&rec.header.run_id).await;
+        rec.header.finished_at = clock.now();
+        write_record(config, &rec.header, &rec, &markdown(&rec))?;
+        Ok(rec)
+    };
+    // The newest target first: nothing to search when it passes.
+    let high = probe_at(to).await;
+    let v = high.verdict;
+    rec.reasons = high.reasons.clone();
+    rec.tested.push(high);
+    match v {
+        Verdict::Passed => {
+            rec.outcome = BisectOutcome::AllPass;
+            rec.verdict = Verdict::Passed;
+            return done(rec).await;
+        }
+        Verdict::Error => return done(rec).await,
+        Verdict::Failed => {}
+    }
+    let low = probe_at(from).await;
+    let v = low.verdict;
+    let low_reasons = low.reasons.clone();
+    rec.tested.push(low);
+    match v {
+        Verdict::Failed => {
+            rec.outcome = BisectOutcome::NonePass;
+            rec.verdict = Verdict::Failed;
+            rec.first_invalid_target = Some(from);
+            return done(rec).await;
+        }
+        Verdict::Error => {
+            rec.reasons = low_reasons;
+            return done(rec).await;
+        }
+        Verdict::Passed => {}
+    }
+    let (mut lo, mut hi) = (from, to);
+    while hi - lo > step {
+        let steps = (hi - lo).num_milliseconds() / step.num_milliseconds().max(1);
+        let mid = lo + step * (steps / 2).max(1) as i32;
+        let t = probe_at(mid).await;
+        let v = t.verdict;
+        let reasons = t.reasons.clone();
+        rec.tested.push(t);
+        match v {
+            Verdict::Passed => lo = mid,
+            Verdict::Failed => hi = mid,
+            Verdict::Error => {
+                rec.reasons = reasons
+                    .iter()
+                    .map(|r| format!("target {}: {r}", mid.to_rfc3339()))
+                    .collect();
+                return done(rec).await;
+            }
+        }
+    }
+    rec.outcome = BisectOutcome::Found;
+    rec.verdict = Verdict::Failed;
+    rec.last_valid_target = Some(lo);
+    rec.first_invalid_target = Some(hi);
+    done(rec).await
 }
 
 /// Remove the kept sandboxes (and anything else of the run), write the
