@@ -23,7 +23,20 @@ dump (A streamed, A with pg_restore --jobs, B, C); a small plain dump (A, B:
 drill's memory at a second scale); a snapshot of three databases (A with
 parallelism 2 and 1, against the sum of B over the three); a MariaDB dump
 (`mariadb-dump` of --mariadb-rows rows, in the MariaDB image: A, B =
-`restic dump | docker exec -i C mariadb`, C = `mariadb < file` inside).
+`restic dump | docker exec -i C mariadb`, C = `mariadb < file` inside); a
+PostgreSQL physical backup (`physical`, in its own repository, one
+snapshot of `/backups`): a throwaway PostgreSQL 15 cluster on the host
+(fixtures/lib.sh, socket only) with `archive_mode = on`, `pgbench -i` at
+--physical-scale, `pg_basebackup -F tar -z -X stream -c fast` into
+`backups/auth_db/base_1`, the archive pruned to it (`pg_archivecleanup`),
+then pgbench until --physical-wal-mib of WAL follow the base backup's
+start. A: `drill run` (`format = "basebackup"`, `target = "latest"`); B:
+the point-in-time recovery by hand in a container of the same image and
+caps started idle (`--entrypoint sleep`): `restic dump` of base.tar.gz and
+pg_wal.tar.gz into `docker exec -i … tar -xz` in PGDATA, pg_verifybackup,
+`restic dump` of the WAL directory into `tar -x` in the container,
+recovery.signal, `pg_ctl start` with `restore_command = 'cp …'`, poll
+`pg_is_in_recovery()`, the same check, `docker rm`.
 
 drill's peak RSS is what drill reports (`peak_rss_bytes`, getrusage
 RUSAGE_SELF), cross-checked against VmHWM sampled from /proc while it runs.
@@ -55,6 +68,14 @@ PAGILA = REPO / "fixtures" / "pagila"
 PASSWORD = "bench-only-password"
 CHECK = "select count(*) from pgbench_branches"
 MARIADB_CHECK = "select count(*) from visits"
+# The physical scenario's tree in its snapshot (restic backs `backups` up
+# from work/stage/physical).
+PHYSICAL_DIR = "/backups/auth_db"
+PHYSICAL_BASE = f"{PHYSICAL_DIR}/base_1"
+PHYSICAL_WAL = f"{PHYSICAL_DIR}/wal"
+# Server settings drill starts a recovery with (src/restore/physical.rs)
+# that matter for speed, for the hand-run recovery.
+PHYSICAL_SETTINGS = ["archive_mode=off", "fsync=off", "shared_buffers=128MB", "hot_standby=on"]
 
 
 def log(msg):
@@ -73,6 +94,12 @@ def out(cmd):
 
 def mib(b):
     return b / (1024 * 1024)
+
+
+def lsn(text):
+    """A WAL location (`X/Y`) as a byte position."""
+    hi, lo = text.strip().split("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
 
 
 def tuning(memory_bytes):
@@ -99,6 +126,10 @@ class Bench:
         self.env = dict(os.environ)
         self.env["RESTIC_REPOSITORY"] = str(self.work / "repo")
         self.env["RESTIC_PASSWORD_FILE"] = str(self.work / "restic-password")
+        # The physical scenario's repository: one snapshot of /backups, so
+        # `latest` there is it (the dumps' repository gets a snapshot per
+        # scenario that adds dumps).
+        self.penv = dict(self.env, RESTIC_REPOSITORY=str(self.work / "repo-physical"))
         self.results = {}
         self.scenario_when = {}
         self.argv = sys.argv[1:]
@@ -140,8 +171,11 @@ class Bench:
 
     def build_dataset(self):
         stamp = self.work / "stage" / f".scale-{self.args.scale}-{self.args.small_scale}"
-        if self.args.only and set(self.args.only.split(",")) <= {"mariadb"}:
-            self.init_repository()
+        only = set(self.args.only.split(",")) if self.args.only else None
+        if only and only <= {"mariadb", "physical"}:
+            self.work.mkdir(parents=True, exist_ok=True)
+            if "mariadb" in only:
+                self.init_repository()
             return
         if stamp.exists():
             log(f"dataset of scale {self.args.scale}/{self.args.small_scale} already in {self.work}")
@@ -266,6 +300,184 @@ class Bench:
         sh(f"docker rm -f -v {c} >/dev/null")
         return {"wall": time.monotonic() - started - paused, "ready": ready, "load": load}
 
+    # ---------------------------------------------------------------- physical
+
+    def build_physical(self):
+        """work/stage/physical/backups/auth_db: one base backup
+        (`pg_basebackup -F tar -z -X stream -c fast` of a pgbench cluster of
+        --physical-scale) and the WAL archive from its start on, with
+        --physical-wal-mib of WAL after it; backed up with restic into
+        work/repo-physical (one snapshot). facts.json beside it: sizes and
+        the base backup's start LSN."""
+        a = self.args
+        out_dir = self.work / "stage" / "physical"
+        stamp = self.work / "stage" / f".physical-{a.physical_scale}-{a.physical_wal_mib}"
+        if stamp.exists():
+            log(f"physical dataset of scale {a.physical_scale}, {a.physical_wal_mib} MiB WAL already in {self.work}")
+            return
+        shutil.rmtree(out_dir, ignore_errors=True)
+        shutil.rmtree(self.work / "repo-physical", ignore_errors=True)
+        out_dir.mkdir(parents=True)
+        if not (self.work / "restic-password").exists():
+            (self.work / "restic-password").write_text(PASSWORD + "\n")
+            os.chmod(self.work / "restic-password", 0o600)
+        # The cluster in a temp dir (its socket path must stay short), the
+        # backups in the work dir; fixtures/lib.sh's helpers run initdb and
+        # pg_ctl as the `postgres` OS user when root.
+        script = r'''
+set -euo pipefail
+source "$FIXTURES/lib.sh"
+CLUSTER_DIR="$(mktemp -d /tmp/drill-bench-pg.XXXXXX)"
+CLUSTER_USER=postgres
+trap 'cleanup_clusters; rm -rf "$CLUSTER_DIR"' EXIT
+B="$OUT/backups"
+ARCHIVE="$B/auth_db/wal"
+mkdir -p "$ARCHIVE"
+[[ $EUID -ne 0 ]] || chown "$PG_OS_USER": "$ARCHIVE"
+as_server_user test -w "$ARCHIVE" || die "$PG_OS_USER cannot write $ARCHIVE"
+cluster_init "$CLUSTER_DIR" postgres
+cat >>"$CLUSTER_DIR/data/postgresql.conf" <<CONF
+
+# drill bench: physical
+wal_level = replica
+archive_mode = on
+archive_command = 'cp %p $ARCHIVE/%f'
+max_wal_senders = 4
+timezone = 'UTC'
+log_timezone = 'UTC'
+CONF
+cluster_run "$CLUSTER_DIR" full_page_writes=on
+psql_ -c 'CREATE DATABASE bench' >/dev/null
+log "physical: pgbench -i -s $SCALE"
+pg_env "$PG_BIN/pgbench" -i -q -s "$SCALE" bench 2>&1 | tail -n 1 >&2
+psql_value -c 'SELECT pg_size_pretty(sum(pg_database_size(datname))) FROM pg_database' >&2
+log "physical: pg_basebackup -F tar -z -X stream -c fast -> backups/auth_db/base_1"
+pg_env "$PG_BIN/pg_basebackup" -D "$B/auth_db/base_1" -F tar -z -X stream -c fast --no-sync --label=base_1
+START_LSN="$(tar -xzOf "$B/auth_db/base_1/base.tar.gz" backup_label | sed -n 's/^START WAL LOCATION: \([0-9A-F/]*\) .*/\1/p')"
+START_SEGMENT="$(tar -xzOf "$B/auth_db/base_1/base.tar.gz" backup_label | sed -n 's/^START WAL LOCATION: .*(file \([0-9A-F]*\))$/\1/p')"
+[[ -n "$START_LSN" && -n "$START_SEGMENT" ]] || die "no START WAL LOCATION in base_1's backup_label"
+# The archive as an operator keeps it: nothing older than the oldest base
+# backup (pg_archivecleanup with the backup's history file, once archived).
+for _ in $(seq 1 600); do
+    HISTORY="$(cd "$ARCHIVE" && ls "$START_SEGMENT".*.backup 2>/dev/null || true)"
+    [[ -z "$HISTORY" ]] || break
+    sleep 0.1
+done
+[[ -n "$HISTORY" ]] || die "the backup history file of $START_SEGMENT was not archived in 60 s"
+"$PG_BIN/pg_archivecleanup" "$ARCHIVE" "$HISTORY"
+log "physical: base backup from $START_LSN ($START_SEGMENT); pgbench until $WAL_MIB MiB of WAL follow it"
+after() { psql_value -c "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '$START_LSN')::bigint"; }
+PGBENCH_SECONDS=0
+while (( $(after) < WAL_MIB * 1024 * 1024 )); do
+    pg_env "$PG_BIN/pgbench" -n -M prepared -c 2 -j 2 -T 10 bench 2>/dev/null | grep -E '^tps' >&2 || true
+    PGBENCH_SECONDS=$(( PGBENCH_SECONDS + 10 ))
+done
+WAL_AFTER="$(after)"
+LAST="$(psql_value -c 'SELECT pg_walfile_name(pg_switch_wal())')"
+log "physical: $WAL_AFTER bytes of WAL after the base backup's start ($PGBENCH_SECONDS s of pgbench); waiting for the archiver"
+for _ in $(seq 1 1200); do
+    if [[ -f "$ARCHIVE/$LAST" ]] && ! compgen -G "$CLUSTER_DIR/data/pg_wal/archive_status/*.ready" >/dev/null; then
+        break
+    fi
+    sleep 0.1
+done
+[[ -f "$ARCHIVE/$LAST" ]] || die "$LAST was not archived in 120 s"
+psql_value -c 'SELECT failed_count, last_failed_wal FROM pg_stat_archiver' \
+    | grep -qx '0|' || die "the archiver failed: $(psql_value -c 'TABLE pg_stat_archiver')"
+cluster_stop "$CLUSTER_DIR"
+cluster_forget "$CLUSTER_DIR"
+[[ $EUID -ne 0 ]] || chown -R "$(id -u):$(id -g)" "$B"
+printf '{"start_lsn": "%s", "start_segment": "%s", "last_segment": "%s", "wal_after_base": %s, "pgbench_seconds": %s}\n' \
+    "$START_LSN" "$START_SEGMENT" "$LAST" "$WAL_AFTER" "$PGBENCH_SECONDS" >"$OUT/generated.json"
+'''
+        env = dict(os.environ, FIXTURES=str(REPO / "fixtures"), OUT=str(out_dir),
+                   SCALE=str(a.physical_scale), WAL_MIB=str(a.physical_wal_mib))
+        sh(script, env=env)
+        facts = json.loads((out_dir / "generated.json").read_text())
+        base = out_dir / "backups" / "auth_db" / "base_1"
+        wal = [f for f in (out_dir / "backups" / "auth_db" / "wal").iterdir() if len(f.name) == 24]
+        facts.update({
+            "scale": a.physical_scale,
+            "base_tar_gz": (base / "base.tar.gz").stat().st_size,
+            # What lands in PGDATA: base.tar's size (its files and headers).
+            "base_tar": int(out(f"gzip -dc {base / 'base.tar.gz'} | wc -c")),
+            "pg_wal_tar_gz": (base / "pg_wal.tar.gz").stat().st_size,
+            "archive_segments": len(wal),
+            "archive_bytes": sum(f.stat().st_size for f in wal),
+        })
+        (out_dir / "facts.json").write_text(json.dumps(facts, indent=1) + "\n")
+        log("restic init + backup (repo-physical)")
+        sh("restic init --quiet", env=self.penv)
+        sh(f"cd {out_dir} && restic backup --quiet --host bench backups", env=self.penv)
+        stamp.touch()
+
+    def physical_facts(self):
+        return json.loads((self.work / "stage" / "physical" / "facts.json").read_text())
+
+    def run_b_physical(self):
+        """The point-in-time recovery by hand, timed from `docker run` to
+        `docker rm`: a container of the image started idle with the
+        sandbox's caps, the base backup and its WAL streamed into PGDATA,
+        pg_verifybackup, the WAL archive streamed into the container,
+        recovery with restore_command = cp, poll until it ends."""
+        c = "drill-bench-pb"
+        a = self.args
+        sh(f"docker rm -f -v {c} >/dev/null 2>&1 || true")
+        shm = min(256 * 1024**2, self.memory // 4)
+        as_pg = f"docker exec -u postgres {c}"
+        as_pg_in = f"docker exec -i -u postgres {c}"
+        dump = "set -o pipefail; restic dump --quiet --no-lock latest"
+        phase = {}
+        started = time.monotonic()
+        sh(
+            f"docker run -d --name {c} --memory {self.memory} --memory-swap {self.memory} --cpus {a.cpus} "
+            f"--shm-size {shm} --entrypoint sleep {a.image} infinity >/dev/null"
+        )
+        phase["ready"] = time.monotonic() - started
+        t = time.monotonic()
+        sh(f"{dump} {PHYSICAL_BASE}/base.tar.gz | {as_pg_in} sh -c 'tar -xz -C \"$PGDATA\"'", env=self.penv)
+        sh(f"{dump} {PHYSICAL_BASE}/pg_wal.tar.gz | {as_pg_in} sh -c 'tar -xz -C \"$PGDATA/pg_wal\"'", env=self.penv)
+        phase["base"] = time.monotonic() - t
+        t = time.monotonic()
+        sh(f"{dump} {PHYSICAL_BASE}/backup_manifest | {as_pg_in} sh -c 'cat > /tmp/backup_manifest'", env=self.penv)
+        sh(f"{as_pg} sh -c 'pg_verifybackup --no-parse-wal --quiet --manifest-path=/tmp/backup_manifest \"$PGDATA\"'")
+        phase["verify"] = time.monotonic() - t
+        t = time.monotonic()
+        strip = len(PHYSICAL_WAL.strip("/").split("/"))
+        sh(f"{dump} {PHYSICAL_WAL} | {as_pg_in} sh -c 'mkdir -p /tmp/wal && tar -x -C /tmp/wal --strip-components={strip}'",
+           env=self.penv)
+        phase["wal_fetch"] = time.monotonic() - t
+        t = time.monotonic()
+        settings = " ".join(f"-c {s}" for s in PHYSICAL_SETTINGS)
+        sh(f"{as_pg} sh -c 'touch \"$PGDATA/recovery.signal\"'")
+        sh(f"{as_pg} pg_ctl -W -l /tmp/postgres.log -o \"{settings} -c restore_command='cp /tmp/wal/%f %p'\" start >/dev/null")
+        polls = 0
+        while True:
+            r = sh(f"{as_pg} psql -X -A -t -q -d postgres -c 'select pg_is_in_recovery()'",
+                   check=False, capture_output=True, text=True)
+            if r.stdout.strip() == "f":
+                break
+            polls += 1
+            # Still running? (pg_ctl status: 3 without a postmaster; checked
+            # now and then, and not before the server had time to start.)
+            if (polls % 20 == 0 and time.monotonic() - t > 5
+                    and sh(f"{as_pg} pg_ctl status >/dev/null", check=False).returncode == 3):
+                sys.exit("bench: the hand-run recovery's server stopped:\n"
+                         + out(f"docker exec {c} tail -n 20 /tmp/postgres.log"))
+            if time.monotonic() - t > 3 * 3600:
+                sys.exit(f"bench: hand-run recovery in {c} not done in 3 h")
+            time.sleep(0.25)
+        phase["replay"] = time.monotonic() - t
+        replay_lsn = out(f"{as_pg} psql -X -A -t -q -d postgres -c 'select pg_last_wal_replay_lsn()'")
+        n = out(f"{as_pg} psql -X -A -t -q -d bench -c '{CHECK}'")
+        assert int(n) >= 1, n
+        sh(f"docker rm -f -v {c} >/dev/null")
+        phase["wall"] = time.monotonic() - started
+        start = self.physical_facts()["start_lsn"]
+        phase["wal_bytes"] = lsn(replay_lsn) - lsn(start)
+        phase["restore"] = phase["base"] + phase["verify"] + phase["wal_fetch"] + phase["replay"]
+        return phase
+
     def size(self, name):
         return (self.work / "stage" / "dumps" / name).stat().st_size
 
@@ -324,6 +536,27 @@ class Bench:
         (d / "drill.toml").write_text(text)
         return d
 
+    def config_physical(self, name):
+        """A drill config under work/NAME for the physical backup: the
+        base backups under /backups/auth_db, its WAL archive, target
+        latest, the cheap check."""
+        d = self.work / "conf" / name
+        shutil.rmtree(d, ignore_errors=True)
+        (d / "checks").mkdir(parents=True)
+        text = (
+            'timezone = "UTC"\nreports_dir = "reports"\nchecks_dir = "checks"\n\n'
+            f'[tiers.bench]\nrepository = "{self.work / "repo-physical"}"\n'
+            f'password_file = "{self.work / "restic-password"}"\n\n[sandbox]\n'
+            f'image = "{self.args.image}"\nmemory = "{self.args.memory_gib}GiB"\ncpus = {self.args.cpus:.1f}\n\n'
+            f'[[databases]]\nname = "bench"\npath = "{PHYSICAL_DIR}"\nformat = "basebackup"\n'
+            f'wal = "{PHYSICAL_WAL}"\ntarget = "latest"\nimage = "{self.args.image}"\ndbname = "bench"\n'
+        )
+        (d / "checks" / "bench-branches.toml").write_text(
+            f'kind = "sql"\ndatabase = "bench"\nquery = "{CHECK}"\n[expect]\nmin = 1\n'
+        )
+        (d / "drill.toml").write_text(text)
+        return d
+
     def run_a(self, conf, drill=None):
         """`drill run` once (`drill`: another build); the wall time, what
         the report says, and the VmHWM seen from outside."""
@@ -358,6 +591,28 @@ class Bench:
         (report_path,) = set(reports.glob("*.json")) - before
         r = json.loads(report_path.read_text())
         dbs = r["databases"]
+        bad = [d["name"] for d in dbs if d["restore"].get("error")]
+        if bad:
+            sys.exit(f"bench: drill's restore of {bad} did not pass: {[d['restore']['error'] for d in dbs]}")
+        rec = dbs[0]["restore"].get("recovery")
+        if rec:
+            # A physical restore: its phases and the WAL it replayed.
+            return {
+                "wall": wall,
+                "rto": r["rto_seconds"],
+                "restore": dbs[0]["restore"]["seconds"],
+                "ready": dbs[0]["restore"]["sandbox_seconds"],
+                "base": rec["base_seconds"],
+                "wal_fetch": rec["wal_fetch_seconds"],
+                "replay": rec["replay_seconds"],
+                "wal_bytes": rec["wal_bytes"],
+                "wal_segments": rec["wal_segments"],
+                "data_loss": rec.get("data_loss_seconds"),
+                "bytes": dbs[0]["restore"]["bytes"],
+                "restored_bytes": dbs[0]["restore"]["restored_bytes"],
+                "rss": r["peak_rss_bytes"],
+                "hwm": hwm[0],
+            }
         return {
             "wall": wall,
             "rto": r["rto_seconds"],
@@ -512,6 +767,14 @@ class Bench:
                 ("B", lambda: self.run_b_mariadb("gym-bench.sql")),
                 ("C", lambda: self.run_c_mariadb("gym-bench.sql")),
             ])
+        if want("physical"):
+            self.build_physical()
+            self.sizes["physical"] = self.physical_facts()
+            pconf = self.config_physical("physical")
+            self.measure("physical", [
+                ("A", lambda: self.run_a(pconf)),
+                ("B", self.run_b_physical),
+            ])
         if want("multi"):
             self.measure("multi", [
                 ("A parallelism=2", lambda: self.run_a(multi2)),
@@ -575,6 +838,14 @@ class Bench:
         if have("mariadb", "A"):
             m = max(max(x["rss"], x["hwm"]) for x in r["mariadb"]["A"])
             row("drill peak RSS ≤ 64 MiB, MariaDB dump", f"{mib(m):.1f} MiB", m <= 64 * 1024**2)
+        if have("physical", "A", "B"):
+            f = self.sizes.get("physical", {})
+            x = med(r["physical"]["A"], "wall") / med(r["physical"]["B"], "wall")
+            row(f"physical: A/B (base backup {mib(f.get('base_tar', 0)):.0f} MiB, "
+                f"{mib(f.get('wal_after_base', 0)):.0f} MiB of WAL replayed)", f"{x:.3f}", x <= 1.05)
+        if have("physical", "A"):
+            m = max(max(x["rss"], x["hwm"]) for x in r["physical"]["A"])
+            row("drill peak RSS ≤ 64 MiB, physical backup", f"{mib(m):.1f} MiB", m <= 64 * 1024**2)
         if have("plain", "A", "A untuned"):
             t, u = med(r["plain"]["A"], "wall"), med(r["plain"]["A untuned"], "wall")
             row("restore tuning, measured (A tuned vs untuned)", f"{t:.1f} s vs {u:.1f} s", True)

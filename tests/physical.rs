@@ -199,6 +199,7 @@ fn time_and_named_targets_recover_exactly_the_rows_committed_before_them() {
                 "auth_db",
                 &format!("wal = \"/backups/auth_db/wal\"\ntarget = \"{t1}\""),
             ),
+            // The image follows the WAL's major version.
             db(
                 "at_point",
                 "auth_db",
@@ -206,6 +207,10 @@ fn time_and_named_targets_recover_exactly_the_rows_committed_before_them() {
                     "wal = \"/backups/auth_db/wal\"\ntarget_name = \"{}\"",
                     fact("restore_point")
                 ),
+            )
+            .replace(
+                &common::image(),
+                &common::image().replace(":15", ":{major}"),
             ),
         ],
         &[
@@ -214,6 +219,9 @@ fn time_and_named_targets_recover_exactly_the_rows_committed_before_them() {
         ],
     );
     assert_eq!(code, 0, "{stderr}\n{report:#}");
+    let at_point = &database(&report, "at_point")["restore"];
+    assert_eq!(at_point["image"], common::image(), "{at_point:#}");
+    assert_eq!(at_point["dump"]["server"], "15", "{at_point:#}");
     for name in ["at_time", "at_point"] {
         let rec = &database(&report, name)["restore"]["recovery"];
         assert_eq!(rec["reached"], true, "{rec:#}");

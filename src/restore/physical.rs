@@ -95,15 +95,42 @@ impl RestoreMethod for PgPhysical {
         is_template(&plan.database.image)
     }
 
-    fn image(&self, plan: &RestorePlan, _head: &DumpHead) -> Result<String, String> {
+    fn inspect<'a>(
+        &'a self,
+        plan: &'a RestorePlan,
+        source: &'a Source<'a>,
+    ) -> BoxFuture<'a, Result<DumpHead, RestoreOutcome>> {
+        Box::pin(async move {
+            if !is_template(&plan.database.image) {
+                return Ok(DumpHead::default());
+            }
+            let mut head = DumpHead::default();
+            if let Some(major) = wal_major(plan, source).await {
+                head.versions.server = Some(major.to_string());
+            }
+            Ok(head)
+        })
+    }
+
+    fn image(&self, plan: &RestorePlan, head: &DumpHead) -> Result<String, String> {
         let configured = &plan.database.image;
-        if is_template(configured) {
-            return Err(format!(
-                "database `{}`: a base backup runs only in a server of the major version that took it, and drill does not read that version before restoring; set `image` in its [[databases]] entry to that version's image (e.g. image = \"postgres:16\")",
-                plan.database.name
-            ));
+        if !is_template(configured) {
+            return Ok(configured.clone());
         }
-        Ok(configured.clone())
+        match &head.versions.server {
+            Some(major) => {
+                let template = if configured == image::AUTO {
+                    image::AUTO_TEMPLATE
+                } else {
+                    configured
+                };
+                Ok(template.replace(image::MAJOR, major))
+            }
+            None => Err(format!(
+                "database `{}`: a base backup runs only in a server of the major version that took it, and drill could not read that version from its WAL (no WAL segment in its pg_wal.tar or archive, or a page magic drill does not know); set `image` in its [[databases]] entry to that version's image (e.g. image = \"postgres:16\")",
+                plan.database.name
+            )),
+        }
     }
 
     fn execute<'a>(
@@ -118,7 +145,101 @@ impl RestoreMethod for PgPhysical {
 }
 
 fn is_template(image_ref: &str) -> bool {
-    image_ref == image::AUTO || image_ref.contains("{major}")
+    image::is_template(image_ref)
+}
+
+/// The PostgreSQL major version whose WAL starts pages with `magic`
+/// (`XLOG_PAGE_MAGIC` in PostgreSQL's `xlog_internal.h`, little-endian at
+/// the start of every WAL page); it changes with every major release.
+fn major_of_magic(magic: u16) -> Option<u32> {
+    Some(match magic {
+        0xD106 => 13,
+        0xD10D => 14,
+        0xD110 => 15,
+        0xD113 => 16,
+        0xD116 => 17,
+        0xD118 => 18,
+        _ => return None,
+    })
+}
+
+/// The major version that wrote the WAL of the base backups under the
+/// plan's path: the page magic of the newest archived segment, else of the
+/// first segment in a `pg_wal.tar`. `None` when neither can be read.
+async fn wal_major(plan: &RestorePlan, source: &Source<'_>) -> Option<u32> {
+    let db = &plan.database;
+    let first_bytes = |path: String, compression: Compression, tar: bool| async move {
+        let mut s = open(
+            &path,
+            compression,
+            source.repo,
+            source.snapshot,
+            source.timeouts.stall,
+            Counter::default(),
+            0,
+        )
+        .ok()?;
+        let mut magic = [0u8; 2];
+        let mut found = false;
+        if tar {
+            let mut header = [0u8; 512];
+            for _ in 0..16 {
+                if s.tap.read_exact(&mut header).await.is_err() || header.iter().all(|b| *b == 0) {
+                    break;
+                }
+                let name_end = header[..100].iter().position(|b| *b == 0).unwrap_or(100);
+                let name = String::from_utf8_lossy(&header[..name_end]).to_string();
+                let size_text: String = header[124..136]
+                    .iter()
+                    .take_while(|b| **b != 0 && **b != b' ')
+                    .map(|b| *b as char)
+                    .collect();
+                let size = u64::from_str_radix(size_text.trim(), 8).unwrap_or(0);
+                if size >= 2 && parse_segment(name_of(&name), DEFAULT_SEGMENT_BYTES).is_some() {
+                    found = s.tap.read_exact(&mut magic).await.is_ok();
+                    break;
+                }
+                let mut skip = (&mut s.tap).take(size.div_ceil(512) * 512);
+                if tokio::io::copy(&mut skip, &mut tokio::io::sink())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        } else {
+            found = s.tap.read_exact(&mut magic).await.is_ok();
+        }
+        let _ = s.dump.stop().await;
+        found.then(|| u16::from_le_bytes(magic))
+    };
+    if let Some(wal) = db.recovery.as_ref().and_then(|r| r.wal.as_deref()) {
+        if let Ok(files) = source.repo.list_dir(source.snapshot, wal).await {
+            if let Some(f) = files.iter().rev().find(|f| {
+                f.node_type == "file"
+                    && parse_segment(name_of(&f.path), DEFAULT_SEGMENT_BYTES).is_some()
+            }) {
+                if let Some(m) = first_bytes(f.path.clone(), Compression::None, false).await {
+                    return major_of_magic(m);
+                }
+            }
+        }
+    }
+    let tree = source
+        .repo
+        .list_tree(source.snapshot, &db.path)
+        .await
+        .ok()?;
+    let wal_tar = tree
+        .iter()
+        .find(|f| f.node_type == "file" && name_of(&f.path).starts_with("pg_wal.tar"))?;
+    let m = first_bytes(
+        wal_tar.path.clone(),
+        Compression::from_path(&wal_tar.path),
+        true,
+    )
+    .await?;
+    major_of_magic(m)
 }
 
 /// A WAL location (`XXXXXXXX/YYYYYYYY` in PostgreSQL's notation) as a
