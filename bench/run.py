@@ -54,6 +54,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -358,12 +359,12 @@ START_SEGMENT="$(tar -xzOf "$B/auth_db/base_1/base.tar.gz" backup_label | sed -n
 [[ -n "$START_LSN" && -n "$START_SEGMENT" ]] || die "no START WAL LOCATION in base_1's backup_label"
 # The archive as an operator keeps it: nothing older than the oldest base
 # backup (pg_archivecleanup with the backup's history file, once archived).
-for _ in $(seq 1 600); do
+for _ in $(seq 1 3000); do
     HISTORY="$(cd "$ARCHIVE" && ls "$START_SEGMENT".*.backup 2>/dev/null || true)"
     [[ -z "$HISTORY" ]] || break
     sleep 0.1
 done
-[[ -n "$HISTORY" ]] || die "the backup history file of $START_SEGMENT was not archived in 60 s"
+[[ -n "$HISTORY" ]] || die "the backup history file of $START_SEGMENT was not archived in 300 s"
 "$PG_BIN/pg_archivecleanup" "$ARCHIVE" "$HISTORY"
 log "physical: base backup from $START_LSN ($START_SEGMENT); pgbench until $WAL_MIB MiB of WAL follow it"
 after() { psql_value -c "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '$START_LSN')::bigint"; }
@@ -387,8 +388,9 @@ psql_value -c 'SELECT failed_count, last_failed_wal FROM pg_stat_archiver' \
 cluster_stop "$CLUSTER_DIR"
 cluster_forget "$CLUSTER_DIR"
 [[ $EUID -ne 0 ]] || chown -R "$(id -u):$(id -g)" "$B"
-printf '{"start_lsn": "%s", "start_segment": "%s", "last_segment": "%s", "wal_after_base": %s, "pgbench_seconds": %s}\n' \
-    "$START_LSN" "$START_SEGMENT" "$LAST" "$WAL_AFTER" "$PGBENCH_SECONDS" >"$OUT/generated.json"
+printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "last_segment": "%s", "wal_after_base": %s, "pgbench_seconds": %s}\n' \
+    "$("$PG_BIN/postgres" --version | awk '{print $3}')" "$START_LSN" "$START_SEGMENT" "$LAST" "$WAL_AFTER" "$PGBENCH_SECONDS" \
+    >"$OUT/generated.json"
 '''
         env = dict(os.environ, FIXTURES=str(REPO / "fixtures"), OUT=str(out_dir),
                    SCALE=str(a.physical_scale), WAL_MIB=str(a.physical_wal_mib))
@@ -898,20 +900,35 @@ printf '{"start_lsn": "%s", "start_segment": "%s", "last_segment": "%s", "wal_af
             "",
             *self.machine_lines,
             "",
-            "## Dumps",
-            "",
-            *[
-                line.format(mib(self.sizes[f]))
-                for f, line in (
-                    ("bench.sql", "- `bench.sql` (plain): {:.0f} MiB"),
-                    ("bench.dump", "- `bench.dump` (custom, pg_dump's default compression): {:.0f} MiB"),
-                    ("small.sql", "- `small.sql` (plain): {:.0f} MiB; `multi-1..3.sql` are copies of it"),
-                    ("gym-bench.sql", "- `gym-bench.sql` (mariadb-dump --databases gym, one InnoDB table): {:.0f} MiB"),
-                )
-                if f in self.sizes
-            ],
-            "",
         ]
+        dumps = [
+            line.format(mib(self.sizes[f]))
+            for f, line in (
+                ("bench.sql", "- `bench.sql` (plain): {:.0f} MiB"),
+                ("bench.dump", "- `bench.dump` (custom, pg_dump's default compression): {:.0f} MiB"),
+                ("small.sql", "- `small.sql` (plain): {:.0f} MiB; `multi-1..3.sql` are copies of it"),
+                ("gym-bench.sql", "- `gym-bench.sql` (mariadb-dump --databases gym, one InnoDB table): {:.0f} MiB"),
+            )
+            if f in self.sizes
+        ]
+        if dumps:
+            lines.extend(["## Dumps", "", *dumps, ""])
+        f = self.sizes.get("physical")
+        if f:
+            lines.extend([
+                "## Physical backup",
+                "",
+                f"- `/backups/auth_db/base_1`: `pg_basebackup -F tar -z -X stream -c fast` of a PostgreSQL {f.get('server', '15')}"
+                f" cluster holding `pgbench -i -s {f['scale']}`: base.tar.gz {mib(f['base_tar_gz']):.0f} MiB"
+                f" ({mib(f['base_tar']):.0f} MiB as a tar: the data directory), pg_wal.tar.gz {mib(f['pg_wal_tar_gz']):.1f} MiB,"
+                f" backup_manifest; starts at {f['start_lsn']} ({f['start_segment']})",
+                f"- `/backups/auth_db/wal`: the archive (`archive_command = 'cp %p …'`, pruned with `pg_archivecleanup` to"
+                f" the base backup): {f['archive_segments']} segments, {mib(f['archive_bytes']):.0f} MiB, up to {f['last_segment']};"
+                f" {mib(f['wal_after_base']):.0f} MiB of WAL written after the base backup's start by"
+                f" {f['pgbench_seconds']} s of `pgbench -n -M prepared -c 2 -j 2` (TPC-B-like, full_page_writes on)",
+                "- one restic snapshot of `/backups` in a repository of its own",
+                "",
+            ])
         rows = []
 
         def table(title, runs, ref=None, limit=None):
@@ -933,6 +950,51 @@ printf '{"start_lsn": "%s", "start_segment": "%s", "last_segment": "%s", "wal_af
                 )
             lines.append("")
 
+        def ptable(title, runs):
+            """The physical scenario: the phases of a recovery."""
+            lines.extend([
+                f"## {title}", "",
+                "| run | median wall s | runs (s) | vs B | sandbox s | base s | verify s | WAL fetch s | replay s | restore s | WAL replayed MiB | replay MB/s | drill peak RSS MiB (report / VmHWM) |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            ])
+            b = runs.get("B")
+            for label, rs in runs.items():
+                wall = med(rs, "wall")
+                vs_b = f"{wall / med(b, 'wall'):.3f}" if b else ""
+                verify = f"{med(rs, 'verify'):.1f}" if "verify" in rs[0] else "(in base)"
+                rss = f"{mib(max(r['rss'] for r in rs)):.1f} / {mib(max(r['hwm'] for r in rs)):.1f}" if "rss" in rs[0] else ""
+                rate = med(rs, "wal_bytes") / med(rs, "replay") / 1e6
+                lines.append(
+                    f"| {label} | {wall:.1f} | {fmt_runs(rs)} | {vs_b} | {med(rs, 'ready'):.1f} | {med(rs, 'base'):.1f} | {verify}"
+                    f" | {med(rs, 'wal_fetch'):.1f} | {med(rs, 'replay'):.1f} | {med(rs, 'restore'):.1f}"
+                    f" | {mib(med(rs, 'wal_bytes')):.0f} | {rate:.1f} | {rss} |"
+                )
+            lines.extend([
+                "",
+                "Columns: *wall* is the whole command (A: `drill run`, listing to report and sandbox removal; B: `docker run` to"
+                " `docker rm`). *sandbox*: A the report's `sandbox_seconds` (the container created and started, its server held),"
+                " B `docker run -d --entrypoint sleep`. *base*: A `base_seconds` (the listing, the `backup_label` read, base.tar.gz"
+                " and pg_wal.tar.gz streamed into PGDATA, pg_verifybackup), B the two `restic dump | docker exec -i … tar -xz`;"
+                " *verify*: B's manifest copy and `pg_verifybackup` (A's is in *base*). *WAL fetch*: one `restic dump` of the"
+                " archive directory into `tar -x` in the container. *replay*: server start to the end of recovery (A"
+                " `replay_seconds`, B `pg_ctl start` until `pg_is_in_recovery()` is false). *restore*: A `restore.seconds`,"
+                " B base to replay. *WAL replayed*: the base backup's start to the last record replayed (A the report's"
+                " `wal_bytes`, B `pg_last_wal_replay_lsn()` minus the backup_label's start). *replay MB/s*: that per second of"
+                " replay (10⁶ bytes). *peak RSS*: drill's own (not restic's, not the sandbox's).",
+                "",
+            ])
+            a_runs = runs.get("A")
+            if a_runs:
+                loss = [r["data_loss"] for r in a_runs if r.get("data_loss") is not None]
+                lines.extend([
+                    f"A's report, median: RTO {med(a_runs, 'rto'):.1f} s; {statistics.median(r['wal_segments'] for r in a_runs):.0f}"
+                    f" WAL segments replayed; {mib(med(a_runs, 'bytes')):.0f} MiB read from the repository,"
+                    f" {mib(med(a_runs, 'restored_bytes')):.0f} MiB fed to the sandbox"
+                    + (f"; data loss {statistics.median(loss):.0f} s (the snapshot's time minus the last replayed commit)" if loss else "")
+                    + ".",
+                    "",
+                ])
+
         titles = {
             "plain": "One plain dump (`bench.sql`)",
             "custom": "One custom-format dump (`bench.dump`)",
@@ -941,15 +1003,19 @@ printf '{"start_lsn": "%s", "start_segment": "%s", "last_segment": "%s", "wal_af
             "roles": "Role discovery on the plain dump (`bench.sql`): this build against one from before it (`--baseline`)",
             "roles-small": "Role discovery on the small dump (`small.sql`)",
             "mariadb": "A MariaDB dump (`gym-bench.sql`, mariadb-dump)",
+            "physical": "A PostgreSQL physical backup (base backup + WAL archive, `target = \"latest\"`)",
         }
         lines.extend(self.targets(med))
         for k, runs in self.results.items():
-            if all(runs.values()):
+            if all(runs.values()) and k != "physical":
                 table(f"{titles[k]}, run {self.scenario_when.get(k, self.when)}", runs)
-        lines.extend([
-            "Columns: *wall* is the whole command (A: `drill run`, listing to report and sandbox removal; B, C: `docker run` to `docker rm`, C without the copy into the container). *sandbox ready*: container start until it accepts connections. *load/restore*: A the restore phase as drill reports it (summed over databases), B the pipeline, C the load from the file. *MB/s*: dump bytes read from the repository per second of restore. *peak RSS*: drill's own (not restic's, not the sandbox's).",
-            "",
-        ])
+        if set(self.results) - {"physical"}:
+            lines.extend([
+                "Columns: *wall* is the whole command (A: `drill run`, listing to report and sandbox removal; B, C: `docker run` to `docker rm`, C without the copy into the container). *sandbox ready*: container start until it accepts connections. *load/restore*: A the restore phase as drill reports it (summed over databases), B the pipeline, C the load from the file. *MB/s*: dump bytes read from the repository per second of restore. *peak RSS*: drill's own (not restic's, not the sandbox's).",
+                "",
+            ])
+        if self.results.get("physical") and all(self.results["physical"].values()):
+            ptable(f"{titles['physical']}, run {self.scenario_when.get('physical', self.when)}", self.results["physical"])
         lines.extend([
             "## Reproduce",
             "",
@@ -963,15 +1029,23 @@ printf '{"start_lsn": "%s", "start_segment": "%s", "last_segment": "%s", "wal_af
             "# role discovery against a build from before it:",
             "git worktree add /tmp/drill-before b7920c4 && (cd /tmp/drill-before && cargo build --release)",
             "bench/run.py --only roles --baseline /tmp/drill-before/target/release/drill",
+            "# the physical backup (its own dataset and repository in the work dir):",
+            "bench/run.py --only physical --out bench/results-physical.md",
             "```",
             "",
             "`bench/run.py --help` lists the knobs (scale, rounds, sandbox memory and CPUs, jobs).",
             "",
         ])
         notes = REPO / "bench" / "notes.md"
-        # The notes discuss the PostgreSQL scenarios.
-        if notes.exists() and set(self.results) - {"mariadb"}:
-            lines.extend([notes.read_text().rstrip(), ""])
+        # The notes discuss the PostgreSQL scenarios: the dumps' in their
+        # first section, the physical backup's in its own.
+        if notes.exists():
+            for section in re.split(r"(?m)^(?=## )", notes.read_text()):
+                physical = section.startswith("## Reading the physical figures")
+                if (physical and "physical" in self.results) or (
+                    not physical and section.strip() and set(self.results) - {"mariadb", "physical"}
+                ):
+                    lines.extend([section.rstrip(), ""])
         text = "\n".join(lines)
         print(text)
         if a.out:
@@ -989,9 +1063,13 @@ def main():
     p.add_argument("--cpus", type=float, default=2.0, help="sandbox CPU cap")
     p.add_argument("--jobs", type=int, default=2, help="pg_restore --jobs for the custom dump")
     p.add_argument("--work", default=str(REPO / "bench" / "work"), help="dataset and repository (kept between runs)")
-    p.add_argument("--only", help="comma-separated scenarios: plain,custom,small,multi,roles,mariadb")
+    p.add_argument("--only", help="comma-separated scenarios: plain,custom,small,multi,roles,mariadb,physical")
     p.add_argument("--mariadb-rows", type=int, default=3_000_000, help="rows of the MariaDB dump (3M ≈ 250 MB)")
     p.add_argument("--mariadb-image", default="drill-mariadb:10.11")
+    p.add_argument("--physical-scale", type=int, default=70,
+                   help="pgbench scale of the physical scenario's base backup (70 ≈ 1.1 GB data directory)")
+    p.add_argument("--physical-wal-mib", type=int, default=1024,
+                   help="WAL the physical scenario writes after its base backup (MiB; pgbench until reached)")
     p.add_argument("--baseline", help="scenario roles: a drill binary from before role discovery (e.g. built from an earlier commit)")
     p.add_argument("--out", default=str(REPO / "bench" / "results.md"))
     p.add_argument("--no-build", action="store_true", help="use target/release/drill as it is")

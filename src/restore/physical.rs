@@ -1134,7 +1134,36 @@ async fn run(
     sh(sandbox, &format!("cat > {hba} && : > {ident} && rm -f \"$PGDATA/standby.signal\" && touch \"$PGDATA/recovery.signal\" && {{ [ -e \"$PGDATA/postgresql.conf\" ] || : > \"$PGDATA/postgresql.conf\"; }}"), Some(HBA.as_bytes()))
         .await
         .map_err(|e| environment(format!("prepare the data directory in the sandbox: {e}")))?;
-    let mut settings = vec![
+    // Hot standby needs these at least as high as on the primary (PostgreSQL
+    // docs, 27.4.1): take them from the backed-up control file, since the
+    // backed-up postgresql.conf may be absent (Debian keeps it in /etc).
+    let control = sh(sandbox, "pg_controldata \"$PGDATA\"", None)
+        .await
+        .unwrap_or_default();
+    let mut settings: Vec<String> = [
+        "max_connections",
+        "max_worker_processes",
+        "max_wal_senders",
+        "max_prepared_xacts",
+        "max_locks_per_xact",
+    ]
+    .iter()
+    .filter_map(|name| {
+        let value = control
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} setting:")))?
+            .trim()
+            .parse::<u32>()
+            .ok()?;
+        let setting = match *name {
+            "max_prepared_xacts" => "max_prepared_transactions",
+            "max_locks_per_xact" => "max_locks_per_transaction",
+            n => n,
+        };
+        Some(format!("{setting}={value}"))
+    })
+    .collect();
+    settings.extend([
         "listen_addresses=*".to_string(),
         "port=5432".into(),
         format!("hba_file={hba}"),
@@ -1148,10 +1177,14 @@ async fn run(
         "logging_collector=off".into(),
         "log_destination=stderr".into(),
         "shared_buffers=128MB".into(),
+        "huge_pages=off".into(),
+        "log_min_messages=warning".into(),
+        "archive_cleanup_command=".into(),
+        "recovery_end_command=".into(),
         "fsync=off".into(),
         "recovery_target_timeline=latest".into(),
         format!("restore_command={restore_command}"),
-    ];
+    ]);
     match target {
         RecoveryTarget::Latest => {}
         RecoveryTarget::Immediate => settings.push("recovery_target=immediate".into()),
@@ -1420,6 +1453,11 @@ fn died(
     ) {
         return environment(format!(
             "the sandbox's server cannot run base backup {base}: {line}; use an image with the same major version and the libraries the cluster loads (shared_preload_libraries)"
+        ));
+    }
+    if let Some(line) = log_line(log, &["insufficient parameter settings"]) {
+        return environment(format!(
+            "the sandbox's server cannot replay base backup {base} as a hot standby: {line}; the primary raised a setting (max_connections, max_worker_processes, …) after the backup, and drill starts the server with the backup's own values"
         ));
     }
     if let Some(line) = log_line(
