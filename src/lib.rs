@@ -15,6 +15,7 @@ pub mod drill;
 pub mod host;
 pub mod interrupt;
 pub mod kind;
+pub mod ledger;
 pub mod notify;
 pub mod process;
 pub mod report;

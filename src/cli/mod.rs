@@ -55,6 +55,14 @@ struct Cli {
     run: RunArgs,
 }
 
+/// `drill ledger …`.
+#[derive(Debug, Subcommand)]
+enum LedgerAction {
+    /// Prove the hash chain intact; name the first row that is not. Exit
+    /// 0: intact; 1: broken; 3: the ledger cannot be read.
+    Verify,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// One drill: restore a snapshot of a tier, check it, report.
@@ -98,6 +106,34 @@ enum Command {
         /// The precision of `--between` (default one minute).
         #[arg(long, value_name = "DURATION", default_value = "1m")]
         resolution: humantime::Duration,
+    },
+    /// Give every snapshot of a tier a verdict in the ledger, verifying each
+    /// content once: snapshots whose backup means the same as one already
+    /// verified under the same checks inherit its verdict without a
+    /// restore.
+    ///
+    /// Walks newest first; stops starting restores when `--budget` is spent
+    /// and resumes there next time. Exit 0: every verdict recorded now
+    /// passed; 1: one failed; 3: one could not be judged.
+    VerifyHistory {
+        /// The tier (default: as for `run`).
+        #[arg(long, value_name = "T")]
+        tier: Option<String>,
+        /// Only snapshots taken since: RFC 3339 time, date or a duration
+        /// before now (`90d`).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Stop starting restores after this long (`2h`).
+        #[arg(long, value_name = "DURATION")]
+        budget: Option<humantime::Duration>,
+        /// Only this database (repeatable; default: all).
+        #[arg(long = "database", value_name = "D")]
+        databases: Vec<String>,
+    },
+    /// The verification ledger (`reports_dir/ledger.sqlite`).
+    Ledger {
+        #[command(subcommand)]
+        action: LedgerAction,
     },
     /// Compare two snapshots: per table row count, content digest and rows
     /// added/removed/changed, and the schema as a unified diff.
@@ -245,9 +281,13 @@ pub fn main() -> u8 {
         Some(Command::Run(a)) => runtime.block_on(run(&cli, a.clone())),
         Some(Command::Snapshots { tier }) => runtime.block_on(snapshots(&cli, tier)),
         Some(Command::Doctor) => runtime.block_on(doctor(&cli)),
-        Some(Command::Bisect { .. } | Command::Diff { .. } | Command::Extract { .. }) => {
-            runtime.block_on(investigate(&cli))
-        }
+        Some(
+            Command::Bisect { .. }
+            | Command::Diff { .. }
+            | Command::Extract { .. }
+            | Command::VerifyHistory { .. },
+        ) => runtime.block_on(investigate(&cli)),
+        Some(Command::Ledger { action }) => ledger(&cli, action),
         Some(Command::Status) => status(&cli),
         Some(Command::Schedule { count }) => schedule(&cli, *count),
         Some(Command::Launchd { action }) => service::launchd(&cli, action),
@@ -435,7 +475,8 @@ async fn investigate(cli: &Cli) -> u8 {
         Some(
             Command::Bisect { tier, .. }
             | Command::Diff { tier, .. }
-            | Command::Extract { tier, .. },
+            | Command::Extract { tier, .. }
+            | Command::VerifyHistory { tier, .. },
         ) => tier_of(tier),
         _ => unreachable!("investigate is called for bisect, diff and extract"),
     };
@@ -500,6 +541,62 @@ async fn investigate(cli: &Cli) -> u8 {
                 )
                 .await,
                 |rec| progress::bisect_summary(rec, &config.reports_dir),
+                |rec| match rec.verdict {
+                    Verdict::Passed => EXIT_PASSED,
+                    Verdict::Failed => EXIT_FAILED,
+                    Verdict::Error => EXIT_ENVIRONMENT,
+                },
+            )
+        }
+        Some(Command::VerifyHistory {
+            since,
+            budget,
+            databases,
+            ..
+        }) => {
+            let since = match since
+                .as_deref()
+                .map(|s| drill::bisect::parse_since(s, clock.now(), config.timezone))
+                .transpose()
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("drill: {e}");
+                    return EXIT_USAGE;
+                }
+            };
+            let opts = drill::verify_history::VerifyOptions {
+                run_id: run_id.clone(),
+                tier,
+                since,
+                budget: budget.map(Into::into),
+                databases: databases.clone(),
+            };
+            conclude(
+                cli,
+                guarded(
+                    &run_id,
+                    false,
+                    drill::verify_history::run(&config, &opts, clock, &sink),
+                )
+                .await,
+                |rec| {
+                    println!("verify-history: {}", rec.summary());
+                    for i in &rec.items {
+                        println!(
+                            "  {}  {}  {:<12} {:<10} {}{}",
+                            i.snapshot,
+                            i.time.to_rfc3339(),
+                            i.database,
+                            format!("{:?}", i.outcome).to_lowercase(),
+                            i.verdict.map_or("-", |v| v.as_str()),
+                            i.inherited_from
+                                .as_deref()
+                                .map(|s| format!(" (from {s})"))
+                                .unwrap_or_default()
+                        );
+                    }
+                },
                 |rec| match rec.verdict {
                     Verdict::Passed => EXIT_PASSED,
                     Verdict::Failed => EXIT_FAILED,
@@ -595,6 +692,58 @@ fn conclude<T: serde::Serialize>(
                 human(&rec);
             }
             code(&rec)
+        }
+    }
+}
+
+/// `drill ledger verify`.
+fn ledger(cli: &Cli, action: &LedgerAction) -> u8 {
+    let (config, _clock) = match load(cli) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    match action {
+        LedgerAction::Verify => {
+            let path = config.reports_dir.join(crate::ledger::FILE);
+            if !path.exists() {
+                eprintln!(
+                    "drill: no ledger at {}: nothing has been verified yet",
+                    path.display()
+                );
+                return EXIT_ENVIRONMENT;
+            }
+            let check = crate::ledger::Ledger::open(&config.reports_dir).and_then(|l| l.verify());
+            match check {
+                Err(e) => {
+                    eprintln!("drill: {e}");
+                    EXIT_ENVIRONMENT
+                }
+                Ok(c) => {
+                    if cli.json {
+                        print_json(&c);
+                    }
+                    match &c.broken {
+                        None => {
+                            if !cli.json {
+                                println!(
+                                    "ledger {}: {} row(s), chain intact",
+                                    path.display(),
+                                    c.rows
+                                );
+                            }
+                            EXIT_PASSED
+                        }
+                        Some((seq, why)) => {
+                            eprintln!(
+                                "drill: ledger {}: the chain breaks at row {seq} of {}: {why}",
+                                path.display(),
+                                c.rows
+                            );
+                            EXIT_FAILED
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -480,7 +480,14 @@ pub async fn run(
     }
 
     // 2. What each snapshot's searched dumps hold, known without restoring.
-    let paths: Vec<&str> = search.iter().map(|s| s.database.path.as_str()).collect();
+    // A physical backup's content is its base backups and its WAL archive.
+    let paths: Vec<&str> = search
+        .iter()
+        .flat_map(|s| {
+            std::iter::once(s.database.path.as_str())
+                .chain(s.database.recovery.as_ref().and_then(|r| r.wal.as_deref()))
+        })
+        .collect();
     events.emit(&Event::Info {
         message: format!(
             "reading which dumps are byte-identical across {n} snapshot(s) (restic trees)"
@@ -740,7 +747,16 @@ async fn probe_target(
     drill_snapshot(config, &source, &mut dbs, false, events).await;
     let reports: Vec<DatabaseReport> = dbs.into_iter().map(|d| d.report).collect();
     let judgement = judge(&reports);
-    let verdict = judgement.verdict();
+    // Recovery that did not reach the target says nothing of the data at
+    // the target: undecided, not invalid.
+    let verdict = if reports
+        .iter()
+        .any(|r| r.restore.status == crate::report::Status::Failed)
+    {
+        Verdict::Error
+    } else {
+        judgement.verdict()
+    };
     events.emit(&Event::Info {
         message: format!(
             "bisect: target {}: {}",

@@ -15,6 +15,7 @@ pub mod reap;
 pub(crate) mod session;
 pub mod snapshots;
 pub mod status;
+pub mod verify_history;
 
 pub use lock::{DrillLock, Holder, LockError};
 pub use session::CHECK_PARALLELISM;
@@ -568,7 +569,7 @@ pub async fn run_tier(
         .iter()
         .find(|a| a.verdict == Verdict::Passed)
         .map(|a| a.tier.clone());
-    let report = Report {
+    let mut report = Report {
         format_version: report::FORMAT_VERSION,
         run_id: opts.run_id.clone(),
         drill_version: env!("CARGO_PKG_VERSION").into(),
@@ -589,6 +590,23 @@ pub async fn run_tier(
         interrupted,
         peak_rss_bytes: report::peak_rss_bytes(),
     };
+    if let (Some(repo), Some(snapshot), None) = (&repo, &snapshot, &report.interrupted) {
+        let file = config
+            .reports_dir
+            .join(format!("{report_stem}.json"))
+            .display()
+            .to_string();
+        if let Err(e) = record_in_ledger(config, &report, repo, snapshot, &file).await {
+            let why = format!("the verification ledger could not record this drill: {e}");
+            events.emit(&Event::Warning {
+                message: why.clone(),
+            });
+            report.reasons.push(why);
+            if report.verdict == Verdict::Passed {
+                report.verdict = Verdict::Error;
+            }
+        }
+    }
     let written = report::write(&report, &config.reports_dir, config.timezone)?;
     events.emit(&Event::Finished {
         verdict: report.verdict,
@@ -655,4 +673,65 @@ fn data_loss(config: &Config, dbs: &[session::DbRun<'_>]) -> PolicyLimit {
         })
         .reduce(f64::max);
     PolicyLimit::judge(config.policy.max_data_loss, worst)
+}
+
+/// Append one ledger row per database of a finished drill: its verdict
+/// under its checks, for its content identity (computed, or known from the
+/// ledger's cache of restic content).
+async fn record_in_ledger(
+    config: &Config,
+    report: &Report,
+    repo: &Repository,
+    snapshot: &Snapshot,
+    report_file: &str,
+) -> Result<(), String> {
+    let mut ledger = crate::ledger::Ledger::open(&config.reports_dir).map_err(|e| e.to_string())?;
+    let paths: Vec<&str> = config
+        .databases
+        .iter()
+        .filter(|c| report.databases.iter().any(|d| d.name == c.name))
+        .flat_map(crate::ledger::identity::backup_paths)
+        .collect();
+    let contents = repo.contents(snapshot, &paths).await.unwrap_or_default();
+    let source = crate::restore::Source {
+        repo,
+        snapshot,
+        timeouts: &config.timeouts,
+    };
+    for d in &report.databases {
+        let Some(db) = config.databases.iter().find(|c| c.name == d.name) else {
+            continue;
+        };
+        // A restore that could not run judged nothing about the content.
+        let content = crate::ledger::identity::restic_content(db, &contents);
+        let content_id = match (content, d.restore.status) {
+            (Some(content), Status::Passed | Status::Failed) => {
+                crate::ledger::identity::identify(&ledger, &report.tier, db, &source, &content)
+                    .await
+                    .ok()
+            }
+            _ => None,
+        };
+        let judgement = judge(std::slice::from_ref(d));
+        let entry = crate::ledger::Entry {
+            run_id: report.run_id.clone(),
+            command: "run".into(),
+            tier: report.tier.clone(),
+            snapshot_id: snapshot.id.clone(),
+            snapshot_time: snapshot.time.to_rfc3339(),
+            database: d.name.clone(),
+            content_id,
+            check_id: crate::ledger::check_identity(config, &d.name),
+            verdict: judgement.verdict().as_str().into(),
+            reasons: judgement.reasons,
+            rto_seconds: report.rto_seconds,
+            bytes: d.restore.bytes,
+            report_file: Some(report_file.to_string()),
+            inherited_from: None,
+        };
+        ledger
+            .append(&entry, chrono::Utc::now())
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }

@@ -79,6 +79,12 @@ pub trait RestoreMethod: Send + Sync {
         "file"
     }
 
+    /// What is volatile in backups of `format` (left out of their content
+    /// identity, [`crate::ledger::identity`]). Default: nothing.
+    fn volatile(&self, _format: crate::config::DumpFormat) -> crate::ledger::identity::Volatile {
+        crate::ledger::identity::Volatile::Nothing
+    }
+
     /// The restore tool, as named in reports (`psql`, `pg_restore`,
     /// `mariadb`).
     fn tool(&self, plan: &RestorePlan) -> &'static str;

@@ -100,6 +100,10 @@ impl MysqlLogical {
 }
 
 impl RestoreMethod for MysqlLogical {
+    fn volatile(&self, _format: crate::config::DumpFormat) -> crate::ledger::identity::Volatile {
+        crate::ledger::identity::Volatile::Lines(crate::ledger::identity::mysqldump_completed_line)
+    }
+
     fn tool(&self, _plan: &RestorePlan) -> &'static str {
         self.client
     }

@@ -87,6 +87,10 @@ impl RestoreMethod for PgPhysical {
         "dir"
     }
 
+    fn volatile(&self, _format: crate::config::DumpFormat) -> crate::ledger::identity::Volatile {
+        crate::ledger::identity::Volatile::Tree
+    }
+
     fn tool(&self, _plan: &RestorePlan) -> &'static str {
         "postgres (WAL replay)"
     }
@@ -562,7 +566,14 @@ struct Archive {
     segment_bytes: u64,
     timeline: u32,
     bytes: u64,
+    /// The newest segment, cut short (a snapshot taken while it was being
+    /// archived): left out of recovery.
+    partial: Option<String>,
 }
+
+/// Marks a [`read_archive`] error that is the environment's (drill cannot
+/// read the archive), not the backup's.
+const ENVIRONMENT_MARK: &str = "environment: ";
 
 fn read_archive(dir: &str, files: &[SnapshotFile]) -> Result<Archive, String> {
     let wal: Vec<&SnapshotFile> = files
@@ -583,6 +594,29 @@ fn read_archive(dir: &str, files: &[SnapshotFile]) -> Result<Archive, String> {
             "the WAL archive {dir} holds segments of {segment_bytes} bytes; WAL segments are a power of two between 1 MiB and 1 GiB (compressed archives are not read yet)"
         ));
     }
+    let compressed = files.iter().any(|f| {
+        let n = name_of(&f.path);
+        n.len() > 24
+            && parse_segment(&n[..24], 1 << 24).is_some()
+            && [".gz", ".zst", ".lz4", ".bz2", ".xz"]
+                .iter()
+                .any(|s| n.ends_with(s))
+    });
+    if compressed && wal.is_empty() {
+        return Err(format!(
+            "{ENVIRONMENT_MARK}the WAL archive {dir} holds compressed segments, which drill does not read yet; archive them uncompressed (archive_command = 'cp %p …')"
+        ));
+    }
+    let mut partial = None;
+    let mut wal = wal;
+    // The newest segment of a snapshot taken while `cp %p` was copying it
+    // is short: the archive ends before it.
+    if let Some(last) = wal.last() {
+        if last.size < segment_bytes && wal.iter().rev().skip(1).all(|f| f.size == segment_bytes) {
+            partial = Some(name_of(&last.path).to_string());
+            wal.pop();
+        }
+    }
     if let Some(odd) = wal.iter().find(|f| f.size != segment_bytes) {
         return Err(format!(
             "WAL segment {} in the archive is {} bytes, not {segment_bytes} like the others: it is truncated or damaged",
@@ -592,6 +626,7 @@ fn read_archive(dir: &str, files: &[SnapshotFile]) -> Result<Archive, String> {
     }
     let mut a = Archive {
         segment_bytes,
+        partial,
         ..Default::default()
     };
     for f in wal {
@@ -779,7 +814,7 @@ async fn psql(sandbox: &Sandbox, sql: &str) -> Result<String, String> {
         "-U",
         LOCAL_ROLE,
         "-d",
-        "postgres",
+        "template1",
         "-f",
         "-",
     ];
@@ -911,10 +946,36 @@ async fn run(
             db.path, source.snapshot.short_id
         )));
     }
+    // A base_* directory without its manifest or label (a pg_basebackup
+    // still running when the snapshot was taken) is skipped with a note
+    // when there are others: recovery from a complete one proves the data.
+    let several = bases.len() > 1;
     let mut labelled = Vec::new();
+    let mut skipped = Vec::new();
     for b in &bases {
-        let label = read_label(source, b).await?;
-        labelled.push((b.clone(), label));
+        if several && b.manifest.is_none() {
+            skipped.push(format!("{}: no backup_manifest", b.dir));
+            continue;
+        }
+        match read_label(source, b).await {
+            Ok(label) => labelled.push((b.clone(), label)),
+            Err(o) if several && o.status == Status::Failed => {
+                skipped.push(o.error.unwrap_or_default());
+            }
+            Err(o) => return Err(o),
+        }
+    }
+    if labelled.is_empty() {
+        return Err(failed(format!(
+            "no complete base backup in {}: {}",
+            db.path,
+            skipped.join("; ")
+        )));
+    }
+    for s in &skipped {
+        work.notes.push(format!(
+            "an incomplete base backup was skipped ({s}); it cannot be recovered"
+        ));
     }
     let chosen = choose(&labelled, target).map_err(failed)?;
     let (base, label) = chosen;
@@ -956,7 +1017,16 @@ async fn run(
                 .list_dir(source.snapshot, dir)
                 .await
                 .map_err(|e| environment(e.to_string()))?;
-            let a = read_archive(dir, &files).map_err(failed)?;
+            let a =
+                read_archive(dir, &files).map_err(|e| match e.strip_prefix(ENVIRONMENT_MARK) {
+                    Some(why) => environment(why.to_string()),
+                    None => failed(e),
+                })?;
+            if let Some(p) = &a.partial {
+                work.notes.push(format!(
+                    "the newest WAL segment in the archive, {p}, is shorter than a segment: it was being copied when the snapshot was taken, and recovery ends before it"
+                ));
+            }
             if a.segments.is_empty() {
                 return Err(failed(format!(
                     "the WAL archive {dir} in snapshot {} holds no WAL segments",
@@ -1003,6 +1073,12 @@ async fn run(
         }
     }
 
+    if base.tar.as_ref().is_some_and(|t| t.path.ends_with(".lz4")) {
+        return Err(environment(format!(
+            "base backup {} is lz4-compressed, which drill does not read yet; take base backups with -z (gzip) or --compress=zstd",
+            base.dir
+        )));
+    }
     // 3. The base backup into PGDATA, checked against its manifest.
     let mut stored = 0;
     let mut fed = 0;
@@ -1121,6 +1197,11 @@ async fn run(
             .await?;
             work.bytes += s;
             work.restored_bytes += f;
+            if let Some(p) = archive.as_ref().and_then(|a| a.partial.as_ref()) {
+                sh(sandbox, &format!("rm -f {wal_dir}/{p}"), None)
+                    .await
+                    .map_err(|e| environment(format!("leave out the partial segment {p}: {e}")))?;
+            }
             format!("cp {wal_dir}/%f \"%p\"")
         }
         None => "false".to_string(),
@@ -1179,12 +1260,32 @@ async fn run(
         "shared_buffers=128MB".into(),
         "huge_pages=off".into(),
         "log_min_messages=warning".into(),
+        // Nothing drill sends is logged (its password), whatever the
+        // backed-up config says, and messages stay in English for drill to
+        // read.
+        "log_statement=none".into(),
+        "log_min_duration_statement=-1".into(),
+        "log_min_error_statement=panic".into(),
+        "lc_messages=C".into(),
+        // A recovered subscription must not reach its publisher.
+        "max_logical_replication_workers=0".into(),
+        "recovery_min_apply_delay=0".into(),
         "archive_cleanup_command=".into(),
         "recovery_end_command=".into(),
         "fsync=off".into(),
         "recovery_target_timeline=latest".into(),
         format!("restore_command={restore_command}"),
     ]);
+    // Only drill's target: a leftover one in the backed-up config is reset.
+    for name in [
+        "recovery_target",
+        "recovery_target_time",
+        "recovery_target_lsn",
+        "recovery_target_xid",
+        "recovery_target_name",
+    ] {
+        settings.push(format!("{name}="));
+    }
     match target {
         RecoveryTarget::Latest => {}
         RecoveryTarget::Immediate => settings.push("recovery_target=immediate".into()),
@@ -1266,6 +1367,24 @@ async fn run(
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     work.report.replay_seconds = replay_started.elapsed().as_secs_f64();
+    // A target is reached only where recovery paused at it; a server that
+    // ended recovery on its own ran out of WAL first (PostgreSQL 13 and
+    // older promote there instead of refusing).
+    if !matches!(target, RecoveryTarget::Latest) && !resumed {
+        let log = sandbox.log_lines(LOG_LINES).await;
+        let mut why = format!(
+            "recovery ended without reaching the target {}: the WAL ends before it, the data loss is not bounded by the target",
+            target.describe()
+        );
+        if let Some((_, g)) = &gap {
+            why = format!("{g}; {why}");
+        } else if let Some((segment, said)) =
+            invalid_wal(&log, label.timeline, final_state.segment_bytes)
+        {
+            why = format!("{why} (WAL segment {segment}: {said})");
+        }
+        return Err(failed(why));
+    }
     let segment_bytes = final_state.segment_bytes;
     let tli = label.timeline;
     let replay_lsn = final_state.replay_lsn.unwrap_or(label.start_lsn);
@@ -1289,6 +1408,24 @@ async fn run(
         ));
     }
 
+    // A WAL record that fails its CRC is damage wherever it lies, also in
+    // the newest segment, where stopping early looks like the archive's end.
+    {
+        let log = sandbox.log_lines(LOG_LINES).await;
+        if let Some(line) = log.iter().find(|l| {
+            l.contains("incorrect resource manager data checksum")
+                || l.contains("invalid record length") && !l.contains("got 0")
+        }) {
+            if let Some((segment, said)) =
+                invalid_wal(std::slice::from_ref(line), tli, segment_bytes)
+            {
+                return Err(failed(format!(
+                    "recovery stopped at {} because WAL segment {segment} is damaged (the server: {said}); everything after it is lost",
+                    format_lsn(replay_lsn)
+                )));
+            }
+        }
+    }
     // The whole archive must have been replayed for `latest`.
     if let (RecoveryTarget::Latest, Some(a)) = (target, &archive) {
         let newest = *a.segments.iter().next_back().expect("not empty");
@@ -1337,7 +1474,7 @@ async fn run(
     let endpoint = sandbox.endpoint();
     let mut last = String::new();
     for _ in 0..100 {
-        match crate::kind::postgresql::connect(&endpoint, "postgres").await {
+        match crate::kind::postgresql::connect(&endpoint, "template1").await {
             Ok(client) => match client.query_one("SHOW server_version", &[]).await {
                 Ok(row) => return Ok(row.get(0)),
                 Err(e) => last = crate::sandbox::pg_message(&e),
@@ -1367,12 +1504,20 @@ fn choose<'a>(
         return Ok((b, l));
     }
     let eligible = |(_, l): &&(Base, Label)| match target {
-        RecoveryTarget::Time(t) => l.start_time.is_none_or(|s| s <= *t),
+        RecoveryTarget::Time(t) => l.start_time.is_some_and(|s| s <= *t),
         RecoveryTarget::Lsn(x) => parse_lsn(x).is_none_or(|x| l.start_lsn <= x),
         _ => true,
     };
+    // A start time drill cannot read (a zone abbreviation such as KST)
+    // leaves only the oldest base backup surely before a time target.
+    let unknown_times = matches!(target, RecoveryTarget::Time(_))
+        && sorted.iter().any(|(_, l)| l.start_time.is_none());
     match sorted.iter().rev().find(|x| eligible(x)) {
         Some((b, l)) => Ok((b, l)),
+        None if unknown_times => {
+            let (b, l) = sorted.first().expect("at least one base backup");
+            Ok((b, l))
+        }
         None => {
             let (b, l) = sorted.first().expect("at least one base backup");
             Err(format!(
@@ -1453,6 +1598,18 @@ fn died(
     ) {
         return environment(format!(
             "the sandbox's server cannot run base backup {base}: {line}; use an image with the same major version and the libraries the cluster loads (shared_preload_libraries)"
+        ));
+    }
+    if let Some(line) = log_line(
+        log,
+        &[
+            "configuration file",
+            "invalid value for parameter",
+            "unrecognized configuration parameter",
+        ],
+    ) {
+        return environment(format!(
+            "the sandbox's server cannot start with base backup {base}'s configuration: {line}; a setting or an include of the backed-up postgresql.conf does not fit the sandbox image"
         ));
     }
     if let Some(line) = log_line(log, &["insufficient parameter settings"]) {

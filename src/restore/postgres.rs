@@ -46,6 +46,14 @@ pub struct PgLogical;
 pub static PG_LOGICAL: PgLogical = PgLogical;
 
 impl RestoreMethod for PgLogical {
+    fn volatile(&self, format: DumpFormat) -> crate::ledger::identity::Volatile {
+        use crate::ledger::identity::{pg_restrict_line, Volatile};
+        match format {
+            DumpFormat::Custom => Volatile::CustomArchiveHead,
+            _ => Volatile::Lines(pg_restrict_line),
+        }
+    }
+
     fn tool(&self, plan: &RestorePlan) -> &'static str {
         match plan.database.format {
             DumpFormat::Custom => "pg_restore",

@@ -1,0 +1,171 @@
+//! The verification ledger against real parts: ten nightly snapshots of
+//! real `pg_dump` output of frame (fixtures/generate.sh, `ledger/`) whose
+//! data changes only on nights 1, 4 and 8 (silent corruption from night 8
+//! on); every other night is a real re-dump of unchanged data with its
+//! own random `\restrict` key.
+//!
+//! - `verify-history` restores exactly three times (one per content) and
+//!   records ten verdicts, seven inherited; a second call restores nothing;
+//! - changing a check file makes the verdicts stale: the next call
+//!   re-verifies;
+//! - `--budget` stops mid-history and the next call finishes it;
+//! - `drill ledger verify` accepts the chain and names a row edited by
+//!   hand.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{drill, dumps, healthy, write_config, TestRepo};
+use serde_json::Value;
+
+fn night(n: usize) -> PathBuf {
+    let p = dumps().join(format!("ledger/frame-night-{n:02}.sql"));
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/setup.sh",
+        p.display()
+    );
+    p
+}
+
+/// Ten snapshots, night n taken on 2026-12-(n+1).
+fn nightly_repo() -> TestRepo {
+    common::require_environment();
+    let repo = TestRepo::empty();
+    for n in 1..=10 {
+        let time = format!("2026-12-{:02} 03:00:00", n + 1);
+        repo.backup_at(&[(&night(n), "frame-postgres.sql")], &time);
+    }
+    repo
+}
+
+fn config(dir: &Path, repo: &TestRepo) -> PathBuf {
+    let config = write_config(dir, repo, &[healthy("frame")], &[]);
+    std::fs::create_dir_all(dir.join("checks")).unwrap();
+    std::fs::copy(
+        common::root().join("checks/frame-integrity.toml"),
+        dir.join("checks/frame-integrity.toml"),
+    )
+    .unwrap();
+    config
+}
+
+fn verify_history(config: &Path, extra: &[&str]) -> (i32, Value) {
+    let mut args = vec!["verify-history", "--tier", "local", "--json"];
+    args.extend_from_slice(extra);
+    let run = drill(config, &args);
+    let rec: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
+        panic!(
+            "verify-history --json printed no record ({e}); exit {}\nstderr:\n{}",
+            run.code, run.stderr
+        )
+    });
+    common::assert_no_sandbox_left(rec["run_id"].as_str().unwrap());
+    (run.code, rec)
+}
+
+/// (snapshot time's day, outcome, verdict) per item, newest first.
+fn items(rec: &Value) -> Vec<(String, String, String)> {
+    rec["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["time"].as_str().unwrap()[..10].to_string(),
+                i["outcome"].as_str().unwrap().to_string(),
+                i["verdict"].as_str().unwrap_or("-").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn verify_history_restores_each_content_once_and_inherits_the_rest() {
+    let repo = nightly_repo();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &repo);
+
+    let (code, rec) = verify_history(&config, &[]);
+    assert_eq!(code, 1, "night 8 on fails frame-integrity: {rec:#}");
+    assert_eq!(rec["snapshots"], 10, "{rec:#}");
+    assert_eq!(rec["verified"], 3, "one restore per content: {rec:#}");
+    assert_eq!(rec["inherited"], 7, "{rec:#}");
+    let got = items(&rec);
+    // Newest first: nights 10..8 failed (8's content), 7..1 passed.
+    for (i, (_, _, verdict)) in got.iter().enumerate() {
+        let night = 10 - i;
+        let want = if night >= 8 { "failed" } else { "passed" };
+        assert_eq!(verdict, want, "night {night}: {got:?}");
+    }
+    let verified: Vec<usize> = got
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, o, _))| o == "verified")
+        .map(|(i, _)| 10 - i)
+        .collect();
+    assert_eq!(
+        verified,
+        [10, 7, 3],
+        "the newest night of each content: {got:?}"
+    );
+
+    // Known now: nothing restored.
+    let (_, again) = verify_history(&config, &[]);
+    assert_eq!(again["verified"], 0, "{again:#}");
+    assert_eq!(again["known"], 10, "{again:#}");
+
+    // The chain holds.
+    let run = drill(&config, &["ledger", "verify"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("10 row(s), chain intact"),
+        "known verdicts add no row: {}",
+        run.stdout
+    );
+
+    // A changed check makes every verdict stale.
+    let check = dir.path().join("checks/frame-integrity.toml");
+    let text = std::fs::read_to_string(&check).unwrap();
+    std::fs::write(&check, text.replace("timeout = \"5m\"", "timeout = \"6m\"")).unwrap();
+    let (_, stale) = verify_history(&config, &[]);
+    assert_eq!(stale["verified"], 3, "{stale:#}");
+    assert_eq!(stale["inherited"], 7, "{stale:#}");
+
+    // A row edited by hand breaks the chain at that row.
+    let ledger = dir.path().join("reports/ledger.sqlite");
+    let conn = rusqlite::Connection::open(&ledger).unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER verification_no_update; UPDATE verification SET verdict = CASE verdict WHEN 'passed' THEN 'failed' ELSE 'passed' END WHERE seq = 5;",
+    )
+    .unwrap();
+    drop(conn);
+    let run = drill(&config, &["ledger", "verify"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("breaks at row 5"), "{}", run.stderr);
+}
+
+#[test]
+fn a_budget_stops_mid_history_and_the_next_call_finishes() {
+    let repo = nightly_repo();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &repo);
+    let (_, first) = verify_history(&config, &["--budget", "1s"]);
+    assert_eq!(first["verified"], 1, "{first:#}");
+    assert!(first["left"].as_u64().unwrap() > 0, "{first:#}");
+    let (_, second) = verify_history(&config, &[]);
+    assert_eq!(
+        second["left"], 0,
+        "the second call finishes the history: {second:#}"
+    );
+    assert_eq!(
+        first["verified"].as_u64().unwrap() + second["verified"].as_u64().unwrap(),
+        3,
+        "each content verified once over both calls"
+    );
+    assert_eq!(
+        second["known"].as_u64().unwrap(),
+        first["verified"].as_u64().unwrap() + first["inherited"].as_u64().unwrap()
+    );
+}
