@@ -111,6 +111,30 @@ fn verify_history_restores_each_content_once_and_inherits_the_rest() {
         "the newest night of each content: {got:?}"
     );
 
+    // Scenario 3 on a covered history: bisect answers from the ledger.
+    let run = drill(
+        &config,
+        &["bisect", "--tier", "local", "--database", "frame", "--json"],
+    );
+    let bisect: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("no bisect record ({e}): {}", run.stderr));
+    common::assert_no_sandbox_left(bisect["run_id"].as_str().unwrap());
+    assert_eq!(bisect["restores"], 0, "{bisect:#}");
+    assert!(
+        bisect["last_valid"]["time"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-12-08"),
+        "night 7: {bisect:#}"
+    );
+    assert!(
+        bisect["first_invalid"]["time"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-12-09"),
+        "night 8: {bisect:#}"
+    );
+
     // Known now: nothing restored.
     let (_, again) = verify_history(&config, &[]);
     assert_eq!(again["verified"], 0, "{again:#}");

@@ -462,6 +462,7 @@ pub fn bisect_summary(r: &crate::drill::bisect::BisectReport, reports_dir: &std:
     for (i, t) in r.tested.iter().enumerate() {
         let how = match &t.same_as {
             Some(s) => format!("same dumps as {s}, no restore"),
+            None if t.from_ledger => "the ledger's verdict, no restore".to_string(),
             None => format!("{} restore(s)", t.restores),
         };
         let _ = writeln!(

@@ -86,6 +86,9 @@ pub struct Tested {
     /// Restores and checks, when it was restored.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub databases: Vec<DatabaseReport>,
+    /// Judged by the verdict the ledger holds for it (no restore).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub from_ledger: bool,
     /// The recovery target tried (`--between`); `time` is then the
     /// target's too.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -259,6 +262,79 @@ struct Probe {
     databases: Vec<DatabaseReport>,
     kept: Vec<KeptSandbox>,
     restores: usize,
+    /// Answered by the ledger: per database that failed there, whether its
+    /// restore failed and which checks failed.
+    known: Option<Vec<(String, bool, Vec<String>)>>,
+}
+
+/// The checks a ledger row's reasons say failed (`db: check `name`
+/// failed: …`), and whether its restore failed.
+fn failed_in(reasons: &[String]) -> (bool, Vec<String>) {
+    let restore = reasons.iter().any(|r| r.contains(": restore failed:"));
+    let checks = reasons
+        .iter()
+        .filter_map(|r| {
+            let (_, rest) = r.split_once(": check `")?;
+            let (name, tail) = rest.split_once('`')?;
+            tail.starts_with(" failed").then(|| name.to_string())
+        })
+        .collect();
+    (restore, checks)
+}
+
+/// What the ledger already knows of `selection` in `snapshot`: a probe
+/// without a restore when it holds a verdict for every selected database
+/// under its current checks that answers the selection's question (a pass
+/// always does; a failure when the restore or a selected check failed).
+fn from_ledger(
+    ledger: Option<&crate::ledger::Ledger>,
+    config: &Config,
+    opts: &BisectOptions,
+    snapshot: &Snapshot,
+    selection: &[Selection<'_>],
+) -> Option<Probe> {
+    let ledger = ledger?;
+    let mut judgement = super::Judgement {
+        failed: false,
+        errored: false,
+        reasons: Vec::new(),
+    };
+    let mut known = Vec::new();
+    for s in selection {
+        let check_id = crate::ledger::check_identity(config, &s.database.name);
+        let row = ledger
+            .verdict_of_snapshot(&opts.tier, &snapshot.id, &s.database.name, &check_id)
+            .ok()??;
+        match row.entry.verdict.as_str() {
+            "passed" => {}
+            "failed" => {
+                let (restore, checks) = failed_in(&row.entry.reasons);
+                let wanted = s
+                    .checks
+                    .clone()
+                    .or_else(|| (!opts.checks.is_empty()).then(|| opts.checks.clone()));
+                let answers = restore
+                    || match &wanted {
+                        None => true,
+                        Some(names) => names.iter().any(|n| checks.contains(n)),
+                    };
+                if !answers {
+                    return None;
+                }
+                judgement.failed = true;
+                judgement.reasons.extend(row.entry.reasons.iter().cloned());
+                known.push((s.database.name.clone(), restore, checks));
+            }
+            _ => return None,
+        }
+    }
+    Some(Probe {
+        judgement,
+        databases: Vec::new(),
+        kept: Vec::new(),
+        restores: 0,
+        known: Some(known),
+    })
 }
 
 /// Restore `selection` from `snapshot`, run its checks, keep the sandboxes.
@@ -307,6 +383,7 @@ async fn probe(
         databases,
         kept,
         restores,
+        known: None,
     }
 }
 
@@ -405,7 +482,13 @@ pub async fn run(
             checks: None,
         })
         .collect();
-    let first = probe(config, opts, &repo, newest, &everything, &baselines, events).await;
+    // Verdicts the ledger holds (`verify-history`, earlier drills) are not
+    // tested again.
+    let ledger = crate::ledger::Ledger::open(&config.reports_dir).ok();
+    let first = match from_ledger(ledger.as_ref(), config, opts, newest, &everything) {
+        Some(p) => p,
+        None => probe(config, opts, &repo, newest, &everything, &baselines, events).await,
+    };
     let verdict = first.judgement.verdict();
     rec.restores += first.restores;
     rec.reasons = first.judgement.reasons.clone();
@@ -417,25 +500,37 @@ pub async fn run(
             }
         }
     }
-    let search: Vec<Selection> = first
-        .databases
-        .iter()
-        .zip(&databases)
-        .filter(|(r, _)| {
-            r.restore.status == Status::Failed
-                || r.checks.iter().any(|c| c.status == Status::Failed)
-        })
-        .map(|(r, d)| Selection {
-            database: d,
-            checks: Some(
-                r.checks
-                    .iter()
-                    .filter(|c| c.status == Status::Failed)
-                    .map(|c| c.name.clone())
-                    .collect(),
-            ),
-        })
-        .collect();
+    let search: Vec<Selection> = match &first.known {
+        Some(known) => known
+            .iter()
+            .filter_map(|(name, _, checks)| {
+                let d = databases.iter().find(|d| &d.name == name)?;
+                Some(Selection {
+                    database: d,
+                    checks: Some(checks.clone()),
+                })
+            })
+            .collect(),
+        None => first
+            .databases
+            .iter()
+            .zip(&databases)
+            .filter(|(r, _)| {
+                r.restore.status == Status::Failed
+                    || r.checks.iter().any(|c| c.status == Status::Failed)
+            })
+            .map(|(r, d)| Selection {
+                database: d,
+                checks: Some(
+                    r.checks
+                        .iter()
+                        .filter(|c| c.status == Status::Failed)
+                        .map(|c| c.name.clone())
+                        .collect(),
+                ),
+            })
+            .collect(),
+    };
     rec.databases = search.iter().map(|s| s.database.name.clone()).collect();
     rec.checks = search
         .iter()
@@ -463,6 +558,9 @@ pub async fn run(
         first.judgement.reasons,
         first.databases,
     ));
+    if let Some(t) = rec.tested.last_mut() {
+        t.from_ledger = first.known.is_some();
+    }
     events.emit(&Event::BisectJudged {
         short_id: newest.short_id.clone(),
         verdict,
@@ -578,7 +676,10 @@ pub async fn run(
             window_to: window[hi].short_id.clone(),
             remaining: (hi as isize - lo) as usize,
         });
-        let p = probe(config, opts, &repo, snap, &search, &baselines, events).await;
+        let p = match from_ledger(ledger.as_ref(), config, opts, snap, &search) {
+            Some(p) => p,
+            None => probe(config, opts, &repo, snap, &search, &baselines, events).await,
+        };
         let v = p.judgement.verdict();
         rec.restores += p.restores;
         events.emit(&Event::BisectJudged {
@@ -594,6 +695,9 @@ pub async fn run(
             p.judgement.reasons.clone(),
             p.databases,
         ));
+        if let Some(t) = rec.tested.last_mut() {
+            t.from_ledger = p.known.is_some();
+        }
         kept.insert(mid, p.kept);
         source_of.insert(mid, mid);
         recorded[mid] = true;
@@ -707,6 +811,7 @@ fn tested(
         reasons,
         databases,
         target: None,
+        from_ledger: false,
     }
 }
 
@@ -940,6 +1045,7 @@ fn markdown(r: &BisectReport) -> String {
     for (i, t) in r.tested.iter().enumerate() {
         let how = match &t.same_as {
             Some(s) => format!("same dumps as {s}, no restore"),
+            None if t.from_ledger => "the ledger's verdict, no restore".to_string(),
             None => format!("{} restore(s)", t.restores),
         };
         out.push_str(&format!(
