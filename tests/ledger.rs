@@ -178,6 +178,15 @@ fn a_budget_stops_mid_history_and_the_next_call_finishes() {
     let (_, first) = verify_history(&config, &["--budget", "1s"]);
     assert_eq!(first["verified"], 1, "{first:#}");
     assert!(first["left"].as_u64().unwrap() > 0, "{first:#}");
+    let status = |config: &Path| -> Value {
+        let run = drill(config, &["status", "--json"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let list: Value = serde_json::from_str(&run.stdout).unwrap();
+        list[0]["ledger"].clone()
+    };
+    let fresh = status(&config);
+    assert_eq!(fresh["snapshots"], 10, "{fresh:#}");
+    assert_eq!(fresh["unverified"], first["left"], "{fresh:#}");
     let (_, second) = verify_history(&config, &[]);
     assert_eq!(
         second["left"], 0,
@@ -191,5 +200,43 @@ fn a_budget_stops_mid_history_and_the_next_call_finishes() {
     assert_eq!(
         second["known"].as_u64().unwrap(),
         first["verified"].as_u64().unwrap() + first["inherited"].as_u64().unwrap()
+    );
+    // Freshness: every snapshot has a verdict; the newest that passed is
+    // night 7 (nights 8 to 10 are corrupt).
+    let fresh = status(&config);
+    assert_eq!(fresh["unverified"], 0, "{fresh:#}");
+    assert!(
+        fresh["newest_passed"][1]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-12-08"),
+        "{fresh:#}"
+    );
+    let metrics = dir.path().join("drill.prom");
+    let run = drill(
+        &config,
+        &[
+            "run",
+            "--tier",
+            "local",
+            "--no-notify",
+            "--metrics",
+            metrics.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 1, "night 10 is corrupt: {}", run.stderr);
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        text.contains("drill_unverified_snapshots{tier=\"local\"} 0"),
+        "{text}"
+    );
+    let night7 = chrono::DateTime::parse_from_rfc3339(fresh["newest_passed"][1].as_str().unwrap())
+        .unwrap()
+        .timestamp();
+    assert!(
+        text.contains(&format!(
+            "drill_last_verified_snapshot_timestamp_seconds{{tier=\"local\"}} {night7}"
+        )),
+        "{text}"
     );
 }

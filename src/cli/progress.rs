@@ -449,6 +449,31 @@ pub fn status_lines(list: &[crate::drill::status::TierStatus], tz: chrono_tz::Tz
             (None, _) if scheduled => parts.push("OVERDUE: no passed drill yet".to_string()),
             (None, _) => parts.push("no schedule configured".to_string()),
         }
+        if let Some(f) = &t.ledger {
+            let at = |s: &str| {
+                chrono::DateTime::parse_from_rfc3339(s)
+                    .map(|d| when(d.with_timezone(&chrono::Utc)))
+                    .unwrap_or_else(|_| s.to_string())
+            };
+            match &f.newest_passed {
+                Some((id, time)) => parts.push(format!(
+                    "newest verified snapshot {} of {}",
+                    &id[..id.len().min(8)],
+                    at(time)
+                )),
+                None => parts.push("no snapshot verified passed".to_string()),
+            }
+            parts.push(match &f.oldest_unverified {
+                Some((id, time)) => format!(
+                    "{} of {} snapshot(s) without a verdict (oldest {} of {})",
+                    f.unverified,
+                    f.snapshots,
+                    &id[..id.len().min(8)],
+                    at(time)
+                ),
+                None => format!("all {} snapshot(s) have a verdict", f.snapshots),
+            });
+        }
         let _ = writeln!(out, "{}: {}", t.tier, parts.join("; "));
     }
 }

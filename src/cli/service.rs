@@ -405,7 +405,11 @@ pub(super) async fn deliver(cli: &Cli, config: &Config, args: &RunArgs, o: &RunO
     }
     if let Some(p) = &args.metrics {
         match history::rows(&config.reports_dir) {
-            Ok(rows) => write("metrics", p, report::metrics::render(&rows)),
+            Ok(rows) => write(
+                "metrics",
+                p,
+                report::metrics::render(&rows, &crate::drill::status::freshness(config)),
+            ),
             Err(e) => {
                 eprintln!("drill: metrics not written: {e}");
                 all = false;

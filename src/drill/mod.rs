@@ -686,6 +686,11 @@ async fn record_in_ledger(
     report_file: &str,
 ) -> Result<(), String> {
     let mut ledger = crate::ledger::Ledger::open(&config.reports_dir).map_err(|e| e.to_string())?;
+    if let Ok(all) = repo.snapshots().await {
+        ledger
+            .record_listing(&report.tier, &all, chrono::Utc::now())
+            .map_err(|e| e.to_string())?;
+    }
     let paths: Vec<&str> = config
         .databases
         .iter()

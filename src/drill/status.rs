@@ -24,6 +24,28 @@ pub struct TierStatus {
     /// Seconds past `due` now (0 when not yet due). With a schedule and no
     /// passed drill at all, the tier counts as overdue without a figure.
     pub overdue_seconds: Option<f64>,
+    /// The ledger's view of the tier's snapshots as last listed (`None`
+    /// without a ledger).
+    pub ledger: Option<crate::ledger::Freshness>,
+}
+
+/// Every tier's [`crate::ledger::Freshness`], by tier name (empty without a
+/// ledger).
+pub fn freshness(config: &Config) -> std::collections::BTreeMap<String, crate::ledger::Freshness> {
+    let mut out = std::collections::BTreeMap::new();
+    if !config.reports_dir.join(crate::ledger::FILE).exists() {
+        return out;
+    }
+    let Ok(ledger) = crate::ledger::Ledger::open(&config.reports_dir) else {
+        return out;
+    };
+    let names: Vec<String> = config.databases.iter().map(|d| d.name.clone()).collect();
+    for t in config.tiers.keys() {
+        if let Ok(f) = ledger.freshness(t, &names) {
+            out.insert(t.clone(), f);
+        }
+    }
+    out
 }
 
 /// Every configured tier's standing at `clock`'s now.
@@ -33,6 +55,7 @@ pub struct TierStatus {
 pub fn run(config: &Config, clock: &dyn Clock) -> Result<Vec<TierStatus>, String> {
     let rows = history::rows(&config.reports_dir)?;
     let now = clock.now();
+    let fresh = freshness(config);
     Ok(config
         .tiers
         .keys()
@@ -61,6 +84,7 @@ pub fn run(config: &Config, clock: &dyn Clock) -> Result<Vec<TierStatus>, String
                 last_passed,
                 due,
                 overdue_seconds,
+                ledger: fresh.get(t).cloned(),
             }
         })
         .collect())

@@ -156,6 +156,9 @@ pub async fn run(
         Ledger::open(&config.reports_dir).map_err(|e| CommandError::Environment(e.to_string()))?;
     let repo = open_tier(config, &opts.tier, clock, events).await?;
     let mut snapshots = repo.snapshots().await.map_err(CommandError::tier)?;
+    ledger
+        .record_listing(&opts.tier, &snapshots, clock.now())
+        .map_err(|e| CommandError::Environment(e.to_string()))?;
     snapshots.retain(|s| opts.since.is_none_or(|t| s.time >= t));
     snapshots.reverse();
     let baselines = report::history::baselines(&config.reports_dir, &opts.tier);

@@ -67,6 +67,13 @@ CREATE TABLE content_cache (
   content_id TEXT NOT NULL,
   PRIMARY KEY (tier, database, restic_key)
 );
+CREATE TABLE seen (
+  tier TEXT NOT NULL,
+  snapshot_id TEXT NOT NULL,
+  snapshot_time TEXT NOT NULL,
+  listed_at TEXT NOT NULL,
+  PRIMARY KEY (tier, snapshot_id)
+);
 CREATE TRIGGER verification_no_update BEFORE UPDATE ON verification
   BEGIN SELECT RAISE(ABORT, 'the drill ledger is append-only'); END;
 CREATE TRIGGER verification_no_delete BEFORE DELETE ON verification
@@ -178,6 +185,21 @@ pub struct ChainCheck {
     pub rows: i64,
     /// The first row that breaks the chain, if any: its `seq` and why.
     pub broken: Option<(i64, String)>,
+}
+
+/// How fresh a tier's verification is ([`Ledger::freshness`]).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Freshness {
+    /// When the tier's snapshots were last listed (RFC 3339).
+    pub listed_at: Option<String>,
+    /// Snapshots that listing found.
+    pub snapshots: usize,
+    /// The newest snapshot every database of which passed: id and time.
+    pub newest_passed: Option<(String, String)>,
+    /// Snapshots some database of which has no verdict.
+    pub unverified: usize,
+    /// The oldest of them: id and time.
+    pub oldest_unverified: Option<(String, String)>,
 }
 
 /// An open ledger.
@@ -473,6 +495,86 @@ impl Ledger {
             )
             .map(|_| ())
             .map_err(|e| self.sqlite(e))
+    }
+
+    /// Remember the snapshots a listing of `tier` found at `now` (replacing
+    /// the previous listing), for [`Ledger::freshness`].
+    ///
+    /// # Errors
+    /// [`LedgerError::Sqlite`].
+    pub fn record_listing(
+        &mut self,
+        tier: &str,
+        snapshots: &[crate::tier::Snapshot],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), LedgerError> {
+        let path = self.path.display().to_string();
+        let err = |e: rusqlite::Error| LedgerError::Sqlite {
+            path: path.clone(),
+            detail: e.to_string(),
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute("DELETE FROM seen WHERE tier = ?1", params![tier])
+            .map_err(err)?;
+        for s in snapshots {
+            tx.execute(
+                "INSERT OR REPLACE INTO seen VALUES (?1, ?2, ?3, ?4)",
+                params![tier, s.id, s.time.to_rfc3339(), now.to_rfc3339()],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// How fresh `tier`'s verification is, over the snapshots its last
+    /// listing found and the `databases` configured: a snapshot is verified
+    /// when each database has a `passed` or `failed` verdict, and passed
+    /// when each has `passed` as its latest.
+    ///
+    /// # Errors
+    /// [`LedgerError::Sqlite`].
+    pub fn freshness(&self, tier: &str, databases: &[String]) -> Result<Freshness, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT snapshot_id, snapshot_time, listed_at FROM seen WHERE tier = ?1 ORDER BY snapshot_time")
+            .map_err(|e| self.sqlite(e))?;
+        let seen: Vec<(String, String, String)> = stmt
+            .query_map(params![tier], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| self.sqlite(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.sqlite(e))?;
+        let rows = self.rows_of_tier(tier)?;
+        let mut f = Freshness {
+            listed_at: seen.first().map(|s| s.2.clone()),
+            snapshots: seen.len(),
+            ..Default::default()
+        };
+        for (id, time, _) in &seen {
+            let latest: Vec<Option<&Row>> = databases
+                .iter()
+                .map(|d| {
+                    rows.iter()
+                        .filter(|r| {
+                            &r.entry.snapshot_id == id
+                                && &r.entry.database == d
+                                && (r.entry.verdict == "passed" || r.entry.verdict == "failed")
+                        })
+                        .next_back()
+                })
+                .collect();
+            if latest.iter().any(Option::is_none) {
+                f.unverified += 1;
+                if f.oldest_unverified.is_none() {
+                    f.oldest_unverified = Some((id.clone(), time.clone()));
+                }
+            } else if latest
+                .iter()
+                .all(|r| r.is_some_and(|r| r.entry.verdict == "passed"))
+            {
+                f.newest_passed = Some((id.clone(), time.clone()));
+            }
+        }
+        Ok(f)
     }
 
     /// Prove the chain: every row's `prev_hash` is the row before's

@@ -26,8 +26,9 @@ fn value(v: Option<f64>) -> String {
     }
 }
 
-/// The textfile for `rows` (oldest first, as in `history.csv`).
-pub fn render(rows: &[HistoryRow]) -> String {
+/// The textfile for `rows` (oldest first, as in `history.csv`) and each
+/// tier's ledger freshness.
+pub fn render(rows: &[HistoryRow], ledger: &BTreeMap<String, crate::ledger::Freshness>) -> String {
     let mut last: BTreeMap<&str, &HistoryRow> = BTreeMap::new();
     let mut success: BTreeMap<&str, &HistoryRow> = BTreeMap::new();
     for r in rows {
@@ -100,6 +101,37 @@ pub fn render(rows: &[HistoryRow]) -> String {
         "drill_last_checks_failed",
         "Checks of the tier's last drill that did not pass.",
         per_tier(&|r| r.checks_failed.map(|b| b as f64)),
+    );
+    let ts_of = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .map(|d| d.timestamp_millis() as f64 / 1000.0)
+            .ok()
+    };
+    family(
+        "drill_last_verified_snapshot_timestamp_seconds",
+        "Unix time of the tier's newest snapshot whose every database has a passed verdict in the ledger; 0 if none.",
+        ledger
+            .iter()
+            .map(|(t, f)| {
+                (
+                    format!("tier=\"{}\"", label(t)),
+                    value(Some(
+                        f.newest_passed
+                            .as_ref()
+                            .and_then(|(_, time)| ts_of(time))
+                            .unwrap_or(0.0),
+                    )),
+                )
+            })
+            .collect(),
+    );
+    family(
+        "drill_unverified_snapshots",
+        "Snapshots of the tier (as last listed) some database of which has no verdict in the ledger.",
+        ledger
+            .iter()
+            .map(|(t, f)| (format!("tier=\"{}\"", label(t)), f.unverified.to_string()))
+            .collect(),
     );
     o
 }
