@@ -553,13 +553,11 @@ impl Ledger {
             let latest: Vec<Option<&Row>> = databases
                 .iter()
                 .map(|d| {
-                    rows.iter()
-                        .filter(|r| {
-                            &r.entry.snapshot_id == id
-                                && &r.entry.database == d
-                                && (r.entry.verdict == "passed" || r.entry.verdict == "failed")
-                        })
-                        .next_back()
+                    rows.iter().rfind(|r| {
+                        &r.entry.snapshot_id == id
+                            && &r.entry.database == d
+                            && (r.entry.verdict == "passed" || r.entry.verdict == "failed")
+                    })
                 })
                 .collect();
             if latest.iter().any(Option::is_none) {
