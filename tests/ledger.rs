@@ -10,7 +10,11 @@
 //!   re-verifies;
 //! - `--budget` stops mid-history and the next call finishes it;
 //! - `drill ledger verify` accepts the chain and names a row edited by
-//!   hand.
+//!   hand;
+//! - `bisect` on the covered history answers with zero restores;
+//! - the retention guard refuses a policy that would forget the last good
+//!   snapshot, and leaves the repository byte-identical;
+//! - `drill status` and the metrics file show the ledger's freshness.
 
 mod common;
 
@@ -38,6 +42,17 @@ fn nightly_repo() -> TestRepo {
         repo.backup_at(&[(&night(n), "frame-postgres.sql")], &time);
     }
     repo
+}
+
+/// SHA-256 over every file of a repository (path and bytes).
+fn repo_digest(dir: &Path) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("find . -type f | LC_ALL=C sort | xargs sha256sum | sha256sum")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn config(dir: &Path, repo: &TestRepo) -> PathBuf {
@@ -133,6 +148,38 @@ fn verify_history_restores_each_content_once_and_inherits_the_rest() {
             .unwrap()
             .starts_with("2026-12-09"),
         "night 8: {bisect:#}"
+    );
+
+    // The retention guard: keeping the last two nights would forget night
+    // 7, the newest that passed and the last good one before night 8; the
+    // repository is untouched.
+    let before = repo_digest(&repo.repo);
+    let run = drill(
+        &config,
+        &["retention", "--tier", "local", "--", "--keep-last", "2"],
+    );
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let snaps = repo.snapshots();
+    let night7 = snaps[6]["short_id"].as_str().unwrap().to_string();
+    assert!(
+        run.stdout
+            .contains(&format!("UNSAFE: it would remove {night7}")),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("--keep-within"), "{}", run.stdout);
+    let run = drill(
+        &config,
+        &["retention", "--tier", "local", "--", "--keep-last", "5"],
+    );
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let run = drill(&config, &["retention", "--tier", "local", "--", "--prune"]);
+    assert_eq!(run.code, 2, "only retention flags: {}", run.stderr);
+    assert_eq!(repo.snapshots().len(), 10);
+    assert_eq!(
+        repo_digest(&repo.repo),
+        before,
+        "the repository is byte-identical"
     );
 
     // Known now: nothing restored.

@@ -130,6 +130,20 @@ enum Command {
         #[arg(long = "database", value_name = "D")]
         databases: Vec<String>,
     },
+    /// Check a restic retention policy against the ledger, without
+    /// removing anything (`restic forget --dry-run`).
+    ///
+    /// Exit 1 when the policy would remove the tier's newest snapshot that
+    /// passed, or the last snapshot of a database that passed before one
+    /// that failed; each is named with a `--keep-within` that keeps it.
+    Retention {
+        /// The tier (default: as for `run`).
+        #[arg(long, value_name = "T")]
+        tier: Option<String>,
+        /// restic forget's policy, after `--` (`--keep-daily 7 …`).
+        #[arg(last = true, value_name = "POLICY")]
+        policy: Vec<String>,
+    },
     /// The verification ledger (`reports_dir/ledger.sqlite`).
     Ledger {
         #[command(subcommand)]
@@ -288,6 +302,9 @@ pub fn main() -> u8 {
             | Command::VerifyHistory { .. },
         ) => runtime.block_on(investigate(&cli)),
         Some(Command::Ledger { action }) => ledger(&cli, action),
+        Some(Command::Retention { tier, policy }) => {
+            runtime.block_on(retention(&cli, tier.as_deref(), policy))
+        }
         Some(Command::Status) => status(&cli),
         Some(Command::Schedule { count }) => schedule(&cli, *count),
         Some(Command::Launchd { action }) => service::launchd(&cli, action),
@@ -694,6 +711,75 @@ fn conclude<T: serde::Serialize>(
             code(&rec)
         }
     }
+}
+
+/// `drill retention`.
+async fn retention(cli: &Cli, tier: Option<&str>, policy: &[String]) -> u8 {
+    let (config, clock) = match load(cli) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let clock = clock.as_ref();
+    let tier = match tier {
+        Some(t) => match config.tier(t) {
+            Ok(_) => t.to_string(),
+            Err(e) => {
+                eprintln!("drill: {e}");
+                return EXIT_USAGE;
+            }
+        },
+        None => match config.default_tier() {
+            Some(t) => t.to_string(),
+            None => {
+                eprintln!("drill: no tier given and no default: pass --tier NAME");
+                return EXIT_USAGE;
+            }
+        },
+    };
+    let run_id = drill::new_run_id(clock);
+    let _lock = match take_lock(&config, &run_id).await {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let sink = progress::Terminal::new(cli.quiet, cli.verbose, config.timezone);
+    let opts = drill::retention::RetentionOptions {
+        tier,
+        policy: policy.to_vec(),
+    };
+    conclude(
+        cli,
+        Ok(drill::retention::run(&config, &opts, clock, &sink).await),
+        |rec| {
+            println!(
+                "retention on tier {}: the policy keeps {} snapshot(s) and would remove {}",
+                rec.tier,
+                rec.kept,
+                rec.would_remove.len()
+            );
+            for e in &rec.endangered {
+                println!(
+                    "  UNSAFE: it would remove {} of {}: {}; {} keeps it",
+                    e.short_id,
+                    e.time.to_rfc3339(),
+                    e.why,
+                    e.keep_with
+                );
+            }
+            for w in &rec.warnings {
+                println!("  warning: {w}");
+            }
+            if rec.endangered.is_empty() {
+                println!("  safe: nothing the ledger needs would go");
+            }
+        },
+        |rec| {
+            if rec.endangered.is_empty() {
+                EXIT_PASSED
+            } else {
+                EXIT_FAILED
+            }
+        },
+    )
 }
 
 /// `drill ledger verify`.

@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod extract;
 mod lock;
 pub mod reap;
+pub mod retention;
 pub(crate) mod session;
 pub mod snapshots;
 pub mod status;

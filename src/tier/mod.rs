@@ -178,6 +178,18 @@ pub struct Snapshot {
     pub tags: Vec<String>,
 }
 
+/// One group of `restic forget --dry-run --json`: the snapshots its
+/// policy keeps and those it would remove.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ForgetGroup {
+    /// Snapshots kept.
+    #[serde(default)]
+    pub keep: Option<Vec<Snapshot>>,
+    /// Snapshots the policy would remove.
+    #[serde(default)]
+    pub remove: Option<Vec<Snapshot>>,
+}
+
 /// A file found in a snapshot by `restic ls --json`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SnapshotFile {
@@ -767,6 +779,25 @@ impl Repository {
         found.retain(|n| n.path.rsplit_once('/').map(|(d, _)| d) == Some(dir));
         found.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(found)
+    }
+
+    /// What `restic forget --dry-run --json` with the retention `policy`
+    /// (`--keep-daily 7`, …) would keep and remove, per group (restic docs,
+    /// "Removing backup snapshots"). Nothing is removed: `--dry-run` and
+    /// `--no-lock` are always passed, so the repository is not written to.
+    ///
+    /// # Errors
+    /// [`TierError`] when restic fails (e.g. a flag it refuses) or prints
+    /// something unparsable.
+    pub async fn forget_dry_run(&self, policy: &[String]) -> Result<Vec<ForgetGroup>, TierError> {
+        let mut args = vec!["forget", "--dry-run", "--json"];
+        args.extend(policy.iter().map(String::as_str));
+        let out = self.run_json("forget --dry-run", &args).await?;
+        serde_json::from_slice(&out).map_err(|e| TierError::Output {
+            tier: self.tier.clone(),
+            command: "forget --dry-run".into(),
+            message: e.to_string(),
+        })
     }
 
     /// Every node below directory `dir` of `snapshot`, at any depth (one
