@@ -287,3 +287,61 @@ fn a_budget_stops_mid_history_and_the_next_call_finishes() {
         "{text}"
     );
 }
+
+#[test]
+fn a_killed_verify_history_leaves_a_sound_ledger_and_the_next_call_resumes() {
+    let repo = nightly_repo();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &repo);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_drill"))
+        .arg("--config")
+        .arg(&config)
+        .args(["verify-history", "--tier", "local"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it as soon as its first verdict is in the ledger.
+    let ledger = dir.path().join("reports/ledger.sqlite");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let rows = rusqlite::Connection::open_with_flags(
+            &ledger,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .and_then(|c| {
+            c.query_row("SELECT count(*) FROM verification", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        })
+        .unwrap_or(0);
+        if rows >= 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no verdict recorded");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "verify-history ended early"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // Its sandboxes outlive it; reap removes them (their process is dead).
+    let run = drill(&config, &["reap"]);
+    assert!(run.code == 0, "{}{}", run.stdout, run.stderr);
+    let run = drill(&config, &["ledger", "verify"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let (_, rec) = verify_history(&config, &[]);
+    assert_eq!(rec["left"], 0, "{rec:#}");
+    assert!(rec["known"].as_u64().unwrap() >= 1, "{rec:#}");
+    assert_eq!(
+        rec["verified"].as_u64().unwrap()
+            + rec["inherited"].as_u64().unwrap()
+            + rec["known"].as_u64().unwrap(),
+        10,
+        "{rec:#}"
+    );
+    let run = drill(&config, &["ledger", "verify"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+}
