@@ -345,3 +345,32 @@ fn a_killed_verify_history_leaves_a_sound_ledger_and_the_next_call_resumes() {
     let run = drill(&config, &["ledger", "verify"]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
 }
+
+#[test]
+fn run_sample_verifies_older_snapshots_without_a_verdict() {
+    let repo = nightly_repo();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &repo);
+    let run = drill(
+        &config,
+        &["run", "--tier", "local", "--no-notify", "--sample", "2"],
+    );
+    assert_eq!(run.code, 1, "night 10 is corrupt: {}", run.stderr);
+    assert!(run.stderr.contains("sample: "), "{}", run.stderr);
+    let conn = rusqlite::Connection::open(dir.path().join("reports/ledger.sqlite")).unwrap();
+    let (rows, snapshots): (i64, i64) = conn
+        .query_row(
+            "SELECT count(*), count(DISTINCT snapshot_id) FROM verification",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (rows, snapshots),
+        (3, 3),
+        "the drill and two sampled nights"
+    );
+    let run = drill(&config, &["status", "--json"]);
+    let list: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(list[0]["ledger"]["unverified"], 7, "{list:#}");
+}

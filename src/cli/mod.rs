@@ -265,6 +265,12 @@ struct RunArgs {
     /// and the verdict.
     #[arg(long, value_name = "PATH")]
     junit: Option<PathBuf>,
+    /// Also verify up to N older snapshots that have no verdict in the
+    /// ledger (at random, weighted toward the oldest), so a quarterly
+    /// schedule covers the history over time. Their verdicts go to the
+    /// ledger and do not change this drill's.
+    #[arg(long, value_name = "N")]
+    sample: Option<usize>,
 }
 
 /// Parse the command line, run, and return the process exit code.
@@ -349,6 +355,24 @@ async fn run(cli: &Cli, args: RunArgs) -> u8 {
                 print_json(&o.report);
             }
             progress::summary(&o, cli.quiet);
+            if let Some(n) = args.sample.filter(|n| *n > 0) {
+                let drilled = o.report.snapshot.as_ref().map(|s| s.id.clone());
+                match drill::verify_history::sample(
+                    &config,
+                    &opts.run_id,
+                    &o.report.tier,
+                    n,
+                    drilled.as_deref(),
+                    clock,
+                    &sink,
+                )
+                .await
+                {
+                    Ok(Some(rec)) => eprintln!("sample: {}", rec.summary()),
+                    Ok(None) => eprintln!("sample: every snapshot has a verdict"),
+                    Err(e) => eprintln!("drill: sample: {e}"),
+                }
+            }
             let code = match o.verdict {
                 Verdict::Passed => EXIT_PASSED,
                 Verdict::Failed => EXIT_FAILED,
@@ -588,6 +612,7 @@ async fn investigate(cli: &Cli) -> u8 {
                 since,
                 budget: budget.map(Into::into),
                 databases: databases.clone(),
+                only: None,
             };
             conclude(
                 cli,

@@ -43,6 +43,8 @@ pub struct VerifyOptions {
     pub budget: Option<Duration>,
     /// `[[databases]]` to verify (empty = all).
     pub databases: Vec<String>,
+    /// Only these snapshots (full ids), e.g. a sample.
+    pub only: Option<Vec<String>>,
 }
 
 /// What happened to one snapshot's database.
@@ -160,6 +162,9 @@ pub async fn run(
         .record_listing(&opts.tier, &snapshots, clock.now())
         .map_err(|e| CommandError::Environment(e.to_string()))?;
     snapshots.retain(|s| opts.since.is_none_or(|t| s.time >= t));
+    if let Some(only) = &opts.only {
+        snapshots.retain(|s| only.contains(&s.id));
+    }
     snapshots.reverse();
     let baselines = report::history::baselines(&config.reports_dir, &opts.tier);
     let check_ids: Vec<String> = dbs
@@ -319,6 +324,71 @@ pub async fn run(
     rec.header.finished_at = clock.now();
     write_record(config, &rec.header, &rec, &markdown(&rec))?;
     Ok(rec)
+}
+
+/// `drill run --sample N`: pick up to `n` snapshots of `tier` other than
+/// `drilled` that some database has no verdict for under its current
+/// checks, at random, weighted toward the oldest (the first to expire under
+/// an age-based retention policy), and verify them as `verify-history`
+/// does. `None` when there is nothing to sample.
+///
+/// # Errors
+/// As [`run`].
+pub async fn sample(
+    config: &Config,
+    run_id: &str,
+    tier: &str,
+    n: usize,
+    drilled: Option<&str>,
+    clock: &dyn Clock,
+    events: &dyn EventSink,
+) -> Result<Option<VerifyReport>, CommandError> {
+    use rand::seq::IndexedRandom;
+    let ledger =
+        Ledger::open(&config.reports_dir).map_err(|e| CommandError::Environment(e.to_string()))?;
+    let repo = open_tier(config, tier, clock, events).await?;
+    let snapshots = repo.snapshots().await.map_err(CommandError::tier)?;
+    let mut candidates: Vec<(usize, String)> = Vec::new();
+    // Oldest first: the weight is the distance from the newest.
+    let total = snapshots.len();
+    for (i, s) in snapshots.iter().enumerate() {
+        if Some(s.id.as_str()) == drilled {
+            continue;
+        }
+        let mut unjudged = false;
+        for d in &config.databases {
+            let check_id = check_identity(config, &d.name);
+            if ledger
+                .verdict_of_snapshot(tier, &s.id, &d.name, &check_id)
+                .map_err(|e| CommandError::Environment(e.to_string()))?
+                .is_none()
+            {
+                unjudged = true;
+                break;
+            }
+        }
+        if unjudged {
+            candidates.push((total - i, s.id.clone()));
+        }
+    }
+    drop(ledger);
+    if candidates.is_empty() || n == 0 {
+        return Ok(None);
+    }
+    let picked: Vec<String> = candidates
+        .choose_multiple_weighted(&mut rand::rng(), n.min(candidates.len()), |c| c.0 as f64)
+        .map_err(|e| CommandError::Environment(format!("sample snapshots: {e}")))?
+        .map(|c| c.1.clone())
+        .collect();
+    let opts = VerifyOptions {
+        run_id: run_id.to_string(),
+        tier: tier.to_string(),
+        since: None,
+        budget: None,
+        databases: Vec::new(),
+        only: Some(picked),
+    };
+    run(config, &opts, clock, events).await.map(Some)
 }
 
 fn short(id: &str) -> String {
