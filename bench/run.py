@@ -988,8 +988,8 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "last_segment
                 loss = [r["data_loss"] for r in a_runs if r.get("data_loss") is not None]
                 lines.extend([
                     f"A's report, median: RTO {med(a_runs, 'rto'):.1f} s; {statistics.median(r['wal_segments'] for r in a_runs):.0f}"
-                    f" WAL segments replayed; {mib(med(a_runs, 'bytes')):.0f} MiB read from the repository,"
-                    f" {mib(med(a_runs, 'restored_bytes')):.0f} MiB fed to the sandbox"
+                    f" WAL segments replayed; {mib(med(a_runs, 'restored_bytes')):.0f} MiB fed to the sandbox"
+                    " (base.tar, pg_wal.tar and the archive's tar)"
                     + (f"; data loss {statistics.median(loss):.0f} s (the snapshot's time minus the last replayed commit)" if loss else "")
                     + ".",
                     "",

@@ -277,6 +277,14 @@ fn a_budget_stops_mid_history_and_the_next_call_finishes() {
         text.contains("drill_unverified_snapshots{tier=\"local\"} 0"),
         "{text}"
     );
+    // The history page draws the ledger: one mark per snapshot, each with
+    // a verdict.
+    let run = drill(&config, &["report"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let page = std::fs::read_to_string(dir.path().join("reports/index.html")).unwrap();
+    assert_eq!(page.matches("<rect class=\"mark ").count(), 10, "{page}");
+    assert!(!page.contains("class=\"mark unknown"), "{page}");
+    assert!(page.contains("class=\"mark inherited-passed"), "{page}");
     let night7 = chrono::DateTime::parse_from_rfc3339(fresh["newest_passed"][1].as_str().unwrap())
         .unwrap()
         .timestamp();

@@ -337,6 +337,27 @@ pub(super) fn systemd(cli: &Cli, action: &SystemdAction) -> u8 {
     EXIT_PASSED
 }
 
+/// Every (tier, database) strip of the ledger, when there is one.
+fn ledger_strips(config: &Config) -> Vec<(String, String, Vec<crate::ledger::Mark>)> {
+    if !config.reports_dir.join(crate::ledger::FILE).exists() {
+        return Vec::new();
+    }
+    let Ok(ledger) = crate::ledger::Ledger::open(&config.reports_dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for tier in config.tiers.keys() {
+        for d in &config.databases {
+            if let Ok(marks) = ledger.strip(tier, &d.name) {
+                if !marks.is_empty() {
+                    out.push((tier.clone(), d.name.clone(), marks));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// `drill report`: the history page.
 pub(super) fn history_page(cli: &Cli, out: Option<&Path>) -> u8 {
     let (config, _) = match load(cli) {
@@ -356,6 +377,7 @@ pub(super) fn history_page(cli: &Cli, out: Option<&Path>) -> u8 {
         secs(config.policy.max_rto),
         secs(config.policy.max_snapshot_age),
         config.timezone,
+        &ledger_strips(&config),
     );
     let path = out
         .map(Path::to_path_buf)

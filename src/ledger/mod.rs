@@ -202,6 +202,18 @@ pub struct Freshness {
     pub oldest_unverified: Option<(String, String)>,
 }
 
+/// One snapshot on the history page's ledger strip ([`Ledger::strip`]).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Mark {
+    /// Full snapshot id.
+    pub id: String,
+    /// Snapshot time (RFC 3339).
+    pub time: String,
+    /// `passed`, `failed`, `error`, `inherited-passed`, `inherited-failed`
+    /// or `unknown`.
+    pub state: String,
+}
+
 /// An open ledger.
 pub struct Ledger {
     conn: Connection,
@@ -573,6 +585,40 @@ impl Ledger {
             }
         }
         Ok(f)
+    }
+
+    /// One mark per snapshot of `tier`'s last listing (oldest first) for
+    /// `database`: its id, time and state — the latest verdict recorded
+    /// for it (`passed`, `failed`, `error`), `inherited-passed` /
+    /// `inherited-failed` when that verdict was carried over, `unknown`
+    /// without one.
+    ///
+    /// # Errors
+    /// [`LedgerError::Sqlite`].
+    pub fn strip(&self, tier: &str, database: &str) -> Result<Vec<Mark>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT snapshot_id, snapshot_time FROM seen WHERE tier = ?1 ORDER BY snapshot_time")
+            .map_err(|e| self.sqlite(e))?;
+        let seen: Vec<(String, String)> = stmt
+            .query_map(params![tier], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.sqlite(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.sqlite(e))?;
+        let rows = self.rows_where("tier = ?1 AND database = ?2", &[&tier, &database])?;
+        Ok(seen
+            .into_iter()
+            .map(|(id, time)| {
+                let state = match rows.iter().rfind(|r| r.entry.snapshot_id == id) {
+                    None => "unknown".to_string(),
+                    Some(r) if r.entry.inherited_from.is_some() => {
+                        format!("inherited-{}", r.entry.verdict)
+                    }
+                    Some(r) => r.entry.verdict.clone(),
+                };
+                Mark { id, time, state }
+            })
+            .collect())
     }
 
     /// Prove the chain: every row's `prev_hash` is the row before's

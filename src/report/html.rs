@@ -381,6 +381,46 @@ pub fn chart(title: &str, points: &[Point<'_>], limit: Option<f64>) -> String {
     s
 }
 
+/// One ledger strip: a mark per snapshot, coloured by its state.
+fn ledger_strip(
+    tier: &str,
+    database: &str,
+    marks: &[crate::ledger::Mark],
+    tz: chrono_tz::Tz,
+) -> String {
+    const W: usize = 10;
+    let width = 160 + marks.len().max(1) * (W + 2);
+    let mut s = format!(
+        "<svg class=\"ledger\" viewBox=\"0 0 {width} 24\" width=\"100%\" style=\"max-width:{width}px\" role=\"img\" aria-label=\"ledger of {0} / {1}\"><text x=\"0\" y=\"16\" font-size=\"12\">{0} / {1}</text>",
+        escape(tier),
+        escape(database)
+    );
+    for (i, m) in marks.iter().enumerate() {
+        let fill = match m.state.as_str() {
+            "passed" => "#177a2c",
+            "inherited-passed" => "#8fd19e",
+            "failed" => "#b3261e",
+            "inherited-failed" => "#e8a19b",
+            "error" | "inherited-error" => "#8a5a00",
+            _ => "#bbbbbb",
+        };
+        let when = chrono::DateTime::parse_from_rfc3339(&m.time)
+            .map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string())
+            .unwrap_or_else(|_| m.time.clone());
+        let _ = write!(
+            s,
+            "<rect class=\"mark {3}\" x=\"{0}\" y=\"4\" width=\"{W}\" height=\"16\" fill=\"{1}\"><title>{2} {4} {3}</title></rect>",
+            160 + i * (W + 2),
+            fill,
+            escape(&m.id[..m.id.len().min(8)]),
+            escape(&m.state),
+            when
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
 /// The history page: per tier, RTO and snapshot age per drill over time
 /// (with `max_rto` and `max_snapshot_age` drawn), then every drill with a
 /// link to its page. `rows` oldest first, as in `history.csv`.
@@ -389,6 +429,7 @@ pub fn render_history(
     max_rto: Option<f64>,
     max_snapshot_age: Option<f64>,
     tz: chrono_tz::Tz,
+    ledger: &[(String, String, Vec<crate::ledger::Mark>)],
 ) -> String {
     let mut b = String::new();
     let _ = writeln!(b, "<h1>Restore drills</h1>");
@@ -428,6 +469,15 @@ pub fn render_history(
                 max_snapshot_age
             )
         );
+    }
+    if !ledger.is_empty() {
+        let _ = writeln!(
+            b,
+            "<h2>Ledger</h2>\n<p>One mark per snapshot (oldest left), by its verdict in the ledger: <span style=\"color:#177a2c\">■ passed</span> <span style=\"color:#8fd19e\">■ inherited passed</span> <span style=\"color:#b3261e\">■ failed</span> <span style=\"color:#e8a19b\">■ inherited failed</span> <span style=\"color:#8a5a00\">■ error</span> <span style=\"color:#bbbbbb\">■ no verdict</span></p>"
+        );
+        for (tier, database, marks) in ledger {
+            let _ = writeln!(b, "{}", ledger_strip(tier, database, marks, tz));
+        }
     }
     let _ = writeln!(b, "<h2>Drills</h2>\n<table><tr><th>started</th><th>tier</th><th>verdict</th><th>snapshot</th><th>RTO</th><th>snapshot age</th><th>bytes restored</th><th>checks passed / failed</th><th>report</th></tr>");
     for r in rows.iter().rev() {
