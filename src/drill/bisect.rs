@@ -267,6 +267,36 @@ struct Probe {
     known: Option<Vec<(String, bool, Vec<String>)>>,
 }
 
+/// Record a probe's verdicts in the ledger (under the checks it ran); a
+/// ledger that cannot take them is a warning, not the end of the search.
+async fn record_probe(
+    config: &Config,
+    opts: &BisectOptions,
+    repo: &Repository,
+    snapshot: &Snapshot,
+    p: &Probe,
+    events: &dyn EventSink,
+) {
+    let restored: Vec<DatabaseReport> = p
+        .databases
+        .iter()
+        .filter(|d| d.restore.status != Status::NotRun)
+        .cloned()
+        .collect();
+    let who = super::Recorded {
+        command: "bisect",
+        run_id: &opts.run_id,
+        tier: &opts.tier,
+        rto_seconds: None,
+        report_file: None,
+    };
+    if let Err(e) = super::record_verdicts(config, &who, repo, snapshot, &restored, false).await {
+        events.emit(&Event::Warning {
+            message: format!("the ledger could not record a bisect verdict: {e}"),
+        });
+    }
+}
+
 /// The checks a ledger row's reasons say failed (`db: check `name`
 /// failed: …`), and whether its restore failed.
 fn failed_in(reasons: &[String]) -> (bool, Vec<String>) {
@@ -487,7 +517,11 @@ pub async fn run(
     let ledger = crate::ledger::Ledger::open(&config.reports_dir).ok();
     let first = match from_ledger(ledger.as_ref(), config, opts, newest, &everything) {
         Some(p) => p,
-        None => probe(config, opts, &repo, newest, &everything, &baselines, events).await,
+        None => {
+            let p = probe(config, opts, &repo, newest, &everything, &baselines, events).await;
+            record_probe(config, opts, &repo, newest, &p, events).await;
+            p
+        }
     };
     let verdict = first.judgement.verdict();
     rec.restores += first.restores;
@@ -678,7 +712,11 @@ pub async fn run(
         });
         let p = match from_ledger(ledger.as_ref(), config, opts, snap, &search) {
             Some(p) => p,
-            None => probe(config, opts, &repo, snap, &search, &baselines, events).await,
+            None => {
+                let p = probe(config, opts, &repo, snap, &search, &baselines, events).await;
+                record_probe(config, opts, &repo, snap, &p, events).await;
+                p
+            }
         };
         let v = p.judgement.verdict();
         rec.restores += p.restores;

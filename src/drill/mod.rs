@@ -597,7 +597,22 @@ pub async fn run_tier(
             .join(format!("{report_stem}.json"))
             .display()
             .to_string();
-        if let Err(e) = record_in_ledger(config, &report, repo, snapshot, &file).await {
+        if let Err(e) = record_verdicts(
+            config,
+            &Recorded {
+                command: "run",
+                run_id: &report.run_id,
+                tier: &report.tier,
+                rto_seconds: report.rto_seconds,
+                report_file: Some(&file),
+            },
+            repo,
+            snapshot,
+            &report.databases,
+            true,
+        )
+        .await
+        {
             let why = format!("the verification ledger could not record this drill: {e}");
             events.emit(&Event::Warning {
                 message: why.clone(),
@@ -676,26 +691,44 @@ fn data_loss(config: &Config, dbs: &[session::DbRun<'_>]) -> PolicyLimit {
     PolicyLimit::judge(config.policy.max_data_loss, worst)
 }
 
-/// Append one ledger row per database of a finished drill: its verdict
-/// under its checks, for its content identity (computed, or known from the
-/// ledger's cache of restic content).
-async fn record_in_ledger(
+/// Who records verdicts in the ledger ([`record_verdicts`]).
+pub(crate) struct Recorded<'a> {
+    /// `run`, `bisect`, …
+    pub(crate) command: &'a str,
+    /// The run.
+    pub(crate) run_id: &'a str,
+    /// The tier.
+    pub(crate) tier: &'a str,
+    /// The drill's RTO, when it has one.
+    pub(crate) rto_seconds: Option<f64>,
+    /// The JSON report, when one is written.
+    pub(crate) report_file: Option<&'a str>,
+}
+
+/// Append one ledger row per database restored from `snapshot`: its
+/// verdict under the checks that ran, for its content identity (computed,
+/// or known from the ledger's cache of restic content). With `listing`,
+/// the tier's snapshots are listed for freshness too.
+pub(crate) async fn record_verdicts(
     config: &Config,
-    report: &Report,
+    who: &Recorded<'_>,
     repo: &Repository,
     snapshot: &Snapshot,
-    report_file: &str,
+    databases: &[DatabaseReport],
+    listing: bool,
 ) -> Result<(), String> {
     let mut ledger = crate::ledger::Ledger::open(&config.reports_dir).map_err(|e| e.to_string())?;
-    if let Ok(all) = repo.snapshots().await {
-        ledger
-            .record_listing(&report.tier, &all, chrono::Utc::now())
-            .map_err(|e| e.to_string())?;
+    if listing {
+        if let Ok(all) = repo.snapshots().await {
+            ledger
+                .record_listing(who.tier, &all, chrono::Utc::now())
+                .map_err(|e| e.to_string())?;
+        }
     }
     let paths: Vec<&str> = config
         .databases
         .iter()
-        .filter(|c| report.databases.iter().any(|d| d.name == c.name))
+        .filter(|c| databases.iter().any(|d| d.name == c.name))
         .flat_map(crate::ledger::identity::backup_paths)
         .collect();
     let contents = repo.contents(snapshot, &paths).await.unwrap_or_default();
@@ -704,7 +737,7 @@ async fn record_in_ledger(
         snapshot,
         timeouts: &config.timeouts,
     };
-    for d in &report.databases {
+    for d in databases {
         let Some(db) = config.databases.iter().find(|c| c.name == d.name) else {
             continue;
         };
@@ -712,27 +745,28 @@ async fn record_in_ledger(
         let content = crate::ledger::identity::restic_content(db, &contents);
         let content_id = match (content, d.restore.status) {
             (Some(content), Status::Passed | Status::Failed) => {
-                crate::ledger::identity::identify(&ledger, &report.tier, db, &source, &content)
+                crate::ledger::identity::identify(&ledger, who.tier, db, &source, &content)
                     .await
                     .ok()
             }
             _ => None,
         };
         let judgement = judge(std::slice::from_ref(d));
+        let ran: Vec<String> = d.checks.iter().map(|c| c.name.clone()).collect();
         let entry = crate::ledger::Entry {
-            run_id: report.run_id.clone(),
-            command: "run".into(),
-            tier: report.tier.clone(),
+            run_id: who.run_id.to_string(),
+            command: who.command.to_string(),
+            tier: who.tier.to_string(),
             snapshot_id: snapshot.id.clone(),
             snapshot_time: snapshot.time.to_rfc3339(),
             database: d.name.clone(),
             content_id,
-            check_id: crate::ledger::check_identity(config, &d.name),
+            check_id: crate::ledger::check_identity_of(config, &d.name, Some(&ran)),
             verdict: judgement.verdict().as_str().into(),
             reasons: judgement.reasons,
-            rto_seconds: report.rto_seconds,
+            rto_seconds: who.rto_seconds,
             bytes: d.restore.bytes,
-            report_file: Some(report_file.to_string()),
+            report_file: who.report_file.map(str::to_string),
             inherited_from: None,
         };
         ledger

@@ -664,12 +664,23 @@ impl Ledger {
 /// it. A changed, added or removed check, or another drill version, makes
 /// earlier verdicts stale.
 pub fn check_identity(config: &crate::config::Config, database: &str) -> String {
+    check_identity_of(config, database, None)
+}
+
+/// [`check_identity`] of the checks named in `ran` only (the checks a
+/// drill narrowed with `--check`, or a bisect probe, actually ran); `None`:
+/// all that apply.
+pub fn check_identity_of(
+    config: &crate::config::Config,
+    database: &str,
+    ran: Option<&[String]>,
+) -> String {
     let mut h = Sha256::new();
     h.update(format!("drill {}\n", env!("CARGO_PKG_VERSION")).as_bytes());
     let mut checks: Vec<&crate::config::CheckDefinition> = config
         .checks
         .iter()
-        .filter(|c| c.applies_to(database))
+        .filter(|c| c.applies_to(database) && ran.is_none_or(|r| r.contains(&c.name)))
         .collect();
     checks.sort_by(|a, b| a.name.cmp(&b.name));
     for c in checks {
