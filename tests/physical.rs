@@ -165,6 +165,21 @@ fn latest_replays_the_whole_archive_and_measures_the_data_loss() {
     assert!(rec["wal_segments"].as_u64().unwrap() >= 3, "{rec:#}");
     assert!(rec["wal_bytes"].as_u64().unwrap() > 0);
     assert_eq!(rec["segment_bytes"], 1024 * 1024);
+    // Bytes read: the chosen base backup's files and the archive (as a
+    // tar: 512-byte headers), each counted once.
+    let size = |p: &std::path::Path| std::fs::metadata(p).unwrap().len();
+    let base = physical().join("backups/auth_db/base_20260602");
+    let wal: u64 = std::fs::read_dir(physical().join("backups/auth_db/wal"))
+        .unwrap()
+        .map(|e| size(&e.unwrap().path()) + 1024)
+        .sum();
+    let most =
+        size(&base.join("base.tar.gz")) + size(&base.join("pg_wal.tar.gz")) + wal + 64 * 1024;
+    let bytes = auth["restore"]["bytes"].as_u64().unwrap();
+    assert!(
+        bytes <= most,
+        "restore.bytes {bytes} counts a stream twice (at most {most})"
+    );
     let loss = rec["data_loss_seconds"].as_f64().unwrap();
     assert!((29.0..=31.5).contains(&loss), "data loss {loss}: {rec:#}");
     assert!(rec["last_transaction_at"].is_string());

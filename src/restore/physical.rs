@@ -723,6 +723,9 @@ async fn stream_tar(
     script: &str,
     progress: &Counter,
 ) -> Result<(u64, u64), RestoreOutcome> {
+    // `progress` counts every stream of the restore; this one's bytes are
+    // what it adds.
+    let before = progress.get();
     let mut s = open(
         path,
         compression,
@@ -739,7 +742,7 @@ async fn stream_tar(
         sandbox.exec_with_input(&cmd, Some(&mut s.tap)),
     )
     .await;
-    let stored = s.stored.get();
+    let stored = s.stored.get().saturating_sub(before);
     let fed = s.tap.bytes();
     let stalled = s.stalled();
     let at_eof = s.tap.at_eof();
