@@ -186,19 +186,10 @@ async fn wal_major(plan: &RestorePlan, source: &Source<'_>) -> Option<u32> {
         let mut magic = [0u8; 2];
         let mut found = false;
         if tar {
-            let mut header = [0u8; 512];
             for _ in 0..16 {
-                if s.tap.read_exact(&mut header).await.is_err() || header.iter().all(|b| *b == 0) {
+                let Some((name, size)) = tar_header(&mut s.tap).await else {
                     break;
-                }
-                let name_end = header[..100].iter().position(|b| *b == 0).unwrap_or(100);
-                let name = String::from_utf8_lossy(&header[..name_end]).to_string();
-                let size_text: String = header[124..136]
-                    .iter()
-                    .take_while(|b| **b != 0 && **b != b' ')
-                    .map(|b| *b as char)
-                    .collect();
-                let size = u64::from_str_radix(size_text.trim(), 8).unwrap_or(0);
+                };
                 if size >= 2 && parse_segment(name_of(&name), DEFAULT_SEGMENT_BYTES).is_some() {
                     found = s.tap.read_exact(&mut magic).await.is_ok();
                     break;
@@ -244,6 +235,24 @@ async fn wal_major(plan: &RestorePlan, source: &Source<'_>) -> Option<u32> {
     )
     .await?;
     major_of_magic(m)
+}
+
+/// The next member header of a tar stream (POSIX ustar: the name in bytes
+/// 0–99, the size in octal in bytes 124–135): its name and size in bytes.
+/// `None` at the archive's end (a zero block) or when the stream ends.
+async fn tar_header<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> Option<(String, u64)> {
+    let mut header = [0u8; 512];
+    if r.read_exact(&mut header).await.is_err() || header.iter().all(|b| *b == 0) {
+        return None;
+    }
+    let name_end = header[..100].iter().position(|b| *b == 0).unwrap_or(100);
+    let name = String::from_utf8_lossy(&header[..name_end]).to_string();
+    let size_text: String = header[124..136]
+        .iter()
+        .take_while(|b| **b != 0 && **b != b' ')
+        .map(|b| *b as char)
+        .collect();
+    Some((name, u64::from_str_radix(size_text.trim(), 8).unwrap_or(0)))
 }
 
 /// A WAL location (`XXXXXXXX/YYYYYYYY` in PostgreSQL's notation) as a
@@ -479,20 +488,11 @@ async fn read_label(source: &Source<'_>, base: &Base) -> Result<Label, RestoreOu
         .map_err(|e| RestoreOutcome::new(Status::Error, Some(e)))?;
         let mut found = None;
         let mut read = 0u64;
-        let mut header = [0u8; 512];
         while read < LABEL_SCAN_BYTES {
-            if s.tap.read_exact(&mut header).await.is_err() || header.iter().all(|b| *b == 0) {
+            let Some((name, size)) = tar_header(&mut s.tap).await else {
                 break;
-            }
+            };
             read += 512;
-            let name_end = header[..100].iter().position(|b| *b == 0).unwrap_or(100);
-            let name = String::from_utf8_lossy(&header[..name_end]).to_string();
-            let size_text: String = header[124..136]
-                .iter()
-                .take_while(|b| **b != 0 && **b != b' ')
-                .map(|b| *b as char)
-                .collect();
-            let size = u64::from_str_radix(size_text.trim(), 8).unwrap_or(0);
             let padded = size.div_ceil(512) * 512;
             let mut body = vec![0u8; padded as usize];
             if padded > LABEL_SCAN_BYTES || s.tap.read_exact(&mut body).await.is_err() {
