@@ -36,7 +36,11 @@ caps started idle (`--entrypoint sleep`): `restic dump` of base.tar.gz and
 pg_wal.tar.gz into `docker exec -i … tar -xz` in PGDATA, pg_verifybackup,
 `restic dump` of the WAL directory into `tar -x` in the container,
 recovery.signal, `pg_ctl start` with `restore_command = 'cp …'`, poll
-`pg_is_in_recovery()`, the same check, `docker rm`.
+`pg_is_in_recovery()`, the same check, `docker rm`. The ledger
+(`ledger`, its own repository): --ledger-nights nightly `pg_dump`s of a
+pgbench database, one row changed before every third; `drill
+verify-history` from an empty ledger (restores, wall time, a second call)
+against a plain `drill run` of one snapshot.
 
 drill's peak RSS is what drill reports (`peak_rss_bytes`, getrusage
 RUSAGE_SELF), cross-checked against VmHWM sampled from /proc while it runs.
@@ -483,6 +487,91 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
         phase["restore"] = phase["base"] + phase["verify"] + phase["wal_fetch"] + phase["replay"]
         return phase
 
+    def build_ledger(self):
+        """work/stage/ledger: --ledger-nights nightly `pg_dump`s of a
+        pgbench database (scale --ledger-scale) in a container of --image,
+        the data changed (one row) before every third night's dump (nights
+        1, 4, 7, …); the other nights are real re-dumps of unchanged data.
+        Each night is one snapshot of `/dumps/ledger.sql` in
+        work/repo-ledger, a day apart."""
+        a = self.args
+        stamp = self.work / "stage" / f".ledger-{a.ledger_scale}-{a.ledger_nights}"
+        if stamp.exists():
+            log(f"ledger history of {a.ledger_nights} nights already in {self.work}")
+            return
+        stage = self.work / "stage" / "ledger"
+        shutil.rmtree(stage, ignore_errors=True)
+        shutil.rmtree(self.work / "repo-ledger", ignore_errors=True)
+        (stage / "dumps").mkdir(parents=True)
+        if not (self.work / "restic-password").exists():
+            (self.work / "restic-password").write_text(PASSWORD + "\n")
+            os.chmod(self.work / "restic-password", 0o600)
+        lenv = dict(self.env, RESTIC_REPOSITORY=str(self.work / "repo-ledger"))
+        sh("restic init --quiet", env=lenv)
+        c = "drill-bench-ledger-source"
+        self.container(c)
+        try:
+            sh(f"docker exec {c} createdb -U postgres bench")
+            sh(f"docker exec {c} pgbench -q -i -s {a.ledger_scale} -U postgres bench >/dev/null 2>&1")
+            for night in range(1, a.ledger_nights + 1):
+                if night % 3 == 1:
+                    sh(f"docker exec {c} psql -X -q -U postgres -d bench -c "
+                       f"'UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = {night}'")
+                sh(f"docker exec {c} pg_dump -U postgres bench > {stage / 'dumps' / 'ledger.sql'}")
+                when = datetime.datetime(2026, 1, 1, 3) + datetime.timedelta(days=night - 1)
+                sh(f"cd {stage} && restic backup --quiet --host bench --time '{when:%Y-%m-%d %H:%M:%S}' dumps", env=lenv)
+                log(f"ledger: night {night} backed up")
+        finally:
+            sh(f"docker rm -f -v {c} >/dev/null")
+        self.sizes["ledger.sql"] = (stage / "dumps" / "ledger.sql").stat().st_size
+        stamp.touch()
+
+    def config_ledger(self, name):
+        """A drill config under work/NAME for the ledger history: one
+        database, the cheap check, its own reports (so its own ledger)."""
+        d = self.work / "conf" / name
+        shutil.rmtree(d, ignore_errors=True)
+        (d / "checks").mkdir(parents=True)
+        (d / "drill.toml").write_text(
+            'timezone = "UTC"\nreports_dir = "reports"\nchecks_dir = "checks"\n\n'
+            f'[tiers.bench]\nrepository = "{self.work / "repo-ledger"}"\n'
+            f'password_file = "{self.work / "restic-password"}"\n\n[sandbox]\n'
+            f'image = "{self.args.image}"\nmemory = "{self.args.memory_gib}GiB"\ncpus = {self.args.cpus:.1f}\n\n'
+            '[[databases]]\nname = "bench"\npath = "/dumps/ledger.sql"\nformat = "plain"\ndbname = "bench"\n'
+        )
+        (d / "checks" / "bench-branches.toml").write_text(
+            f'kind = "sql"\ndatabase = "bench"\nquery = "{CHECK}"\n[expect]\nmin = 1\n'
+        )
+        return d
+
+    def run_verify_history(self):
+        """`drill verify-history` over the whole ledger history from an
+        empty ledger; its wall time and summary."""
+        conf = self.config_ledger("ledger-verify")
+        started = time.monotonic()
+        p = subprocess.run(
+            [str(DRILL), "--config", str(conf / "drill.toml"), "verify-history", "--tier", "bench", "--json"],
+            capture_output=True, text=True,
+        )
+        wall = time.monotonic() - started
+        if p.returncode != 0:
+            sys.exit(f"bench: verify-history exited with {p.returncode}:\n{p.stderr}")
+        r = json.loads(p.stdout)
+        started = time.monotonic()
+        again = subprocess.run(
+            [str(DRILL), "--config", str(conf / "drill.toml"), "verify-history", "--tier", "bench", "--json"],
+            capture_output=True, text=True,
+        )
+        again_wall = time.monotonic() - started
+        return {"wall": wall, "snapshots": len(r["snapshots"]) if isinstance(r.get("snapshots"), list) else r["snapshots"],
+                "restores": r["restores"], "verified": r["verified"], "inherited": r["inherited"],
+                "again_wall": again_wall, "again_restores": json.loads(again.stdout)["restores"]}
+
+    def run_one_snapshot(self):
+        """A plain `drill run` of the newest snapshot: the time one
+        verification costs without the ledger."""
+        return self.run_a(self.config_ledger("ledger-run"))
+
     def size(self, name):
         return (self.work / "stage" / "dumps" / name).stat().st_size
 
@@ -780,6 +869,12 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
                 ("A", lambda: self.run_a(pconf)),
                 ("B", self.run_b_physical),
             ])
+        if want("ledger"):
+            self.build_ledger()
+            self.measure("ledger", [
+                ("verify-history", self.run_verify_history),
+                ("drill run (one snapshot)", self.run_one_snapshot),
+            ])
         if want("multi"):
             self.measure("multi", [
                 ("A parallelism=2", lambda: self.run_a(multi2)),
@@ -1010,11 +1105,34 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
         }
         lines.extend(self.targets(med))
         for k, runs in self.results.items():
-            if all(runs.values()) and k != "physical":
+            if all(runs.values()) and k not in ("physical", "ledger"):
                 table(f"{titles[k]}, run {self.scenario_when.get(k, self.when)}", runs)
-        if set(self.results) - {"physical"}:
+        if set(self.results) - {"physical", "ledger"}:
             lines.extend([
                 "Columns: *wall* is the whole command (A: `drill run`, listing to report and sandbox removal; B, C: `docker run` to `docker rm`, C without the copy into the container). *sandbox ready*: container start until it accepts connections. *load/restore*: A the restore phase as drill reports it (summed over databases), B the pipeline, C the load from the file. *MB/s*: dump bytes read from the repository per second of restore. *peak RSS*: drill's own (not restic's, not the sandbox's).",
+                "",
+            ])
+        lr = self.results.get("ledger")
+        if lr and all(lr.values()):
+            vh, one = lr["verify-history"], lr["drill run (one snapshot)"]
+            n = vh[0]["snapshots"]
+            per = med(vh, "wall") / n
+            lines.extend([
+                f"## The ledger: verify-history over {n} nightly snapshots, run {self.scenario_when.get('ledger', self.when)}",
+                "",
+                f"`ledger.sql`: `pg_dump` of `pgbench -i -s {a.ledger_scale}` ({mib(self.sizes.get('ledger.sql', 0)):.0f} MiB),"
+                " re-dumped every night, one row changed before every third night's dump; one snapshot per night.",
+                "",
+                "| run | median wall s | runs (s) | restores | verified / inherited | per snapshot s |",
+                "|---|---|---|---|---|---|",
+                f"| verify-history, empty ledger | {med(vh, 'wall'):.1f} | {fmt_runs(vh)} | {vh[0]['restores']}"
+                f" | {vh[0]['verified']} / {vh[0]['inherited']} | {per:.2f} |",
+                f"| verify-history again (all known) | {med(vh, 'again_wall'):.1f} | | {vh[0]['again_restores']} | | |",
+                f"| drill run, one snapshot | {med(one, 'wall'):.1f} | {fmt_runs(one)} | 1 | | {med(one, 'wall'):.2f} |",
+                "",
+                f"Verifying the whole history costs {med(vh, 'wall') / (n * med(one, 'wall')):.2f} of a plain `drill run` per"
+                f" snapshot ({n} × {med(one, 'wall'):.1f} s): one restore per distinct content, the other nights inherit after"
+                " one `restic dump` of their dump to hash it without its volatile parts (the `\\restrict` key).",
                 "",
             ])
         if self.results.get("physical") and all(self.results["physical"].values()):
@@ -1034,6 +1152,8 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
             "bench/run.py --only roles --baseline /tmp/drill-before/target/release/drill",
             "# the physical backup (its own dataset and repository in the work dir):",
             "bench/run.py --only physical --out bench/results-physical.md",
+            "# the ledger (30 nightly snapshots in a repository of their own):",
+            "bench/run.py --only ledger --out bench/results-ledger.md",
             "```",
             "",
             "`bench/run.py --help` lists the knobs (scale, rounds, sandbox memory and CPUs, jobs).",
@@ -1066,7 +1186,9 @@ def main():
     p.add_argument("--cpus", type=float, default=2.0, help="sandbox CPU cap")
     p.add_argument("--jobs", type=int, default=2, help="pg_restore --jobs for the custom dump")
     p.add_argument("--work", default=str(REPO / "bench" / "work"), help="dataset and repository (kept between runs)")
-    p.add_argument("--only", help="comma-separated scenarios: plain,custom,small,multi,roles,mariadb,physical")
+    p.add_argument("--only", help="comma-separated scenarios: plain,custom,small,multi,roles,mariadb,physical,ledger")
+    p.add_argument("--ledger-scale", type=int, default=5, help="pgbench scale of the ledger scenario's nightly dump")
+    p.add_argument("--ledger-nights", type=int, default=30, help="nightly snapshots in the ledger scenario")
     p.add_argument("--mariadb-rows", type=int, default=3_000_000, help="rows of the MariaDB dump (3M ≈ 250 MB)")
     p.add_argument("--mariadb-image", default="drill-mariadb:10.11")
     p.add_argument("--physical-scale", type=int, default=70,

@@ -43,6 +43,7 @@ PACKAGES=(
   openssh-server             # only installed, never enabled/started by us
   mariadb-server             # fixtures/generate-mariadb.sh runs its own throwaway
   mariadb-client             # mariadbd; the packaged service is never left enabled/running
+  python3-prometheus-client  # tests parse the metrics file with Prometheus' own parser
 )
 
 if [[ $(id -u) -ne 0 ]]; then

@@ -111,6 +111,43 @@ fn recovery_keys_exit_2_where_they_do_not_belong() {
 }
 
 #[test]
+fn a_retention_policy_holds_only_retention_flags() {
+    let d = tempfile::tempdir().unwrap();
+    let tier = "[tiers.local]\nrepository = \"/nonexistent\"\npassword_file = \"/nonexistent\"\n";
+    let db = "\n[[databases]]\nname = \"frame\"\npath = \"/dumps/frame.sql\"\n";
+    for (policy, says) in [
+        (
+            "[\"--keep-daily\", \"7\", \"--prune\"]",
+            "`--prune` is not a retention flag",
+        ),
+        ("[\"--host\", \"db1\"]", "holds no --keep-* flag"),
+    ] {
+        let cfg = write(
+            d.path(),
+            "drill.toml",
+            &format!("{tier}retention = {policy}\n{db}"),
+        );
+        let run = drill(&cfg, &["doctor"]);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(
+            run.stderr.contains("tiers.local.retention") && run.stderr.contains(says),
+            "{}",
+            run.stderr
+        );
+    }
+    let cfg = write(
+        d.path(),
+        "drill.toml",
+        &format!("{tier}retention = [\"--keep-daily\", \"7\", \"--keep-within=30d\"]\n{db}"),
+    );
+    let c = drill::config::load(&cfg).unwrap();
+    assert_eq!(
+        c.tiers["local"].retention.as_deref().unwrap(),
+        ["--keep-daily", "7", "--keep-within=30d"]
+    );
+}
+
+#[test]
 fn every_shipped_example_config_parses() {
     let examples = [
         root().join("examples/drill.toml"),

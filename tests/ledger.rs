@@ -14,7 +14,9 @@
 //! - `bisect` on the covered history answers with zero restores;
 //! - the retention guard refuses a policy that would forget the last good
 //!   snapshot, and leaves the repository byte-identical;
-//! - `drill status` and the metrics file show the ledger's freshness.
+//! - `drill status` and the metrics file show the ledger's freshness (the
+//!   file parsed by a Prometheus text-format parser); `doctor` warns when
+//!   the tier's retention policy lets the newest passed snapshot expire.
 
 mod common;
 
@@ -277,6 +279,53 @@ fn a_budget_stops_mid_history_and_the_next_call_finishes() {
         text.contains("drill_unverified_snapshots{tier=\"local\"} 0"),
         "{text}"
     );
+    // A Prometheus text-format parser accepts the file with the new series.
+    let families = common::prometheus_families(&metrics);
+    for series in [
+        "drill_unverified_snapshots",
+        "drill_last_verified_snapshot_timestamp_seconds",
+    ] {
+        assert!(
+            families.iter().any(|f| f == series),
+            "{series} not parsed from {text}"
+        );
+    }
+    // doctor's retention guard: a policy that keeps the last three nights
+    // lets night 7, the newest that passed, expire; one that keeps ten
+    // does not.
+    let body = std::fs::read_to_string(&config).unwrap();
+    let with_policy = |policy: &str| {
+        std::fs::write(
+            &config,
+            body.replace(
+                "[tiers.local]\n",
+                &format!("[tiers.local]\nretention = [{policy}]\n"),
+            ),
+        )
+        .unwrap();
+        drill(&config, &["doctor"]).stdout
+    };
+    let out = with_policy("\"--keep-last\", \"3\"");
+    assert!(
+        out.lines().any(|l| l.starts_with("warn")
+            && l.contains("tier local retention")
+            && l.contains("the newest snapshot that passed")
+            && l.contains("expires under `--keep-last 3`")),
+        "{out}"
+    );
+    let out = with_policy("\"--keep-last\", \"10\"");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ok") && l.contains("tier local retention")),
+        "{out}"
+    );
+    let run = drill(&config, &["retention", "--tier", "local"]);
+    assert_eq!(
+        run.code, 0,
+        "the configured policy: {}{}",
+        run.stdout, run.stderr
+    );
+    std::fs::write(&config, &body).unwrap();
     // The history page draws the ledger: one mark per snapshot, each with
     // a verdict.
     let run = drill(&config, &["report"]);

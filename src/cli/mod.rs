@@ -140,7 +140,8 @@ enum Command {
         /// The tier (default: as for `run`).
         #[arg(long, value_name = "T")]
         tier: Option<String>,
-        /// restic forget's policy, after `--` (`--keep-daily 7 …`).
+        /// restic forget's policy, after `--` (`--keep-daily 7 …`); default:
+        /// the tier's `retention`.
         #[arg(last = true, value_name = "POLICY")]
         policy: Vec<String>,
     },

@@ -282,6 +282,7 @@ struct RawTier {
     password_prompt: bool,
     disks: Option<Vec<u32>>,
     ssh: Option<RawSsh>,
+    retention: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -595,6 +596,43 @@ pub struct TierConfig {
     pub disks: Option<Vec<u32>>,
     /// SSH options of an `sftp:` repository.
     pub ssh: Option<SshOptions>,
+    /// `retention`: the policy the tier is pruned with, as `restic forget`
+    /// flags (`["--keep-daily", "7", "--keep-weekly", "4"]`; restic docs,
+    /// "Removing snapshots according to a policy"). drill never runs it: it
+    /// checks it against the ledger (`drill retention`, `doctor`) and
+    /// samples the snapshots closest to expiry first.
+    pub retention: Option<Vec<String>>,
+}
+
+/// Flags `restic forget` takes that only choose what to keep (restic
+/// docs, "Removing snapshots according to a policy").
+pub const RETENTION_FLAGS: [&str; 5] = ["--keep-", "--group-by", "--host", "--tag", "--path"];
+
+/// Check that `policy` holds only retention flags (and their values), so
+/// that it can be given to `restic forget --dry-run` and nothing else.
+///
+/// # Errors
+/// The first argument that is not a retention flag, with what to do.
+pub fn check_retention_policy(policy: &[String]) -> Result<(), String> {
+    if !policy.iter().any(|a| a.starts_with("--keep-")) {
+        return Err(
+            "holds no --keep-* flag; give the policy the tier is pruned with, as for restic forget: --keep-daily 7 --keep-weekly 4".into(),
+        );
+    }
+    let mut expect_value = false;
+    for a in policy {
+        if expect_value && !a.starts_with("--") {
+            expect_value = false;
+            continue;
+        }
+        if !RETENTION_FLAGS.iter().any(|p| a.starts_with(p)) {
+            return Err(format!(
+                "`{a}` is not a retention flag; drill passes only --keep-*, --group-by, --host, --tag and --path to restic forget (always with --dry-run)"
+            ));
+        }
+        expect_value = !a.contains('=');
+    }
+    Ok(())
 }
 
 /// `[sandbox]`: the throwaway PostgreSQL servers.
@@ -1043,6 +1081,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
                 })
             }
         };
+        if let Some(policy) = &t.retention {
+            check_retention_policy(policy)
+                .map_err(|e| ConfigError::invalid(path, format!("{key}.retention"), e))?;
+        }
         if let Some(d) = &t.disks {
             if !repository.contains("{disk}") {
                 return Err(ConfigError::invalid(
@@ -1068,6 +1110,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
                 password,
                 disks: t.disks,
                 ssh,
+                retention: t.retention,
             },
         );
     }

@@ -828,7 +828,10 @@ async fn diff_side(
         baselines: &no_checks,
         name_by_snapshot: true,
     };
-    (restore_one(config, &source, db, events).await, true)
+    (
+        restore_one(config, &source, db, "bisect", events).await,
+        true,
+    )
 }
 
 fn tested(

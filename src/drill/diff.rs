@@ -301,8 +301,8 @@ pub async fn run(
         };
         let (sa, sb) = (source(&a), source(&b));
         let (ra, rb) = tokio::join!(
-            restore_one(config, &sa, db, events),
-            restore_one(config, &sb, db, events)
+            restore_one(config, &sa, db, "diff", events),
+            restore_one(config, &sb, db, "diff", events)
         );
         restores += 2;
         out.push(compare_restored(db, &a, &b, ra.as_ref(), rb.as_ref(), events).await);

@@ -252,6 +252,7 @@ pub async fn run(config: &Config, clock: &dyn Clock) -> Vec<Item> {
     // databases' items
     let mut latest: Vec<(String, crate::tier::Snapshot, Repository)> = Vec::new();
     let now = clock.now().with_timezone(&config.timezone);
+    let fresh = super::status::freshness(config);
     for t in config.tiers.values() {
         let name = format!("tier {}", t.name);
         let location = match locate(t, &now) {
@@ -326,7 +327,10 @@ pub async fn run(config: &Config, clock: &dyn Clock) -> Vec<Item> {
                             .unwrap_or_default()
                     ),
                     None,
-                ))
+                ));
+                if let Some(policy) = &t.retention {
+                    items.push(retention_item(config, t, policy, &repo, &fresh, clock).await);
+                }
             }
             Err(e) => {
                 let fix = match &e {
@@ -439,6 +443,69 @@ pub async fn run(config: &Config, clock: &dyn Clock) -> Vec<Item> {
         )),
     }
     items
+}
+
+/// The retention guard's item for tier `t`: `warn` when its newest
+/// snapshot that passed expires under `policy` before the next scheduled
+/// drill (see [`super::retention::expiring`]), or no snapshot has passed.
+async fn retention_item(
+    config: &Config,
+    t: &crate::config::TierConfig,
+    policy: &[String],
+    repo: &Repository,
+    fresh: &std::collections::BTreeMap<String, crate::ledger::Freshness>,
+    clock: &dyn Clock,
+) -> Item {
+    let name = format!("tier {} retention", t.name);
+    let Some((id, time)) = fresh.get(&t.name).and_then(|f| f.newest_passed.clone()) else {
+        return item(
+            name,
+            Health::Warn,
+            "the ledger holds no snapshot of this tier that passed: the retention policy protects nothing known good",
+            Some(format!("run drill verify-history --tier {}", t.name)),
+        );
+    };
+    let now = clock.now();
+    let horizon = super::retention::horizon(config, now);
+    let within = if horizon.is_zero() {
+        "now (no schedule)".to_string()
+    } else {
+        format!(
+            "before the next scheduled drill ({})",
+            (now + horizon)
+                .with_timezone(&config.timezone)
+                .format("%Y-%m-%d %H:%M %Z")
+        )
+    };
+    let short: String = id.chars().take(8).collect();
+    match super::retention::expiring(repo, policy, horizon).await {
+        Ok(gone) if gone.iter().any(|s| s.id == id) => item(
+            name,
+            Health::Warn,
+            format!(
+                "the newest snapshot that passed, {short} of {time}, expires under `{}` {within}",
+                policy.join(" ")
+            ),
+            Some({
+                let days = chrono::DateTime::parse_from_rfc3339(&time)
+                    .map(|at| (now + horizon - at.with_timezone(&chrono::Utc)).num_days() + 2)
+                    .unwrap_or(2);
+                format!("drill before then, or keep it longer: add --keep-within {days}d to the tier's retention policy")
+            }),
+        ),
+        Ok(_) => item(
+            name,
+            Health::Ok,
+            format!("the newest snapshot that passed, {short} of {time}, outlives the next scheduled drill under `{}`", policy.join(" ")),
+            None,
+        ),
+        Err(e) => item(
+            name,
+            Health::Warn,
+            format!("not checked: {e}"),
+            None,
+        ),
+    }
 }
 
 fn password_fix(tier: &str) -> String {

@@ -103,7 +103,7 @@ pub async fn run(
         baselines: &no_checks,
         name_by_snapshot: false,
     };
-    let sandbox = restore_one(config, &source, db, events)
+    let sandbox = restore_one(config, &source, db, "extract", events)
         .await
         .map_err(|(status, why)| match status {
             Status::Failed => CommandError::Backup(why),

@@ -751,8 +751,14 @@ pub(crate) async fn record_verdicts(
             }
             _ => None,
         };
-        let judgement = judge(std::slice::from_ref(d));
+        let mut judgement = judge(std::slice::from_ref(d));
         let ran: Vec<String> = d.checks.iter().map(|c| c.name.clone()).collect();
+        if ran.is_empty() && d.restore.status == Status::Passed {
+            judgement.reasons.push(format!(
+                "{}: no check ran (drill {}): the verdict is the restore's alone",
+                d.name, who.command
+            ));
+        }
         let entry = crate::ledger::Entry {
             run_id: who.run_id.to_string(),
             command: who.command.to_string(),

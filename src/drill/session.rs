@@ -141,17 +141,42 @@ pub(crate) fn select_databases<'a>(
 }
 
 /// Restore `database` from the source's snapshot into a fresh sandbox, no
-/// checks: [`drill_snapshot`] for one database, its sandbox kept.
+/// checks: [`drill_snapshot`] for one database, its sandbox kept. The
+/// restore's verdict goes to the ledger under `command` (`diff`,
+/// `bisect`, `extract`) and the identity of no checks, so it never stands
+/// for a checked verdict; a ledger that cannot take it is a warning.
 /// `Err((status, why))` when the restore did not pass.
 pub(crate) async fn restore_one(
     config: &Config,
     source: &SnapshotSource<'_>,
     database: &DatabaseConfig,
+    command: &str,
     events: &dyn EventSink,
 ) -> Result<Sandbox, (Status, String)> {
     let mut dbs = vec![DbRun::new(config, database, &[])];
     dbs[0].checks.clear();
     let mut kept = drill_snapshot(config, source, &mut dbs, true, events).await;
+    if dbs[0].report.restore.status != Status::NotRun {
+        let who = super::Recorded {
+            command,
+            run_id: source.run_id,
+            tier: source.tier,
+            rto_seconds: None,
+            report_file: None,
+        };
+        let restored = std::slice::from_ref(&dbs[0].report);
+        if let Err(e) =
+            super::record_verdicts(config, &who, source.repo, source.snapshot, restored, false)
+                .await
+        {
+            events.emit(&Event::Warning {
+                message: format!(
+                    "the ledger could not record the restore of `{}` from snapshot {}: {e}",
+                    database.name, source.snapshot.short_id
+                ),
+            });
+        }
+    }
     if let Some(k) = kept.pop() {
         return Ok(k.sandbox);
     }

@@ -39,7 +39,7 @@ pub fn freshness(config: &Config) -> std::collections::BTreeMap<String, crate::l
     let Ok(ledger) = crate::ledger::Ledger::open(&config.reports_dir) else {
         return out;
     };
-    let names: Vec<String> = config.databases.iter().map(|d| d.name.clone()).collect();
+    let names = crate::ledger::current_checks(config);
     for t in config.tiers.keys() {
         if let Ok(f) = ledger.freshness(t, &names) {
             out.insert(t.clone(), f);

@@ -328,9 +328,11 @@ pub async fn run(
 
 /// `drill run --sample N`: pick up to `n` snapshots of `tier` other than
 /// `drilled` that some database has no verdict for under its current
-/// checks, at random, weighted toward the oldest (the first to expire under
-/// an age-based retention policy), and verify them as `verify-history`
-/// does. `None` when there is nothing to sample.
+/// checks, at random, weighted toward those closest to expiry: the ones
+/// the tier's `retention` policy removes before the next scheduled drill
+/// weigh most (see [`super::retention::expiring`]), then the oldest. They
+/// are verified as `verify-history` does. `None` when there is nothing to
+/// sample.
 ///
 /// # Errors
 /// As [`run`].
@@ -374,6 +376,23 @@ pub async fn sample(
     drop(ledger);
     if candidates.is_empty() || n == 0 {
         return Ok(None);
+    }
+    if let Some(policy) = config.tiers.get(tier).and_then(|t| t.retention.as_ref()) {
+        let horizon = super::retention::horizon(config, clock.now());
+        match super::retention::expiring(&repo, policy, horizon).await {
+            Ok(gone) => {
+                for c in &mut candidates {
+                    if gone.iter().any(|s| s.id == c.1) {
+                        c.0 += total;
+                    }
+                }
+            }
+            Err(e) => events.emit(&Event::Warning {
+                message: format!(
+                    "sampling by age only: the retention policy could not be evaluated: {e}"
+                ),
+            }),
+        }
     }
     let picked: Vec<String> = candidates
         .choose_multiple_weighted(&mut rand::rng(), n.min(candidates.len()), |c| c.0 as f64)

@@ -539,13 +539,20 @@ impl Ledger {
     }
 
     /// How fresh `tier`'s verification is, over the snapshots its last
-    /// listing found and the `databases` configured: a snapshot is verified
-    /// when each database has a `passed` or `failed` verdict, and passed
-    /// when each has `passed` as its latest.
+    /// listing found and the `databases` configured, given as (name, check
+    /// identity of all its current checks): a snapshot is verified when
+    /// each database has a `failed` verdict or a `passed` one under those
+    /// checks (a pass under other checks, narrowed ones, or none, as a
+    /// `diff` restore's, is stale), and passed when each has `passed` as
+    /// its latest such verdict.
     ///
     /// # Errors
     /// [`LedgerError::Sqlite`].
-    pub fn freshness(&self, tier: &str, databases: &[String]) -> Result<Freshness, LedgerError> {
+    pub fn freshness(
+        &self,
+        tier: &str,
+        databases: &[(String, String)],
+    ) -> Result<Freshness, LedgerError> {
         let mut stmt = self
             .conn
             .prepare("SELECT snapshot_id, snapshot_time, listed_at FROM seen WHERE tier = ?1 ORDER BY snapshot_time")
@@ -564,11 +571,12 @@ impl Ledger {
         for (id, time, _) in &seen {
             let latest: Vec<Option<&Row>> = databases
                 .iter()
-                .map(|d| {
+                .map(|(d, check_id)| {
                     rows.iter().rfind(|r| {
                         &r.entry.snapshot_id == id
                             && &r.entry.database == d
-                            && (r.entry.verdict == "passed" || r.entry.verdict == "failed")
+                            && (r.entry.verdict == "failed"
+                                || (r.entry.verdict == "passed" && &r.entry.check_id == check_id))
                     })
                 })
                 .collect();
@@ -657,6 +665,16 @@ impl Ledger {
             broken: None,
         })
     }
+}
+
+/// Every configured database with the [`check_identity`] of its current
+/// checks: `(name, identity)`, in config order.
+pub fn current_checks(config: &crate::config::Config) -> Vec<(String, String)> {
+    config
+        .databases
+        .iter()
+        .map(|d| (d.name.clone(), check_identity(config, &d.name)))
+        .collect()
 }
 
 /// The check identity of `database`: SHA-256 over drill's version and,

@@ -1084,6 +1084,7 @@ mod tests {
             password: PasswordSource::Prompt,
             disks: Some(vec![1, 2, 3]),
             ssh: None,
+            retention: None,
         }
     }
 

@@ -668,3 +668,27 @@ impl Drop for Scratch {
             .output();
     }
 }
+
+/// The metric family names in the Prometheus text-format file `path`, as
+/// the Prometheus project's Python client parses them
+/// (`prometheus_client.parser`, Debian's python3-prometheus-client,
+/// installed by scripts/install-deps.sh). Panics, naming the parser's
+/// error, when the file does not parse.
+pub fn prometheus_families(path: &Path) -> Vec<String> {
+    let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as parse\nfor f in parse(open(sys.argv[1]).read()):\n    for s in f.samples:\n        pass\n    print(f.name)\n";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .output()
+        .expect("python3 (scripts/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{} is not valid Prometheus text format (or the parser is missing: run scripts/setup.sh): {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
