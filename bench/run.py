@@ -177,7 +177,7 @@ class Bench:
     def build_dataset(self):
         stamp = self.work / "stage" / f".scale-{self.args.scale}-{self.args.small_scale}"
         only = set(self.args.only.split(",")) if self.args.only else None
-        if only and only <= {"mariadb", "physical"}:
+        if only and only <= {"mariadb", "physical", "ledger"}:
             self.work.mkdir(parents=True, exist_ok=True)
             if "mariadb" in only:
                 self.init_repository()
@@ -1113,6 +1113,9 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
                 "",
             ])
         lr = self.results.get("ledger")
+        ledger_sql = self.work / "stage" / "ledger" / "dumps" / "ledger.sql"
+        if ledger_sql.exists():
+            self.sizes["ledger.sql"] = ledger_sql.stat().st_size
         if lr and all(lr.values()):
             vh, one = lr["verify-history"], lr["drill run (one snapshot)"]
             n = vh[0]["snapshots"]

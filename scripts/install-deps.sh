@@ -2,7 +2,8 @@
 # Install everything drill's tests and demo need on a Debian bookworm host:
 #   - Debian packages (mmdebstrap, PostgreSQL 15 server+client, MariaDB
 #     server+client for the MariaDB fixtures, zstd, gzip, OpenSSH
-#     server+client for the sftp test, CA certificates)
+#     server+client for the sftp test, CA certificates, xmllint and
+#     Prometheus' Python client for the tests of the JUnit and metrics files)
 #   - restic 0.18 as /usr/local/bin/restic, taken from Debian trixie's restic
 #     package WITHOUT adding trixie to the system's apt sources
 # and verify that the Docker engine is reachable.
@@ -44,6 +45,9 @@ PACKAGES=(
   mariadb-server             # fixtures/generate-mariadb.sh runs its own throwaway
   mariadb-client             # mariadbd; the packaged service is never left enabled/running
   python3-prometheus-client  # tests parse the metrics file with Prometheus' own parser
+  libxml2-utils              # xmllint: tests validate the JUnit XML against fixtures/junit/jenkins-junit.xsd
+  chromium                   # tests render the history page in a real headless browser
+  systemd                    # systemd-analyze: tests verify the generated units and calendars
 )
 
 if [[ $(id -u) -ne 0 ]]; then

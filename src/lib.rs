@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod drill;
+pub mod duration;
 pub mod host;
 pub mod interrupt;
 pub mod kind;

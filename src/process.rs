@@ -5,6 +5,9 @@
 
 use std::time::Duration;
 
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
 /// Kills a child's process group (SIGKILL) when dropped, unless
 /// [`GroupGuard::disarm`]ed. The child must have been spawned with
 /// `process_group(0)`, so that its pid is the group id.
@@ -38,29 +41,26 @@ impl GroupGuard {
         let Some(pgid) = self.pgid.take() else {
             return;
         };
-        // SAFETY: killpg only sends a signal, to the group drill created for
-        // its own child.
-        if unsafe { libc::killpg(pgid, libc::SIGTERM) } != 0 {
+        let group = Pid::from_raw(pgid);
+        if killpg(group, Signal::SIGTERM).is_err() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
         for _ in 0..9 {
-            // SAFETY: as above; signal 0 only probes.
-            if unsafe { libc::killpg(pgid, 0) } != 0 {
+            // No signal (`None`) only probes whether a member is left.
+            if killpg(group, None).is_err() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        // SAFETY: as above.
-        unsafe { libc::killpg(pgid, libc::SIGKILL) };
+        let _ = killpg(group, Signal::SIGKILL);
     }
 }
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         if let Some(pgid) = self.pgid {
-            // SAFETY: as in `stop`.
-            unsafe { libc::killpg(pgid, libc::SIGKILL) };
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
         }
     }
 }

@@ -183,3 +183,74 @@ fn every_shipped_example_config_parses() {
     let demo = drill::config::load(&examples[1]).unwrap();
     assert!(!demo.checks.is_empty(), "the demo runs the shipped checks");
 }
+
+#[test]
+fn toml_syntax_error_names_file_line_and_column() {
+    let d = tempfile::tempdir().unwrap();
+    // Line 11, the `[sandbox` header missing its `]`.
+    let cfg = write(
+        d.path(),
+        "drill.toml",
+        &format!("{BASE}\n[sandbox\nimage = \"postgres:16\"\n"),
+    );
+    let run = drill(&cfg, &["status"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("drill.toml:10:9: not valid TOML: "),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("fix the TOML at line 10, column 9"),
+        "says what to do: {}",
+        run.stderr
+    );
+    // A check file's syntax error is named the same way.
+    let cfg = write(d.path(), "drill.toml", BASE);
+    write(
+        d.path(),
+        "checks/rentals.toml",
+        "kind = \"sql\"\ndatabase = \"pagila\nquery = \"select 1\"\n",
+    );
+    let run = drill(&cfg, &["status"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("checks/rentals.toml:2:"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("not valid TOML"), "{}", run.stderr);
+}
+
+#[test]
+fn a_decimal_size_is_refused_and_a_binary_one_read() {
+    let d = tempfile::tempdir().unwrap();
+    for (memory, hint) in [("1GB", "`1GiB`"), ("512M", "`512MiB`"), ("2g", "`2GiB`")] {
+        let cfg = write(
+            d.path(),
+            "drill.toml",
+            &format!("{BASE}\n[sandbox]\nmemory = \"{memory}\"\n"),
+        );
+        let run = drill(&cfg, &["status"]);
+        assert_eq!(run.code, 2, "{memory}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("drill.toml:11:") && run.stderr.contains("sandbox.memory"),
+            "{memory}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("ambiguous") && run.stderr.contains(&format!("write {hint}")),
+            "{memory}: {}",
+            run.stderr
+        );
+    }
+    for memory in ["\"1GiB\"", "\"512 MiB\"", "1073741824"] {
+        let cfg = write(
+            d.path(),
+            "drill.toml",
+            &format!("{BASE}\n[sandbox]\nmemory = {memory}\n"),
+        );
+        let run = drill(&cfg, &["status"]);
+        assert_eq!(run.code, 0, "{memory}: {}", run.stderr);
+    }
+}

@@ -108,6 +108,7 @@ fn verify_history_restores_each_content_once_and_inherits_the_rest() {
     assert_eq!(code, 1, "night 8 on fails frame-integrity: {rec:#}");
     assert_eq!(rec["snapshots"], 10, "{rec:#}");
     assert_eq!(rec["verified"], 3, "one restore per content: {rec:#}");
+    assert_eq!(rec["restores"], 3, "{rec:#}");
     assert_eq!(rec["inherited"], 7, "{rec:#}");
     let got = items(&rec);
     // Newest first: nights 10..8 failed (8's content), 7..1 passed.
@@ -187,16 +188,35 @@ fn verify_history_restores_each_content_once_and_inherits_the_rest() {
     // Known now: nothing restored.
     let (_, again) = verify_history(&config, &[]);
     assert_eq!(again["verified"], 0, "{again:#}");
+    assert_eq!(again["restores"], 0, "{again:#}");
     assert_eq!(again["known"], 10, "{again:#}");
 
     // The chain holds.
     let run = drill(&config, &["ledger", "verify"]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    // Ten verdicts of verify-history, two restore-only rows of bisect's
+    // final diff (nights 7 and 8); the second verify-history added none.
     assert!(
-        run.stdout.contains("10 row(s), chain intact"),
+        run.stdout.contains("12 row(s), chain intact"),
         "known verdicts add no row: {}",
         run.stdout
     );
+    let conn = rusqlite::Connection::open(dir.path().join("reports/ledger.sqlite")).unwrap();
+    let diff_rows: Vec<(String, String)> = conn
+        .prepare("SELECT command, reasons FROM verification WHERE command = 'bisect' ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(diff_rows.len(), 2, "{diff_rows:?}");
+    assert!(
+        diff_rows
+            .iter()
+            .all(|(_, why)| why.contains("no check ran")),
+        "restore-only rows say so: {diff_rows:?}"
+    );
+    drop(conn);
 
     // A changed check makes every verdict stale.
     let check = dir.path().join("checks/frame-integrity.toml");
@@ -326,6 +346,13 @@ fn a_budget_stops_mid_history_and_the_next_call_finishes() {
         run.stdout, run.stderr
     );
     std::fs::write(&config, &body).unwrap();
+    // `drill run` refreshed the history page itself: its drill is there.
+    let page = std::fs::read_to_string(dir.path().join("reports/index.html"))
+        .expect("drill run writes index.html");
+    assert!(
+        page.contains("1 drill(s) in <code>history.csv</code>"),
+        "{page}"
+    );
     // The history page draws the ledger: one mark per snapshot, each with
     // a verdict.
     let run = drill(&config, &["report"]);

@@ -1,7 +1,10 @@
 //! After a drill: the Slack message (webhook and bot token) posted to a fake
 //! Slack on 127.0.0.1, its retries, exit 4 when a passed drill cannot be
-//! told, and the JUnit and Prometheus files — all from real drills of a
-//! real restic snapshot in real sandboxes.
+//! told, and the JUnit and Prometheus files — from real drills of a real
+//! restic snapshot in real sandboxes. The message's layout (failures first,
+//! passing databases on one line, the note on what was cut, the report
+//! link) from reports made by hand, and `drill notify --test` against the
+//! fake Slack, need no sandbox.
 
 mod common;
 
@@ -236,6 +239,7 @@ fn failed_drill_is_posted_to_the_webhook_with_junit_and_metrics() {
 
     // JUnit: restore, two checks, two policy limits and the verdict; the
     // failing check and the verdict are the failures.
+    assert_valid_junit(&junit);
     let xml = std::fs::read_to_string(&junit).unwrap();
     let doc = roxmltree::Document::parse(&xml).expect("JUnit parses as XML");
     let suites = doc.root_element();
@@ -294,7 +298,7 @@ fn failed_drill_is_posted_to_the_webhook_with_junit_and_metrics() {
         .timestamp() as f64;
     assert!((value("drill_last_run_timestamp_seconds", None) - started).abs() < 1.0);
     assert_eq!(
-        value("drill_last_bytes_restored", None),
+        value("drill_last_restored_bytes", None),
         database(&report, "pagila")["restore"]["bytes"]
             .as_f64()
             .unwrap()
@@ -390,4 +394,346 @@ fn passed_drill_that_slack_never_accepts_exits_4_and_keeps_its_report() {
     let run = drill(&config, &["run", "--no-notify"]);
     assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
     assert_eq!(slack.requests().len(), before);
+}
+
+/// Each block of `report`'s Slack message as (type, every string in it).
+fn message_blocks(
+    report: &drill::report::Report,
+    link: &drill::notify::ReportLink,
+) -> Vec<(String, String)> {
+    let msg = drill::notify::message(report, link, chrono_tz::Asia::Seoul);
+    let body = serde_json::to_value(&msg).unwrap();
+    body["blocks"]
+        .as_array()
+        .expect("blocks")
+        .iter()
+        .map(|b| {
+            let one = serde_json::json!({ "blocks": [b] });
+            (
+                b["type"].as_str().unwrap().to_string(),
+                texts_of_blocks(&one),
+            )
+        })
+        .collect()
+}
+
+fn local_link() -> drill::notify::ReportLink {
+    drill::notify::ReportLink::new(
+        "mini",
+        std::path::Path::new("/srv/drill/reports/20270114T180000Z-local.html"),
+        None,
+    )
+}
+
+#[test]
+fn failures_come_first_and_passing_databases_share_one_line() {
+    let report = sample_report(
+        "failed",
+        &["check rentals-wrong of database pagila failed"],
+        &[
+            (
+                "frame",
+                "passed",
+                None,
+                &[("frame-integrity", "passed", "")],
+            ),
+            (
+                "pagila",
+                "passed",
+                None,
+                &[
+                    ("films-exist", "passed", ""),
+                    ("rentals-wrong", "failed", "value is 16044, expected 1"),
+                ],
+            ),
+            ("blueprint", "passed", None, &[("workspaces", "passed", "")]),
+            ("hive", "error", Some("the sandbox lacks role app"), &[]),
+            ("mysrt", "passed", None, &[]),
+        ],
+    );
+    let blocks = message_blocks(&report, &local_link());
+    let at = |needle: &str| {
+        blocks
+            .iter()
+            .position(|(_, t)| t.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} in {blocks:#?}"))
+    };
+    // The failing databases, each followed by what failed, before the one
+    // line for the three that passed; the report's location last.
+    let pagila = at("*pagila* — restore passed");
+    let finding = at("value is 16044, expected 1");
+    let hive = at("*hive* — restore error");
+    let passed = at("3 databases passed: frame, blueprint, mysrt (2 checks passed)");
+    assert!(
+        pagila < finding && finding < hive && hive < passed,
+        "{blocks:#?}"
+    );
+    assert!(blocks[pagila].1.contains("✅ films-exist"), "{blocks:#?}");
+    assert!(blocks[pagila].1.contains("❌ rentals-wrong"), "{blocks:#?}");
+    assert!(
+        blocks[hive].1.contains("the sandbox lacks role app"),
+        "{blocks:#?}"
+    );
+    for name in ["*frame*", "*blueprint*", "*mysrt*"] {
+        assert!(
+            blocks.iter().all(|(_, t)| !t.contains(name)),
+            "{name}: {blocks:#?}"
+        );
+    }
+    let (kind, last) = blocks.last().unwrap();
+    assert_eq!(kind, "context");
+    assert!(
+        last.contains("Full report: `mini:/srv/drill/reports/20270114T180000Z-local.html`"),
+        "{last}"
+    );
+    assert!(!blocks
+        .iter()
+        .any(|(_, t)| t.contains("more that did not pass")));
+}
+
+#[test]
+fn a_message_cut_to_slacks_limit_keeps_the_note_on_what_was_cut() {
+    let names: Vec<String> = (0..60).map(|i| format!("db{i:02}")).collect();
+    let checks: &[(&str, &str, &str)] = &[("rows", "failed", "too few rows")];
+    let mut dbs: Vec<SampleDatabase<'_>> = names
+        .iter()
+        .map(|n| (n.as_str(), "passed", None, checks))
+        .collect();
+    dbs.push(("fine", "passed", None, &[]));
+    let report = sample_report("failed", &["many checks failed"], &dbs);
+    let blocks = message_blocks(&report, &local_link());
+    assert_eq!(blocks.len(), drill::notify::MAX_BLOCKS, "{blocks:#?}");
+    // Header, fields, why, divider, then failures until the note, the
+    // passed line and the context.
+    let shown = blocks
+        .iter()
+        .filter(|(_, t)| t.contains("— restore passed"))
+        .count();
+    let shown_checks = blocks
+        .iter()
+        .filter(|(_, t)| t.contains("*rows* (sql,"))
+        .count();
+    let cut = 120 - shown - shown_checks;
+    let note = &blocks[blocks.len() - 3].1;
+    assert!(
+        note.contains(&format!("…{cut} more that did not pass (")),
+        "{note}"
+    );
+    let dbs_cut = 60 - shown;
+    let checks_cut = 60 - shown_checks;
+    assert!(
+        note.contains(&format!("{dbs_cut} databases, {checks_cut} checks")),
+        "{note}"
+    );
+    assert!(blocks[blocks.len() - 2]
+        .1
+        .contains("1 database passed: fine"));
+    assert_eq!(blocks.last().unwrap().0, "context");
+}
+
+#[test]
+fn report_url_makes_full_report_a_link_to_this_report() {
+    let report = sample_report("passed", &[], &[("frame", "passed", None, &[])]);
+    let link = drill::notify::ReportLink::new(
+        "mini",
+        std::path::Path::new("/srv/drill/reports/20270114T180000Z-local.html"),
+        Some("https://backups.example.com/drill/{report}"),
+    );
+    let blocks = message_blocks(&report, &link);
+    let last = &blocks.last().unwrap().1;
+    assert!(
+        last.contains(
+            "<https://backups.example.com/drill/20270114T180000Z-local.html|Full report>"
+        ),
+        "{last}"
+    );
+    assert!(blocks
+        .iter()
+        .any(|(_, t)| t.contains("1 database passed: frame")));
+}
+
+/// A config in `dir` with one tier and `slack` as its `[slack]` body.
+fn slack_only_config(dir: &std::path::Path, slack: &str) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir.join("checks")).unwrap();
+    let config = dir.join("drill.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[tiers.local]\nrepository = \"repo\"\npassword_command = \"echo irrelevant\"\n\n\
+             [[databases]]\nname = \"frame\"\npath = \"/dumps/frame.sql\"\nformat = \"pg_dumpall\"\n{slack}"
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn notify_test_posts_through_the_webhook() {
+    let slack = FakeSlack::start(vec![OK_TEXT]);
+    let work = tempfile::tempdir().unwrap();
+    let config = slack_only_config(
+        work.path(),
+        &format!(
+            "\n[slack]\nwebhook_url_command = \"echo http://127.0.0.1:{}/services/T/B/hushHush\"\n",
+            slack.port
+        ),
+    );
+    let run = drill(&config, &["notify", "--test"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("test message posted to Slack"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("hushHush"), "{}", run.stderr);
+    let reqs = slack.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(
+        (reqs[0].method.as_str(), reqs[0].path.as_str()),
+        ("POST", "/services/T/B/hushHush")
+    );
+    let body: serde_json::Value = serde_json::from_str(&reqs[0].body).unwrap();
+    let text = texts_of_blocks(&body);
+    assert!(text.contains("drill test message"), "{text}");
+    assert!(text.contains(&config.display().to_string()), "{text}");
+
+    // Slack refusing the webhook (it was revoked) is the environment: 3.
+    let gone = FakeSlack::start(vec![(404, vec![], "text/plain", "no_service")]);
+    let config = slack_only_config(
+        work.path(),
+        &format!(
+            "\n[slack]\nwebhook_url_command = \"echo http://127.0.0.1:{}/services/T/B/hushHush\"\n",
+            gone.port
+        ),
+    );
+    let run = drill(&config, &["notify", "--test"]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stderr.contains("NOT posted"), "{}", run.stderr);
+    assert!(run.stderr.contains("HTTP 404"), "{}", run.stderr);
+    assert!(!run.stderr.contains("hushHush"), "{}", run.stderr);
+}
+
+#[test]
+fn notify_test_checks_a_bot_token_with_auth_test_then_posts() {
+    let slack = FakeSlack::start(vec![
+        (
+            200,
+            vec![],
+            "application/json",
+            "{\"ok\":true,\"url\":\"https://acme.slack.com/\",\"team\":\"Acme Backups\",\"user\":\"drillbot\",\"team_id\":\"T0ACME\",\"user_id\":\"U0DRILL\",\"bot_id\":\"B0DRILL\"}",
+        ),
+        (
+            200,
+            vec![],
+            "application/json",
+            "{\"ok\":true,\"channel\":\"C0OPS\",\"ts\":\"1795000000.000100\",\"message\":{\"type\":\"message\",\"ts\":\"1795000000.000100\",\"text\":\"drill\"}}",
+        ),
+    ]);
+    let work = tempfile::tempdir().unwrap();
+    let config = slack_only_config(
+        work.path(),
+        &format!(
+            "\n[slack]\ntoken_env = \"DRILL_TEST_SLACK_TOKEN\"\nchannel = \"#ops\"\napi_url = \"http://127.0.0.1:{}/api\"\n",
+            slack.port
+        ),
+    );
+    let token = "xoxb-test-0000-s3cret";
+    let run = drill_env(
+        &config,
+        &["--json", "notify", "--test"],
+        &[("DRILL_TEST_SLACK_TOKEN", token)],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stderr.contains(token) && !run.stdout.contains(token));
+    assert!(
+        run.stderr.contains("workspace Acme Backups"),
+        "{}",
+        run.stderr
+    );
+    let out: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON on stdout");
+    assert_eq!(out["posted"], true);
+    assert_eq!(out["team"], "Acme Backups");
+    assert_eq!(out["user"], "drillbot");
+    let reqs = slack.requests();
+    let calls: Vec<(&str, &str)> = reqs
+        .iter()
+        .map(|r| (r.method.as_str(), r.path.split('?').next().unwrap()))
+        .collect();
+    assert_eq!(
+        calls,
+        [("GET", "/api/auth.test"), ("POST", "/api/chat.postMessage")]
+    );
+    for r in &reqs {
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {token}").as_str())
+        );
+    }
+    let body: serde_json::Value = serde_json::from_str(&reqs[1].body).unwrap();
+    assert_eq!(body["channel"], "#ops");
+    assert!(texts_of_blocks(&body).contains("Posted as drillbot in workspace Acme Backups"));
+}
+
+#[test]
+fn notify_test_stops_at_a_token_auth_test_refuses() {
+    let slack = FakeSlack::start(vec![(
+        200,
+        vec![],
+        "application/json",
+        "{\"ok\":false,\"error\":\"invalid_auth\"}",
+    )]);
+    let work = tempfile::tempdir().unwrap();
+    let config = slack_only_config(
+        work.path(),
+        &format!(
+            "\n[slack]\ntoken_env = \"DRILL_TEST_SLACK_TOKEN\"\nchannel = \"#ops\"\napi_url = \"http://127.0.0.1:{}/api\"\n",
+            slack.port
+        ),
+    );
+    let run = drill_env(
+        &config,
+        &["notify", "--test"],
+        &[("DRILL_TEST_SLACK_TOKEN", "xoxb-revoked-s3cret")],
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stderr.contains("auth.test"), "{}", run.stderr);
+    assert!(run.stderr.contains("invalid_auth"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("xoxb-revoked-s3cret"),
+        "{}",
+        run.stderr
+    );
+    let reqs = slack.requests();
+    assert_eq!(
+        reqs.len(),
+        1,
+        "nothing posted after auth.test refused: {reqs:?}"
+    );
+    assert_eq!(reqs[0].path.split('?').next(), Some("/api/auth.test"));
+}
+
+#[test]
+fn notify_test_without_slack_is_a_configuration_error_and_doctor_is_fine() {
+    let work = tempfile::tempdir().unwrap();
+    let config = slack_only_config(work.path(), "");
+    let run = drill(&config, &["notify", "--test"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("no [slack] section"), "{}", run.stderr);
+    // `notify` needs --test.
+    let run = drill(&config, &["notify"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    // doctor: Slack is optional.
+    let run = drill(&config, &["--json", "doctor"]);
+    let items: serde_json::Value = serde_json::from_str(&run.stdout).expect("doctor --json");
+    let slack = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["item"] == "slack")
+        .unwrap_or_else(|| panic!("{items:#}"));
+    assert_eq!(slack["health"], "ok", "{slack:#}");
+    assert_eq!(
+        slack["detail"],
+        "no [slack]: reports are not posted (optional)"
+    );
 }

@@ -46,7 +46,7 @@ fn status_shows_last_drills_and_how_overdue_each_tier_is() {
     );
     assert!(local.contains("snapshot 6h old then"), "{local}");
     assert!(
-        local.contains("OVERDUE by 17days (due 2027-01-15 03:00 KST)"),
+        local.contains("OVERDUE by 17d (due 2027-01-15 03:00 KST)"),
         "{local}"
     );
     let ring = line("ring");
@@ -84,7 +84,7 @@ fn status_shows_last_drills_and_how_overdue_each_tier_is() {
 
 #[test]
 fn schedule_lists_the_next_quarterly_drills_in_seoul_and_utc() {
-    // The shipped example config: `0 0 3 15 1,4,7,10 *` in Asia/Seoul.
+    // The shipped example config: `0 3 15 1,4,7,10 *` in Asia/Seoul.
     let config = root().join("examples/drill.toml");
     let now = [("DRILL_NOW", "2026-11-24T12:00:00+09:00")];
     let run = drill_env(&config, &["schedule", "--count", "4", "--json"], &now);

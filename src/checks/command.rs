@@ -118,7 +118,7 @@ pub(super) async fn run(
             return Err(Incomplete {
                 error: CheckError::Program(format!(
                     "`{shown}` did not finish within {} (the check's timeout); its process group was killed",
-                    humantime::format_duration(timeout)
+                    crate::duration::human(timeout)
                 )),
                 output: log.bounded(HEAD_LINES, TAIL_LINES),
             });

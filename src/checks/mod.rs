@@ -42,7 +42,7 @@ pub enum CheckError {
     #[error("{0}")]
     Shape(String),
     /// The check did not finish in time.
-    #[error("did not finish within {} (the check's timeout)", humantime::format_duration(*.0))]
+    #[error("did not finish within {} (the check's timeout)", crate::duration::human(*.0))]
     Timeout(Duration),
     /// The tier's history, needed for a baseline, cannot be read.
     #[error("{0}")]

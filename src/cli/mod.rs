@@ -13,7 +13,7 @@ mod service;
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config;
 use crate::drill::{self, RunError, RunOptions};
@@ -31,14 +31,32 @@ pub const EXIT_ENVIRONMENT: u8 = 3;
 /// asked for (`--metrics`, `--junit`) could not be delivered.
 pub const EXIT_NOT_DELIVERED: u8 = 4;
 
+/// The exit codes and environment, as `drill --help` and `drill man` end.
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  drill passed: every configured check passed
+  1  the backup is bad: a restore failed because the dump or repository
+     content is damaged, a check failed, or a policy limit was exceeded
+  2  usage or configuration error (bad flag, bad config or check file)
+  3  no verdict: the environment prevented the drill (repository unreachable
+     or not mounted, wrong password, sandbox engine down, timeout)
+  4  drill passed but the notification (Slack, --metrics, --junit) could
+     not be delivered
+
+Environment:
+  DRILL_CONFIG  the config file when --config is not given";
+
 /// drill proves that PostgreSQL backups in restic repositories restore.
 ///
-/// `drill` alone means `drill run`, so `drill --tier cold` works.
+/// `drill` alone means `drill run`, so `drill --tier cold` works; an
+/// option of `run` before another subcommand is an error (`drill --keep
+/// status`).
 #[derive(Debug, Parser)]
-#[command(name = "drill", version)]
+#[command(name = "drill", version, after_help = AFTER_HELP)]
 struct Cli {
-    /// Config file (default: ./drill.toml, then ~/.config/drill/drill.toml).
-    #[arg(long, global = true, value_name = "PATH")]
+    /// Config file (default: $DRILL_CONFIG, else ./drill.toml, else
+    /// ~/.config/drill/drill.toml).
+    #[arg(long, global = true, value_name = "PATH", env = "DRILL_CONFIG")]
     config: Option<PathBuf>,
     /// Print the machine-readable result (the JSON report) on stdout.
     #[arg(long, global = true)]
@@ -231,6 +249,26 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Post a test message through the configured Slack settings.
+    ///
+    /// Proves `[slack]` works before a drill needs it. A bot token is first
+    /// checked with Slack's `auth.test`. Exit 0: posted; 2: no `[slack]`;
+    /// 3: Slack refused it or could not be reached.
+    Notify {
+        /// Post the test message (the only action).
+        #[arg(long, required = true)]
+        test: bool,
+    },
+    /// Print a shell completion script on stdout, e.g.
+    /// `drill completions bash > /etc/bash_completion.d/drill`.
+    Completions {
+        /// The shell.
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print drill's man page (roff) on stdout, e.g.
+    /// `drill man > /usr/local/share/man/man1/drill.1`.
+    Man,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -258,12 +296,12 @@ struct RunArgs {
     #[arg(long)]
     no_notify: bool,
     /// Also write a Prometheus textfile (node_exporter textfile collector)
-    /// with every tier's last run, last success, verdict, RTO, snapshot age
-    /// and bytes restored.
+    /// with every tier's last run, last success, next due time, verdict,
+    /// RTO, snapshot age and bytes restored (default: `[outputs] metrics`).
     #[arg(long, value_name = "PATH")]
     metrics: Option<PathBuf>,
     /// Also write JUnit XML: a test case per restore, check, policy limit
-    /// and the verdict.
+    /// and the verdict (default: `[outputs] junit`).
     #[arg(long, value_name = "PATH")]
     junit: Option<PathBuf>,
     /// Also verify up to N older snapshots that have no verdict in the
@@ -274,9 +312,54 @@ struct RunArgs {
     sample: Option<usize>,
 }
 
+/// Parse `args` (the program name first): the command line, or the clap
+/// error to print (help and version are such "errors" too).
+///
+/// # Errors
+/// clap's error for a bad command line, and for an option of `drill run`
+/// given before another subcommand (`drill --keep status`), which would
+/// otherwise be ignored.
+fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, clap::Error> {
+    let mut cmd = Cli::command();
+    let matches = cmd.try_get_matches_from_mut(args)?;
+    if let Some((sub, _)) = matches.subcommand() {
+        if let Some(e) = run_option_before(&mut cmd, &matches, sub) {
+            return Err(e);
+        }
+    }
+    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
+}
+
+/// The error for the first option of `drill run` that `matches` (the top
+/// level) got from the command line although subcommand `sub` is given:
+/// `drill --keep status` must not quietly drop `--keep`.
+fn run_option_before(
+    cmd: &mut clap::Command,
+    matches: &clap::ArgMatches,
+    sub: &str,
+) -> Option<clap::Error> {
+    let run_args = RunArgs::augment_args(clap::Command::new("run"));
+    let given = run_args.get_arguments().find(|a| {
+        matches.value_source(a.get_id().as_str()) == Some(clap::parser::ValueSource::CommandLine)
+    })?;
+    let flag = format!("--{}", given.get_long().unwrap_or(given.get_id().as_str()));
+    let own = cmd
+        .find_subcommand(sub)
+        .is_some_and(|c| c.get_arguments().any(|a| a.get_long() == given.get_long()));
+    let hint = if own {
+        format!("write it after the subcommand: `drill {sub} {flag} …`")
+    } else {
+        format!("`drill {sub}` has no {flag}; drop it, or drill with `drill run {flag} …`")
+    };
+    Some(cmd.error(
+        clap::error::ErrorKind::ArgumentConflict,
+        format!("{flag} before `{sub}` is an option of `drill run`, not of `drill {sub}`: {hint}"),
+    ))
+}
+
 /// Parse the command line, run, and return the process exit code.
 pub fn main() -> u8 {
-    let cli = match Cli::try_parse() {
+    let cli = match parse(std::env::args_os()) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -288,6 +371,11 @@ pub fn main() -> u8 {
             };
         }
     };
+    match &cli.command {
+        Some(Command::Completions { shell }) => return completions(*shell),
+        Some(Command::Man) => return man(),
+        _ => {}
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -321,7 +409,40 @@ pub fn main() -> u8 {
             dry_run,
         }) => runtime.block_on(reap(&cli, older_than.map(Into::into), *dry_run)),
         Some(Command::Report { out }) => service::history_page(&cli, out.as_deref()),
+        Some(Command::Notify { .. }) => runtime.block_on(service::notify_test(&cli)),
+        Some(Command::Completions { .. } | Command::Man) => unreachable!("handled above"),
         None => runtime.block_on(run(&cli, cli.run.clone())),
+    }
+}
+
+/// `drill completions SHELL`: the completion script on stdout.
+fn completions(shell: clap_complete::Shell) -> u8 {
+    let mut cmd = Cli::command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "drill", &mut out);
+    write_stdout(&out)
+}
+
+/// `drill man`: the man page (roff, section 1) on stdout.
+fn man() -> u8 {
+    let mut out = Vec::new();
+    if let Err(e) = clap_mangen::Man::new(Cli::command()).render(&mut out) {
+        eprintln!("drill: failed to render the man page: {e}");
+        return EXIT_ENVIRONMENT;
+    }
+    write_stdout(&out)
+}
+
+/// Write `bytes` to standard output; exit 3 when it is closed or full.
+fn write_stdout(bytes: &[u8]) -> u8 {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => EXIT_PASSED,
+        Err(e) => {
+            eprintln!("drill: failed to write to standard output: {e}");
+            EXIT_ENVIRONMENT
+        }
     }
 }
 
@@ -472,8 +593,8 @@ async fn guarded<T>(
             },
             again = shutdown_signal() => eprintln!("drill: {again} again; stopping at once"),
             () = tokio::time::sleep(INTERRUPT_GRACE) => eprintln!(
-                "drill: the interrupted drill did not stop within {} s; stopping at once",
-                INTERRUPT_GRACE.as_secs()
+                "drill: the interrupted drill did not stop within {}; stopping at once",
+                crate::duration::human(INTERRUPT_GRACE)
             ),
         }
     } else {
@@ -903,6 +1024,9 @@ fn schedule(cli: &Cli, count: usize) -> u8 {
         Err(code) => return code,
     };
     let times = s.upcoming(clock.now(), config.timezone, count);
+    for w in s.warnings() {
+        eprintln!("drill: warning: schedule: {w}");
+    }
     if cli.json {
         let list: Vec<Upcoming> = times
             .iter()
@@ -970,7 +1094,7 @@ async fn reap(cli: &Cli, older_than: Option<std::time::Duration>, dry_run: bool)
             r.sandbox.tier,
             r.sandbox.database,
             r.sandbox.state,
-            crate::report::html::short_duration(Some(r.age_seconds as f64))
+            crate::duration::human_seconds(r.age_seconds as f64)
         );
     }
     let n = list.iter().filter(|r| r.fate == Fate::Removed).count();

@@ -9,7 +9,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::drill::RunOutcome;
 use crate::report::{Event, EventSink, Status, Verdict};
@@ -117,7 +117,13 @@ fn restore_bar(database: &str, total: u64) -> ProgressBar {
     if let Ok(style) = ProgressStyle::with_template(
         "{prefix:.bold} restore [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
     ) {
-        bar.set_style(style.progress_chars("=> "));
+        bar.set_style(
+            style
+                .progress_chars("=> ")
+                .with_key("eta", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = w.write_str(&crate::duration::human(s.eta()));
+                }),
+        );
     }
     bar.set_prefix(database.to_string());
     bar
@@ -129,14 +135,19 @@ fn check_spinner(database: &str, name: &str) -> ProgressBar {
     if let Ok(style) =
         ProgressStyle::with_template("{spinner} {prefix:.bold} check {msg} {elapsed}")
     {
-        bar.set_style(style);
+        bar.set_style(style.with_key(
+            "elapsed",
+            |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&crate::duration::human(s.elapsed()));
+            },
+        ));
     }
     bar.set_prefix(database.to_string());
     bar.set_message(name.to_string());
     bar
 }
 
-/// `restored 512.0 MiB of 1.0 GiB (50%) in 20 s, 25.6 MiB/s, about 20 s
+/// `restored 512.0 MiB of 1.0 GiB (50%) in 20s, 25.6 MiB/s, about 20s
 /// left`: a plain progress line's body.
 pub fn restore_progress_line(bytes: u64, total: u64, seconds: f64) -> String {
     let rate = if seconds > 0.0 {
@@ -167,7 +178,7 @@ fn size(bytes: u64) -> String {
 }
 
 fn age(seconds: f64) -> String {
-    humantime::format_duration(std::time::Duration::from_secs(seconds.max(0.0) as u64)).to_string()
+    crate::duration::human_seconds(seconds)
 }
 
 impl EventSink for Terminal {
@@ -183,7 +194,13 @@ impl EventSink for Terminal {
                 short_id,
                 time,
                 age_seconds,
-            } => self.line(&format!("snapshot {short_id} taken {time} ({} old)", age(*age_seconds))),
+            } => self.line(&format!(
+                "snapshot {short_id} taken {} ({} old)",
+                chrono::DateTime::parse_from_rfc3339(time)
+                    .map(|t| t.with_timezone(&self.tz).format("%Y-%m-%d %H:%M:%S %Z").to_string())
+                    .unwrap_or_else(|_| time.clone()),
+                age(*age_seconds)
+            )),
             Event::Planned { plan } => {
                 if self.verbose > 0 {
                     self.line(&format!("plan {plan}"))
@@ -229,14 +246,14 @@ impl EventSink for Terminal {
                 server_version,
                 seconds,
             } if server_version.is_empty() => self.line(&format!(
-                "{database}: sandbox started, {seconds:.1} s; its {server} server starts once the backup is in place"
+                "{database}: sandbox started, {}; its {server} server starts once the backup is in place", age(*seconds)
             )),
             Event::SandboxReady {
                 database,
                 server,
                 server_version,
                 seconds,
-            } => self.line(&format!("{database}: sandbox ready, {server} {server_version}, {seconds:.1} s")),
+            } => self.line(&format!("{database}: sandbox ready, {server} {server_version}, {}", age(*seconds))),
             Event::RestoreStarted { database, bytes } => {
                 self.last_line.lock().expect("progress lock").remove(database);
                 self.add_bar(database.clone(), restore_bar(database, *bytes));
@@ -291,8 +308,9 @@ impl EventSink for Terminal {
                 self.remove_bar(database);
                 match status {
                 Status::Passed => self.line(&format!(
-                    "{database}: restore passed, {} in {seconds:.1} s",
-                    size(*bytes)
+                    "{database}: restore passed, {} in {}",
+                    size(*bytes),
+                    age(*seconds)
                 )),
                 s => self.line(&format!(
                     "{database}: restore {}: {}",
@@ -339,7 +357,7 @@ pub fn summary(o: &RunOutcome, quiet: bool) {
     let mut err = std::io::stderr().lock();
     let rto = r
         .rto_seconds
-        .map(|s| format!(", RTO {s:.1} s"))
+        .map(|s| format!(", RTO {}", age(s)))
         .unwrap_or_default();
     if r.attempts.len() > 1 {
         for a in &r.attempts {
@@ -381,10 +399,7 @@ pub fn snapshot_table(list: &[crate::drill::snapshots::SnapshotListing], tz: chr
         "tags"
     );
     for s in list {
-        let age = humantime::format_duration(std::time::Duration::from_secs(
-            s.age_seconds as u64 / 60 * 60,
-        ))
-        .to_string();
+        let age = age(s.age_seconds);
         let dumps: Vec<String> = s
             .dumps
             .iter()
@@ -398,7 +413,7 @@ pub fn snapshot_table(list: &[crate::drill::snapshots::SnapshotListing], tz: chr
             "{:<8}  {:<20}  {:>10}  {:<16}  {:<12}  {}",
             s.short_id,
             s.time.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"),
-            if age.is_empty() { "0m".into() } else { age },
+            age,
             s.hostname,
             if s.tags.is_empty() {
                 "-".into()
@@ -416,14 +431,7 @@ pub fn status_lines(list: &[crate::drill::status::TierStatus], tz: chrono_tz::Tz
     let when = |t: chrono::DateTime<chrono::Utc>| {
         t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
     };
-    let dur = |s: f64| {
-        let s = (s.max(0.0) as u64) / 60 * 60;
-        if s == 0 {
-            "0m".to_string()
-        } else {
-            humantime::format_duration(std::time::Duration::from_secs(s)).to_string()
-        }
-    };
+    let dur = age;
     for t in list {
         let mut parts = Vec::new();
         match &t.last {

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use super::{load, Cli, RunArgs, EXIT_ENVIRONMENT, EXIT_PASSED, EXIT_USAGE};
 use crate::config::Config;
 use crate::drill::RunOutcome;
-use crate::report::{self, history};
+use crate::report;
 use crate::schedule::{launchd, systemd, Schedule};
 
 /// `drill launchd …`
@@ -17,8 +17,9 @@ pub(super) enum LaunchdAction {
     /// Print the LaunchAgent plist.
     Print(AgentArgs),
     /// Write the plist to ~/Library/LaunchAgents and load it with launchctl
-    /// (when present). Refused when this host's time zone differs from the
-    /// config's `timezone`, since launchd reads the times in the host's zone.
+    /// (when present). launchd reads the times in the host's zone: they are
+    /// converted when it differs from the config's `timezone` by a fixed
+    /// amount; refused when daylight saving would move them.
     Install(AgentArgs),
     /// Unload the agent (launchctl bootout) and remove its plist.
     Uninstall {
@@ -103,21 +104,43 @@ pub(super) enum UnitKind {
     Timer,
 }
 
+/// `p` made absolute against the working directory and normalised (no `.`
+/// or `..`; launchd and systemd take neither): an existing file's
+/// directory is resolved on disk, so a `..` after a symbolic link means what
+/// it meant to the shell; the file itself stays as named, so a link such as
+/// Homebrew's `bin/drill` survives upgrades.
 fn absolute(p: &Path) -> PathBuf {
-    if p.is_absolute() {
+    let joined = if p.is_absolute() {
         p.to_path_buf()
     } else {
         std::env::current_dir()
             .map(|d| d.join(p))
             .unwrap_or_else(|_| p.to_path_buf())
+    };
+    if let (Some(dir), Some(name)) = (joined.parent(), joined.file_name()) {
+        if let Ok(dir) = dir.canonicalize() {
+            return dir.join(name);
+        }
     }
+    // Not on disk (yet): lexically.
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The config's schedule, or exit 2 saying what to add.
 pub(super) fn schedule_of(config: &Config) -> Result<&Schedule, u8> {
     config.schedule.as_ref().ok_or_else(|| {
         eprintln!(
-            "drill: {} has no `schedule`; add e.g. schedule = \"0 0 3 15 1,4,7,10 *\" (cron with a seconds field)",
+            "drill: {} has no `schedule`; add e.g. schedule = \"0 3 15 1,4,7,10 *\" (crontab(5) fields: minute hour day-of-month month day-of-week)",
             config.path.display()
         );
         EXIT_USAGE
@@ -185,34 +208,71 @@ pub(super) fn launchd(cli: &Cli, action: &LaunchdAction) -> u8 {
         tier,
         log_dir,
     };
-    let text = match launchd::plist(&agent, schedule) {
-        Ok(t) => t,
+    let entries = match launchd::calendar(schedule) {
+        Ok(e) => e,
         Err(e) => {
             eprintln!("drill: cannot express the schedule for launchd: {e}");
             return EXIT_USAGE;
         }
     };
-    let upcoming: Vec<chrono::DateTime<chrono::Utc>> = schedule
-        .upcoming(clock.now(), config.timezone, 8)
+    for w in schedule.warnings() {
+        eprintln!("drill: warning: schedule: {w}");
+    }
+    // launchd reads the entries in the Mac's zone: move them there when
+    // the difference to `timezone` is the same at every drill time ahead.
+    let now = clock.now();
+    let horizon = now + chrono::Duration::days(4 * 366);
+    let instants: Vec<chrono::DateTime<chrono::Utc>> = schedule
+        .upcoming(now, config.timezone, ZONE_SAMPLES)
         .iter()
         .map(|t| t.with_timezone(&chrono::Utc))
+        .take_while(|t| *t <= horizon)
         .collect();
-    let zone_ok = crate::schedule::host_zone_agrees(config.timezone, &upcoming);
-    let zone_note = format!(
-        "launchd reads StartCalendarInterval in this host's time zone, which does not give the same wall clock as the config's timezone {} at the next drill times; set the Mac's time zone to {} (or `timezone` to the Mac's)",
-        config.timezone, config.timezone
-    );
+    let moved = launchd::zone_shift(config.timezone, &chrono::Local, &instants).and_then(|by| {
+        launchd::shift(&entries, by).map(|e| (by, e)).map_err(|e| {
+            format!(
+                "the Mac's time zone differs from `timezone` ({}): {e}",
+                config.timezone
+            )
+        })
+    });
+    let (entries, zone_problem) = match moved {
+        Ok((0, e)) => (e, None),
+        Ok((by, e)) => {
+            if let Some(t) = instants.first() {
+                eprintln!(
+                    "drill: note: launchd reads StartCalendarInterval in this host's time zone, {} at every drill time ahead; the times are converted ({} in {} is {} here)",
+                    launchd::shift_words(by, config.timezone),
+                    t.with_timezone(&config.timezone).format("%Y-%m-%d %H:%M"),
+                    config.timezone,
+                    t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M"),
+                );
+            }
+            (e, None)
+        }
+        Err(e) => (entries, Some(e)),
+    };
+    let text = match launchd::plist(&agent, &entries) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("drill: {e}");
+            return EXIT_ENVIRONMENT;
+        }
+    };
     match action {
         LaunchdAction::Print(_) => {
-            if !zone_ok {
-                eprintln!("drill: warning: {zone_note}");
+            if let Some(p) = &zone_problem {
+                eprintln!(
+                    "drill: warning: the times below are in {} and not converted: {p}",
+                    config.timezone
+                );
             }
             print!("{text}");
             EXIT_PASSED
         }
         LaunchdAction::Install(_) => {
-            if !zone_ok {
-                eprintln!("drill: not installed: {zone_note}");
+            if let Some(p) = zone_problem {
+                eprintln!("drill: not installed: {p}");
                 return EXIT_USAGE;
             }
             launchd_install(&agent, &text)
@@ -220,6 +280,10 @@ pub(super) fn launchd(cli: &Cli, action: &LaunchdAction) -> u8 {
         LaunchdAction::Uninstall { .. } => unreachable!("handled above"),
     }
 }
+
+/// Most upcoming drill times (within four years) at which the Mac's zone
+/// and `timezone` are compared.
+const ZONE_SAMPLES: usize = 5000;
 
 fn agent_path(label: &str) -> Result<PathBuf, u8> {
     Ok(home()?
@@ -253,7 +317,7 @@ fn launchd_install(agent: &launchd::Agent, text: &str) -> u8 {
         );
         return EXIT_PASSED;
     }
-    let domain = format!("gui/{}", unsafe { libc::getuid() });
+    let domain = format!("gui/{}", crate::host::uid());
     // Replace a loaded copy: bootout fails harmlessly when none is loaded.
     let _ = launchctl(&["bootout", &format!("{domain}/{}", agent.label)]);
     match launchctl(&["bootstrap", &domain, &path.display().to_string()]) {
@@ -283,7 +347,7 @@ fn launchd_uninstall(label: &str) -> u8 {
         Err(code) => return code,
     };
     if in_path("launchctl").is_some() {
-        let target = format!("gui/{}/{label}", unsafe { libc::getuid() });
+        let target = format!("gui/{}/{label}", crate::host::uid());
         match launchctl(&["bootout", &target]) {
             Ok(o) if o.status.success() => println!("unloaded {target}"),
             Ok(_) => println!("{target} was not loaded"),
@@ -327,6 +391,9 @@ pub(super) fn systemd(cli: &Cli, action: &SystemdAction) -> u8 {
         config: config_path,
         tier,
     };
+    for w in schedule.warnings() {
+        eprintln!("drill: warning: schedule: {w}");
+    }
     let service = systemd::service(&units, schedule);
     let timer = systemd::timer(&units, schedule, config.timezone);
     match unit {
@@ -338,105 +405,67 @@ pub(super) fn systemd(cli: &Cli, action: &SystemdAction) -> u8 {
 }
 
 /// Every (tier, database) strip of the ledger, when there is one.
-fn ledger_strips(config: &Config) -> Vec<(String, String, Vec<crate::ledger::Mark>)> {
-    if !config.reports_dir.join(crate::ledger::FILE).exists() {
-        return Vec::new();
-    }
-    let Ok(ledger) = crate::ledger::Ledger::open(&config.reports_dir) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for tier in config.tiers.keys() {
-        for d in &config.databases {
-            if let Ok(marks) = ledger.strip(tier, &d.name) {
-                if !marks.is_empty() {
-                    out.push((tier.clone(), d.name.clone(), marks));
-                }
-            }
-        }
-    }
-    out
-}
-
 /// `drill report`: the history page.
 pub(super) fn history_page(cli: &Cli, out: Option<&Path>) -> u8 {
-    let (config, _) = match load(cli) {
+    let (config, clock) = match load(cli) {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let rows = match history::rows(&config.reports_dir) {
-        Ok(r) => r,
+    let (path, drills) = match crate::drill::history_page(&config, out, clock.as_ref()) {
+        Ok(x) => x,
         Err(e) => {
             eprintln!("drill: {e}");
             return EXIT_ENVIRONMENT;
         }
     };
-    let secs = |d: Option<std::time::Duration>| d.map(|d| d.as_secs_f64());
-    let page = report::html::render_history(
-        &rows,
-        secs(config.policy.max_rto),
-        secs(config.policy.max_snapshot_age),
-        config.timezone,
-        &ledger_strips(&config),
-    );
-    let path = out
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| config.reports_dir.join("index.html"));
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            eprintln!("drill: cannot create {}: {e}", dir.display());
-            return EXIT_ENVIRONMENT;
-        }
-    }
-    if let Err(e) = report::write_atomic(&path, page.as_bytes()) {
-        eprintln!("drill: {e}");
-        return EXIT_ENVIRONMENT;
-    }
     if cli.json {
-        super::print_json(&serde_json::json!({ "page": path, "drills": rows.len() }));
+        super::print_json(&serde_json::json!({ "page": path, "drills": drills }));
     } else {
-        println!("wrote {} ({} drill(s))", path.display(), rows.len());
+        println!("wrote {} ({drills} drill(s))", path.display());
     }
     EXIT_PASSED
 }
 
-/// After a drill: `--junit`, `--metrics`, then Slack (unless
-/// `--no-notify`). Returns `false` when something asked for was not
-/// delivered; each failure is said on stderr with the report's location.
+/// After a drill: the JUnit XML and the metrics (`--junit`, `--metrics`,
+/// else `[outputs]`), then Slack (unless `--no-notify`). Returns `false`
+/// when something asked for was not delivered; each failure is said on
+/// stderr with the report's location.
 pub(super) async fn deliver(cli: &Cli, config: &Config, args: &RunArgs, o: &RunOutcome) -> bool {
     let mut all = true;
     let json = o.written.json.display().to_string();
-    let mut write = |what: &str, path: &Path, text: String| {
+    let mut write = |what: &str, path: &Path, text: Result<String, String>| {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(dir);
         }
-        match report::write_atomic(path, text.as_bytes()) {
+        let written =
+            text.and_then(|t| report::write_atomic(path, t.as_bytes()).map_err(|e| e.to_string()));
+        match written {
             Ok(()) => {
                 if !cli.quiet {
                     eprintln!("drill: {what} written to {}", path.display());
                 }
             }
             Err(e) => {
-                eprintln!("drill: {what} not written: {e}");
+                eprintln!("drill: {what} not written to {}: {e}", path.display());
                 all = false;
             }
         }
     };
-    if let Some(p) = &args.junit {
-        write("JUnit XML", p, report::junit::render(&o.report, &json));
+    if let Some(p) = args.junit.as_ref().or(config.outputs.junit.as_ref()) {
+        write(
+            "JUnit XML",
+            p,
+            report::junit::render(&o.report, &json).map_err(|e| format!("failed to {e}")),
+        );
     }
-    if let Some(p) = &args.metrics {
-        match history::rows(&config.reports_dir) {
-            Ok(rows) => write(
-                "metrics",
-                p,
-                report::metrics::render(&rows, &crate::drill::status::freshness(config)),
-            ),
-            Err(e) => {
-                eprintln!("drill: metrics not written: {e}");
-                all = false;
-            }
-        }
+    if let Some(p) = args.metrics.as_ref().or(config.outputs.metrics.as_ref()) {
+        // Only the standing of each tier is read; no series depends on now.
+        let tiers = crate::drill::status::run(config, &crate::clock::SystemClock);
+        write(
+            "metrics",
+            p,
+            tiers.map(|t| report::metrics::render(&t, config.schedule.is_some())),
+        );
     }
     if args.no_notify {
         return all;
@@ -447,8 +476,12 @@ pub(super) async fn deliver(cli: &Cli, config: &Config, args: &RunArgs, o: &RunO
         }
         return all;
     };
-    let location = format!("{}:{}", crate::host::hostname(), o.written.html.display());
-    let message = crate::notify::message(&o.report, &location, config.timezone);
+    let link = crate::notify::ReportLink::new(
+        &crate::host::hostname(),
+        &o.written.html,
+        slack.report_url.as_deref(),
+    );
+    let message = crate::notify::message(&o.report, &link, config.timezone);
     let note = |m: &str| eprintln!("drill: {m}");
     match crate::notify::deliver(slack, &message, &note).await {
         Ok(d) => {
@@ -464,4 +497,64 @@ pub(super) async fn deliver(cli: &Cli, config: &Config, args: &RunArgs, o: &RunO
         }
     }
     all
+}
+
+/// `drill notify --test`: post a test message through `[slack]`. Exit 0
+/// when Slack accepted it, 2 without `[slack]` or with a webhook URL drill
+/// will not use, 3 when the secret cannot be read or Slack refused the
+/// message or could not be reached.
+pub(super) async fn notify_test(cli: &Cli) -> u8 {
+    let (config, _) = match load(cli) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let Some(slack) = &config.slack else {
+        eprintln!(
+            "drill: {} has no [slack] section: nothing to test (add webhook_url_command, or token_command with channel)",
+            config.path.display()
+        );
+        return EXIT_USAGE;
+    };
+    let note = |m: &str| eprintln!("drill: {m}");
+    let host = crate::host::hostname();
+    let path = std::path::absolute(&config.path).unwrap_or_else(|_| config.path.clone());
+    match crate::notify::test(slack, &host, &path.display().to_string(), &note).await {
+        Ok(t) => {
+            if cli.json {
+                super::print_json(&serde_json::json!({
+                    "posted": true,
+                    "attempts": t.delivery.attempts,
+                    "team": t.identity.as_ref().map(|i| &i.team),
+                    "user": t.identity.as_ref().map(|i| i.user.as_deref().unwrap_or(&i.user_id)),
+                }));
+            }
+            if let Some(i) = &t.identity {
+                eprintln!(
+                    "drill: auth.test: bot token of {} ({}) in workspace {} ({})",
+                    i.user.as_deref().unwrap_or(&i.user_id),
+                    i.user_id,
+                    i.team,
+                    i.url
+                );
+            }
+            eprintln!(
+                "drill: test message posted to Slack (attempts: {})",
+                t.delivery.attempts
+            );
+            EXIT_PASSED
+        }
+        Err(e) => {
+            eprintln!("drill: the test message was NOT posted to Slack: {e}");
+            if cli.json {
+                super::print_json(&serde_json::json!({
+                    "posted": false,
+                    "error": e.to_string(),
+                }));
+            }
+            match e {
+                crate::notify::NotifyError::Url(_) => EXIT_USAGE,
+                _ => EXIT_ENVIRONMENT,
+            }
+        }
+    }
 }

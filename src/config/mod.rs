@@ -43,12 +43,25 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The file is not valid TOML or a key does not fit its schema.
+    /// The file is not valid TOML: a quote, bracket or `=` missing, a key
+    /// given twice.
+    #[error("{}:{line}:{column}: not valid TOML: {message}; fix the TOML at line {line}, column {column}", path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column (in characters) of the error.
+        column: usize,
+        /// What the TOML parser expected there, on one line.
+        message: String,
+    },
+    /// A key does not fit its schema (unknown key, wrong type or value).
     #[error("{path}{line}: key `{key}`: {message}")]
     Parse {
         /// The file.
         path: PathBuf,
-        /// `:LINE` when known, else empty.
+        /// `:LINE:COLUMN` when known, else empty.
         line: String,
         /// Dotted key path, `.` for the top level.
         key: String,
@@ -66,7 +79,7 @@ pub enum ConfigError {
         message: String,
     },
     /// No config file was given and none was found at the default places.
-    #[error("no config file found (looked at {looked}); pass --config PATH")]
+    #[error("no config file found (looked at {looked}); pass --config PATH or set DRILL_CONFIG")]
     NotFound {
         /// The places searched, comma-separated.
         looked: String,
@@ -85,12 +98,48 @@ impl ConfigError {
     }
 }
 
+/// 1-based line and column (counted in characters) of byte `offset` of
+/// `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    )
+}
+
 /// Deserialize `text` (the contents of `path`) into `T`, reporting the key
-/// path and line of the first error.
+/// path, line and column of the first error.
+///
+/// # Errors
+/// [`ConfigError::Syntax`] when `text` is not TOML at all;
+/// [`ConfigError::Parse`] when a key does not fit `T`.
 pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
     path: &Path,
     text: &str,
 ) -> Result<T, ConfigError> {
+    // Syntax first, so that a missing bracket is not reported as a key of
+    // the wrong shape.
+    if let Err(e) = text.parse::<toml::Table>() {
+        let (line, column) = line_column(text, e.span().map_or(0, |s| s.start));
+        return Err(ConfigError::Syntax {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: e
+                .message()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("; "),
+        });
+    }
     let de = toml::Deserializer::new(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
@@ -98,10 +147,8 @@ pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
         let line = inner
             .span()
             .map(|s| {
-                format!(
-                    ":{}",
-                    text[..s.start.min(text.len())].matches('\n').count() + 1
-                )
+                let (line, column) = line_column(text, s.start);
+                format!(":{line}:{column}")
             })
             .unwrap_or_default();
         ConfigError::Parse {
@@ -208,6 +255,28 @@ struct RawConfig {
     slack: Option<RawSlack>,
     #[serde(default)]
     timeouts: RawTimeouts,
+    #[serde(default)]
+    outputs: RawOutputs,
+}
+
+/// `[outputs]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutputs {
+    metrics: Option<PathBuf>,
+    junit: Option<PathBuf>,
+}
+
+/// `[outputs]`: files every `drill run` writes besides its reports, so a
+/// scheduled job needs no flags. `--metrics` and `--junit` override them.
+/// Relative paths are resolved against the config file's directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outputs {
+    /// The Prometheus textfile (see [`crate::report::metrics`]), e.g. in
+    /// node_exporter's `--collector.textfile.directory`.
+    pub metrics: Option<PathBuf>,
+    /// The JUnit XML (see [`crate::report::junit`]).
+    pub junit: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -364,12 +433,90 @@ impl SshOptions {
     }
 }
 
+/// A size in bytes as written in the config: an integer (bytes), or a
+/// string of a number and a binary unit, `B`, `KiB`, `MiB`, `GiB` or `TiB`
+/// (any case; `1.5GiB` and `512 MiB` work; 1 GiB = 2^30 bytes).
+///
+/// Decimal and one-letter units (`1GB`, `1G`, `1g`, `1MB`) are refused
+/// with a message that says to write `1GiB`: Docker reads `1g` as 2^30
+/// bytes, the SI reads `1GB` as 10^9, and a memory cap must not depend on
+/// which the reader assumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl Size {
+    /// Parse `text` as described on [`Size`].
+    ///
+    /// # Errors
+    /// What is wrong and how to write it instead, e.g. for `1GB`: "`1GB` is
+    /// ambiguous (10^9 bytes, or 2^30 as Docker reads `1g`): write `1GiB`
+    /// (2^30 bytes) …".
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        let unit_at = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+        let (number, unit) = (t[..unit_at].trim(), t[unit_at..].trim());
+        let binary = ["", "b", "ki", "kib", "mi", "mib", "gi", "gib", "ti", "tib"];
+        let lower = unit.to_ascii_lowercase();
+        if !binary.contains(&lower.as_str()) {
+            let prefix = lower.chars().next().map(|c| c.to_ascii_uppercase());
+            return Err(match prefix {
+                Some(p @ ('K' | 'M' | 'G' | 'T')) if matches!(lower.len(), 1 | 2) => {
+                    let n = "KMGT".find(p).unwrap_or(0) + 1;
+                    format!(
+                        "`{t}` is ambiguous (1{p}B is 10^{} bytes, but Docker reads 1{} as 2^{}): write `{number}{p}iB` (binary units: KiB, MiB, GiB, TiB) or a number of bytes",
+                        3 * n,
+                        p.to_ascii_lowercase(),
+                        10 * n
+                    )
+                }
+                _ => format!(
+                    "`{t}` has an unknown unit `{unit}`; write a number with B, KiB, MiB, GiB or TiB, e.g. `2GiB`"
+                ),
+            });
+        }
+        if number.is_empty() || number.starts_with('-') {
+            return Err(format!(
+                "`{t}` is not a size; write a number with B, KiB, MiB, GiB or TiB, e.g. `2GiB`"
+            ));
+        }
+        t.parse::<bytesize::ByteSize>()
+            .map(|b| Size(b.as_u64()))
+            .map_err(|e| {
+                format!("`{t}` is not a size ({e}); write a number with B, KiB, MiB, GiB or TiB, e.g. `2GiB`")
+            })
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Size;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a size such as \"2GiB\" or a number of bytes")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Size, E> {
+                Ok(Size(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Size, E> {
+                u64::try_from(v).map(Size).map_err(|_| {
+                    E::custom(format!("`{v}` is negative; write a size such as \"2GiB\""))
+                })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Size, E> {
+                Size::parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawSandbox {
     engine: Option<String>,
     image: Option<String>,
-    memory: Option<bytesize::ByteSize>,
+    memory: Option<Size>,
     cpus: Option<f64>,
     #[serde(default, with = "humantime_serde")]
     startup_timeout: Option<Duration>,
@@ -427,6 +574,7 @@ struct RawSlack {
     backoff: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     timeout: Option<Duration>,
+    report_url: Option<String>,
 }
 
 /// Where Slack messages go.
@@ -459,7 +607,18 @@ pub struct SlackConfig {
     pub backoff: Duration,
     /// Limit on each HTTP request (default 30 s).
     pub timeout: Duration,
+    /// `report_url`: where the reports are served over http(s), so the
+    /// message's "Full report" is a link. `{report}` in it is replaced by
+    /// the HTML report's file name (`20270115T030000Z-local.html`); without
+    /// the placeholder the URL is linked as it is (e.g. a dashboard or the
+    /// `drill report` history page). `None`: the message names the report's
+    /// host and path instead.
+    pub report_url: Option<String>,
 }
+
+/// The placeholder in `[slack] report_url` replaced by the HTML report's
+/// file name.
+pub const REPORT_PLACEHOLDER: &str = "{report}";
 
 /// Slack's Web API base URL.
 pub const SLACK_API_URL: &str = "https://slack.com/api";
@@ -555,9 +714,28 @@ fn slack_config(path: &Path, raw: RawSlack) -> Result<SlackConfig, ConfigError> 
             format!("`{api_url}` is not an http(s) URL; expected e.g. {SLACK_API_URL}"),
         ));
     }
+    let report_url = match raw.report_url {
+        None => None,
+        Some(u) => {
+            let sample = u.replace(REPORT_PLACEHOLDER, "20270115T030000Z-local.html");
+            match url::Url::parse(&sample) {
+                Ok(p) if matches!(p.scheme(), "https" | "http") && !u.contains(['|', '<', '>']) => {
+                    Some(u)
+                }
+                _ => {
+                    return Err(ConfigError::invalid(
+                        path,
+                        "slack.report_url",
+                        format!("`{u}` is not an http(s) URL; expected e.g. https://backups.example.com/drill/{REPORT_PLACEHOLDER}"),
+                    ))
+                }
+            }
+        }
+    };
     Ok(SlackConfig {
         target,
         api_url,
+        report_url,
         retries: raw.retries.unwrap_or(3),
         backoff: raw.backoff.unwrap_or(Duration::from_secs(2)),
         timeout: raw.timeout.unwrap_or(Duration::from_secs(30)),
@@ -904,8 +1082,8 @@ pub struct Config {
     pub reports_dir: PathBuf,
     /// Where `*.toml` check definitions are read from.
     pub checks_dir: PathBuf,
-    /// When drills are due: a cron expression with a seconds field, in
-    /// `timezone`.
+    /// When drills are due: a crontab(5) expression (five fields, or six
+    /// with seconds first; see [`crate::schedule`]), in `timezone`.
     pub schedule: Option<crate::schedule::Schedule>,
     /// Tier order for fallback.
     pub fallback: Vec<String>,
@@ -923,6 +1101,8 @@ pub struct Config {
     pub slack: Option<SlackConfig>,
     /// `[timeouts]`.
     pub timeouts: Timeouts,
+    /// `[outputs]`: metrics and JUnit files written after every run.
+    pub outputs: Outputs,
     /// Checks from `checks_dir`, sorted by name.
     pub checks: Vec<CheckDefinition>,
 }
@@ -1121,7 +1301,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             ConfigError::invalid(
                 path,
                 "schedule",
-                format!("`{expr}` is not a cron expression with a seconds field (e.g. \"0 0 3 15 1,4,7,10 *\"): {e}"),
+                format!("`{expr}` is not a crontab(5) expression (five fields, e.g. \"0 3 15 1,4,7,10 *\", or six with seconds first): {e}"),
             )
         })?),
     };
@@ -1147,7 +1327,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let memory_bytes = raw
         .sandbox
         .memory
-        .map(|m| m.as_u64())
+        .map(|m| m.0)
         .unwrap_or(2 * 1024 * 1024 * 1024);
     if memory_bytes < 64 * 1024 * 1024 {
         return Err(ConfigError::invalid(
@@ -1362,6 +1542,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         databases,
         slack: raw.slack.map(|s| slack_config(path, s)).transpose()?,
         timeouts,
+        outputs: Outputs {
+            metrics: raw.outputs.metrics.map(|p| resolve(&p)),
+            junit: raw.outputs.junit.map(|p| resolve(&p)),
+        },
         checks,
     })
 }
@@ -1426,6 +1610,54 @@ impl Config {
 mod tests {
     use super::*;
 
+    #[test]
+    fn sizes_take_binary_units_and_refuse_ambiguous_ones() {
+        assert_eq!(Size::parse("1GiB"), Ok(Size(1 << 30)));
+        assert_eq!(Size::parse("512 MiB"), Ok(Size(512 << 20)));
+        assert_eq!(Size::parse("2gib"), Ok(Size(2 << 30)));
+        assert_eq!(Size::parse("1.5GiB"), Ok(Size(3 << 29)));
+        assert_eq!(Size::parse("1048576"), Ok(Size(1 << 20)));
+        assert_eq!(Size::parse("4096B"), Ok(Size(4096)));
+        for ambiguous in [
+            "1GB", "1G", "1g", "1gb", "512MB", "512M", "1 GB", "1TB", "64KB",
+        ] {
+            let e = Size::parse(ambiguous).unwrap_err();
+            assert!(
+                e.contains("ambiguous") && e.contains("iB`"),
+                "{ambiguous}: {e}"
+            );
+        }
+        assert!(Size::parse("1GB").unwrap_err().contains("write `1GiB`"));
+        assert!(Size::parse("2 parsecs")
+            .unwrap_err()
+            .contains("unknown unit"));
+        assert!(Size::parse("GiB").unwrap_err().contains("not a size"));
+        assert!(Size::parse("-1GiB").unwrap_err().contains("not a size"));
+    }
+
+    #[test]
+    fn line_and_column_count_characters() {
+        let text = "a = 1\nbé = \"x\"\n[t\n";
+        assert_eq!(line_column(text, 0), (1, 1));
+        assert_eq!(line_column(text, 6), (2, 1));
+        // After the two-byte `é`.
+        assert_eq!(line_column(text, 9), (2, 3));
+        assert_eq!(line_column(text, text.len()), (4, 1));
+    }
+
+    #[test]
+    fn a_syntax_error_names_line_and_column() {
+        let e = parse_toml::<toml::Table>(Path::new("drill.toml"), "a = 1\n[sandbox\nb = 2\n")
+            .unwrap_err();
+        let ConfigError::Syntax { line, column, .. } = &e else {
+            panic!("{e:?}");
+        };
+        assert_eq!((*line, *column), (2, 9), "{e}");
+        let msg = e.to_string();
+        assert!(msg.starts_with("drill.toml:2:9: not valid TOML: "), "{msg}");
+        assert!(!msg.contains('\n'), "one line: {msg}");
+    }
+
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let p = dir.join(name);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -1484,6 +1716,53 @@ mod tests {
             lexical_clean(Path::new("/a/b/../c/./d")),
             PathBuf::from("/a/c/d")
         );
+    }
+
+    #[test]
+    fn outputs_resolve_against_config_dir() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            d.path(),
+            "conf/drill.toml",
+            "[outputs]\nmetrics = \"textfile/drill.prom\"\njunit = \"/ci/junit.xml\"\n",
+        );
+        let c = load(&p).unwrap();
+        assert_eq!(
+            c.outputs,
+            Outputs {
+                metrics: Some(d.path().join("conf/textfile/drill.prom")),
+                junit: Some(PathBuf::from("/ci/junit.xml")),
+            }
+        );
+        let p = write(d.path(), "bare.toml", "");
+        assert_eq!(load(&p).unwrap().outputs, Outputs::default());
+        let p = write(d.path(), "typo.toml", "[outputs]\nmetric = \"x.prom\"\n");
+        assert!(load(&p).unwrap_err().to_string().contains("metric"));
+    }
+
+    #[test]
+    fn report_url_is_an_http_url_with_an_optional_placeholder() {
+        let d = tempfile::tempdir().unwrap();
+        let load_url = |url: &str| {
+            let p = write(
+                d.path(),
+                "drill.toml",
+                &format!("[slack]\nwebhook_url_env = \"W\"\nreport_url = \"{url}\"\n"),
+            );
+            load(&p).map(|c| c.slack.unwrap().report_url)
+        };
+        assert_eq!(
+            load_url("https://backups.example.com/drill/{report}").unwrap(),
+            Some("https://backups.example.com/drill/{report}".into())
+        );
+        assert_eq!(
+            load_url("https://grafana.example.com/d/drill").unwrap(),
+            Some("https://grafana.example.com/d/drill".into())
+        );
+        for bad in ["backups/{report}", "ftp://host/{report}", "https://a/b|c"] {
+            let e = load_url(bad).unwrap_err().to_string();
+            assert!(e.contains("slack.report_url"), "{bad}: {e}");
+        }
     }
 
     #[test]

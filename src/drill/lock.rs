@@ -8,13 +8,15 @@
 //! names the run whose sandboxes are to be reaped.
 
 use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 
 /// A held lock; released on drop.
 #[derive(Debug)]
 pub struct DrillLock {
-    file: std::fs::File,
+    file: Flock<std::fs::File>,
     path: PathBuf,
     stale: Option<Holder>,
 }
@@ -85,18 +87,16 @@ impl DrillLock {
             source,
         };
         std::fs::create_dir_all(reports_dir).map_err(io)?;
-        let mut file = std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(&path)
             .map_err(io)?;
-        // SAFETY: flock on a file descriptor this function owns.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        let mut file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(f) => f,
+            Err((mut file, Errno::EWOULDBLOCK)) => {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim();
@@ -109,8 +109,8 @@ impl DrillLock {
                     },
                 });
             }
-            return Err(io(err));
-        }
+            Err((_, errno)) => return Err(io(std::io::Error::from(errno))),
+        };
         // What a run that did not end normally left behind.
         let mut previous = String::new();
         let _ = file.read_to_string(&mut previous);
@@ -144,7 +144,9 @@ impl DrillLock {
 
 impl Drop for DrillLock {
     fn drop(&mut self) {
-        // The holder's line goes; the kernel drops the lock with the file.
+        // The holder's line goes; the lock goes with the file (`Flock`
+        // unlocks on drop, and the kernel at the latest when the process
+        // ends).
         let _ = self.file.set_len(0);
     }
 }

@@ -141,7 +141,70 @@ pub async fn run(
     } else {
         Verdict::Error
     };
+    // Scheduled drills keep the history page current.
+    if let Err(e) = history_page(config, None, clock) {
+        events.emit(&Event::Warning {
+            message: format!("the history page was not refreshed: {e}"),
+        });
+    }
     Ok(outcome)
+}
+
+/// Write the history page (`reports_dir/index.html`, or `out`): every
+/// drill of `history.csv`, a banner per tier with [`status::run`]'s facts
+/// at `clock`'s now, and the ledger's strips. Returns the page's path and
+/// the number of drills on it.
+///
+/// # Errors
+/// `history.csv` cannot be read, or the page cannot be written (the
+/// message names the file).
+pub fn history_page(
+    config: &Config,
+    out: Option<&std::path::Path>,
+    clock: &dyn Clock,
+) -> Result<(std::path::PathBuf, usize), String> {
+    let rows = report::history::rows(&config.reports_dir)?;
+    let statuses = status::run(config, clock)?;
+    let secs = |d: Option<std::time::Duration>| d.map(|d| d.as_secs_f64());
+    let page = report::html::render_history(
+        &rows,
+        &statuses,
+        secs(config.policy.max_rto),
+        secs(config.policy.max_snapshot_age),
+        config.timezone,
+        &ledger_strips(config),
+    );
+    let path = out
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| config.reports_dir.join("index.html"));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    report::write_atomic(&path, page.as_bytes()).map_err(|e| e.to_string())?;
+    Ok((path, rows.len()))
+}
+
+/// The ledger's strips for the history page: per tier and database with
+/// marks, the marks (empty without a ledger or when it cannot be read).
+fn ledger_strips(config: &Config) -> Vec<(String, String, Vec<crate::ledger::Mark>)> {
+    if !config.reports_dir.join(crate::ledger::FILE).exists() {
+        return Vec::new();
+    }
+    let Ok(ledger) = crate::ledger::Ledger::open(&config.reports_dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for tier in config.tiers.keys() {
+        for d in &config.databases {
+            if let Ok(marks) = ledger.strip(tier, &d.name) {
+                if !marks.is_empty() {
+                    out.push((tier.clone(), d.name.clone(), marks));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A fresh run id: UTC time plus 6 random characters, lower case, usable in
@@ -385,111 +448,110 @@ pub async fn run_tier(
     let mut snapshot_report: Option<SnapshotReport> = None;
     // Listing, restores and checks, abandoned on SIGINT/SIGTERM.
     let interrupted = {
-        let work =
-            async {
-                repo = match location {
-                    Ok(l) => {
-                        for w in &l.warnings {
-                            events.emit(&Event::Warning { message: w.clone() });
-                        }
-                        warnings.extend(l.warnings);
-                        match Repository::open_at(tier, &l.repository, &config.restic).await {
-                            Ok(r) => Some(r.with_listing_timeout(config.timeouts.listing)),
-                            // A prompt without a terminal is a usage error, unless
-                            // earlier tiers were tried: then this attempt is recorded
-                            // (no verdict) so their verdicts still reach the exit code.
-                            Err(e) if e.is_usage() && earlier.is_empty() => {
-                                return Err(RunError::Usage(e.to_string()))
-                            }
-                            Err(e) => {
-                                reasons.push(e.to_string());
-                                None
-                            }
-                        }
+        let work = async {
+            repo = match location {
+                Ok(l) => {
+                    for w in &l.warnings {
+                        events.emit(&Event::Warning { message: w.clone() });
                     }
-                    Err(e) => {
-                        reasons.push(e.to_string());
-                        None
-                    }
-                };
-                if let Some(repo) = &repo {
-                    match repo.select_snapshot(&opts.snapshot).await {
-                        Ok(Some(s)) => snapshot = Some(s),
-                        Ok(None) => {
-                            backup_missing = true;
-                            reasons.push(format!(
-                                "repository {display_repo} of tier `{tier_name}` has no snapshots"
-                            ));
+                    warnings.extend(l.warnings);
+                    match Repository::open_at(tier, &l.repository, &config.restic).await {
+                        Ok(r) => Some(r.with_listing_timeout(config.timeouts.listing)),
+                        // A prompt without a terminal is a usage error, unless
+                        // earlier tiers were tried: then this attempt is recorded
+                        // (no verdict) so their verdicts still reach the exit code.
+                        Err(e) if e.is_usage() && earlier.is_empty() => {
+                            return Err(RunError::Usage(e.to_string()))
                         }
-                        Err(e) if e.is_usage() => return Err(RunError::Usage(e.to_string())),
-                        Err(e) => reasons.push(e.to_string()),
+                        Err(e) => {
+                            reasons.push(e.to_string());
+                            None
+                        }
                     }
                 }
-                snapshot_report = snapshot.as_ref().map(|s| {
-                    let age = (started_at - s.time.with_timezone(&chrono::Utc)).num_milliseconds()
-                        as f64
-                        / 1000.0;
-                    SnapshotReport {
-                        id: s.id.clone(),
-                        short_id: s.short_id.clone(),
-                        time: s.time,
-                        age_seconds: age.max(0.0),
-                        hostname: s.hostname.clone(),
-                        tags: s.tags.clone(),
+                Err(e) => {
+                    reasons.push(e.to_string());
+                    None
+                }
+            };
+            if let Some(repo) = &repo {
+                match repo.select_snapshot(&opts.snapshot).await {
+                    Ok(Some(s)) => snapshot = Some(s),
+                    Ok(None) => {
+                        backup_missing = true;
+                        reasons.push(format!(
+                            "repository {display_repo} of tier `{tier_name}` has no snapshots"
+                        ));
                     }
+                    Err(e) if e.is_usage() => return Err(RunError::Usage(e.to_string())),
+                    Err(e) => reasons.push(e.to_string()),
+                }
+            }
+            snapshot_report = snapshot.as_ref().map(|s| {
+                let age = (started_at - s.time.with_timezone(&chrono::Utc)).num_milliseconds()
+                    as f64
+                    / 1000.0;
+                SnapshotReport {
+                    id: s.id.clone(),
+                    short_id: s.short_id.clone(),
+                    time: s.time,
+                    age_seconds: age.max(0.0),
+                    hostname: s.hostname.clone(),
+                    tags: s.tags.clone(),
+                }
+            });
+            if let (Some(s), Some(d)) = (&snapshot_report, disk) {
+                warnings.push(format!(
+                    "tier `{tier_name}`: the cold copy on disk {d} is {} old (snapshot {} of {})",
+                    crate::duration::human_seconds(s.age_seconds),
+                    s.short_id,
+                    s.time
+                        .with_timezone(&config.timezone)
+                        .format("%Y-%m-%d %H:%M %Z")
+                ));
+            }
+            if let Some(s) = &snapshot_report {
+                events.emit(&Event::SnapshotSelected {
+                    short_id: s.short_id.clone(),
+                    time: s.time.to_rfc3339(),
+                    age_seconds: s.age_seconds,
                 });
-                if let (Some(s), Some(d)) = (&snapshot_report, disk) {
-                    warnings.push(format!(
-                "tier `{tier_name}`: the cold copy on disk {d} is {} old (snapshot {} of {})",
-                humantime::format_duration(std::time::Duration::from_secs(s.age_seconds as u64)),
-                s.short_id,
-                s.time
-                    .with_timezone(&config.timezone)
-                    .format("%Y-%m-%d %H:%M %Z")
-            ));
-                }
-                if let Some(s) = &snapshot_report {
-                    events.emit(&Event::SnapshotSelected {
-                        short_id: s.short_id.clone(),
-                        time: s.time.to_rfc3339(),
-                        age_seconds: s.age_seconds,
+            }
+            if let (Some(repo), Some(snap)) = (&repo, &snapshot) {
+                let source = SnapshotSource {
+                    run_id: &opts.run_id,
+                    tier: &tier_name,
+                    repo,
+                    snapshot: snap,
+                    baselines: &baselines,
+                    name_by_snapshot: false,
+                };
+                let kept = drill_snapshot(config, &source, &mut dbs, opts.keep, &tracker).await;
+                for k in kept {
+                    let how = k.sandbox.how_to_connect(&k.dbname);
+                    events.emit(&Event::Kept {
+                        connect: how.command,
+                        also: how.also,
+                        remove: how.remove,
+                        database: k.database,
+                        container: k.sandbox.name.clone(),
+                        host: k.sandbox.host.clone(),
+                        port: k.sandbox.port,
+                        user: k.sandbox.user.clone(),
+                        dbname: k.dbname,
                     });
                 }
-                if let (Some(repo), Some(snap)) = (&repo, &snapshot) {
-                    let source = SnapshotSource {
-                        run_id: &opts.run_id,
-                        tier: &tier_name,
-                        repo,
-                        snapshot: snap,
-                        baselines: &baselines,
-                        name_by_snapshot: false,
-                    };
-                    let kept = drill_snapshot(config, &source, &mut dbs, opts.keep, &tracker).await;
-                    for k in kept {
-                        let how = k.sandbox.how_to_connect(&k.dbname);
-                        events.emit(&Event::Kept {
-                            connect: how.command,
-                            also: how.also,
-                            remove: how.remove,
-                            database: k.database,
-                            container: k.sandbox.name.clone(),
-                            host: k.sandbox.host.clone(),
-                            port: k.sandbox.port,
-                            user: k.sandbox.user.clone(),
-                            dbname: k.dbname,
-                        });
-                    }
-                    if !opts.keep {
-                        let _ = sweep(&opts.run_id).await;
-                    }
-                } else {
-                    for db in &mut dbs {
-                        db.set_restore(Status::NotRun, "no snapshot to restore from".into());
-                        db.checks_not_run("no snapshot to restore from");
-                    }
+                if !opts.keep {
+                    let _ = sweep(&opts.run_id).await;
                 }
-                Ok(())
-            };
+            } else {
+                for db in &mut dbs {
+                    db.set_restore(Status::NotRun, "no snapshot to restore from".into());
+                    db.checks_not_run("no snapshot to restore from");
+                }
+            }
+            Ok(())
+        };
         match crate::interrupt::raised() {
             Some(signal) => Some(tracker.interruption(signal)),
             None => tokio::select! {
@@ -540,10 +602,10 @@ pub async fn run_tier(
     ] {
         if limit.status == PolicyStatus::Failed {
             failed = true;
+            let (actual, most) =
+                crate::duration::against_limit(limit.actual_seconds, limit.limit_seconds);
             reasons.push(format!(
-                "policy {name}: {:.0} s exceeds the limit of {:.0} s",
-                limit.actual_seconds.unwrap_or_default(),
-                limit.limit_seconds.unwrap_or_default()
+                "policy {name}: {actual} exceeds the limit of {most}"
             ));
         }
     }

@@ -103,6 +103,9 @@ pub struct VerifyReport {
     pub known: usize,
     /// Left for the next call.
     pub left: usize,
+    /// Restores run (one per verdict made now; inherited and known ones
+    /// cost none).
+    pub restores: usize,
     /// `failed` when a verdict recorded now is failed, `error` when one
     /// could not be judged, else `passed`.
     pub verdict: Verdict,
@@ -186,13 +189,16 @@ pub async fn run(
         inherited: 0,
         known: 0,
         left: 0,
+        restores: 0,
         verdict: Verdict::Passed,
         items: Vec::new(),
     };
     let ledger_error = |e: crate::ledger::LedgerError| CommandError::Environment(e.to_string());
     for snapshot in &snapshots {
         let paths: Vec<&str> = dbs.iter().flat_map(|d| identity::backup_paths(d)).collect();
-        let contents = repo.contents(snapshot, &paths).await.unwrap_or_default();
+        // Listed only when a database of the snapshot is not known yet: a
+        // history already covered costs no `restic ls`.
+        let mut contents = None;
         let source = crate::restore::Source {
             repo: &repo,
             snapshot,
@@ -219,7 +225,11 @@ pub async fn run(
                 rec.items.push(item);
                 continue;
             }
-            let content_id = match identity::restic_content(db, &contents) {
+            if contents.is_none() {
+                contents = Some(repo.contents(snapshot, &paths).await.unwrap_or_default());
+            }
+            let listed = contents.as_ref().expect("listed just now");
+            let content_id = match identity::restic_content(db, listed) {
                 Some(content) => {
                     events.emit(&Event::Info {
                         message: format!(
@@ -317,6 +327,7 @@ pub async fn run(
             item.verdict = Some(verdict);
             item.reasons = judgement.reasons;
             rec.verified += 1;
+            rec.restores += 1;
             note(&mut rec, item);
         }
     }

@@ -99,7 +99,7 @@ pub enum QueryError {
     #[error("{0}")]
     Failed(String),
     /// It did not finish in time; it was cancelled.
-    #[error("did not finish within {}", humantime::format_duration(*.0))]
+    #[error("did not finish within {}", crate::duration::human(*.0))]
     Timeout(Duration),
 }
 

@@ -2,9 +2,14 @@
 //!
 //! The message is Block Kit (<https://docs.slack.dev/reference/block-kit>):
 //! verdict, tier, snapshot and its age against the RPO limit, RTO against
-//! its limit, each database's restore and checks, the first findings of each
-//! failing check, and where the full report lives. It goes to an incoming
-//! webhook or, with a bot token, to `chat.postMessage` on a channel.
+//! its limit; then failures first (each database that did not pass, its
+//! checks that did not pass and their first findings), the databases that
+//! passed on one line, and where the full report lives (a link with
+//! `[slack] report_url`); see [`message`]. It goes to an incoming webhook
+//! (<https://docs.slack.dev/messaging/sending-messages-using-incoming-webhooks>)
+//! or, with a bot token, to `chat.postMessage` on a channel. [`test()`]
+//! proves the settings (`drill notify --test`), checking a bot token with
+//! `auth.test` first.
 //!
 //! Delivery retries on HTTP 429, 5xx and network errors with a doubling
 //! pause, and waits what a 429's `Retry-After` asks instead. Secrets (the
@@ -46,12 +51,22 @@ pub enum NotifyError {
     /// The URL is not one drill will send a secret to.
     #[error("{0}")]
     Url(String),
+    /// The system's TLS root certificates could not be loaded.
+    #[error("load the system's TLS root certificates: {0}")]
+    Tls(#[source] std::io::Error),
     /// Slack refused the message (a 4xx other than 429, or an API error such
     /// as `channel_not_found`); retrying would not help.
     #[error("Slack refused the message after {attempts} attempt(s): {message}")]
     Refused {
         /// Requests made.
         attempts: u32,
+        /// Status or API error code, and Slack's answer.
+        message: String,
+    },
+    /// Slack's `auth.test` did not accept the bot token (`invalid_auth`,
+    /// `token_revoked`, …) or did not answer.
+    #[error("Slack's auth.test did not accept the bot token: {message}")]
+    AuthTest {
         /// Status or API error code, and Slack's answer.
         message: String,
     },
@@ -156,6 +171,65 @@ fn check_url(url: &url::Url, what: &str) -> Result<(), NotifyError> {
     }
 }
 
+/// A client with its secret read: the webhook URL, or the bot token.
+struct Connection {
+    client: SlackHyperClient,
+    secret: crate::secret::Secret,
+    /// The webhook's URL (webhook targets only).
+    webhook: Option<url::Url>,
+}
+
+impl Connection {
+    /// Read the secret `cfg` names and build an HTTPS client for it.
+    async fn open(cfg: &SlackConfig) -> Result<Connection, NotifyError> {
+        let (what, source) = match &cfg.target {
+            SlackTarget::Webhook(s) => ("webhook URL", s),
+            SlackTarget::Bot { token, .. } => ("bot token", token),
+        };
+        let secret = source.read().await.map_err(|message| NotifyError::Secret {
+            what,
+            source_name: source.describe(),
+            message,
+        })?;
+        let webhook = match &cfg.target {
+            SlackTarget::Webhook(_) => {
+                let url = url::Url::parse(secret.expose()).map_err(|e| {
+                    NotifyError::Url(format!(
+                        "the Slack webhook URL from {} does not parse: {e}",
+                        source.describe()
+                    ))
+                })?;
+                check_url(&url, "webhook URL")?;
+                Some(url)
+            }
+            SlackTarget::Bot { .. } => {
+                let api = url::Url::parse(&cfg.api_url)
+                    .map_err(|e| NotifyError::Url(format!("slack.api_url does not parse: {e}")))?;
+                check_url(&api, "api_url")?;
+                None
+            }
+        };
+        let https = HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(NotifyError::Tls)?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = SlackClient::new(
+            SlackClientHyperConnector::with_connector(https).with_slack_api_url(&cfg.api_url),
+        );
+        Ok(Connection {
+            client,
+            secret,
+            webhook,
+        })
+    }
+
+    fn token(&self) -> SlackApiToken {
+        SlackApiToken::new(SlackApiTokenValue::new(self.secret.expose().into()))
+    }
+}
+
 /// Post `message` as `cfg` says, retrying as the module documents.
 /// `note` is told of each failed attempt and the pause before the next.
 ///
@@ -166,51 +240,108 @@ pub async fn deliver(
     message: &SlackMessageContent,
     note: &(dyn Fn(&str) + Sync),
 ) -> Result<Delivery, NotifyError> {
-    let (what, source) = match &cfg.target {
-        SlackTarget::Webhook(s) => ("webhook URL", s),
-        SlackTarget::Bot { token, .. } => ("bot token", token),
-    };
-    let secret = source.read().await.map_err(|message| NotifyError::Secret {
-        what,
-        source_name: source.describe(),
-        message,
-    })?;
-    let redact = |s: &str| secret.redact(s);
-    let webhook = match &cfg.target {
-        SlackTarget::Webhook(_) => {
-            let url = url::Url::parse(secret.expose()).map_err(|e| {
-                NotifyError::Url(format!(
-                    "the Slack webhook URL from {} does not parse: {e}",
-                    source.describe()
-                ))
-            })?;
-            check_url(&url, "webhook URL")?;
-            Some(url)
-        }
-        SlackTarget::Bot { .. } => {
-            let api = url::Url::parse(&cfg.api_url)
-                .map_err(|e| NotifyError::Url(format!("slack.api_url does not parse: {e}")))?;
-            check_url(&api, "api_url")?;
-            None
-        }
-    };
+    let conn = Connection::open(cfg).await?;
+    post(&conn, cfg, message, note).await
+}
 
-    let https = HttpsConnectorBuilder::new()
-        .with_native_roots()
-        .map_err(|e| NotifyError::Url(format!("cannot load the system's TLS roots: {e}")))?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client = SlackClient::new(
-        SlackClientHyperConnector::with_connector(https).with_slack_api_url(&cfg.api_url),
+/// Who a bot token belongs to, as Slack's `auth.test` says
+/// (<https://docs.slack.dev/reference/methods/auth.test>).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Workspace name.
+    pub team: String,
+    /// Workspace URL, e.g. `https://acme.slack.com/`.
+    pub url: String,
+    /// The bot user's name, when Slack gives one.
+    pub user: Option<String>,
+    /// The bot user's id, e.g. `U0123`.
+    pub user_id: String,
+}
+
+/// A test message that reached Slack (`drill notify --test`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestDelivery {
+    /// The posting.
+    pub delivery: Delivery,
+    /// For a bot token: whom `auth.test` says it belongs to.
+    pub identity: Option<Identity>,
+}
+
+/// `drill notify --test`: prove the `[slack]` settings work before a drill
+/// needs them. With a bot token, `auth.test` is called first (one attempt
+/// within `timeout`); then a short test message naming `host` and the
+/// config file `config_path` is posted as [`deliver`] posts a report.
+///
+/// # Errors
+/// [`NotifyError`]: the secret cannot be read, `auth.test` refuses the
+/// token ([`NotifyError::AuthTest`]), or the message is not accepted.
+pub async fn test(
+    cfg: &SlackConfig,
+    host: &str,
+    config_path: &str,
+    note: &(dyn Fn(&str) + Sync),
+) -> Result<TestDelivery, NotifyError> {
+    let conn = Connection::open(cfg).await?;
+    let identity = match &cfg.target {
+        SlackTarget::Webhook(_) => None,
+        SlackTarget::Bot { .. } => Some(auth_test(&conn, cfg).await?),
+    };
+    let mut text = format!(
+        "drill test message from `{}` (config `{}`): Slack settings work; drill reports will arrive here.",
+        esc(host),
+        esc(config_path)
     );
+    if let Some(i) = &identity {
+        text.push_str(&format!(
+            "\nPosted as {} in workspace {}.",
+            esc(i.user.as_deref().unwrap_or(&i.user_id)),
+            esc(&i.team)
+        ));
+    }
+    let message = SlackMessageContent::new()
+        .with_text(format!("drill test message from {host}"))
+        .with_blocks(vec![section(text)]);
+    let delivery = post(&conn, cfg, &message, note).await?;
+    Ok(TestDelivery { delivery, identity })
+}
 
+async fn auth_test(conn: &Connection, cfg: &SlackConfig) -> Result<Identity, NotifyError> {
+    let token = conn.token();
+    let session = conn.client.open_session(&token);
+    let answer = tokio::time::timeout(cfg.timeout, session.auth_test()).await;
+    let message = match answer {
+        Ok(Ok(r)) => {
+            return Ok(Identity {
+                team: r.team,
+                url: r.url.0.to_string(),
+                user: r.user,
+                user_id: r.user_id.0,
+            })
+        }
+        Ok(Err(e)) => match classify(e) {
+            Failure::Final(m) | Failure::Retry { message: m, .. } => m,
+        },
+        Err(_) => format!("no answer within {}", crate::duration::human(cfg.timeout)),
+    };
+    Err(NotifyError::AuthTest {
+        message: conn.secret.redact(&message),
+    })
+}
+
+async fn post(
+    conn: &Connection,
+    cfg: &SlackConfig,
+    message: &SlackMessageContent,
+    note: &(dyn Fn(&str) + Sync),
+) -> Result<Delivery, NotifyError> {
+    let redact = |s: &str| conn.secret.redact(s);
+    let client = &conn.client;
     let mut attempts = 0u32;
     let mut pause = cfg.backoff;
     loop {
         attempts += 1;
         let sent = async {
-            match (&webhook, &cfg.target) {
+            match (&conn.webhook, &cfg.target) {
                 (Some(url), _) => client
                     .post_webhook_message(
                         url,
@@ -219,7 +350,7 @@ pub async fn deliver(
                     .await
                     .map(|_| ()),
                 (None, SlackTarget::Bot { channel, .. }) => {
-                    let token = SlackApiToken::new(SlackApiTokenValue::new(secret.expose().into()));
+                    let token = conn.token();
                     client
                         .open_session(&token)
                         .chat_post_message(&SlackApiChatPostMessageRequest::new(
@@ -236,10 +367,7 @@ pub async fn deliver(
             Ok(Ok(())) => return Ok(Delivery { attempts }),
             Ok(Err(e)) => classify(e),
             Err(_) => Failure::Retry {
-                message: format!(
-                    "no answer within {}",
-                    humantime::format_duration(cfg.timeout)
-                ),
+                message: format!("no answer within {}", crate::duration::human(cfg.timeout)),
                 retry_after: None,
             },
         };
@@ -263,15 +391,15 @@ pub async fn deliver(
                     return Err(NotifyError::GaveUp {
                         attempts,
                         message: format!(
-                            "{message}; Slack asked to wait {}s, longer than drill waits ({}s)",
-                            wait.as_secs(),
-                            MAX_RETRY_AFTER.as_secs()
+                            "{message}; Slack asked to wait {}, longer than drill waits ({})",
+                            crate::duration::human(wait),
+                            crate::duration::human(MAX_RETRY_AFTER)
                         ),
                     });
                 }
                 note(&format!(
                     "slack: attempt {attempts} failed ({message}); retrying in {}",
-                    humantime::format_duration(Duration::from_millis(wait.as_millis() as u64))
+                    crate::duration::human(Duration::from_millis(wait.as_millis() as u64))
                 ));
                 tokio::time::sleep(wait).await;
                 pause = pause.saturating_mul(2);
@@ -299,15 +427,12 @@ fn esc(s: &str) -> String {
 }
 
 fn duration(seconds: f64) -> String {
-    crate::report::html::short_duration(Some(seconds))
+    crate::duration::human_seconds(seconds)
 }
 
 fn against_limit(what: &str, l: &PolicyLimit) -> String {
-    let actual = l
-        .actual_seconds
-        .map(duration)
-        .unwrap_or_else(|| "unknown".into());
-    let limit = l.limit_seconds.map(duration);
+    let (actual, most) = crate::duration::against_limit(l.actual_seconds, l.limit_seconds);
+    let limit = l.limit_seconds.map(|_| most);
     match (l.status, limit) {
         (PolicyStatus::NotConfigured, _) | (_, None) => format!("{what} {actual} (no limit)"),
         (PolicyStatus::Passed, Some(m)) => format!("{what} {actual} ≤ limit {m} ✓"),
@@ -333,12 +458,111 @@ fn section(text: String) -> SlackBlock {
         .into()
 }
 
-/// Slack allows at most 50 blocks in a message.
-const MAX_BLOCKS: usize = 50;
+/// Slack allows at most 50 blocks in a message
+/// (<https://docs.slack.dev/reference/block-kit/blocks>).
+pub const MAX_BLOCKS: usize = 50;
 
-/// The Block Kit message for `report`. `report_location` says where the full
-/// report lives (a path or URL); times are shown in `tz`.
-pub fn message(report: &Report, report_location: &str, tz: chrono_tz::Tz) -> SlackMessageContent {
+/// Where the full report lives, as the message's last line shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportLink {
+    /// Where the report is on disk, e.g. `host:/path/20270115T030000Z-local.html`.
+    pub location: String,
+    /// The report served over http(s) (`[slack] report_url` with `{report}`
+    /// replaced); "Full report" links to it.
+    pub url: Option<String>,
+}
+
+impl ReportLink {
+    /// The link for the HTML report `html` written on `host`: its location,
+    /// and `report_url` with [`crate::config::REPORT_PLACEHOLDER`] replaced
+    /// by `html`'s file name.
+    pub fn new(host: &str, html: &std::path::Path, report_url: Option<&str>) -> Self {
+        let name = html
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        ReportLink {
+            location: format!("{host}:{}", html.display()),
+            url: report_url.map(|u| u.replace(crate::config::REPORT_PLACEHOLDER, &name)),
+        }
+    }
+}
+
+/// One database's line: restore, and its checks when it has any.
+fn database_line(db: &crate::report::DatabaseReport) -> String {
+    let r = &db.restore;
+    let mut text = format!(
+        "{} *{}* — restore {} ({} in {})",
+        status_icon(r.status),
+        esc(&db.name),
+        r.status.as_str(),
+        bytesize::ByteSize(r.bytes),
+        duration(r.seconds)
+    );
+    if let Some(e) = &r.error {
+        text.push_str(&format!("\n> {}", esc(&clip(e, 300))));
+    }
+    if !db.checks.is_empty() {
+        let passed = db
+            .checks
+            .iter()
+            .filter(|c| c.status == Status::Passed)
+            .count();
+        let list: Vec<String> = db
+            .checks
+            .iter()
+            .map(|c| format!("{} {}", status_icon(c.status), esc(&c.name)))
+            .collect();
+        text.push_str(&format!(
+            "\nchecks {passed}/{} passed: {}",
+            db.checks.len(),
+            list.join(", ")
+        ));
+    }
+    text
+}
+
+/// A check that did not pass: what it found, the first findings.
+fn check_line(db: &str, c: &crate::report::CheckReport) -> String {
+    let mut text = format!(
+        "{} *{}* ({}, {}) {}: {}",
+        status_icon(c.status),
+        esc(&c.name),
+        esc(&c.kind),
+        esc(db),
+        c.status.as_str(),
+        esc(&clip(&c.detail, 500))
+    );
+    if !c.findings.is_empty() {
+        let shown: Vec<String> = c
+            .findings
+            .iter()
+            .take(3)
+            .map(|f| esc(&clip(f, 300)))
+            .collect();
+        text.push_str(&format!("\n```{}```", shown.join("\n")));
+        if c.findings.len() > 3 {
+            text.push_str(&format!("\n…and {} more", c.findings.len() - 3));
+        }
+    }
+    text
+}
+
+fn plural(n: usize, one: &str) -> String {
+    format!("{n} {one}{}", if n == 1 { "" } else { "s" })
+}
+
+/// The Block Kit message for `report`; times are shown in `tz`.
+///
+/// Layout: a header with the verdict, the fields (verdict, tier, snapshot
+/// against the RPO limit, RTO against its limit), why it did not pass,
+/// the tiers tried; then the databases that did not pass first, each with
+/// its checks that did not pass and their first findings; then every
+/// database that passed folded into one line; last, where the full report
+/// is (a link with `report.url`). When that is more than Slack's
+/// [`MAX_BLOCKS`], the failures that do not fit are left out and a note
+/// says how many, always kept with the last line.
+pub fn message(report: &Report, link: &ReportLink, tz: chrono_tz::Tz) -> SlackMessageContent {
     let (icon, word) = match report.verdict {
         Verdict::Passed => ("✅", "passed"),
         Verdict::Failed => ("❌", "FAILED"),
@@ -404,75 +628,67 @@ pub fn message(report: &Report, report_location: &str, tz: chrono_tz::Tz) -> Sla
     }
     blocks.push(SlackDividerBlock::new().into());
 
-    let mut failing = Vec::new();
+    // Failures first: each database that did not pass, then its checks
+    // that did not pass. `true` marks a database's block.
+    let mut failures: Vec<(bool, String)> = Vec::new();
+    let mut passed = Vec::new();
+    let mut passed_checks = 0;
     for db in &report.databases {
-        let r = &db.restore;
-        let mut text = format!(
-            "{} *{}* — restore {} ({} in {})",
-            status_icon(r.status),
-            esc(&db.name),
-            r.status.as_str(),
-            bytesize::ByteSize(r.bytes),
-            duration(r.seconds)
-        );
-        if let Some(e) = &r.error {
-            text.push_str(&format!("\n> {}", esc(&clip(e, 300))));
+        let ok = db.restore.status == Status::Passed
+            && db.checks.iter().all(|c| c.status == Status::Passed);
+        if ok {
+            passed.push(esc(&db.name));
+            passed_checks += db.checks.len();
+            continue;
         }
-        if !db.checks.is_empty() {
-            let passed = db
-                .checks
-                .iter()
-                .filter(|c| c.status == Status::Passed)
-                .count();
-            let list: Vec<String> = db
-                .checks
-                .iter()
-                .map(|c| format!("{} {}", status_icon(c.status), esc(&c.name)))
-                .collect();
-            text.push_str(&format!(
-                "\nchecks {passed}/{} passed: {}",
-                db.checks.len(),
-                list.join(", ")
-            ));
-        }
-        blocks.push(section(text));
-        failing.extend(
+        failures.push((true, database_line(db)));
+        failures.extend(
             db.checks
                 .iter()
                 .filter(|c| c.status != Status::Passed)
-                .map(|c| (db.name.as_str(), c)),
+                .map(|c| (false, check_line(&db.name, c))),
         );
     }
-    for (db, c) in failing {
-        if blocks.len() >= MAX_BLOCKS - 2 {
-            blocks.push(section("…more failing checks in the full report".into()));
-            break;
-        }
-        let mut text = format!(
-            "{} *{}* ({}, {}) {}: {}",
-            status_icon(c.status),
-            esc(&c.name),
-            esc(&c.kind),
-            esc(db),
-            c.status.as_str(),
-            esc(&clip(&c.detail, 500))
-        );
-        if !c.findings.is_empty() {
-            let shown: Vec<String> = c
-                .findings
-                .iter()
-                .take(3)
-                .map(|f| esc(&clip(f, 300)))
-                .collect();
-            text.push_str(&format!("\n```{}```", shown.join("\n")));
-            if c.findings.len() > 3 {
-                text.push_str(&format!("\n…and {} more", c.findings.len() - 3));
-            }
-        }
-        blocks.push(section(text));
-    }
+    let passed_line = (!passed.is_empty()).then(|| {
+        format!(
+            "✅ {} passed: {} ({} passed)",
+            plural(passed.len(), "database"),
+            passed.join(", "),
+            plural(passed_checks, "check")
+        )
+    });
 
-    let mut context = vec![format!("Full report: `{}`", esc(report_location))];
+    // Room for failures: what is left after the blocks so far, the passed
+    // line and the context; one less when a note must say what was cut.
+    let room = MAX_BLOCKS - blocks.len() - 1 - usize::from(passed_line.is_some());
+    let shown = if failures.len() > room {
+        room.saturating_sub(1)
+    } else {
+        failures.len()
+    };
+    let cut = failures.split_off(shown);
+    blocks.extend(failures.into_iter().map(|(_, text)| section(text)));
+    if !cut.is_empty() {
+        let dbs = cut.iter().filter(|(db, _)| *db).count();
+        let mut what = Vec::new();
+        if dbs > 0 {
+            what.push(plural(dbs, "database"));
+        }
+        if cut.len() > dbs {
+            what.push(plural(cut.len() - dbs, "check"));
+        }
+        blocks.push(section(format!(
+            "…{} more that did not pass ({}): see the full report",
+            cut.len(),
+            what.join(", ")
+        )));
+    }
+    blocks.extend(passed_line.map(section));
+
+    let mut context = vec![match &link.url {
+        Some(url) => format!("<{url}|Full report> · `{}`", esc(&link.location)),
+        None => format!("Full report: `{}`", esc(&link.location)),
+    }];
     context.push(format!(
         "run `{}` · drill {}",
         esc(&report.run_id),
@@ -484,7 +700,6 @@ pub fn message(report: &Report, report_location: &str, tz: chrono_tz::Tz) -> Sla
             report.warnings.len()
         ));
     }
-    blocks.truncate(MAX_BLOCKS - 1);
     blocks.push(
         SlackContextBlock::new(
             context

@@ -2,116 +2,110 @@
 //! policy limit, and one for the verdict itself, so a CI system fails the
 //! job exactly when the drill did not pass.
 //!
-//! The shape is the de facto one CI systems read (Ant's JUnit report, as
-//! Jenkins, GitLab and GitHub actions parse it): `<testsuites>` holding one
-//! `<testsuite>` per drill, `<testcase classname name time>` with a
-//! `<failure>` (proven bad), `<error>` (could not be judged) or `<skipped>`
-//! (not attempted because an earlier step did not pass).
+//! Written with [`quick_junit`] (nextest's JUnit writer) in the shape the
+//! Jenkins xUnit plugin's schema `junit-10.xsd` accepts (the de facto JUnit
+//! format Jenkins, GitLab and GitHub Actions read; its rules are restated
+//! in `fixtures/junit/jenkins-junit.xsd` for the tests): `<testsuites>` holding one `<testsuite>` per drill,
+//! `<testcase classname name time>` with a `<failure>` (proven bad),
+//! `<error>` (could not be judged) or `<skipped>` (not attempted because an
+//! earlier step did not pass). The schema does not allow `skipped` on
+//! `<testsuites>`, so it is dropped there; each `<testsuite>` keeps it.
 
-use std::fmt::Write;
+use std::time::Duration;
+
+use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite};
+use quick_xml::events::{BytesStart, Event};
 
 use super::{PolicyLimit, PolicyStatus, Report, Status, Verdict};
 
-/// Escape `s` for XML text and quoted attributes; characters XML 1.0 does
-/// not allow (most control characters) become U+FFFD.
-pub fn xml_text(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
-            '\t' | '\n' | '\r' => o.push(c),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => o.push('\u{FFFD}'),
-            c => o.push(c),
-        }
+/// Why the JUnit XML could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum JunitError {
+    /// quick-junit could not serialize the report.
+    #[error("serialize the JUnit XML: {0}")]
+    Serialize(#[from] quick_junit::SerializeError),
+    /// Its output could not be read back to drop `skipped` from
+    /// `<testsuites>`.
+    #[error("rewrite the JUnit XML's <testsuites> element: {0}")]
+    Rewrite(#[from] quick_xml::Error),
+}
+
+/// A not-passed case: `<failure>`, `<error>` or `<skipped>` with its
+/// `type`, `message` and text.
+fn not_passed(kind: NonSuccessKind, ty: &str, message: &str, text: &str) -> TestCaseStatus {
+    let mut s = TestCaseStatus::non_success(kind);
+    s.set_type(ty).set_message(message);
+    if !text.is_empty() {
+        s.set_description(text);
     }
-    o
+    s
 }
 
-enum Outcome {
-    Passed,
-    Failure {
-        kind: String,
-        message: String,
-        text: String,
-    },
-    Error {
-        kind: String,
-        message: String,
-        text: String,
-    },
-    Skipped(String),
+fn skipped(why: &str) -> TestCaseStatus {
+    let mut s = TestCaseStatus::skipped();
+    s.set_message(why);
+    s
 }
 
-struct Case {
-    classname: String,
-    name: String,
-    seconds: f64,
-    outcome: Outcome,
+fn case(classname: &str, name: &str, seconds: f64, status: TestCaseStatus) -> TestCase {
+    let mut c = TestCase::new(name, status);
+    c.set_classname(classname)
+        .set_time(Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or_default());
+    c
 }
 
-fn policy_case(suite: &str, name: &str, l: &PolicyLimit) -> Option<Case> {
-    let describe = || {
-        format!(
-            "{} seconds against a limit of {} seconds",
-            l.actual_seconds
-                .map(|v| format!("{v:.1}"))
-                .unwrap_or_else(|| "unknown".into()),
-            l.limit_seconds
-                .map(|v| format!("{v:.0}"))
-                .unwrap_or_default()
-        )
-    };
-    let outcome = match l.status {
+fn policy_case(suite: &str, name: &str, l: &PolicyLimit) -> Option<TestCase> {
+    let describe = format!(
+        "{} seconds against a limit of {} seconds",
+        l.actual_seconds
+            .map(|v| format!("{v:.1}"))
+            .unwrap_or_else(|| "unknown".into()),
+        l.limit_seconds
+            .map(|v| format!("{v:.0}"))
+            .unwrap_or_default()
+    );
+    let status = match l.status {
         PolicyStatus::NotConfigured => return None,
-        PolicyStatus::Passed => Outcome::Passed,
-        PolicyStatus::Failed => Outcome::Failure {
-            kind: "policy".into(),
-            message: format!("{name} exceeded"),
-            text: describe(),
-        },
-        PolicyStatus::Unknown => Outcome::Error {
-            kind: "policy".into(),
-            message: format!("{name} could not be measured"),
-            text: describe(),
-        },
+        PolicyStatus::Passed => TestCaseStatus::success(),
+        PolicyStatus::Failed => not_passed(
+            NonSuccessKind::Failure,
+            "policy",
+            &format!("{name} exceeded"),
+            &describe,
+        ),
+        PolicyStatus::Unknown => not_passed(
+            NonSuccessKind::Error,
+            "policy",
+            &format!("{name} could not be measured"),
+            &describe,
+        ),
     };
-    Some(Case {
-        classname: format!("{suite}.policy"),
-        name: name.into(),
-        seconds: 0.0,
-        outcome,
-    })
+    Some(case(&format!("{suite}.policy"), name, 0.0, status))
 }
 
-fn cases(r: &Report) -> Vec<Case> {
+fn cases(r: &Report) -> Vec<TestCase> {
     let suite = format!("drill.{}", r.tier);
     let mut out = Vec::new();
     for d in &r.databases {
         let classname = format!("{suite}.{}", d.name);
-        let restore_text = d.restore.error.clone().unwrap_or_default();
-        out.push(Case {
-            classname: classname.clone(),
-            name: "restore".into(),
-            seconds: d.restore.seconds,
-            outcome: match d.restore.status {
-                Status::Passed => Outcome::Passed,
-                Status::Failed => Outcome::Failure {
-                    kind: "restore".into(),
-                    message: format!("the dump {} did not restore", d.path),
-                    text: restore_text,
-                },
-                Status::Error => Outcome::Error {
-                    kind: "restore".into(),
-                    message: format!("the dump {} could not be restored", d.path),
-                    text: restore_text,
-                },
-                Status::NotRun => Outcome::Skipped("not restored".into()),
-            },
-        });
+        let restore_text = d.restore.error.as_deref().unwrap_or_default();
+        let status = match d.restore.status {
+            Status::Passed => TestCaseStatus::success(),
+            Status::Failed => not_passed(
+                NonSuccessKind::Failure,
+                "restore",
+                &format!("the dump {} did not restore", d.path),
+                restore_text,
+            ),
+            Status::Error => not_passed(
+                NonSuccessKind::Error,
+                "restore",
+                &format!("the dump {} could not be restored", d.path),
+                restore_text,
+            ),
+            Status::NotRun => skipped("not restored"),
+        };
+        out.push(case(&classname, "restore", d.restore.seconds, status));
         for c in &d.checks {
             let text = c
                 .findings
@@ -120,29 +114,22 @@ fn cases(r: &Report) -> Vec<Case> {
                 .cloned()
                 .collect::<Vec<_>>()
                 .join("\n");
-            out.push(Case {
-                classname: classname.clone(),
-                name: format!("check {}", c.name),
-                seconds: c.seconds,
-                outcome: match c.status {
-                    Status::Passed => Outcome::Passed,
-                    Status::Failed => Outcome::Failure {
-                        kind: c.kind.clone(),
-                        message: c.detail.clone(),
-                        text,
-                    },
-                    Status::Error => Outcome::Error {
-                        kind: c.kind.clone(),
-                        message: c.detail.clone(),
-                        text,
-                    },
-                    Status::NotRun => Outcome::Skipped(if c.detail.is_empty() {
-                        "not run".into()
-                    } else {
-                        c.detail.clone()
-                    }),
-                },
-            });
+            let status = match c.status {
+                Status::Passed => TestCaseStatus::success(),
+                Status::Failed => not_passed(NonSuccessKind::Failure, &c.kind, &c.detail, &text),
+                Status::Error => not_passed(NonSuccessKind::Error, &c.kind, &c.detail, &text),
+                Status::NotRun => skipped(if c.detail.is_empty() {
+                    "not run"
+                } else {
+                    &c.detail
+                }),
+            };
+            out.push(case(
+                &classname,
+                &format!("check {}", c.name),
+                c.seconds,
+                status,
+            ));
         }
     }
     out.extend(policy_case(&suite, "max_rto", &r.policy.max_rto));
@@ -151,134 +138,102 @@ fn cases(r: &Report) -> Vec<Case> {
         "max_snapshot_age",
         &r.policy.max_snapshot_age,
     ));
+    out.extend(policy_case(
+        &suite,
+        "max_data_loss",
+        &r.policy.max_data_loss,
+    ));
     let reasons = r.reasons.join("\n");
-    out.push(Case {
-        classname: suite,
-        name: "verdict".into(),
-        seconds: r.rto_seconds.unwrap_or(0.0),
-        outcome: match r.verdict {
-            Verdict::Passed => Outcome::Passed,
-            Verdict::Failed => Outcome::Failure {
-                kind: "verdict".into(),
-                message: format!(
-                    "the backup is bad: {}",
-                    r.reasons
-                        .first()
-                        .map(String::as_str)
-                        .unwrap_or("see the report")
-                ),
-                text: reasons,
-            },
-            Verdict::Error => Outcome::Error {
-                kind: "verdict".into(),
-                message: format!(
-                    "no verdict: {}",
-                    r.reasons
-                        .first()
-                        .map(String::as_str)
-                        .unwrap_or("see the report")
-                ),
-                text: reasons,
-            },
-        },
-    });
+    let first = r
+        .reasons
+        .first()
+        .map(String::as_str)
+        .unwrap_or("see the report");
+    let status = match r.verdict {
+        Verdict::Passed => TestCaseStatus::success(),
+        Verdict::Failed => not_passed(
+            NonSuccessKind::Failure,
+            "verdict",
+            &format!("the backup is bad: {first}"),
+            &reasons,
+        ),
+        Verdict::Error => not_passed(
+            NonSuccessKind::Error,
+            "verdict",
+            &format!("no verdict: {first}"),
+            &reasons,
+        ),
+    };
+    out.push(case(
+        &suite,
+        "verdict",
+        r.rto_seconds.unwrap_or(0.0),
+        status,
+    ));
     out
 }
 
-/// The JUnit XML of `report`. `report_path` (the JSON record) goes in the
-/// suite's properties so CI can link to it.
-pub fn render(r: &Report, report_path: &str) -> String {
-    let cases = cases(r);
-    let count = |f: fn(&Outcome) -> bool| cases.iter().filter(|c| f(&c.outcome)).count();
-    let failures = count(|o| matches!(o, Outcome::Failure { .. }));
-    let errors = count(|o| matches!(o, Outcome::Error { .. }));
-    let skipped = count(|o| matches!(o, Outcome::Skipped(_)));
-    let time = (r.finished_at - r.started_at).num_milliseconds() as f64 / 1000.0;
-    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        x,
-        "<testsuites name=\"drill\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{time:.3}\">",
-        cases.len()
-    );
-    let _ = writeln!(
-        x,
-        "  <testsuite name=\"drill.{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{time:.3}\" timestamp=\"{}\">",
-        xml_text(&r.tier),
-        cases.len(),
-        r.started_at.format("%Y-%m-%dT%H:%M:%S")
-    );
-    let _ = writeln!(x, "    <properties>");
-    let mut prop = |k: &str, v: &str| {
-        let _ = writeln!(
-            x,
-            "      <property name=\"{k}\" value=\"{}\"/>",
-            xml_text(v)
-        );
-    };
-    prop("run_id", &r.run_id);
-    prop("verdict", r.verdict.as_str());
-    prop("repository", &r.repository);
+/// The JUnit XML of `report`: one `<testsuite name="drill.TIER">` whose
+/// properties carry `run_id`, `verdict`, `repository` (passwords already
+/// redacted), `snapshot` and `report` (`report_path`, the JSON record, so
+/// CI can link to it). Text that XML 1.0 cannot carry (most control
+/// characters, ANSI escapes) is dropped.
+///
+/// # Errors
+/// [`JunitError`] when the XML cannot be serialized (not expected for any
+/// report).
+pub fn render(r: &Report, report_path: &str) -> Result<String, JunitError> {
+    let time = Duration::try_from_secs_f64(
+        ((r.finished_at - r.started_at).num_milliseconds() as f64 / 1000.0).max(0.0),
+    )
+    .unwrap_or_default();
+    let mut suite = TestSuite::new(format!("drill.{}", r.tier));
+    suite
+        .set_timestamp(r.started_at)
+        .set_time(time)
+        .add_property(Property::new("run_id", &r.run_id))
+        .add_property(Property::new("verdict", r.verdict.as_str()))
+        .add_property(Property::new("repository", &r.repository));
     if let Some(s) = &r.snapshot {
-        prop("snapshot", &s.id);
+        suite.add_property(Property::new("snapshot", &s.id));
     }
-    prop("report", report_path);
-    let _ = writeln!(x, "    </properties>");
-    for c in &cases {
-        let head = format!(
-            "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"",
-            xml_text(&c.classname),
-            xml_text(&c.name),
-            c.seconds
-        );
-        match &c.outcome {
-            Outcome::Passed => {
-                let _ = writeln!(x, "{head}/>");
-            }
-            Outcome::Failure {
-                kind,
-                message,
-                text,
-            }
-            | Outcome::Error {
-                kind,
-                message,
-                text,
-            } => {
-                let tag = if matches!(c.outcome, Outcome::Failure { .. }) {
-                    "failure"
-                } else {
-                    "error"
-                };
-                let _ = writeln!(
-                    x,
-                    "{head}>\n      <{tag} type=\"{}\" message=\"{}\">{}</{tag}>\n    </testcase>",
-                    xml_text(kind),
-                    xml_text(message),
-                    xml_text(text)
-                );
-            }
-            Outcome::Skipped(why) => {
-                let _ = writeln!(
-                    x,
-                    "{head}>\n      <skipped message=\"{}\"/>\n    </testcase>",
-                    xml_text(why)
-                );
-            }
-        }
-    }
-    x.push_str("  </testsuite>\n</testsuites>\n");
-    x
+    suite
+        .add_property(Property::new("report", report_path))
+        .add_test_cases(cases(r));
+    let mut junit = quick_junit::Report::new("drill");
+    junit.set_time(time).add_test_suite(suite);
+    without_suites_skipped(&junit.to_string()?)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn text_is_escaped_and_made_legal() {
-        assert_eq!(
-            xml_text("a<b & \"c\"\u{1}"),
-            "a&lt;b &amp; &quot;c&quot;\u{FFFD}"
-        );
+/// `xml` with the `skipped` attribute removed from its `<testsuites>`
+/// element (the Jenkins schema has none there); everything else is passed
+/// through unchanged.
+fn without_suites_skipped(xml: &str) -> Result<String, JunitError> {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut writer = quick_xml::Writer::new(Vec::with_capacity(xml.len()));
+    let strip = |s: &BytesStart<'_>| -> Result<BytesStart<'static>, quick_xml::Error> {
+        let mut t = BytesStart::new("testsuites");
+        for a in s.attributes() {
+            let a = a?;
+            if a.key.as_ref() != b"skipped" {
+                t.push_attribute(a);
+            }
+        }
+        Ok(t)
+    };
+    let io = |e: std::io::Error| JunitError::Rewrite(quick_xml::Error::from(e));
+    loop {
+        let event = match reader.read_event()? {
+            Event::Eof => break,
+            Event::Start(s) if s.name().as_ref() == b"testsuites" => Event::Start(strip(&s)?),
+            Event::Empty(s) if s.name().as_ref() == b"testsuites" => Event::Empty(strip(&s)?),
+            other => other,
+        };
+        writer.write_event(event).map_err(io)?;
     }
+    let mut out = String::from_utf8_lossy(&writer.into_inner()).into_owned();
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    Ok(out)
 }

@@ -5,27 +5,23 @@ use std::fmt::Write;
 use super::{PolicyLimit, PolicyStatus, Report, Status};
 
 fn secs(v: Option<f64>) -> String {
-    match v {
-        Some(s) => {
-            humantime::format_duration(std::time::Duration::from_secs(s.round() as u64)).to_string()
-        }
-        None => "unknown".into(),
-    }
+    crate::duration::human_or_unknown(v)
 }
 
 fn limit(l: &PolicyLimit) -> String {
     match l.status {
         PolicyStatus::NotConfigured => format!("{} (no limit configured)", secs(l.actual_seconds)),
-        s => format!(
-            "{} / limit {} — **{}**",
-            secs(l.actual_seconds),
-            secs(l.limit_seconds),
-            match s {
-                PolicyStatus::Passed => "passed",
-                PolicyStatus::Failed => "failed",
-                _ => "unknown",
-            }
-        ),
+        s => {
+            let (actual, most) = crate::duration::against_limit(l.actual_seconds, l.limit_seconds);
+            format!(
+                "{actual} / limit {most} — **{}**",
+                match s {
+                    PolicyStatus::Passed => "passed",
+                    PolicyStatus::Failed => "failed",
+                    _ => "unknown",
+                }
+            )
+        }
     }
 }
 
@@ -128,10 +124,7 @@ pub(super) fn render(r: &Report, tz: chrono_tz::Tz) -> String {
         }
     }
     let _ = writeln!(o, "\n## Databases\n");
-    let _ = writeln!(
-        o,
-        "| database | dump | restore | bytes | seconds | checks |"
-    );
+    let _ = writeln!(o, "| database | dump | restore | bytes | time | checks |");
     let _ = writeln!(o, "|---|---|---|---:|---:|---|");
     for d in &r.databases {
         let passed = d
@@ -141,13 +134,13 @@ pub(super) fn render(r: &Report, tz: chrono_tz::Tz) -> String {
             .count();
         let _ = writeln!(
             o,
-            "| {} | `{}` ({}) | {} | {} | {:.1} | {}/{} passed |",
+            "| {} | `{}` ({}) | {} | {} | {} | {}/{} passed |",
             d.name,
             d.path,
             d.format,
             d.restore.status.as_str(),
             d.restore.bytes,
-            d.restore.seconds,
+            secs(Some(d.restore.seconds)),
             passed,
             d.checks.len()
         );
@@ -200,16 +193,16 @@ pub(super) fn render(r: &Report, tz: chrono_tz::Tz) -> String {
             );
         }
         if !d.restore.increments.is_empty() {
-            let _ = writeln!(o, "\n| increment | status | bytes | seconds |");
+            let _ = writeln!(o, "\n| increment | status | bytes | time |");
             let _ = writeln!(o, "|---|---|---:|---:|");
             for i in &d.restore.increments {
                 let _ = writeln!(
                     o,
-                    "| {} | {} | {} | {:.1} |",
+                    "| {} | {} | {} | {} |",
                     i.path,
                     i.status.as_str(),
                     i.bytes,
-                    i.seconds
+                    secs(Some(i.seconds))
                 );
             }
         }
@@ -246,7 +239,7 @@ pub(super) fn render(r: &Report, tz: chrono_tz::Tz) -> String {
                 (
                     "data loss",
                     rec.data_loss_seconds
-                        .map(|s| format!("{s:.1} s"))
+                        .map(crate::duration::human_seconds)
                         .unwrap_or_else(|| "unknown".into()),
                 ),
                 (
@@ -259,8 +252,10 @@ pub(super) fn render(r: &Report, tz: chrono_tz::Tz) -> String {
                 (
                     "phases",
                     format!(
-                        "base backup {:.1} s, WAL fetch {:.1} s, replay {:.1} s",
-                        rec.base_seconds, rec.wal_fetch_seconds, rec.replay_seconds
+                        "base backup {}, WAL fetch {}, replay {}",
+                        secs(Some(rec.base_seconds)),
+                        secs(Some(rec.wal_fetch_seconds)),
+                        secs(Some(rec.replay_seconds))
                     ),
                 ),
             ];
@@ -278,16 +273,16 @@ pub(super) fn render(r: &Report, tz: chrono_tz::Tz) -> String {
             let _ = writeln!(o, "\nCause: {cause} ({class}).");
         }
         if !d.checks.is_empty() {
-            let _ = writeln!(o, "\n| check | kind | status | seconds | detail |");
+            let _ = writeln!(o, "\n| check | kind | status | time | detail |");
             let _ = writeln!(o, "|---|---|---|---:|---|");
             for c in &d.checks {
                 let _ = writeln!(
                     o,
-                    "| {} | {} | {} | {:.2} | {} |",
+                    "| {} | {} | {} | {} | {} |",
                     c.name,
                     c.kind,
                     c.status.as_str(),
-                    c.seconds,
+                    secs(Some(c.seconds)),
                     cell(&c.detail)
                 );
             }

@@ -464,12 +464,9 @@ pub struct Report {
 /// This process's peak resident set size in bytes, from `getrusage(2)`
 /// (`ru_maxrss` is in KiB on Linux, in bytes on macOS).
 pub fn peak_rss_bytes() -> Option<u64> {
-    // SAFETY: getrusage writes into the zeroed struct we own.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return None;
-    }
-    let max = u64::try_from(usage.ru_maxrss).ok()?;
+    use nix::sys::resource::{getrusage, UsageWho};
+    let usage = getrusage(UsageWho::RUSAGE_SELF).ok()?;
+    let max = u64::try_from(usage.max_rss()).ok()?;
     Some(if cfg!(target_os = "macos") {
         max
     } else {

@@ -354,6 +354,6 @@ pub(crate) fn restic_status(e: &DumpError) -> Status {
 pub(crate) fn stalled_message(path: &str, stall: std::time::Duration) -> String {
     format!(
         "phase streaming: restic sent no data of {path} for {} (timeouts.stall); restic was stopped. Is the repository's disk or peer hung?",
-        humantime::format_duration(stall)
+        crate::duration::human(stall)
     )
 }

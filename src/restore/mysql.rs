@@ -410,7 +410,7 @@ impl MysqlLogical {
                     Status::Error,
                     Some(format!(
                         "phase restore: the restore of {path} did not finish within {} (timeouts.restore); it was stopped",
-                        humantime::format_duration(timeouts.restore)
+                        crate::duration::human(timeouts.restore)
                     )),
                 ));
                 return fed;
@@ -946,7 +946,7 @@ fn check_series(files: &mut [SnapshotFile]) -> Result<Option<String>, String> {
                 "the series is broken between {} and {}: the increments come every {}, and the one of {} is missing",
                 name(i),
                 name(i + 1),
-                humantime::format_duration(step.to_std().unwrap_or_default()),
+                crate::duration::human(step.to_std().unwrap_or_default()),
                 w[0] + step
             ));
         }

@@ -761,7 +761,7 @@ async fn stream_tar(
         Err(_) => {
             return Err(environment(format!(
                 "extracting {path} in the sandbox did not finish within {} (timeouts.restore)",
-                humantime::format_duration(source.timeouts.restore)
+                crate::duration::human(source.timeouts.restore)
             )))
         }
         Ok(Err(e)) => return Err(environment(e.to_string())),
@@ -1336,7 +1336,7 @@ async fn run(
         if Instant::now() > deadline {
             return Err(environment(format!(
                 "recovery did not finish within {} (timeouts.restore); the server log ends: {}",
-                humantime::format_duration(source.timeouts.restore),
+                crate::duration::human(source.timeouts.restore),
                 sandbox.log_lines(5).await.join(" | ")
             )));
         }

@@ -208,7 +208,7 @@ pub async fn inspect(
             Some(format!(
                 "phase streaming: restic sent no data of {} for {} (timeouts.stall); restic was stopped. Is the repository's disk or peer hung?",
                 db.path,
-                humantime::format_duration(timeouts.stall)
+                crate::duration::human(timeouts.stall)
             )),
         ));
     }
@@ -465,7 +465,7 @@ async fn execute(
         format!(
             "phase streaming: restic sent no data of {} for {} (timeouts.stall); restic was stopped. Is the repository's disk or peer hung?",
             db.path,
-            humantime::format_duration(timeouts.stall)
+            crate::duration::human(timeouts.stall)
         )
     };
 
@@ -603,7 +603,7 @@ async fn execute(
         format!(
             "phase restore: the restore of {} did not finish within {} (timeouts.restore); it was stopped",
             db.path,
-            humantime::format_duration(timeouts.restore)
+            crate::duration::human(timeouts.restore)
         )
     };
     let exec =

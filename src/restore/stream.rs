@@ -228,10 +228,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for Stall<R> {
                         this.stalled.store(true, Ordering::Relaxed);
                         Poll::Ready(Err(std::io::Error::new(
                             std::io::ErrorKind::TimedOut,
-                            format!(
-                                "restic sent no data for {}",
-                                humantime::format_duration(limit)
-                            ),
+                            format!("restic sent no data for {}", crate::duration::human(limit)),
                         )))
                     }
                     Poll::Pending => Poll::Pending,

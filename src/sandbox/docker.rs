@@ -172,8 +172,8 @@ impl DockerEngine {
             Err(_) => Err(SandboxError::ImageMissing {
                 image: image.into(),
                 detail: format!(
-                    "not present locally and the pull did not finish within {} s",
-                    timeout.as_secs()
+                    "not present locally and the pull did not finish within {}",
+                    crate::duration::human(timeout)
                 ),
             }),
         }

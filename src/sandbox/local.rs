@@ -100,8 +100,7 @@ impl LocalEngine {
                 });
             }
         }
-        // SAFETY: geteuid has no preconditions.
-        let owner = if unsafe { libc::geteuid() } == 0 {
+        let owner = if crate::host::is_root() {
             Some(postgres_user().ok_or_else(|| SandboxError::LocalUnusable {
                 detail: "drill runs as root, PostgreSQL refuses to, and there is no `postgres` OS user to run the sandbox as; run drill as another user or create one".into(),
             })?)
@@ -299,16 +298,18 @@ impl LocalEngine {
             }
         }
         let limit = req.memory_bytes;
-        // SAFETY: only async-signal-safe calls (setrlimit, setpriority)
-        // between fork and exec.
+        // SAFETY: `pre_exec` runs between fork and exec; the closure makes
+        // only async-signal-safe system calls (setrlimit, setpriority) and
+        // allocates nothing. nix wraps setrlimit; it has no setpriority, so
+        // that one is the plain call, on this process only.
         unsafe {
             postgres.pre_exec(move || {
-                let rl = libc::rlimit {
-                    rlim_cur: limit as libc::rlim_t,
-                    rlim_max: limit as libc::rlim_t,
-                };
-                libc::setrlimit(libc::RLIMIT_AS, &rl);
-                libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+                let _ = nix::sys::resource::setrlimit(
+                    nix::sys::resource::Resource::RLIMIT_AS,
+                    limit,
+                    limit,
+                );
+                nix::libc::setpriority(nix::libc::PRIO_PROCESS, 0, 10);
                 Ok(())
             });
         }
@@ -611,19 +612,19 @@ async fn stop_group(pid: Option<u32>) {
     let Some(pgid) = pid.and_then(|p| i32::try_from(p).ok()).filter(|p| *p > 1) else {
         return;
     };
-    // SAFETY: signals to the group drill created for the server.
-    if unsafe { libc::killpg(pgid, libc::SIGQUIT) } != 0 {
+    use nix::sys::signal::{killpg, Signal};
+    let group = nix::unistd::Pid::from_raw(pgid);
+    if killpg(group, Signal::SIGQUIT).is_err() {
         return;
     }
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        // SAFETY: as above; signal 0 only probes.
-        if unsafe { libc::killpg(pgid, 0) } != 0 {
+        // No signal (`None`) only probes whether a member is left.
+        if killpg(group, None).is_err() {
             return;
         }
     }
-    // SAFETY: as above.
-    unsafe { libc::killpg(pgid, libc::SIGKILL) };
+    let _ = killpg(group, Signal::SIGKILL);
 }
 
 /// Create `path` (it must not exist) with mode 0600 holding `secret` and a
@@ -701,16 +702,7 @@ pub async fn remove(id: &str) {
 
 /// uid and gid of the `postgres` OS user.
 fn postgres_user() -> Option<(u32, u32)> {
-    let name = std::ffi::CString::new("postgres").ok()?;
-    // SAFETY: getpwnam returns a pointer into static storage or null; read
-    // at once, before any other call that could overwrite it.
-    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
-    if pw.is_null() {
-        return None;
-    }
-    // SAFETY: non-null, points at a valid passwd.
-    let pw = unsafe { &*pw };
-    Some((pw.pw_uid, pw.pw_gid))
+    crate::host::user_ids("postgres")
 }
 
 /// Where this host's PostgreSQL server binaries are.

@@ -534,7 +534,7 @@ pub enum SandboxError {
         detail: String,
     },
     /// The server did not accept connections in time.
-    #[error("sandbox {name} did not accept connections within {seconds} s (sandbox.startup_timeout); last error: {last_error}; container log ends: {log_tail}")]
+    #[error("sandbox {name} did not accept connections within {} (sandbox.startup_timeout); last error: {last_error}; container log ends: {log_tail}", crate::duration::human_seconds(*seconds as f64))]
     StartupTimeout {
         /// Container name.
         name: String,

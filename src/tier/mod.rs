@@ -68,7 +68,7 @@ pub enum TierError {
     },
     /// Any other restic failure while listing.
     /// A listing command outlived `timeouts.listing`.
-    #[error("phase listing: restic {command} on tier `{tier}` did not finish within {} (timeouts.listing); restic was stopped. Is the repository's disk or peer hung?", humantime::format_duration(*limit))]
+    #[error("phase listing: restic {command} on tier `{tier}` did not finish within {} (timeouts.listing); restic was stopped. Is the repository's disk or peer hung?", crate::duration::human(*limit))]
     Timeout {
         /// Tier name.
         tier: String,

@@ -676,7 +676,9 @@ impl Drop for Scratch {
 /// error, when the file does not parse.
 pub fn prometheus_families(path: &Path) -> Vec<String> {
     let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as parse\nfor f in parse(open(sys.argv[1]).read()):\n    for s in f.samples:\n        pass\n    print(f.name)\n";
-    let out = Command::new("python3")
+    // Debian's interpreter: the package's module is installed for it, not
+    // for another python3 earlier on PATH.
+    let out = Command::new("/usr/bin/python3")
         .args(["-c", script])
         .arg(path)
         .output()
@@ -691,4 +693,99 @@ pub fn prometheus_families(path: &Path) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+/// The Jenkins xUnit plugin's JUnit schema (fixtures/junit/SOURCE.md).
+pub fn junit_schema() -> PathBuf {
+    root().join("fixtures/junit/jenkins-junit.xsd")
+}
+
+/// Panics, with xmllint's complaint, unless the XML file `path` is valid
+/// under the Jenkins JUnit schema ([`junit_schema`]). Needs `xmllint`
+/// (Debian's libxml2-utils, installed by scripts/install-deps.sh); without
+/// it the test fails rather than skips.
+pub fn assert_valid_junit(path: &Path) {
+    let out = Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(junit_schema())
+        .arg(path)
+        .output()
+        .expect("xmllint (Debian libxml2-utils; run scripts/install-deps.sh)");
+    assert!(
+        out.status.success(),
+        "{} is not valid under the Jenkins JUnit schema:\n{}\n{}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(path).unwrap_or_default()
+    );
+}
+
+/// One database of [`sample_report`]: name, restore status, restore error,
+/// and its checks as (name, status, finding).
+pub type SampleDatabase<'a> = (
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    &'a [(&'a str, &'a str, &'a str)],
+);
+
+/// A report as `drill run` writes it, made without a drill, for tests of
+/// its writers (JUnit, Slack): tier `local`, snapshot `0123abcd…`, a
+/// one-hour RTO limit; `databases` as (name, restore status, restore error,
+/// [(check, status, finding)]), each status as in the JSON (`passed`,
+/// `failed`, `error`, `not_run`).
+pub fn sample_report(
+    verdict: &str,
+    reasons: &[&str],
+    databases: &[SampleDatabase<'_>],
+) -> drill::report::Report {
+    let dbs: Vec<Value> = databases
+        .iter()
+        .map(|(name, status, error, checks)| {
+            serde_json::json!({
+                "name": name, "path": format!("/dumps/{name}.sql"), "format": "pg_dumpall",
+                "dbname": name,
+                "restore": {
+                    "status": status, "bytes": 1_048_576, "restored_bytes": 4_194_304,
+                    "seconds": 12.5, "error": error, "tool": "psql", "image": "postgres:16",
+                    "server_version": "16.4", "sandbox_seconds": 2.0
+                },
+                "checks": checks.iter().map(|(c, s, finding)| serde_json::json!({
+                    "name": c, "kind": "sql", "status": s, "seconds": 0.25,
+                    "detail": if *s == "passed" { "ok".to_string() } else { format!("{c} {s}") },
+                    "findings": if finding.is_empty() { vec![] } else { vec![finding.to_string()] },
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let limit = |limit: f64, actual: f64| {
+        serde_json::json!({
+            "status": if actual <= limit { "passed" } else { "failed" },
+            "limit_seconds": limit, "actual_seconds": actual
+        })
+    };
+    serde_json::from_value(serde_json::json!({
+        "format_version": 1,
+        "run_id": "20270115t030000z-test00",
+        "drill_version": "0.0.0-test",
+        "tier": "local",
+        "repository": "/backups/local",
+        "verdict": verdict,
+        "reasons": reasons,
+        "started_at": "2027-01-14T18:00:00Z",
+        "finished_at": "2027-01-14T18:05:00Z",
+        "rto_seconds": 290.0,
+        "snapshot": {
+            "id": "0123abcd".repeat(8), "short_id": "0123abcd",
+            "time": "2027-01-14T02:00:00+09:00", "age_seconds": 57600.0,
+            "hostname": "mini", "tags": []
+        },
+        "policy": {
+            "max_rto": limit(3600.0, 290.0),
+            "max_snapshot_age": limit(93600.0, 57600.0)
+        },
+        "databases": dbs,
+    }))
+    .expect("a report in the JSON shape drill writes")
 }
