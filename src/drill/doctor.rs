@@ -345,7 +345,7 @@ pub async fn run(config: &Config, clock: &dyn Clock) -> Vec<Item> {
                     None,
                 ));
                 if let Some(policy) = &t.retention {
-                    items.push(retention_item(config, t, policy, &repo, &fresh, clock).await);
+                    items.push(retention_item(config, t, policy, &repo, &s, &fresh, clock).await);
                 }
             }
             Err(e) => {
@@ -473,6 +473,7 @@ async fn retention_item(
     t: &crate::config::TierConfig,
     policy: &[String],
     repo: &Repository,
+    snapshots: &[crate::tier::Snapshot],
     fresh: &std::collections::BTreeMap<String, crate::ledger::Freshness>,
     clock: &dyn Clock,
 ) -> Item {
@@ -498,7 +499,7 @@ async fn retention_item(
         )
     };
     let short: String = id.chars().take(8).collect();
-    match super::retention::expiring(repo, policy, horizon).await {
+    match super::retention::expiring(repo, snapshots, policy, horizon).await {
         Ok(gone) if gone.iter().any(|s| s.id == id) => item(
             name,
             Health::Warn,

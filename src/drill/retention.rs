@@ -199,8 +199,9 @@ pub fn horizon(config: &Config, now: DateTime<chrono::Utc>) -> chrono::Duration 
         .unwrap_or_else(chrono::Duration::zero)
 }
 
-/// The snapshots of `repo` that `policy` will have removed `horizon` from
-/// now if backups go on at the tier's cadence (the median gap between its
+/// The snapshots of `repo` (`all`, as the caller listed them, oldest
+/// first) that `policy` will have removed `horizon` from now if backups go
+/// on at the tier's cadence (the median gap between its
 /// snapshots; a day with fewer than two), oldest first. Computed by
 /// [`policy_after`] and `restic forget --dry-run`: an estimate that errs
 /// toward expiring early.
@@ -209,10 +210,10 @@ pub fn horizon(config: &Config, now: DateTime<chrono::Utc>) -> chrono::Duration 
 /// [`crate::tier::TierError`] from restic.
 pub async fn expiring(
     repo: &crate::tier::Repository,
+    all: &[crate::tier::Snapshot],
     policy: &[String],
     horizon: chrono::Duration,
 ) -> Result<Vec<crate::tier::Snapshot>, crate::tier::TierError> {
-    let all = repo.snapshots().await?;
     let mut gaps: Vec<chrono::Duration> = all.windows(2).map(|w| w[1].time - w[0].time).collect();
     gaps.sort();
     let cadence = gaps
@@ -224,7 +225,7 @@ pub async fn expiring(
     if !later.iter().any(|a| a.starts_with("--keep-")) {
         // Nothing of the policy is left by then: everything there is now
         // has been replaced.
-        return Ok(all);
+        return Ok(all.to_vec());
     }
     let mut removed: Vec<crate::tier::Snapshot> = repo
         .forget_dry_run(&later)

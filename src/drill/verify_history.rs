@@ -390,7 +390,7 @@ pub async fn sample(
     }
     if let Some(policy) = config.tiers.get(tier).and_then(|t| t.retention.as_ref()) {
         let horizon = super::retention::horizon(config, clock.now());
-        match super::retention::expiring(&repo, policy, horizon).await {
+        match super::retention::expiring(&repo, &snapshots, policy, horizon).await {
             Ok(gone) => {
                 for c in &mut candidates {
                     if gone.iter().any(|s| s.id == c.1) {
