@@ -42,6 +42,22 @@ pgbench database, one row changed before every third; `drill
 verify-history` from an empty ledger (restores, wall time, a second call)
 against a plain `drill run` of one snapshot.
 
+Newer scenarios (bench/notes.md, "Method: …", says how each is measured):
+`parallel`: the plain dump loaded over several psql sessions
+(`sandbox.restore_jobs`: 1, "auto"; --plain-jobs with one CPU) with the
+sandbox's cpus at 2 and at 1, against B and C at 2; with --chunks also a
+sweep of the COPY chunk size (DRILL_COPY_CHUNK_BYTES). `dumpall`: a
+`pg_dumpall` script of three databases (small.sql loaded into a, b and c of
+a scratch cluster, dumped by pg_dumpall): A with restore_jobs auto and 1, B
+(as superuser `drill_sandbox`, as drill's sandboxes, since the script
+creates `postgres`), C. `start`: sandbox start to ready (the report's
+`sandbox_seconds`) of a `drill run` of a tiny dump, --starts times per
+variant, for --image and --mariadb-image: cold (DRILL_SANDBOX_TEMPLATES=0),
+from the template (the default), and --baseline. `bisect`: `drill
+bisect` over the 12-night fixture history (fixtures/dumps/history, its
+own repository) from an empty ledger, this build against --baseline. The
+physical scenario also gives WAL segments per second of replay.
+
 drill's peak RSS is what drill reports (`peak_rss_bytes`, getrusage
 RUSAGE_SELF), cross-checked against VmHWM sampled from /proc while it runs.
 
@@ -51,6 +67,7 @@ time. Usage (as root, on the Debian machine the tests run on):
 
     scripts/setup.sh && bench/run.py                 # ~1 GB dump, 3 rounds
     bench/run.py --scale 5 --small-scale 2 --reps 1  # a quick look
+    bench/run.py --only start,bisect --baseline OLD/target/release/drill
 """
 
 import argparse
@@ -81,6 +98,19 @@ PHYSICAL_WAL = f"{PHYSICAL_DIR}/wal"
 # Server settings drill starts a recovery with (src/restore/physical.rs)
 # that matter for speed, for the hand-run recovery.
 PHYSICAL_SETTINGS = ["archive_mode=off", "fsync=off", "shared_buffers=128MB", "hot_standby=on"]
+
+
+def parse_sizes(text):
+    """`256K,1M,4M` (or bytes) as [(label, bytes)]."""
+    units = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+    got = []
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(?:i?B)?\s*", part, re.I)
+        if not m:
+            sys.exit(f"bench: not a size: {part!r} (e.g. 256K, 1M, 4194304)")
+        n = int(m[1]) * units[m[2].upper()]
+        got.append((f"{m[1]} {m[2].upper()}iB" if m[2] else f"{n} B", n))
+    return got
 
 
 def log(msg):
@@ -141,22 +171,24 @@ class Bench:
 
     # ---------------------------------------------------------------- data
 
-    def container(self, name, tuned=True):
-        """Start a container like drill's sandbox; return seconds to ready
-        (accepting TCP connections, i.e. the final server, not the
+    def container(self, name, tuned=True, cpus=None, user="postgres"):
+        """Start a container like drill's sandbox (`cpus`: another CPU cap
+        than --cpus; `user`: its superuser, `drill_sandbox` as drill's for
+        a pg_dumpall script, which creates `postgres`); return seconds to
+        ready (accepting TCP connections, i.e. the final server, not the
         entrypoint's temporary one)."""
         sh(f"docker rm -f -v {name} >/dev/null 2>&1 || true")
         started = time.monotonic()
         settings = " ".join(f"-c {s}" for s in tuning(self.memory)) if tuned else ""
         shm = min(256 * 1024**2, self.memory // 4)
         sh(
-            f"docker run -d --name {name} -e POSTGRES_PASSWORD={PASSWORD} "
-            f"--memory {self.memory} --memory-swap {self.memory} --cpus {self.args.cpus} "
+            f"docker run -d --name {name} -e POSTGRES_PASSWORD={PASSWORD} -e POSTGRES_USER={user} "
+            f"--memory {self.memory} --memory-swap {self.memory} --cpus {cpus or self.args.cpus} "
             f"--shm-size {shm} {self.args.image} postgres {settings} >/dev/null"
         )
         while True:
             r = sh(
-                f"docker exec {name} pg_isready -q -h 127.0.0.1 -U postgres",
+                f"docker exec {name} pg_isready -q -h 127.0.0.1 -U {user}",
                 check=False,
             )
             if r.returncode == 0:
@@ -177,7 +209,7 @@ class Bench:
     def build_dataset(self):
         stamp = self.work / "stage" / f".scale-{self.args.scale}-{self.args.small_scale}"
         only = set(self.args.only.split(",")) if self.args.only else None
-        if only and only <= {"mariadb", "physical", "ledger"}:
+        if only and only <= {"mariadb", "physical", "ledger", "start", "bisect"}:
             self.work.mkdir(parents=True, exist_ok=True)
             if "mariadb" in only:
                 self.init_repository()
@@ -478,12 +510,18 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
             time.sleep(0.25)
         phase["replay"] = time.monotonic() - t
         replay_lsn = out(f"{as_pg} psql -X -A -t -q -d postgres -c 'select pg_last_wal_replay_lsn()'")
+        segment = int(out(f"{as_pg} psql -X -A -t -q -d postgres -c "
+                          "\"select setting from pg_settings where name = 'wal_segment_size'\""))
         n = out(f"{as_pg} psql -X -A -t -q -d bench -c '{CHECK}'")
         assert int(n) >= 1, n
         sh(f"docker rm -f -v {c} >/dev/null")
         phase["wall"] = time.monotonic() - started
         start = self.physical_facts()["start_lsn"]
         phase["wal_bytes"] = lsn(replay_lsn) - lsn(start)
+        # Segments replayed, counted as drill counts them
+        # (src/restore/physical.rs): the base backup's start segment to the
+        # one holding the last byte replayed.
+        phase["wal_segments"] = (lsn(replay_lsn) - 1) // segment - lsn(start) // segment + 1
         phase["restore"] = phase["base"] + phase["verify"] + phase["wal_fetch"] + phase["replay"]
         return phase
 
@@ -572,6 +610,165 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
         verification costs without the ledger."""
         return self.run_a(self.config_ledger("ledger-run"))
 
+    # ---------------------------------------------------------------- dumpall
+
+    def build_dumpall(self):
+        """dumpall.sql: `pg_dumpall` of a cluster holding three copies of
+        the small dataset (`small.sql` loaded into databases a, b and c),
+        in a new snapshot of the dumps' repository."""
+        dump = self.work / "stage" / "dumps" / "dumpall.sql"
+        stamp = self.work / "stage" / f".dumpall-{self.args.small_scale}"
+        if stamp.exists():
+            return
+        gen = "drill-bench-dagen"
+        self.container(gen)
+        psql = f"docker exec -i {gen} psql -X -q -v ON_ERROR_STOP=1 -U postgres"
+        try:
+            for db in ("a", "b", "c"):
+                log(f"dumpall: small.sql into database {db}")
+                sh(f"docker exec {gen} createdb -U postgres {db}")
+                sh(f"{psql} -o /dev/null -d {db} < {self.work / 'stage' / 'dumps' / 'small.sql'}")
+            log("pg_dumpall: dumpall.sql")
+            sh(f"docker exec {gen} pg_dumpall -U postgres > {dump}")
+        finally:
+            sh(f"docker rm -f -v {gen} >/dev/null")
+        sh(f"cd {self.work / 'stage'} && restic backup --quiet --host bench dumps", env=self.env)
+        stamp.touch()
+
+    # ---------------------------------------------------------------- start
+
+    def build_start(self):
+        """work/repo-start: one snapshot of two tiny fixture dumps (a plain
+        pg_dump of 9 KiB, fixtures/dumps/roles/shop.sql, and the MariaDB
+        fixture's mysqldump, fixtures/dumps/mariadb/gym-full.sql.gz), so
+        that a drill run is mostly its sandbox."""
+        stamp = self.work / "stage" / ".start"
+        if stamp.exists():
+            return
+        stage = self.work / "stage" / "start"
+        shutil.rmtree(stage, ignore_errors=True)
+        shutil.rmtree(self.work / "repo-start", ignore_errors=True)
+        (stage / "dumps").mkdir(parents=True)
+        if not (self.work / "restic-password").exists():
+            (self.work / "restic-password").write_text(PASSWORD + "\n")
+            os.chmod(self.work / "restic-password", 0o600)
+        shutil.copy(REPO / "fixtures" / "dumps" / "roles" / "shop.sql", stage / "dumps" / "shop.sql")
+        shutil.copy(REPO / "fixtures" / "dumps" / "mariadb" / "gym-full.sql.gz", stage / "dumps" / "gym-full.sql.gz")
+        senv = dict(self.env, RESTIC_REPOSITORY=str(self.work / "repo-start"))
+        sh("restic init --quiet", env=senv)
+        sh(f"cd {stage} && restic backup --quiet --host bench dumps", env=senv)
+        stamp.touch()
+
+    def config_start(self, name, kind):
+        """A drill config under work/NAME restoring the tiny dump of `kind`
+        (`postgresql`: shop.sql in --image; `mariadb`: gym-full.sql.gz in
+        --mariadb-image), with a `select 1` check."""
+        d = self.work / "conf" / name
+        shutil.rmtree(d, ignore_errors=True)
+        (d / "checks").mkdir(parents=True)
+        text = (
+            'timezone = "UTC"\nreports_dir = "reports"\nchecks_dir = "checks"\n\n'
+            f'[tiers.bench]\nrepository = "{self.work / "repo-start"}"\n'
+            f'password_file = "{self.work / "restic-password"}"\n\n[sandbox]\n'
+            f'memory = "{self.args.memory_gib}GiB"\ncpus = {self.args.cpus:.1f}\n\n'
+        )
+        if kind == "mariadb":
+            db = "gym"
+            text += (f'[[databases]]\nname = "gym"\nkind = "mariadb"\npath = "/dumps/gym-full.sql.gz"\n'
+                     f'image = "{self.args.mariadb_image}"\n')
+        else:
+            db = "shop"
+            text += (f'[[databases]]\nname = "shop"\npath = "/dumps/shop.sql"\nformat = "plain"\n'
+                     f'image = "{self.args.image}"\n')
+        (d / "checks" / f"{db}-one.toml").write_text(
+            f'kind = "sql"\ndatabase = "{db}"\nquery = "select 1"\n[expect]\nmin = 1\n'
+        )
+        (d / "drill.toml").write_text(text)
+        return d
+
+    def run_start(self, conf, env=None, drill=None):
+        """One `drill run` of a tiny dump: its sandbox's start to ready as
+        the report gives it (`restore.sandbox_seconds`), and its wall."""
+        m = self.run_a(conf, drill, env)
+        return {"wall": m["wall"], "ready": m["ready"], "template_notes": m.get("template_notes", [])}
+
+    # ---------------------------------------------------------------- bisect
+
+    def build_bisect(self):
+        """work/repo-bisect: the 12-night history of tests/bisect.rs, one
+        snapshot per night of fixtures/dumps/history/frame-night-NN.sql as
+        /dumps/frame-postgres.sql (a pg_dumpall of the frame fixture; night
+        8 shifts one journal line by 0.01 and later nights keep it), taken
+        nightly at 03:00 UTC from 2026-11-02."""
+        stamp = self.work / "stage" / ".bisect"
+        if stamp.exists():
+            return
+        stage = self.work / "stage" / "bisect"
+        shutil.rmtree(stage, ignore_errors=True)
+        shutil.rmtree(self.work / "repo-bisect", ignore_errors=True)
+        (stage / "dumps").mkdir(parents=True)
+        if not (self.work / "restic-password").exists():
+            (self.work / "restic-password").write_text(PASSWORD + "\n")
+            os.chmod(self.work / "restic-password", 0o600)
+        benv = dict(self.env, RESTIC_REPOSITORY=str(self.work / "repo-bisect"))
+        sh("restic init --quiet", env=benv)
+        history = REPO / "fixtures" / "dumps" / "history"
+        for night in range(1, 13):
+            src = history / f"frame-night-{night:02}.sql"
+            if not src.is_file():
+                sys.exit(f"bench: {src} is missing: run fixtures/generate.sh")
+            shutil.copy(src, stage / "dumps" / "frame-postgres.sql")
+            sh(f"cd {stage} && restic backup --quiet --host bench --time '2026-11-{night + 1:02} 03:00:00' dumps", env=benv)
+        stamp.touch()
+
+    def config_bisect(self, name):
+        """A drill config under work/NAME for the history, as
+        tests/bisect.rs writes it: the six fixture databases (the snapshots
+        hold frame's; bisect is told `--database frame`), the shipped
+        checks, a reports dir of its own (so an empty ledger: bisect takes
+        the verdicts the ledger holds without a restore)."""
+        d = self.work / "conf" / name
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        text = (
+            f'timezone = "UTC"\nreports_dir = "reports"\nchecks_dir = "{REPO / "checks"}"\n\n'
+            f'[tiers.bench]\nrepository = "{self.work / "repo-bisect"}"\n'
+            f'password_file = "{self.work / "restic-password"}"\n\n[sandbox]\n'
+            f'image = "{self.args.image}"\nmemory = "{self.args.memory_gib}GiB"\ncpus = {self.args.cpus:.1f}\n'
+        )
+        for db, path, fmt in (
+            ("frame", "frame-postgres.sql", "pg_dumpall"),
+            ("index", "index-postgres.sql.gz", "pg_dumpall"),
+            ("hive", "hive-postgres.sql", "plain"),
+            ("mysrt", "mysrt-postgres.sql.zst", "plain"),
+            ("blueprint", "blueprint-postgres.dump", "custom"),
+            ("pagila", "pagila.dump", "custom"),
+        ):
+            text += f'\n[[databases]]\nname = "{db}"\npath = "/dumps/{path}"\nformat = "{fmt}"\n'
+        (d / "drill.toml").write_text(text)
+        return d
+
+    def run_bisect(self, drill=None):
+        """`drill bisect --database frame --json` over the history from an
+        empty ledger: wall time, restores, what it found."""
+        conf = self.config_bisect("bisect-before" if drill else "bisect")
+        started = time.monotonic()
+        p = subprocess.run(
+            [str(drill or DRILL), "--config", str(conf / "drill.toml"), "bisect", "--tier", "bench",
+             "--database", "frame", "--json"],
+            capture_output=True, text=True,
+        )
+        wall = time.monotonic() - started
+        try:
+            r = json.loads(p.stdout)
+        except ValueError:
+            sys.exit(f"bench: bisect exited with {p.returncode} and printed no record:\n{p.stderr}")
+        if r.get("outcome") != "found":
+            sys.exit(f"bench: bisect exited with {p.returncode}, outcome {r.get('outcome')}:\n{p.stderr}")
+        first = (r.get("first_invalid") or {}).get("time", "")
+        return {"wall": wall, "restores": r.get("restores"), "diff_restores": r.get("diff_restores"),
+                "tested": len(r.get("tested", [])), "first_invalid": first[:10]}
+
     def size(self, name):
         return (self.work / "stage" / "dumps" / name).stat().st_size
 
@@ -579,9 +776,11 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
 
     def config(self, name, databases, roles=None, **sandbox):
         """A drill config under work/NAME for `databases`
-        [(name, file, format)], each with the cheap check; `roles` is
-        written as each database's `roles` (drill finds them itself; a
-        build from before role discovery needs them)."""
+        [(name, file, format[, dbname])] (dbname `bench` unless given),
+        each with the cheap check; `roles` is written as each database's
+        `roles` (drill finds them itself; a build from before role
+        discovery needs them); `sandbox`: [sandbox] keys over the
+        defaults (values as TOML: `restore_jobs='"auto"'`, `cpus=1.0`)."""
         d = self.work / "conf" / name
         shutil.rmtree(d, ignore_errors=True)
         (d / "checks").mkdir(parents=True)
@@ -597,10 +796,10 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
             f'password_file = "{self.work / "restic-password"}"\n\n[sandbox]\n'
             + "".join(f"{k} = {v}\n" for k, v in settings.items())
         )
-        for db, file, fmt in databases:
+        for db, file, fmt, *dbname in databases:
             text += (
                 f'\n[[databases]]\nname = "{db}"\npath = "/dumps/{file}"\n'
-                f'format = "{fmt}"\ndbname = "bench"\n'
+                f'format = "{fmt}"\ndbname = "{dbname[0] if dbname else "bench"}"\n'
             )
             if roles is not None:
                 text += "roles = [" + ", ".join(f'"{r}"' for r in roles) + "]\n"
@@ -651,9 +850,10 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
         (d / "drill.toml").write_text(text)
         return d
 
-    def run_a(self, conf, drill=None):
-        """`drill run` once (`drill`: another build); the wall time, what
-        the report says, and the VmHWM seen from outside."""
+    def run_a(self, conf, drill=None, env=None):
+        """`drill run` once (`drill`: another build; `env`: variables set
+        for it, e.g. DRILL_COPY_CHUNK_BYTES); the wall time, what the
+        report says, and the VmHWM seen from outside."""
         reports = conf / "reports"
         before = set(reports.glob("*.json")) if reports.exists() else set()
         started = time.monotonic()
@@ -662,6 +862,7 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            env=dict(os.environ, **(env or {})),
         )
         hwm = [0]
 
@@ -716,21 +917,40 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
             "restored_bytes": sum(d["restore"]["restored_bytes"] for d in dbs),
             "rss": r["peak_rss_bytes"],
             "hwm": hwm[0],
+            # How plain scripts were loaded (`restore.sessions`: several
+            # psql sessions; absent for one, and from older builds).
+            "sessions": [d["restore"].get("sessions") for d in dbs],
+            # What the run said about sandbox templates (a build failed, …).
+            "template_notes": [w for w in r.get("warnings", []) + [n for d in dbs for n in d["restore"].get("notes", [])]
+                               if "template" in w],
         }
 
     # ---------------------------------------------------------------- B, C
 
-    def run_b(self, file, fmt, tuned=True):
+    @staticmethod
+    def hand_target(fmt):
+        """Superuser, database loaded into and database checked, by hand:
+        a pg_dumpall script (the dumpall scenario) runs as drill's
+        superuser `drill_sandbox` from `postgres` and creates databases a,
+        b, c (checked in c); a dump of one database goes into `bench`,
+        created first."""
+        if fmt == "pg_dumpall":
+            return "drill_sandbox", "postgres", "c"
+        return "postgres", "bench", "bench"
+
+    def run_b(self, file, fmt, tuned=True, cpus=None):
         """The hand-run pipeline, timed from `docker run` to `docker rm`."""
         c = "drill-bench-b"
+        user, into, check_db = self.hand_target(fmt)
         started = time.monotonic()
-        ready = self.container(c, tuned)
-        sh(f"docker exec {c} createdb -U postgres bench")
+        ready = self.container(c, tuned, cpus, user)
+        if into != "postgres":
+            sh(f"docker exec {c} createdb -U {user} {into}")
         load = time.monotonic()
         tool = (
-            "pg_restore --exit-on-error -U postgres -d bench"
+            f"pg_restore --exit-on-error -U {user} -d {into}"
             if fmt == "custom"
-            else "psql -X -q -v ON_ERROR_STOP=1 -o /dev/null -U postgres -d bench"
+            else f"psql -X -q -v ON_ERROR_STOP=1 -o /dev/null -U {user} -d {into}"
         )
         sh(
             f"set -o pipefail; restic dump --quiet --no-lock latest /dumps/{file} "
@@ -738,18 +958,20 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
             env=self.env,
         )
         load = time.monotonic() - load
-        n = out(f"docker exec {c} psql -X -U postgres -d bench -Atc '{CHECK}'")
+        n = out(f"docker exec {c} psql -X -U {user} -d {check_db} -Atc '{CHECK}'")
         assert int(n) >= 1, n
         sh(f"docker rm -f -v {c} >/dev/null")
         return {"wall": time.monotonic() - started, "ready": ready, "load": load}
 
-    def run_c(self, file, fmt, jobs=1):
+    def run_c(self, file, fmt, jobs=1, cpus=None):
         """The ingest limit: the dump already in the container. Timed: the
         start to ready, the load from the file, the check, the removal."""
         c = "drill-bench-c"
+        user, into, check_db = self.hand_target(fmt)
         started = time.monotonic()
-        ready = self.container(c)
-        sh(f"docker exec {c} createdb -U postgres bench")
+        ready = self.container(c, cpus=cpus, user=user)
+        if into != "postgres":
+            sh(f"docker exec {c} createdb -U {user} {into}")
         paused = time.monotonic()
         sh(
             f"set -o pipefail; restic dump --quiet --no-lock latest /dumps/{file} "
@@ -759,26 +981,27 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
         paused = time.monotonic() - paused
         load = time.monotonic()
         if fmt == "custom":
-            sh(f"docker exec {c} pg_restore --exit-on-error --jobs={jobs} -U postgres -d bench /tmp/dump")
+            sh(f"docker exec {c} pg_restore --exit-on-error --jobs={jobs} -U {user} -d {into} /tmp/dump")
         else:
-            sh(f"docker exec {c} psql -X -q -v ON_ERROR_STOP=1 -o /dev/null -U postgres -d bench -f /tmp/dump")
+            sh(f"docker exec {c} psql -X -q -v ON_ERROR_STOP=1 -o /dev/null -U {user} -d {into} -f /tmp/dump")
         load = time.monotonic() - load
-        n = out(f"docker exec {c} psql -X -U postgres -d bench -Atc '{CHECK}'")
+        n = out(f"docker exec {c} psql -X -U {user} -d {check_db} -Atc '{CHECK}'")
         assert int(n) >= 1, n
         sh(f"docker rm -f -v {c} >/dev/null")
         return {"wall": time.monotonic() - started - paused, "ready": ready, "load": load}
 
     # ---------------------------------------------------------------- run
 
-    def measure(self, scenario, runs):
+    def measure(self, scenario, runs, reps=None):
         """`runs` is [(label, fn)]; each round runs every one in turn,
         starting one further along each round, so no variant always runs
         right after the same other one (removing a sandbox of a large
-        restore keeps the disk busy for a while)."""
+        restore keeps the disk busy for a while). `reps`: rounds other
+        than --reps."""
         got = {label: [] for label, _ in runs}
         self.results[scenario] = got
         self.scenario_when[scenario] = self.when
-        for r in range(self.args.reps):
+        for r in range(reps or self.args.reps):
             for label, fn in runs[r % len(runs):] + runs[: r % len(runs)]:
                 m = fn()
                 got[label].append(m)
@@ -797,7 +1020,7 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
         self.machine_lines = self.machine()
         self.sizes = {
             f: self.size(f)
-            for f in ("bench.sql", "bench.dump", "small.sql")
+            for f in ("bench.sql", "bench.dump", "small.sql", "dumpall.sql")
             if (self.work / "stage" / "dumps" / f).exists()
         }
         self.when = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
@@ -881,6 +1104,68 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
                 ("A parallelism=1", lambda: self.run_a(multi1)),
                 ("B", lambda: self.sum_b(multi)),
             ])
+        if want("parallel"):
+            # The plain dump over several psql sessions (restore_jobs) against
+            # one, with the sandbox's two CPUs and with one; B and C with two.
+            # With one CPU "auto" is one session, so the several-session run
+            # there names its number (--plain-jobs).
+            bench_sql = [("bench", "bench.sql", "plain")]
+            par = {
+                (jobs, cpus): self.config(f"parallel-{jobs}-cpus{cpus:.0f}", bench_sql,
+                                          restore_jobs=f'"{jobs}"' if jobs == "auto" else jobs, cpus=f"{cpus:.1f}")
+                for jobs, cpus in (("1", 2.0), ("auto", 2.0), ("1", 1.0), (str(a.plain_jobs), 1.0))
+            }
+            self.measure("parallel", [
+                ("A 1 session, cpus 2", lambda: self.run_a(par["1", 2.0])),
+                ("A auto, cpus 2", lambda: self.run_a(par["auto", 2.0])),
+                ("A 1 session, cpus 1", lambda: self.run_a(par["1", 1.0])),
+                (f"A {a.plain_jobs} sessions, cpus 1", lambda: self.run_a(par[str(a.plain_jobs), 1.0])),
+                ("B", lambda: self.run_b("bench.sql", "plain", cpus=2.0)),
+                ("C", lambda: self.run_c("bench.sql", "plain", cpus=2.0)),
+            ])
+            if a.chunks:
+                # COPY chunk size (DRILL_COPY_CHUNK_BYTES), restore_jobs auto,
+                # two CPUs.
+                chunked = par["auto", 2.0]
+                self.measure("parallel-chunks", [
+                    (f"A auto, chunk {label}", lambda n=n: self.run_a(chunked, env={"DRILL_COPY_CHUNK_BYTES": str(n)}))
+                    for label, n in parse_sizes(a.chunks)
+                ])
+        if want("dumpall"):
+            self.build_dumpall()
+            self.sizes["dumpall.sql"] = self.size("dumpall.sql")
+            abc = [("all", "dumpall.sql", "pg_dumpall", "c")]
+            da = self.config("dumpall-auto", abc, restore_jobs='"auto"')
+            d1 = self.config("dumpall-1", abc, restore_jobs=1)
+            self.measure("dumpall", [
+                ("A auto", lambda: self.run_a(da)),
+                ("A 1 session", lambda: self.run_a(d1)),
+                ("B", lambda: self.run_b("dumpall.sql", "pg_dumpall")),
+                ("C", lambda: self.run_c("dumpall.sql", "pg_dumpall")),
+            ])
+        if want("start"):
+            self.build_start()
+            for kind, image in (("postgresql", a.image), ("mariadb", a.mariadb_image)):
+                conf = self.config_start(f"start-{kind}", kind)
+                # The template is made by the first templated start; that
+                # one is not counted (its sandbox_seconds is kept apart).
+                first = self.run_start(conf)
+                log(f"start {image}: first templated start {first['ready']:.2f} s (template built or found)"
+                    + (f"; {first['template_notes']}" if first["template_notes"] else ""))
+                self.sizes.setdefault("start_first", {})[kind] = first["ready"]
+                runs = [
+                    ("cold (DRILL_SANDBOX_TEMPLATES=0)", lambda c=conf: self.run_start(c, {"DRILL_SANDBOX_TEMPLATES": "0"})),
+                    ("template (default)", lambda c=conf: self.run_start(c)),
+                ]
+                if a.baseline:
+                    runs.append(("before (--baseline)", lambda c=conf: self.run_start(c, drill=a.baseline)))
+                self.measure(f"start-{kind}", runs, reps=a.starts)
+        if want("bisect"):
+            self.build_bisect()
+            runs = [("this build", self.run_bisect)]
+            if a.baseline:
+                runs.append(("before (--baseline)", lambda: self.run_bisect(a.baseline)))
+            self.measure("bisect", runs)
 
     def sum_b(self, dbs):
         parts = [self.run_b(f, fmt) for _, f, fmt in dbs]
@@ -891,6 +1176,27 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
         }
 
     # ---------------------------------------------------------------- report
+
+    @staticmethod
+    def sessions_lines(runs):
+        """How each A variant loaded its script: the report's
+        `restore.sessions` of its first run."""
+        got = []
+        for label, rs in runs.items():
+            ss = [x for x in rs[0].get("sessions") or [] if x] if "sessions" in rs[0] else None
+            if ss is None:
+                continue
+            if not ss:
+                got.append(f"- {label}: one psql session")
+                continue
+            for x in ss:
+                got.append(
+                    f"- {label}: {x['jobs']} sessions allowed, at most {x['widest']} at once, {x['groups']} groups;"
+                    f" the dump's MiB per session {', '.join(f'{mib(b):.0f}' for b in x['bytes'])};"
+                    f" {x['added_bytes'] / 1024:.0f} KiB added (state, chunk headers)"
+                    + (f"; to one session after: {'; '.join(x['serial_because'])}" if x.get("serial_because") else "")
+                )
+        return ["Sessions (the report's `restore.sessions`, first run):", "", *got, ""] if got else []
 
     def targets(self, med):
         """The issue's targets, each with its figure and met / NOT MET."""
@@ -946,6 +1252,65 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
         if have("physical", "A"):
             m = max(max(x["rss"], x["hwm"]) for x in r["physical"]["A"])
             row("drill peak RSS ≤ 64 MiB, physical backup", f"{mib(m):.1f} MiB", m <= 64 * 1024**2)
+        p = r.get("parallel", {})
+        par = "A auto, cpus 2"
+        if have("parallel", par, "C"):
+            x = med(p[par], "wall") / med(p["C"], "wall")
+            row("parallel psql sessions: A (auto, 2 CPUs)/C ≤ 0.80 (C: one `psql -f` of the file in the sandbox)",
+                f"{x:.3f}", x <= 0.80)
+        if have("parallel", par, "B"):
+            x = med(p[par], "wall") / med(p["B"], "wall")
+            row("parallel psql sessions: A (auto, 2 CPUs)/B ≤ 0.80", f"{x:.3f}", x <= 0.80)
+        if have("parallel", par, "C"):
+            ar, cl = med(p[par], "restore"), med(p["C"], "load")
+            row("parallel psql sessions, restore phase only, for information (A auto's `restore.seconds` vs C's"
+                " `psql -f`: the walls also hold the sandboxes' starts, A's from a template)",
+                f"{ar:.1f} s vs {cl:.1f} s ({ar / cl:.3f})", True)
+        multi_a = [k for k in p if k.startswith("A") and not k.startswith("A 1 session") and p[k]]
+        if multi_a:
+            m = max(max(x["rss"], x["hwm"]) for k in multi_a for x in p[k])
+            widest = max((s["widest"] for k in multi_a for x in p[k] for s in x.get("sessions") or [] if s), default=1)
+            row(f"drill peak RSS ≤ 64 MiB with several sessions (at most {widest} at once)", f"{mib(m):.1f} MiB",
+                m <= 64 * 1024**2)
+        for cpus in ("2", "1"):
+            one = p.get(f"A 1 session, cpus {cpus}")
+            several = next((k for k in multi_a if k.endswith(f"cpus {cpus}")), None)
+            if one and several:
+                o, n = med(one, "wall"), med(p[several], "wall")
+                row(f"parallel psql sessions with {cpus} CPU{'s' if cpus != '1' else ''}, measured ({several} vs 1 session)",
+                    f"{n:.1f} s vs {o:.1f} s ({n / o:.3f})", True)
+        pc = r.get("parallel-chunks", {})
+        if pc and all(pc.values()):
+            best = min(pc, key=lambda k: med(pc[k], "wall"))
+            row("COPY chunk size, measured (fastest)",
+                ", ".join(f"{k.split('chunk ')[-1]} {med(v, 'wall'):.1f} s" for k, v in pc.items()) + f"; {best.split('chunk ')[-1]}",
+                True)
+        if have("dumpall", "A auto", "A 1 session", "B"):
+            d = r["dumpall"]
+            au, one, b = med(d["A auto"], "wall"), med(d["A 1 session"], "wall"), med(d["B"], "wall")
+            row(f"pg_dumpall of three databases ({mib(self.sizes.get('dumpall.sql', 0)):.0f} MiB), measured: A auto vs 1 session vs B",
+                f"{au:.1f} s vs {one:.1f} s vs {b:.1f} s (A auto/B {au / b:.3f})", True)
+        for kind, image in (("postgresql", self.args.image), ("mariadb", self.args.mariadb_image)):
+            st = r.get(f"start-{kind}", {})
+            if st.get("template (default)"):
+                t = med(st["template (default)"], "ready")
+                others = [f"{k.split(' (')[0]} {med(v, 'ready'):.2f} s" for k, v in st.items()
+                          if v and k != "template (default)"]
+                row(f"sandbox start to ready ≤ 1.0 s, `{image}` (template, median of {len(st['template (default)'])})",
+                    f"{t:.2f} s" + (f" ({'; '.join(others)})" if others else ""), t <= 1.0)
+        if have("bisect", "this build", "before (--baseline)"):
+            t, b = med(r["bisect"]["this build"], "wall"), med(r["bisect"]["before (--baseline)"], "wall")
+            row("bisect over 12 nights: wall time ≤ 0.50 × before (--baseline)", f"{t:.1f} s vs {b:.1f} s ({t / b:.3f})",
+                t <= 0.5 * b)
+        elif have("bisect", "this build"):
+            row("bisect over 12 nights, measured (no --baseline: nothing to halve against)",
+                f"{med(r['bisect']['this build'], 'wall'):.1f} s", True)
+        if have("physical", "A"):
+            a_runs = r["physical"]["A"]
+            rate = statistics.median(x["wal_segments"] / x["replay"] for x in a_runs)
+            row("physical: WAL segments per second of replay, measured (A)",
+                f"{rate:.2f} ({statistics.median(x['wal_segments'] for x in a_runs):.0f} segments in"
+                f" {med(a_runs, 'replay'):.1f} s)", True)
         if have("plain", "A", "A untuned"):
             t, u = med(r["plain"]["A"], "wall"), med(r["plain"]["A untuned"], "wall")
             row("restore tuning, measured (A tuned vs untuned)", f"{t:.1f} s vs {u:.1f} s", True)
@@ -1006,6 +1371,7 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
                 ("bench.dump", "- `bench.dump` (custom, pg_dump's default compression): {:.0f} MiB"),
                 ("small.sql", "- `small.sql` (plain): {:.0f} MiB; `multi-1..3.sql` are copies of it"),
                 ("gym-bench.sql", "- `gym-bench.sql` (mariadb-dump --databases gym, one InnoDB table): {:.0f} MiB"),
+                ("dumpall.sql", "- `dumpall.sql` (pg_dumpall of a cluster holding `small.sql` in databases a, b and c): {:.0f} MiB"),
             )
             if f in self.sizes
         ]
@@ -1052,8 +1418,8 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
             """The physical scenario: the phases of a recovery."""
             lines.extend([
                 f"## {title}", "",
-                "| run | median wall s | runs (s) | vs B | sandbox s | base s | verify s | WAL fetch s | replay s | restore s | WAL replayed MiB | replay MB/s | drill peak RSS MiB (report / VmHWM) |",
-                "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+                "| run | median wall s | runs (s) | vs B | sandbox s | base s | verify s | WAL fetch s | replay s | restore s | WAL replayed MiB | replay MB/s | WAL segments | segments/s | drill peak RSS MiB (report / VmHWM) |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             ])
             b = runs.get("B")
             for label, rs in runs.items():
@@ -1062,10 +1428,17 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
                 verify = f"{med(rs, 'verify'):.1f}" if "verify" in rs[0] else "(in base)"
                 rss = f"{mib(max(r['rss'] for r in rs)):.1f} / {mib(max(r['hwm'] for r in rs)):.1f}" if "rss" in rs[0] else ""
                 rate = med(rs, "wal_bytes") / med(rs, "replay") / 1e6
+                # Segments per second of replay, per run, then the median
+                # (runs from before B counted its segments have none).
+                if all("wal_segments" in r for r in rs):
+                    segs = f"{statistics.median(r['wal_segments'] for r in rs):.0f}"
+                    seg_rate = f"{statistics.median(r['wal_segments'] / r['replay'] for r in rs):.2f}"
+                else:
+                    segs = seg_rate = ""
                 lines.append(
                     f"| {label} | {wall:.1f} | {fmt_runs(rs)} | {vs_b} | {med(rs, 'ready'):.1f} | {med(rs, 'base'):.1f} | {verify}"
                     f" | {med(rs, 'wal_fetch'):.1f} | {med(rs, 'replay'):.1f} | {med(rs, 'restore'):.1f}"
-                    f" | {mib(med(rs, 'wal_bytes')):.0f} | {rate:.1f} | {rss} |"
+                    f" | {mib(med(rs, 'wal_bytes')):.0f} | {rate:.1f} | {segs} | {seg_rate} | {rss} |"
                 )
             lines.extend([
                 "",
@@ -1078,7 +1451,10 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
                 " `replay_seconds`, B `pg_ctl start` until `pg_is_in_recovery()` is false). *restore*: A `restore.seconds`,"
                 " B base to replay. *WAL replayed*: the base backup's start to the last record replayed (A the report's"
                 " `wal_bytes`, B `pg_last_wal_replay_lsn()` minus the backup_label's start). *replay MB/s*: that per second of"
-                " replay (10⁶ bytes). *peak RSS*: drill's own (not restic's, not the sandbox's).",
+                " replay (10⁶ bytes). *WAL segments*: the segments from the base backup's start to the last record replayed"
+                " (A the report's `recovery.wal_segments`, B the same count from the two LSNs and `wal_segment_size`);"
+                " *segments/s*: that per second of replay (median of the runs' ratios). *peak RSS*: drill's own"
+                " (not restic's, not the sandbox's).",
                 "",
             ])
             a_runs = runs.get("A")
@@ -1086,7 +1462,9 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
                 loss = [r["data_loss"] for r in a_runs if r.get("data_loss") is not None]
                 lines.extend([
                     f"A's report, median: RTO {med(a_runs, 'rto'):.1f} s; {statistics.median(r['wal_segments'] for r in a_runs):.0f}"
-                    f" WAL segments replayed; {mib(med(a_runs, 'restored_bytes')):.0f} MiB fed to the sandbox"
+                    f" WAL segments replayed in {med(a_runs, 'replay'):.1f} s"
+                    f" ({statistics.median(r['wal_segments'] / r['replay'] for r in a_runs):.2f} segments/s);"
+                    f" {mib(med(a_runs, 'restored_bytes')):.0f} MiB fed to the sandbox"
                     " (base.tar, pg_wal.tar and the archive's tar)"
                     + (f"; data loss {statistics.median(loss):.0f} s (the snapshot's time minus the last replayed commit)" if loss else "")
                     + ".",
@@ -1102,12 +1480,20 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
             "roles-small": "Role discovery on the small dump (`small.sql`)",
             "mariadb": "A MariaDB dump (`gym-bench.sql`, mariadb-dump)",
             "physical": "A PostgreSQL physical backup (base backup + WAL archive, `target = \"latest\"`)",
+            "parallel": "The plain dump (`bench.sql`) over several psql sessions (`restore_jobs`), with two CPUs and with one"
+                        " (B and C with two)",
+            "parallel-chunks": "The plain dump over several psql sessions: `COPY` chunk size (`DRILL_COPY_CHUNK_BYTES`),"
+                               " `restore_jobs = \"auto\"`, two CPUs",
+            "dumpall": "A `pg_dumpall` script of three databases (`dumpall.sql`): several psql sessions against one",
         }
+        special = ("physical", "ledger", "start-postgresql", "start-mariadb", "bisect")
         lines.extend(self.targets(med))
         for k, runs in self.results.items():
-            if all(runs.values()) and k not in ("physical", "ledger"):
+            if all(runs.values()) and k not in special:
                 table(f"{titles[k]}, run {self.scenario_when.get(k, self.when)}", runs)
-        if set(self.results) - {"physical", "ledger"}:
+                if k in ("parallel", "parallel-chunks", "dumpall"):
+                    lines.extend(self.sessions_lines(runs))
+        if set(self.results) - set(special):
             lines.extend([
                 "Columns: *wall* is the whole command (A: `drill run`, listing to report and sandbox removal; B, C: `docker run` to `docker rm`, C without the copy into the container). *sandbox ready*: container start until it accepts connections. *load/restore*: A the restore phase as drill reports it (summed over databases), B the pipeline, C the load from the file. *MB/s*: dump bytes read from the repository per second of restore. *peak RSS*: drill's own (not restic's, not the sandbox's).",
                 "",
@@ -1140,6 +1526,53 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
             ])
         if self.results.get("physical") and all(self.results["physical"].values()):
             ptable(f"{titles['physical']}, run {self.scenario_when.get('physical', self.when)}", self.results["physical"])
+        for kind, image, dump in (("postgresql", a.image, "`shop.sql`, a 9 KiB plain pg_dump"),
+                                  ("mariadb", a.mariadb_image, "`gym-full.sql.gz`, the MariaDB fixture's mysqldump")):
+            runs = self.results.get(f"start-{kind}")
+            if not (runs and all(runs.values())):
+                continue
+            first = self.sizes.get("start_first", {}).get(kind)
+            lines.extend([
+                f"## Sandbox start to ready, `{image}`, run {self.scenario_when.get(f'start-{kind}', self.when)}",
+                "",
+                f"`drill run` of a tiny dump ({dump}); each start is the report's `restore.sandbox_seconds` (the container"
+                " created and started until its server answers as drill's superuser, the sandbox's own password set).",
+                "",
+                "| run | median start s | min s | max s | starts (s) | median wall s (drill run) |",
+                "|---|---|---|---|---|---|",
+            ])
+            for label, rs in runs.items():
+                ready = [r["ready"] for r in rs]
+                lines.append(f"| {label} | {statistics.median(ready):.2f} | {min(ready):.2f} | {max(ready):.2f}"
+                             f" | {', '.join(f'{x:.2f}' for x in ready)} | {med(rs, 'wall'):.1f} |")
+            notes = sorted({n for rs in runs.values() for r in rs for n in r.get("template_notes", [])})
+            lines.extend([
+                "",
+                (f"The first templated start, not counted: {first:.2f} s (it builds the template when there is none). " if first else "")
+                + "*cold*: `DRILL_SANDBOX_TEMPLATES=0`, the data directory initialised by the entrypoint;"
+                " *template (default)*: the variable unset (on this machine's storage driver the template is copied"
+                " into a volume per sandbox unless the driver keeps deletions: src/sandbox/template.rs `Mode::Auto`);"
+                " *before*: the --baseline build.",
+                "",
+                *([f"Template messages in the reports: {'; '.join(notes)}", ""] if notes else []),
+            ])
+        br = self.results.get("bisect")
+        if br and all(br.values()):
+            lines.extend([
+                f"## `drill bisect` over the 12-night history, run {self.scenario_when.get('bisect', self.when)}",
+                "",
+                "12 snapshots of `fixtures/dumps/history` (a `pg_dumpall` of the frame fixture each night; night 8 shifts"
+                " one journal line by 0.01); `drill bisect --database frame --json` from an empty ledger.",
+                "",
+                "| run | median wall s | runs (s) | restores | snapshots judged | first invalid | per restore s |",
+                "|---|---|---|---|---|---|---|",
+            ])
+            for label, rs in br.items():
+                restores = statistics.median(r["restores"] or 0 for r in rs)
+                per = f"{med(rs, 'wall') / restores:.1f}" if restores else ""
+                lines.append(f"| {label} | {med(rs, 'wall'):.1f} | {fmt_runs(rs)} | {restores:.0f}"
+                             f" | {rs[0]['tested']} | {rs[0]['first_invalid']} | {per} |")
+            lines.append("")
         lines.extend([
             "## Reproduce",
             "",
@@ -1157,6 +1590,10 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
             "bench/run.py --only physical --out bench/results-physical.md",
             "# the ledger (30 nightly snapshots in a repository of their own):",
             "bench/run.py --only ledger --out bench/results-ledger.md",
+            "# plain scripts over several psql sessions (--chunks: also the COPY chunk size sweep):",
+            "bench/run.py --only parallel,dumpall --chunks",
+            "# sandbox start and bisect, this build against one from before (worktree as above, at that commit):",
+            "bench/run.py --only start,bisect --baseline /tmp/drill-before/target/release/drill",
             "```",
             "",
             "`bench/run.py --help` lists the knobs (scale, rounds, sandbox memory and CPUs, jobs).",
@@ -1165,11 +1602,19 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
         notes = REPO / "bench" / "notes.md"
         # The notes discuss the PostgreSQL scenarios: the dumps' in their
         # first section, the physical backup's in its own.
+        # The sections `## Method: a, b` go with scenarios a, b.
+        newer = {"parallel", "parallel-chunks", "dumpall", "start-postgresql", "start-mariadb", "bisect"}
+        ran = {k.replace("start-postgresql", "start").replace("start-mariadb", "start").replace("parallel-chunks", "parallel")
+               for k in self.results}
         if notes.exists():
             for section in re.split(r"(?m)^(?=## )", notes.read_text()):
                 physical = section.startswith("## Reading the physical figures")
-                if (physical and "physical" in self.results) or (
-                    not physical and section.strip() and set(self.results) - {"mariadb", "physical"}
+                method = re.match(r"## Method: (.*)", section)
+                if method:
+                    if ran & {x.strip() for x in method[1].split(",")}:
+                        lines.extend([section.rstrip(), ""])
+                elif (physical and "physical" in self.results) or (
+                    not physical and section.strip() and set(self.results) - {"mariadb", "physical"} - newer
                 ):
                     lines.extend([section.rstrip(), ""])
         text = "\n".join(lines)
@@ -1183,13 +1628,20 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", type=int, default=100, help="pgbench scale of the large dump (100 ≈ 1 GB plain)")
     p.add_argument("--small-scale", type=int, default=10, help="pgbench scale of the small dump")
-    p.add_argument("--reps", type=int, default=3, help="rounds (medians over them)")
+    p.add_argument("--reps", "--rounds", dest="reps", type=int, default=3, help="rounds (medians over them)")
     p.add_argument("--image", default="drill-postgres:15")
     p.add_argument("--memory-gib", type=int, default=2, help="sandbox memory cap")
     p.add_argument("--cpus", type=float, default=2.0, help="sandbox CPU cap")
     p.add_argument("--jobs", type=int, default=2, help="pg_restore --jobs for the custom dump")
     p.add_argument("--work", default=str(REPO / "bench" / "work"), help="dataset and repository (kept between runs)")
-    p.add_argument("--only", help="comma-separated scenarios: plain,custom,small,multi,roles,mariadb,physical,ledger")
+    p.add_argument("--only", help="comma-separated scenarios: plain,custom,small,multi,roles,mariadb,physical,ledger,"
+                                  "parallel,dumpall,start,bisect")
+    p.add_argument("--plain-jobs", type=int, default=2,
+                   help="scenario parallel: psql sessions of the several-session run with one CPU (where auto is 1)")
+    p.add_argument("--chunks", nargs="?", const="256K,1M,4M", metavar="SIZES",
+                   help="scenario parallel: also sweep the COPY chunk size (DRILL_COPY_CHUNK_BYTES) over SIZES"
+                        " (default 256K,1M,4M); long: one restore of the plain dump per size and round")
+    p.add_argument("--starts", type=int, default=10, help="scenario start: sandbox starts per variant and image (medians)")
     p.add_argument("--ledger-scale", type=int, default=5, help="pgbench scale of the ledger scenario's nightly dump")
     p.add_argument("--ledger-nights", type=int, default=30, help="nightly snapshots in the ledger scenario")
     p.add_argument("--mariadb-rows", type=int, default=3_000_000, help="rows of the MariaDB dump (3M ≈ 250 MB)")
@@ -1198,7 +1650,11 @@ def main():
                    help="pgbench scale of the physical scenario's base backup (70 ≈ 1.1 GB data directory)")
     p.add_argument("--physical-wal-mib", type=int, default=1024,
                    help="WAL the physical scenario writes after its base backup (MiB; pgbench until reached)")
-    p.add_argument("--baseline", help="scenario roles: a drill binary from before role discovery (e.g. built from an earlier commit)")
+    p.add_argument("--baseline",
+                   help="an older drill binary (e.g. built from an earlier commit) measured beside this build:"
+                        " scenario roles (a build from before role discovery), start (before sandbox templates),"
+                        " bisect (today's, to halve)")
+    p.add_argument("--drill", help="the drill binary measured (default target/release/drill, built first unless --no-build)")
     p.add_argument("--out", default=str(REPO / "bench" / "results.md"))
     p.add_argument("--no-build", action="store_true", help="use target/release/drill as it is")
     p.add_argument("--render", action="store_true", help="only write --out again from work/results.json")
@@ -1208,7 +1664,10 @@ def main():
         b.load()
         b.write()
         return
-    if not args.no_build:
+    global DRILL
+    if args.drill:
+        DRILL = Path(args.drill).resolve()
+    elif not args.no_build:
         sh(f"cd {REPO} && cargo build --release --locked")
     b = Bench(args)
     b.build_dataset()

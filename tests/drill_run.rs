@@ -232,7 +232,7 @@ fn snapshot_id_selects_an_older_snapshot_and_keep_leaves_it_running() {
         .unwrap();
     let text = String::from_utf8_lossy(&inspect.stdout).to_string();
     let _ = std::process::Command::new("docker")
-        .args(["rm", "-f", &id])
+        .args(["rm", "-f", "-v", &id])
         .output();
     assert!(
         text.contains("\"HostIp\":\"127.0.0.1\""),

@@ -423,10 +423,12 @@ async fn check_table_reports_a_damaged_table_file() {
         assert_eq!(healthy.status, Status::Passed, "{healthy:#?}");
 
         conn.query_drop("FLUSH TABLES").await.unwrap();
-        let damage = "printf '\\377\\377\\377\\377\\377\\377\\377\\377\\377\\377\\377\\377\\377\\377\\377\\377' \
-             | dd of=/var/lib/mysql/gym/visits.MYI bs=1 seek=300000 conv=notrunc status=none";
+        // (a sandbox from a template keeps its data directory elsewhere)
+        let datadir: String = conn.query_first("SELECT @@datadir").await.unwrap().unwrap();
+        let damage = format!("printf '\\377\\377\\377\\377\\377\\377\\377\\377\\377\\377\\377\\377\\377\\377\\377\\377' \
+             | dd of={datadir}/gym/visits.MYI bs=1 seek=300000 conv=notrunc status=none");
         let out = sandbox
-            .exec_with_input(&["sh", "-c", damage], None::<tokio::io::Empty>)
+            .exec_with_input(&["sh", "-c", &damage], None::<tokio::io::Empty>)
             .await
             .unwrap();
         assert!(out.succeeded(), "damage the table: {:?}", out.output);

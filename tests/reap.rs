@@ -62,11 +62,19 @@ fn killed_run_is_reaped_by_the_next_run_and_reap_spares_running_drills() {
     let repo = TestRepo::new(&[(&dumps().join("pagila.dump"), "pagila.dump")]);
     let work = tempfile::tempdir().unwrap();
     let check = "kind = \"sql\"\ndatabase = \"pagila\"\nquery = \"select count(*) from film\"\n\n[expect]\nmin = 1000\n";
+    // While the file `hold` exists, a drill waits in this check with its
+    // sandbox running (a sandbox from a template is ready in under a
+    // second: the whole drill could end before the test kills it).
+    let hold_file = work.path().join("hold");
+    let hold = format!(
+        "kind = \"command\"\ndatabase = \"pagila\"\ntimeout = \"300s\"\ncommand = [\"sh\", \"-c\", \"while [ -e {} ]; do sleep 0.2; done\"]\n",
+        hold_file.display()
+    );
     let config = write_config(
         work.path(),
         &repo,
         &[healthy("pagila")],
-        &[("films.toml", check.to_string())],
+        &[("films.toml", check.to_string()), ("hold.toml", hold)],
     );
     let reports = work.path().join("reports");
 
@@ -104,6 +112,9 @@ fn killed_run_is_reaped_by_the_next_run_and_reap_spares_running_drills() {
     assert_eq!(host["NanoCpus"], 1_000_000_000i64, "{host}");
 
     // A drill killed with SIGKILL while its sandbox runs.
+    std::fs::write(&hold_file, "").unwrap();
+    // (sandboxes of other drills on this engine are not the child's)
+    let before: Vec<String> = drill_sandboxes().into_iter().map(|(r, _)| r).collect();
     let mut child = Command::new(env!("CARGO_BIN_EXE_drill"))
         .arg("--config")
         .arg(&config)
@@ -112,7 +123,8 @@ fn killed_run_is_reaped_by_the_next_run_and_reap_spares_running_drills() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let killed_run = wait_for_new_running_sandbox(&[&kept_run]);
+    let known: Vec<&str> = before.iter().map(String::as_str).collect();
+    let killed_run = wait_for_new_running_sandbox(&known);
 
     // While it runs, reap keeps its sandbox and would remove the kept one.
     let dry = drill(&config, &["reap", "--dry-run"]);
@@ -131,6 +143,7 @@ fn killed_run_is_reaped_by_the_next_run_and_reap_spares_running_drills() {
 
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
+    std::fs::remove_file(&hold_file).unwrap();
     assert!(sandbox_exists(&killed_run), "SIGKILL leaves the sandbox");
     let lock = std::fs::read_to_string(reports.join("drill.lock")).unwrap();
     assert!(

@@ -308,7 +308,14 @@ main() {
 	fi
 
 	if [[ $1 == mariadbd || $1 == mysqld ]] && ! want_help "$@"; then
-		read_server_config "$@"
+		if [[ $(id -u) != 0 && -n ${_DRILL_ENTRYPOINT_DATADIR:-} && -n ${_DRILL_ENTRYPOINT_SOCKET:-} ]]; then
+			# the re-run as mysql below: root read (and checked) the
+			# configuration of these same arguments already
+			DATADIR=$_DRILL_ENTRYPOINT_DATADIR SOCKET=$_DRILL_ENTRYPOINT_SOCKET
+		else
+			read_server_config "$@"
+		fi
+		unset _DRILL_ENTRYPOINT_DATADIR _DRILL_ENTRYPOINT_SOCKET
 		# before dropping root: *_FILE secrets may be readable by root only
 		# (the values then reach the re-run through the environment)
 		setup_env
@@ -316,7 +323,7 @@ main() {
 		if [[ $(id -u) == 0 ]]; then
 			# drop root: re-run this script as mysql (no gosu; util-linux setpriv)
 			log "MariaDB ${MARIADB_VERSION:-} entrypoint: switching to user mysql"
-			export HOME=/var/lib/mysql
+			export HOME=/var/lib/mysql _DRILL_ENTRYPOINT_DATADIR=$DATADIR _DRILL_ENTRYPOINT_SOCKET=$SOCKET
 			exec setpriv --reuid=mysql --regid=mysql --init-groups -- "${BASH_SOURCE[0]}" "$@"
 		fi
 

@@ -236,6 +236,7 @@ impl<'a> DbRun<'a> {
                     increments: Vec::new(),
                     notes: Vec::new(),
                     recovery: None,
+                    sessions: None,
                 },
                 checks: vec![],
             },
@@ -546,6 +547,7 @@ pub(crate) async fn restore_database(
     }
     r.notes = outcome.notes.clone();
     r.recovery = outcome.recovery.clone();
+    r.sessions = outcome.sessions.clone();
     // A method that starts the server itself learns its version.
     if let Some(v) = &outcome.server_version {
         r.server_version = Some(v.clone());
@@ -615,6 +617,9 @@ async fn start_sandbox(
             held: plan.method().needs() == restore::Needs::DataDirectory,
         })
         .await?;
+    for w in &sandbox.warnings {
+        events.emit(&Event::Warning { message: w.clone() });
+    }
     Ok((
         sandbox,
         image.to_string(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use mysql_async::prelude::Queryable;
 
-use super::{ContainerSpec, DatabaseKind, Endpoint, QueryError, Rows, Session};
+use super::{ContainerSpec, DataDirSetting, DatabaseKind, Endpoint, QueryError, Rows, Session};
 use crate::config::DumpFormat;
 use crate::restore::RestoreMethod;
 use crate::secret::Secret;
@@ -118,6 +118,7 @@ impl DatabaseKind for Mysql {
             exec_user: "mysql",
             exec_env: vec![format!("MYSQL_PWD={}", password.expose())],
             held_cmd: None,
+            data_dir: Some(DataDirSetting::Arg("--datadir=")),
         }
     }
 
@@ -159,6 +160,32 @@ impl DatabaseKind for Mysql {
         self.password_env
     }
 
+    fn set_password<'a>(
+        &'a self,
+        endpoint: &'a Endpoint,
+        new: &'a Secret,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let mut conn = connect(endpoint, None).await?;
+            // The images make root@localhost and root@'%' (MARIADB_ROOT_HOST
+            // / MYSQL_ROOT_HOST default); neither change goes to a binary
+            // log. MariaDB and MySQL 8 both know `ALTER USER IF EXISTS`.
+            let pw = sql_string(new.expose());
+            let mut result = conn.query_drop("SET SESSION sql_log_bin = 0").await;
+            for host in ["%", "localhost"] {
+                if result.is_ok() {
+                    result = conn
+                        .query_drop(format!(
+                            "ALTER USER IF EXISTS '{ROOT}'@'{host}' IDENTIFIED BY '{pw}'"
+                        ))
+                        .await;
+                }
+            }
+            let _ = conn.disconnect().await;
+            result.map_err(|e| new.redact(&message(&e)))
+        })
+    }
+
     fn quote_ident(&self, name: &str) -> String {
         format!("`{}`", name.replace('`', "``"))
     }
@@ -187,6 +214,12 @@ impl DatabaseKind for Mysql {
             ("MYSQL_DATABASE".into(), dbname.to_string()),
         ]
     }
+}
+
+/// `s` escaped for a `'…'` literal read under the default `sql_mode`
+/// (without `NO_BACKSLASH_ESCAPES`): backslashes and quotes doubled.
+fn sql_string(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('\'', "''")
 }
 
 /// Connect over TCP as the superuser, to `dbname` if given.

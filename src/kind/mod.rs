@@ -80,6 +80,47 @@ pub struct ContainerSpec {
     /// its server (see [`crate::sandbox::SandboxRequest::held`]); `None`
     /// when the kind has no such start.
     pub held_cmd: Option<Vec<String>>,
+    /// How the container is told to keep its data directory at another
+    /// path (see [`ContainerSpec::place_data_dir`]); `None` when the kind
+    /// cannot be told, and then sandboxes of it never start from a template.
+    pub data_dir: Option<DataDirSetting>,
+}
+
+/// How a container is told where its server's data directory is, by the
+/// official images' documented conventions. A sandbox template
+/// (`docker commit`) keeps its data directory at a path outside the image's
+/// declared `VOLUME`s, whose contents a commit does not keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataDirSetting {
+    /// An environment variable naming it: `PGDATA` (postgres image).
+    Env(&'static str),
+    /// A server argument with the path appended: `--datadir=` (mariadb and
+    /// mysql images, whose entrypoints read it back from the server's
+    /// configuration).
+    Arg(&'static str),
+}
+
+impl ContainerSpec {
+    /// Keep the server's data directory at `path` inside the container
+    /// (an absolute path): sets the kind's variable or appends its server
+    /// argument. Does nothing when the kind has no [`DataDirSetting`].
+    pub fn place_data_dir(&mut self, path: &str) {
+        match self.data_dir {
+            Some(DataDirSetting::Env(var)) => {
+                let prefix = format!("{var}=");
+                self.env.retain(|kv| !kv.starts_with(&prefix));
+                self.env.push(format!("{prefix}{path}"));
+            }
+            Some(DataDirSetting::Arg(prefix)) => {
+                // Arguments starting with `-` go to the server (the
+                // images' entrypoints prepend it).
+                self.cmd
+                    .get_or_insert_with(Vec::new)
+                    .push(format!("{prefix}{path}"));
+            }
+            None => {}
+        }
+    }
 }
 
 /// Rows of a query as text: column names and, per row, each value's text
@@ -173,6 +214,25 @@ pub trait DatabaseKind: Send + Sync {
     /// The image's variable holding the superuser's password
     /// (`POSTGRES_PASSWORD`, `MARIADB_ROOT_PASSWORD`).
     fn password_env(&self) -> &'static str;
+
+    /// Give the superuser of the server at `endpoint` (logged in with the
+    /// endpoint's password) the password `new`, on every account the
+    /// image's entrypoint made for it, so the old password no longer logs
+    /// in. A sandbox started from a template runs this right after its
+    /// server is ready. The new password travels only inside the SQL
+    /// statement, never in argv; the statement is not logged or written to
+    /// a binary log.
+    ///
+    /// # Errors
+    /// The client's message; the default: the kind cannot.
+    fn set_password<'a>(
+        &'a self,
+        _endpoint: &'a Endpoint,
+        _new: &'a Secret,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        let title = self.title();
+        Box::pin(async move { Err(format!("drill cannot change a {title} password")) })
+    }
 
     /// An identifier quoted for this kind's SQL.
     fn quote_ident(&self, name: &str) -> String;

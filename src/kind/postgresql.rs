@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
-use super::{ContainerSpec, DatabaseKind, Endpoint, QueryError, Rows, Session};
+use super::{ContainerSpec, DataDirSetting, DatabaseKind, Endpoint, QueryError, Rows, Session};
 use crate::config::{DumpFormat, SANDBOX_SUPERUSER};
 use crate::restore::RestoreMethod;
 use crate::secret::Secret;
@@ -76,6 +76,7 @@ impl DatabaseKind for Postgresql {
             exec_user: "postgres",
             exec_env: Vec::new(),
             held_cmd: Some(held_cmd()),
+            data_dir: Some(DataDirSetting::Env("PGDATA")),
         }
     }
 
@@ -107,6 +108,29 @@ impl DatabaseKind for Postgresql {
 
     fn password_env(&self) -> &'static str {
         "POSTGRES_PASSWORD"
+    }
+
+    fn set_password<'a>(
+        &'a self,
+        endpoint: &'a Endpoint,
+        new: &'a Secret,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            // (`postgres` exists in every cluster: initdb makes it)
+            let client = connect(endpoint, "postgres").await?;
+            // The server hashes it (`password_encryption`, scram-sha-256
+            // by default); `log_statement` is off for this statement
+            // whatever the server's setting.
+            let sql = format!(
+                "SET log_statement = 'none'; ALTER ROLE {} PASSWORD {}",
+                crate::restore::quote_ident(&endpoint.user),
+                sql_literal(new.expose())
+            );
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| new.redact(&crate::sandbox::pg_message(&e)))
+        })
     }
 
     fn quote_ident(&self, name: &str) -> String {
@@ -156,6 +180,17 @@ fn held_cmd() -> Vec<String> {
             "until [ -e {HELD_ARGS_FILE} ]; do sleep 0.1; done; mapfile -t args < {HELD_ARGS_FILE}; exec docker-entrypoint.sh \"${{args[@]}}\""
         ),
     ]
+}
+
+/// `s` as a PostgreSQL string literal (`'…'`, quotes doubled; an `E''`
+/// literal when it holds a backslash).
+fn sql_literal(s: &str) -> String {
+    let quoted = s.replace('\'', "''");
+    if s.contains('\\') {
+        format!("E'{}'", quoted.replace('\\', "\\\\"))
+    } else {
+        format!("'{quoted}'")
+    }
 }
 
 /// Connection settings for `dbname` at `ep`.

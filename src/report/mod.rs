@@ -197,6 +197,32 @@ pub struct RestoreReport {
     /// For a physical backup: what recovery replayed and reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<RecoveryReport>,
+    /// For a plain script loaded over several `psql` sessions: how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<SessionsReport>,
+}
+
+/// How a plain script was loaded over several `psql` sessions
+/// ([`crate::restore::parallel`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionsReport {
+    /// Sessions allowed (`sandbox.restore_jobs`).
+    pub jobs: u32,
+    /// Most sessions that ran at once.
+    pub widest: usize,
+    /// Groups of sessions run one after another (each section of the
+    /// script is one or more).
+    pub groups: u32,
+    /// The dump's own bytes each session took, in the order they started;
+    /// for a script read to its end their sum is `restored_bytes`.
+    pub bytes: Vec<u64>,
+    /// Bytes drill added: session state replayed into each session, and
+    /// the `COPY` header and `\.` end of each chunk of a cut table.
+    pub added_bytes: u64,
+    /// Why parts of the script went to one session (a psql meta-command
+    /// drill does not know, …); empty when none did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub serial_because: Vec<String>,
 }
 
 /// How a physical base backup was recovered (PostgreSQL point-in-time

@@ -25,6 +25,7 @@ pub mod classify;
 pub mod head;
 pub mod image;
 pub mod mysql;
+pub mod parallel;
 pub mod physical;
 pub mod postgres;
 pub mod roles;
@@ -160,9 +161,10 @@ pub struct RestorePlan {
     pub database: DatabaseConfig,
     /// The dump as found in the snapshot (size in bytes).
     pub file: SnapshotFile,
-    /// `pg_restore` jobs: 1 streams the dump into the restore tool; 2 or
-    /// more (custom format only) copy it into the sandbox and run
-    /// `pg_restore --jobs`.
+    /// Jobs: 1 streams the dump into one restore tool; 2 or more copy a
+    /// custom-format dump into the sandbox and run `pg_restore --jobs`, or
+    /// load a plain script over that many `psql` sessions
+    /// ([`parallel`]).
     pub jobs: u32,
 }
 
@@ -194,8 +196,10 @@ impl RestorePlan {
 impl fmt::Display for RestorePlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = &self.database;
-        let jobs = if self.jobs > 1 {
+        let jobs = if self.jobs > 1 && d.format == crate::config::DumpFormat::Custom {
             format!(" --jobs={} (copied into the sandbox first)", self.jobs)
+        } else if self.jobs > 1 {
+            format!(" over {} sessions", self.jobs)
         } else {
             String::new()
         };
@@ -249,6 +253,8 @@ pub struct RestoreOutcome {
     /// The sandbox server's version, when the method started the server
     /// itself ([`Needs::DataDirectory`]).
     pub server_version: Option<String>,
+    /// A plain script loaded over several sessions: how.
+    pub sessions: Option<crate::report::SessionsReport>,
 }
 
 impl RestoreOutcome {
@@ -267,6 +273,7 @@ impl RestoreOutcome {
             dump: None,
             recovery: None,
             server_version: None,
+            sessions: None,
         }
     }
 }

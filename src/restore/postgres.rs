@@ -121,22 +121,32 @@ pub const JOBS_MIN_BYTES: u64 = 16 * 1024 * 1024;
 /// Most jobs `restore_jobs = "auto"` gives `pg_restore`.
 const JOBS_MAX_AUTO: u32 = 8;
 
-/// `pg_restore` jobs for a dump of `format` and `size` bytes (as stored):
-/// always 1 for plain and `pg_dumpall` dumps (psql has one session); for
-/// custom format, `restore_jobs` when it is a number, and with `"auto"` the
-/// sandbox's whole CPUs (`sandbox.cpus`, or this host's CPUs for the local
-/// engine; at most 8) when there are at least two and the dump is at least
-/// [`JOBS_MIN_BYTES`], else 1.
+/// Smallest plain or `pg_dumpall` script (bytes, as stored) that
+/// `restore_jobs = "auto"` loads over several `psql` sessions
+/// ([`super::parallel`]): below it, the sessions' start and the barriers
+/// between sections cost more than they save (measured:
+/// `bench/results.md`).
+pub const PLAIN_JOBS_MIN_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Jobs for a dump of `format` and `size` bytes (as stored): `pg_restore
+/// --jobs` for custom format, `psql` sessions for plain and `pg_dumpall`
+/// scripts ([`super::parallel`]). `restore_jobs` when it is a number; with
+/// `"auto"`, the sandbox's whole CPUs (`sandbox.cpus`, or this host's CPUs
+/// for the local engine; at most 8) when there are at least two and the
+/// dump is at least [`JOBS_MIN_BYTES`] (custom) or
+/// [`PLAIN_JOBS_MIN_BYTES`] (plain), else 1.
 pub fn jobs_for(format: DumpFormat, size: u64, sandbox: &SandboxConfig) -> u32 {
-    if format != DumpFormat::Custom {
-        return 1;
-    }
+    let min = match format {
+        DumpFormat::Custom => JOBS_MIN_BYTES,
+        DumpFormat::Plain | DumpFormat::PgDumpall => PLAIN_JOBS_MIN_BYTES,
+        DumpFormat::Mysqldump | DumpFormat::Basebackup => return 1,
+    };
     match sandbox.restore_jobs {
         RestoreJobs::Fixed(n) => n.max(1),
         RestoreJobs::Auto => {
             let cpus =
                 crate::sandbox::engine_entry(&sandbox.engine).map_or(1, |e| (e.cpus)(sandbox));
-            if cpus >= 2 && size >= JOBS_MIN_BYTES {
+            if cpus >= 2 && size >= min {
                 cpus.min(JOBS_MAX_AUTO)
             } else {
                 1
@@ -477,6 +487,8 @@ async fn execute(
         .read_to_end(&mut head)
         .await;
     let discovered_roles = std::cell::RefCell::new(Vec::<String>::new());
+    let parallel_notes = std::cell::RefCell::new(Vec::<String>::new());
+    let parallel_sessions = std::cell::RefCell::new(None::<crate::report::SessionsReport>);
     let finish = |status: Status, error: Option<String>, restored_bytes: u64| RestoreOutcome {
         status,
         bytes: stored_counter.get(),
@@ -490,10 +502,11 @@ async fn execute(
             .collect(),
         cause: None,
         increments: Vec::new(),
-        notes: Vec::new(),
+        notes: parallel_notes.borrow().clone(),
         dump: None,
         recovery: None,
         server_version: None,
+        sessions: parallel_sessions.borrow().clone(),
     };
     if head_result.is_err() && stalled.load(std::sync::atomic::Ordering::Relaxed) {
         let _ = dump.stop().await;
@@ -606,9 +619,44 @@ async fn execute(
             crate::duration::human(timeouts.restore)
         )
     };
-    let exec =
-        tokio::time::timeout_at(deadline, sandbox.exec_with_input(&cmd, Some(&mut input))).await;
+    // A plain script over several psql sessions, or one.
+    let parallel = db.format != DumpFormat::Custom && plan.jobs > 1;
+    let mut notes = Vec::new();
+    let mut sessions = None;
+    let exec = if parallel {
+        tokio::time::timeout_at(
+            deadline,
+            super::parallel::load(
+                sandbox,
+                &cmd,
+                &mut input,
+                plan.jobs as usize,
+                super::parallel::chunk_bytes(),
+            ),
+        )
+        .await
+        .map(|r| {
+            r.map(|loaded| {
+                notes.extend(loaded.notes.iter().map(|n| {
+                    format!("psql sessions: the rest of a database went to one session after {n}")
+                }));
+                sessions = Some(crate::report::SessionsReport {
+                    jobs: plan.jobs,
+                    widest: loaded.widest,
+                    groups: loaded.groups,
+                    bytes: loaded.original.clone(),
+                    added_bytes: loaded.added,
+                    serial_because: loaded.notes.clone(),
+                });
+                loaded.exec
+            })
+        })
+    } else {
+        tokio::time::timeout_at(deadline, sandbox.exec_with_input(&cmd, Some(&mut input))).await
+    };
     drop(input);
+    *parallel_notes.borrow_mut() = notes;
+    *parallel_sessions.borrow_mut() = sessions;
     let mut role_note = None;
     if let Some(d) = &discovery_handle {
         *discovered_roles.borrow_mut() = d.created();
@@ -641,7 +689,12 @@ async fn execute(
 
     // restic's verdict on the bytes it sent comes first: a damaged
     // repository explains any later failure.
-    let restic = if exec.stdin_error.is_none() && tap.read_error().is_none() {
+    // restic is waited for only when its output was read to the end (a
+    // parallel restore stops reading at the first failed session).
+    let restic = if exec.stdin_error.is_none()
+        && tap.read_error().is_none()
+        && (!parallel || tap.at_eof())
+    {
         dump.finish().await
     } else {
         dump.stop().await

@@ -137,6 +137,23 @@ impl Scanner {
         (i, None)
     }
 
+    /// Whether the last statement was `COPY … FROM stdin` and its data (or
+    /// the rest of its line) come next: the caller may take those bytes
+    /// itself and then call [`Scanner::end_copy`].
+    pub fn in_copy(&self) -> bool {
+        matches!(self.state, State::CopyEol | State::CopyData)
+    }
+
+    /// The caller consumed the `COPY` data up to and including its `\.`
+    /// line: scanning goes on with statements.
+    pub fn end_copy(&mut self) {
+        self.state = State::Normal;
+        self.started = false;
+        self.prev = b'\n';
+        self.prev2 = b'\n';
+        self.copy_match = None;
+    }
+
     /// The bytes of an unfinished last statement, at the end of input.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         if let Some(p) = self.pending.take() {
@@ -366,7 +383,7 @@ impl Scanner {
 /// The statement's first word, lower-cased (blanks and comments before it
 /// skipped); cheap, so that only the statements that can name roles or
 /// start `COPY` data are tokenised.
-fn first_word(stmt: &[u8]) -> Option<String> {
+pub(crate) fn first_word(stmt: &[u8]) -> Option<String> {
     let mut i = 0;
     while i < stmt.len() {
         match stmt[i] {
@@ -394,7 +411,7 @@ const ROLE_STATEMENTS: &[&str] = &["alter", "create", "grant", "revoke", "set"];
 
 /// Whether a statement is `COPY … FROM stdin` (data follow it in the
 /// script).
-fn is_copy_from_stdin(stmt: &[u8]) -> bool {
+pub(crate) fn is_copy_from_stdin(stmt: &[u8]) -> bool {
     if first_word(stmt).as_deref() != Some("copy") {
         return false;
     }
@@ -406,7 +423,7 @@ fn is_copy_from_stdin(stmt: &[u8]) -> bool {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Tok {
+pub(crate) enum Tok {
     /// An unquoted word, folded to lower case as PostgreSQL does.
     Word(String),
     /// A quoted identifier, as written.
@@ -441,7 +458,7 @@ fn quoted(c: &[char], i: &mut usize) -> String {
 
 /// Tokens of one statement: words, quoted identifiers, strings and
 /// symbols; blanks, comments and dollar-quoted bodies are skipped.
-fn tokens(text: &str) -> Vec<Tok> {
+pub(crate) fn tokens(text: &str) -> Vec<Tok> {
     let c: Vec<char> = text.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;

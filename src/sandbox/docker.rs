@@ -17,11 +17,13 @@ use tokio::io::{AsyncRead, AsyncWriteExt};
 
 use futures_util::future::BoxFuture;
 
+use super::template::{self, TemplateStatus, TemplateUse};
 use super::{
     Engine, EngineEntry, ExecOutcome, Handle, OutputLog, Sandbox, SandboxError, SandboxInfo,
     SandboxRequest, LABEL_DATABASE, LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_RUN_ID,
     LABEL_SNAPSHOT, LABEL_TIER,
 };
+use crate::kind::ContainerSpec;
 use crate::secret::Secret;
 
 /// `/dev/shm` size for the sandbox (bytes); Docker's 64 MiB default is too
@@ -48,6 +50,27 @@ pub(super) const ENTRY: EngineEntry = EngineEntry {
 #[derive(Clone)]
 pub struct DockerEngine {
     docker: Docker,
+    /// How sandboxes use templates ([`TEMPLATES_ENV`]).
+    template_mode: template::Mode,
+    /// The engine's storage driver (`overlay2`, `fuse-overlayfs`, …).
+    storage_driver: String,
+    /// Templates found, built or failed in this process.
+    templates: Arc<template::Registry>,
+}
+
+/// How Docker sandboxes use templates: `0` (or `off`) starts every sandbox
+/// without one; `layer` and `copy` force a way (see
+/// [`template::Mode`]); unset, the storage driver decides.
+pub const TEMPLATES_ENV: &str = "DRILL_SANDBOX_TEMPLATES";
+
+/// What a container is made from (see [`DockerEngine::launch`]).
+pub(super) struct Launch<'a> {
+    /// Image reference or id.
+    pub image: &'a str,
+    /// Command passed to the entrypoint (`None`: the image's).
+    pub cmd: Option<Vec<String>>,
+    /// A path in the container to mount an anonymous volume at.
+    pub volume: Option<&'a str>,
 }
 
 /// A sandbox's container, as its [`Handle`].
@@ -133,7 +156,18 @@ impl DockerEngine {
             .await
             .map_err(|_| unreachable("no answer within 15 s".into()))?
             .map_err(|e| unreachable(e.to_string()))?;
-        Ok(DockerEngine { docker })
+        let storage_driver = docker
+            .info()
+            .await
+            .ok()
+            .and_then(|i| i.driver)
+            .unwrap_or_default();
+        Ok(DockerEngine {
+            docker,
+            template_mode: template::Mode::parse(std::env::var(TEMPLATES_ENV).ok().as_deref()),
+            storage_driver,
+            templates: Arc::default(),
+        })
     }
 
     /// Whether `image` is present on the engine (no pull).
@@ -180,8 +214,12 @@ impl DockerEngine {
     }
 
     /// Create and start a sandbox and wait until it accepts connections on
-    /// its published port. On any failure the container is removed before
-    /// returning.
+    /// its published port. A sandbox that needs a running server starts
+    /// from its image's template (built first if there is none; see
+    /// [`super::template`]) and gets its own password right after its
+    /// server is ready; when no template can be had it starts cold, with a
+    /// warning in [`Sandbox::warnings`] the first time. On any failure the
+    /// container is removed before returning.
     ///
     /// # Errors
     /// [`SandboxError`] for API failures, a dead container or a readiness
@@ -192,6 +230,135 @@ impl DockerEngine {
             name = format!("{name}-{s}");
         }
         let password = Secret::random();
+        let spec = req.kind.container(&password, req.memory_bytes, req.tuning);
+        let mut warnings = Vec::new();
+        if !req.held && self.template_mode != template::Mode::Off {
+            match self.templates.resolve(self, req).await {
+                Ok(t) => match self.start_from(req, &name, &spec, &password, &t).await {
+                    Ok(sb) => return Ok(sb),
+                    // The server itself is the problem: a cold start would
+                    // fare no better.
+                    Err(
+                        e
+                        @ (SandboxError::StartupTimeout { .. } | SandboxError::OutOfMemory { .. }),
+                    ) => return Err(e),
+                    Err(e) => {
+                        self.templates.fail(&t.use_.tag);
+                        warnings.push(format!(
+                            "sandbox {name} could not start from template {}: {e}; it and later sandboxes of this run start without it",
+                            t.use_.tag
+                        ));
+                    }
+                },
+                Err(template::Skip::Warn(w)) => warnings.push(w),
+                Err(template::Skip::Quiet) => {}
+            }
+        }
+        let cmd = if req.held {
+            Some(spec.held_cmd.clone().ok_or_else(|| SandboxError::Api {
+                action: "create",
+                name: name.clone(),
+                detail: format!(
+                    "a {} sandbox cannot start without its server",
+                    req.kind.title()
+                ),
+            })?)
+        } else {
+            spec.cmd.clone()
+        };
+        let mut sandbox = self
+            .launch(
+                req,
+                &name,
+                Launch {
+                    image: &req.image,
+                    cmd,
+                    volume: None,
+                },
+                &spec,
+                password,
+            )
+            .await?;
+        sandbox.warnings = warnings;
+        if !req.held {
+            if let Err(e) = sandbox.wait_ready(req.startup_timeout).await {
+                sandbox.remove().await;
+                return Err(e);
+            }
+        }
+        Ok(sandbox)
+    }
+
+    /// Start a sandbox from template `t`: its data directory where the
+    /// template keeps it, logged in once with the template's password to
+    /// set the sandbox's own `password`, which is then proved to log in.
+    async fn start_from(
+        &self,
+        req: &SandboxRequest,
+        name: &str,
+        spec: &ContainerSpec,
+        password: &Secret,
+        t: &template::Template,
+    ) -> Result<Sandbox, SandboxError> {
+        let mut spec = spec.clone();
+        spec.place_data_dir(template::DATA_DIR);
+        let copied = self.template_mode.copies(&self.storage_driver);
+        let mut sb = self
+            .launch(
+                req,
+                name,
+                Launch {
+                    image: &t.use_.id,
+                    cmd: spec.cmd.clone(),
+                    volume: copied.then_some(template::DATA_DIR),
+                },
+                &spec,
+                t.password.clone(),
+            )
+            .await?;
+        let result = async {
+            sb.wait_ready(req.startup_timeout).await?;
+            req.kind
+                .set_password(&sb.endpoint(), password)
+                .await
+                .map_err(|detail| SandboxError::Api {
+                    action: "set the password of",
+                    name: sb.name.clone(),
+                    detail,
+                })?;
+            sb.password = password.clone();
+            sb.wait_ready(req.startup_timeout).await
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                sb.image = req.image.clone();
+                sb.template = Some(TemplateUse {
+                    copied,
+                    ..t.use_.clone()
+                });
+                Ok(sb)
+            }
+            Err(e) => {
+                sb.remove().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Create and start a container named `name` as `how` says for `spec`,
+    /// with drill's labels (`req`'s), its port published on 127.0.0.1 and
+    /// `req`'s caps; learn the published port. The sandbox comes back with
+    /// `password` and without waiting for its server. On failure the
+    /// container is removed.
+    pub(super) async fn launch(
+        &self,
+        req: &SandboxRequest,
+        name: &str,
+        how: Launch<'_>,
+        spec: &ContainerSpec,
+        password: Secret,
+    ) -> Result<Sandbox, SandboxError> {
         let pid = std::process::id().to_string();
         let host = crate::host::hostname();
         let labels: HashMap<String, String> = [
@@ -206,19 +373,6 @@ impl DockerEngine {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let spec = req.kind.container(&password, req.memory_bytes, req.tuning);
-        let cmd = if req.held {
-            Some(spec.held_cmd.clone().ok_or_else(|| SandboxError::Api {
-                action: "create",
-                name: name.clone(),
-                detail: format!(
-                    "a {} sandbox cannot start without its server",
-                    req.kind.title()
-                ),
-            })?)
-        } else {
-            spec.cmd.clone()
-        };
         let ports = HashMap::from([(
             spec.port.to_string(),
             Some(vec![PortBinding {
@@ -228,8 +382,13 @@ impl DockerEngine {
         )]);
         let memory = i64::try_from(req.memory_bytes).unwrap_or(i64::MAX);
         let body = ContainerCreateBody {
-            image: Some(req.image.clone()),
-            cmd,
+            image: Some(how.image.to_string()),
+            cmd: how.cmd,
+            // An anonymous volume: Docker fills it from the image's
+            // directory when the container is created; removed with it.
+            volumes: how
+                .volume
+                .map(|v| HashMap::from([(v.to_string(), HashMap::new())])),
             env: Some(spec.env.clone()),
             labels: Some(labels),
             exposed_ports: Some(HashMap::from([(spec.port.to_string(), HashMap::new())])),
@@ -243,41 +402,79 @@ impl DockerEngine {
             }),
             ..Default::default()
         };
-        let opts = CreateContainerOptionsBuilder::new().name(&name).build();
+        let opts = CreateContainerOptionsBuilder::new().name(name).build();
         let created = self
             .docker
             .create_container(Some(opts), body)
             .await
-            .map_err(|e| api_error("create", &name, e))?;
+            .map_err(|e| api_error("create", name, e))?;
         let container = Arc::new(Container {
             docker: self.docker.clone(),
             exec_user: spec.exec_user,
-            exec_env: spec.exec_env,
+            exec_env: spec.exec_env.clone(),
             inner_port: spec.port,
         });
         let mut sandbox = Sandbox {
             handle: container.clone(),
             id: created.id,
-            name,
-            image: req.image.clone(),
+            name: name.to_string(),
+            image: how.image.to_string(),
             host: "127.0.0.1".into(),
             port: 0,
-            user: spec.user,
+            user: spec.user.clone(),
             password,
             server_version: String::new(),
             memory_bytes: req.memory_bytes,
             kind: req.kind,
+            template: None,
+            warnings: Vec::new(),
         };
-        match container
-            .boot(&mut sandbox, (!req.held).then_some(req.startup_timeout))
-            .await
-        {
+        match container.boot(&mut sandbox).await {
             Ok(()) => Ok(sandbox),
             Err(e) => {
                 sandbox.remove().await;
                 Err(e)
             }
         }
+    }
+
+    /// Whether sandboxes of `image` and `kind` would start from a ready
+    /// template, for `drill doctor`.
+    pub async fn template_status(
+        &self,
+        image: &str,
+        kind: &'static dyn crate::kind::DatabaseKind,
+    ) -> TemplateStatus {
+        if self.template_mode == template::Mode::Off {
+            return TemplateStatus::NotUsed(format!("{TEMPLATES_ENV}=0"));
+        }
+        let copied = self.template_mode.copies(&self.storage_driver);
+        template::status(&self.docker, image, kind, copied).await
+    }
+
+    /// This engine without sandbox templates: every sandbox initialises its
+    /// data directory (for comparisons and tests; `DRILL_SANDBOX_TEMPLATES=0`
+    /// does the same for a run).
+    pub fn without_templates(self) -> Self {
+        self.with_template_mode(template::Mode::Off)
+    }
+
+    /// This engine with templates used in `mode` (see [`template::Mode`];
+    /// `DRILL_SANDBOX_TEMPLATES` sets it for a run).
+    pub fn with_template_mode(mut self, mode: template::Mode) -> Self {
+        self.template_mode = mode;
+        self
+    }
+
+    /// The engine's storage driver as `docker info` reports it
+    /// (`overlay2`, `fuse-overlayfs`, …; empty when unknown).
+    pub fn storage_driver(&self) -> &str {
+        &self.storage_driver
+    }
+
+    /// The Docker client.
+    pub(super) fn docker(&self) -> &Docker {
+        &self.docker
     }
 
     /// Every container carrying drill's sandbox label, running or not.
@@ -327,9 +524,8 @@ impl DockerEngine {
 }
 
 impl Container {
-    /// Start the container, learn its published port and, with a
-    /// `timeout`, wait until its server is ready.
-    async fn boot(&self, sb: &mut Sandbox, timeout: Option<Duration>) -> Result<(), SandboxError> {
+    /// Start the container and learn its published port.
+    async fn boot(&self, sb: &mut Sandbox) -> Result<(), SandboxError> {
         self.docker
             .start_container(
                 &sb.id,
@@ -356,10 +552,7 @@ impl Container {
                 name: sb.name.clone(),
                 detail: format!("Docker reports no published port for {}", self.inner_port),
             })?;
-        match timeout {
-            Some(t) => sb.wait_ready(t).await,
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     /// Fail if the container is no longer running, saying why (exit code,
@@ -694,6 +887,14 @@ impl Engine for DockerEngine {
         Box::pin(DockerEngine::start(self, req))
     }
 
+    fn template_status<'a>(
+        &'a self,
+        image: &'a str,
+        kind: &'static dyn crate::kind::DatabaseKind,
+    ) -> BoxFuture<'a, TemplateStatus> {
+        Box::pin(DockerEngine::template_status(self, image, kind))
+    }
+
     fn sandboxes(&self) -> BoxFuture<'_, Result<Vec<SandboxInfo>, SandboxError>> {
         Box::pin(DockerEngine::sandboxes(self))
     }
@@ -772,7 +973,7 @@ impl Handle for Container {
                 sb.name,
                 sb.kind.password_env()
             ),
-            remove: format!("docker rm -f {}", sb.name),
+            remove: format!("docker rm -f -v {}", sb.name),
         }
     }
 }

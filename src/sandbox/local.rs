@@ -12,6 +12,15 @@
 //! or a SIGKILL. Removal stops the server's whole process group and deletes
 //! the directory.
 //!
+//! The cluster is not made per sandbox: `initdb` runs once per binaries
+//! directory and version into `local-template-<hash>` in drill's cache
+//! directory ([`super::template::cache_dir`]; with
+//! its own random superuser password), each sandbox copies it (`cp -a`),
+//! and right after its server is ready drill sets the sandbox's own
+//! password (`ALTER ROLE`), so the template's no longer logs in. When no
+//! template can be made, sandboxes run `initdb` as before, with one
+//! warning; `DRILL_SANDBOX_TEMPLATES=0` turns templates off.
+//!
 //! Caps: the server runs at a lower CPU priority (`nice` 10) and each of its
 //! processes is limited to `sandbox.memory` of address space
 //! (`RLIMIT_AS`), so a runaway restore fails inside the sandbox instead of
@@ -52,6 +61,11 @@ pub struct LocalEngine {
     bin_dir: PathBuf,
     /// uid and gid the server runs as when drill is root.
     owner: Option<(u32, u32)>,
+    /// Whether sandboxes copy a cluster made once (see [`LocalEngine::template`])
+    /// instead of running `initdb` each (`DRILL_SANDBOX_TEMPLATES=0`: not).
+    use_template: bool,
+    /// Set once a template could not be made: warned about, not retried.
+    template_failed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What [`MARKER`] holds.
@@ -65,6 +79,30 @@ struct Marker {
     created: chrono::DateTime<chrono::Utc>,
     /// The postmaster's pid (leader of the server's process group).
     server_pid: Option<u32>,
+}
+
+/// `initdb` arguments of every local cluster (sandbox or template).
+const INITDB_ARGS: [&str; 4] = [
+    "--auth=scram-sha-256",
+    "--encoding=UTF8",
+    "--locale=C.UTF-8",
+    "--no-sync",
+];
+
+/// A template cluster of the local engine.
+struct LocalTemplate {
+    /// `local-template-<hash>` in drill's cache directory.
+    dir: PathBuf,
+    /// Its superuser's password.
+    password: Secret,
+}
+
+/// Why `initdb` did not make a cluster.
+enum InitdbError {
+    /// It could not be run.
+    Io(std::io::Error),
+    /// It failed: its exit status and the end of its output.
+    Failed(String),
 }
 
 /// A running local server; shared by the clones of its [`Sandbox`].
@@ -110,6 +148,10 @@ impl LocalEngine {
         Ok(LocalEngine {
             bin_dir: dir,
             owner,
+            use_template: super::template::Mode::parse(
+                std::env::var(super::TEMPLATES_ENV).ok().as_deref(),
+            ) != super::template::Mode::Off,
+            template_failed: Arc::default(),
         })
     }
 
@@ -204,6 +246,8 @@ impl LocalEngine {
             server_version: String::new(),
             memory_bytes: req.memory_bytes,
             kind: req.kind,
+            template: None,
+            warnings: Vec::new(),
         };
         match self.boot(&mut sandbox, marker, req).await {
             Ok(()) => Ok(sandbox),
@@ -243,36 +287,31 @@ impl LocalEngine {
             }
         }
         let data = dir.join("data");
-        let mut initdb = self.server_command("initdb");
-        initdb
-            .arg("--pgdata")
-            .arg(&data)
-            .arg(format!("--username={SANDBOX_SUPERUSER}"))
-            .arg(format!("--pwfile={}", pwfile.display()))
-            .args([
-                "--auth=scram-sha-256",
-                "--encoding=UTF8",
-                "--locale=C.UTF-8",
-                "--no-sync",
-            ]);
-        let out = initdb
-            .kill_on_drop(true)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
-            .await
-            .map_err(io("run initdb for"))?;
-        let _ = std::fs::remove_file(&pwfile);
-        if !out.status.success() {
-            let mut log = OutputLog::default();
-            log.push(&out.stderr);
-            log.finish();
-            return Err(SandboxError::Api {
-                action: "initdb",
-                name,
-                detail: format!("initdb exited with {}: {}", out.status, log.summary(3)),
-            });
+        // A copy of the cluster made once, else `initdb` (as before).
+        let template = match self.template_copy(&data).await {
+            Ok(t) => t,
+            Err(warning) => {
+                sandbox.warnings.extend(warning);
+                None
+            }
+        };
+        if template.is_none() {
+            self.initdb(&data, &pwfile, SANDBOX_SUPERUSER)
+                .await
+                .map_err(|e| match e {
+                    InitdbError::Io(source) => SandboxError::Io {
+                        action: "run initdb for",
+                        name: name.clone(),
+                        source,
+                    },
+                    InitdbError::Failed(detail) => SandboxError::Api {
+                        action: "initdb",
+                        name: name.clone(),
+                        detail,
+                    },
+                })?;
         }
+        let _ = std::fs::remove_file(&pwfile);
         let socket_dir = dir.clone();
         let log = std::fs::File::create(dir.join("server.log")).map_err(io("open the log of"))?;
         let log2 = log.try_clone().map_err(io("open the log of"))?;
@@ -325,8 +364,41 @@ impl LocalEngine {
         });
         sandbox.handle = server;
 
+        let own_password = sandbox.password.clone();
+        if let Some(t) = &template {
+            sandbox.password = t.password.clone();
+        }
+        self.wait_ready(sandbox, req).await?;
+        if let Some(t) = &template {
+            sandbox.template = Some(super::TemplateUse {
+                tag: t.dir.display().to_string(),
+                id: t.dir.display().to_string(),
+                built_seconds: None,
+                copied: true,
+            });
+            req.kind
+                .set_password(&sandbox.endpoint(), &own_password)
+                .await
+                .map_err(|detail| SandboxError::Api {
+                    action: "set the password of",
+                    name: sandbox.name.clone(),
+                    detail,
+                })?;
+            sandbox.password = own_password;
+            self.wait_ready(sandbox, req).await?;
+        }
+        Ok(())
+    }
+
+    /// Probe the server over its socket until it answers, backing off from
+    /// 50 ms to 1 s, within `req.startup_timeout`.
+    async fn wait_ready(
+        &self,
+        sandbox: &mut Sandbox,
+        req: &SandboxRequest,
+    ) -> Result<(), SandboxError> {
         let started = Instant::now();
-        let mut delay = Duration::from_millis(100);
+        let mut delay = Duration::from_millis(50);
         loop {
             sandbox.check_alive().await?;
             let probe = async {
@@ -353,6 +425,175 @@ impl LocalEngine {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(1));
         }
+    }
+
+    /// Make a cluster in `data` with `initdb` (superuser `user`, its
+    /// password in `pwfile`).
+    async fn initdb(&self, data: &Path, pwfile: &Path, user: &str) -> Result<(), InitdbError> {
+        let mut initdb = self.server_command("initdb");
+        initdb
+            .arg("--pgdata")
+            .arg(data)
+            .arg(format!("--username={user}"))
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .args(INITDB_ARGS);
+        let out = initdb
+            .kill_on_drop(true)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .await
+            .map_err(InitdbError::Io)?;
+        if !out.status.success() {
+            let mut log = OutputLog::default();
+            log.push(&out.stderr);
+            log.finish();
+            return Err(InitdbError::Failed(format!(
+                "initdb exited with {}: {}",
+                out.status,
+                log.summary(3)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Copy this engine's template cluster to `data` (`cp -a`), making the
+    /// template first if there is none: `Ok(None)` when templates are off
+    /// or failed before (said then), `Err` with a warning (once) when it
+    /// cannot be made or copied; the caller then runs `initdb`.
+    ///
+    /// The template is `local-template-<hash>` (mode 0700) in drill's cache
+    /// directory ([`super::template::cache_dir`]):
+    /// `data/`, a cluster made by `initdb` as a sandbox's is, with its own
+    /// random superuser password in `password` (0600). The hash covers the
+    /// binaries directory, the server's version, the `initdb` arguments and
+    /// the OS user, so other binaries get another template. It is made in a
+    /// directory of its own and renamed into place, so a drill never sees a
+    /// half-made one; drills on one host make it once (a lock file).
+    async fn template_copy(&self, data: &Path) -> Result<Option<LocalTemplate>, Option<String>> {
+        use std::sync::atomic::Ordering;
+        if !self.use_template || self.template_failed.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let result = async {
+            let t = self.template().await?;
+            let out = Command::new("cp")
+                .arg("-a")
+                .arg(t.dir.join("data"))
+                .arg(data)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+                .await
+                .map_err(|e| format!("run cp: {e}"))?;
+            if !out.status.success() {
+                let _ = std::fs::remove_dir_all(data);
+                return Err(format!(
+                    "cp -a {} exited with {}: {}",
+                    t.dir.join("data").display(),
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            Ok(t)
+        }
+        .await;
+        match result {
+            Ok(t) => Ok(Some(t)),
+            Err(e) => {
+                if self.template_failed.swap(true, Ordering::Relaxed) {
+                    return Err(None);
+                }
+                Err(Some(format!(
+                    "could not use a template cluster for local sandboxes: {e}; they run initdb each time (a second or two slower); DRILL_SANDBOX_TEMPLATES=0 turns templates off"
+                )))
+            }
+        }
+    }
+
+    /// This engine's template cluster, made now if there is none (see
+    /// [`LocalEngine::template_copy`]).
+    async fn template(&self) -> Result<LocalTemplate, String> {
+        let (dir, hash) = self.template_dir().await;
+        let read = |dir: &Path| -> Option<LocalTemplate> {
+            dir.join("data/PG_VERSION").is_file().then_some(())?;
+            let password = std::fs::read_to_string(dir.join("password")).ok()?;
+            Some(LocalTemplate {
+                dir: dir.to_path_buf(),
+                password: Secret::new(password.trim_end().to_string()),
+            })
+        };
+        if let Some(t) = read(&dir) {
+            return Ok(t);
+        }
+        let parent = dir.parent().unwrap_or(&dir).to_path_buf();
+        let _lock = super::template::lock_file(
+            &parent.join(format!("local-template-{hash}.lock")),
+            Duration::from_secs(120),
+        )
+        .await;
+        if let Some(t) = read(&dir) {
+            return Ok(t);
+        }
+        let suffix = Secret::random().expose()[..8].to_string();
+        let tmp = parent.join(format!("local-template-{hash}.{suffix}"));
+        let made = async {
+            use std::os::unix::fs::DirBuilderExt;
+            let io = |what: &str, e: std::io::Error| format!("{what} {}: {e}", tmp.display());
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&tmp)
+                .map_err(|e| io("create", e))?;
+            let password = Secret::random();
+            let pwfile = tmp.join("pwfile");
+            write_private(&pwfile, password.expose())
+                .map_err(|e| io("write the password file in", e))?;
+            if let Some((uid, gid)) = self.owner {
+                for p in [&tmp, &pwfile] {
+                    std::os::unix::fs::chown(p, Some(uid), Some(gid))
+                        .map_err(|e| io("hand over", e))?;
+                }
+            }
+            self.initdb(&tmp.join("data"), &pwfile, SANDBOX_SUPERUSER)
+                .await
+                .map_err(|e| match e {
+                    InitdbError::Io(e) => format!("run initdb: {e}"),
+                    InitdbError::Failed(d) => d,
+                })?;
+            let _ = std::fs::remove_file(&pwfile);
+            write_private(&tmp.join("password"), password.expose())
+                .map_err(|e| io("write the password in", e))?;
+            std::fs::rename(&tmp, &dir).map_err(|e| io("rename", e))
+        }
+        .await;
+        if let Err(e) = made {
+            let _ = std::fs::remove_dir_all(&tmp);
+            // Made by another drill meanwhile (no lock had in time)?
+            return read(&dir).ok_or(e);
+        }
+        read(&dir).ok_or_else(|| format!("{} is incomplete after it was made", dir.display()))
+    }
+
+    /// Where this engine's template cluster is, and the hash in its name.
+    async fn template_dir(&self) -> (PathBuf, String) {
+        use sha2::{Digest, Sha256};
+        let version = self.version().await.unwrap_or_default();
+        let key = format!(
+            "format={}\nbin={}\nversion={version}\nuser={SANDBOX_SUPERUSER}\nargs={INITDB_ARGS:?}\nowner={:?}",
+            super::template::FORMAT_VERSION,
+            self.bin_dir.display(),
+            self.owner
+        );
+        let hash: String = Sha256::digest(key.as_bytes())
+            .iter()
+            .take(6)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let dir = super::template::cache_dir()
+            .unwrap_or_else(|_| std::env::temp_dir())
+            .join(format!("local-template-{hash}"));
+        (dir, hash)
     }
 
     /// A command for a server program, run as the sandbox's owner.
@@ -772,6 +1013,37 @@ impl Engine for LocalEngine {
         req: &'a SandboxRequest,
     ) -> BoxFuture<'a, Result<Sandbox, SandboxError>> {
         Box::pin(LocalEngine::start(self, req))
+    }
+
+    fn template_status<'a>(
+        &'a self,
+        _image: &'a str,
+        _kind: &'static dyn crate::kind::DatabaseKind,
+    ) -> BoxFuture<'a, super::TemplateStatus> {
+        Box::pin(async move {
+            if !self.use_template {
+                return super::TemplateStatus::NotUsed(format!("{}=0", super::TEMPLATES_ENV));
+            }
+            let (dir, _) = self.template_dir().await;
+            let built = std::fs::metadata(dir.join("password"))
+                .and_then(|m| m.modified())
+                .ok()
+                .map(chrono::DateTime::<chrono::Utc>::from);
+            match built {
+                Some(built) if dir.join("data/PG_VERSION").is_file() => {
+                    super::TemplateStatus::Ready {
+                        tag: dir.display().to_string(),
+                        built: Some(built),
+                        build_seconds: None,
+                        // (copied by `cp -a`, not into a volume)
+                        copied: false,
+                    }
+                }
+                _ => super::TemplateStatus::Missing {
+                    tag: dir.display().to_string(),
+                },
+            }
+        })
     }
 
     fn sandboxes(&self) -> BoxFuture<'_, Result<Vec<SandboxInfo>, SandboxError>> {

@@ -16,9 +16,11 @@
 
 mod docker;
 pub mod local;
+pub mod template;
 
-pub use docker::DockerEngine;
+pub use docker::{DockerEngine, TEMPLATES_ENV};
 pub use local::LocalEngine;
+pub use template::{TemplateStatus, TemplateUse};
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -104,6 +106,20 @@ pub trait Engine: Send + Sync {
     /// The environment an image declares (`NAME=VALUE`), e.g. `PG_MAJOR=16`.
     fn image_env<'a>(&'a self, _image: &'a str) -> BoxFuture<'a, Vec<String>> {
         Box::pin(async { Vec::new() })
+    }
+
+    /// Whether sandboxes of `image` and `kind` start from a ready template
+    /// (see [`template`]), for `drill doctor`. Default: templates are not
+    /// used.
+    fn template_status<'a>(
+        &'a self,
+        _image: &'a str,
+        _kind: &'static dyn crate::kind::DatabaseKind,
+    ) -> BoxFuture<'a, TemplateStatus> {
+        let name = self.name();
+        Box::pin(async move {
+            TemplateStatus::NotUsed(format!("the {name} engine does not use templates"))
+        })
     }
 
     /// Start a sandbox for `req` and wait until its server accepts
@@ -297,6 +313,13 @@ pub struct Sandbox {
     pub memory_bytes: u64,
     /// The database kind of its server.
     pub kind: &'static dyn crate::kind::DatabaseKind,
+    /// The template it started from (`None`: its data directory was
+    /// initialised at start, or filled by a restore).
+    pub template: Option<TemplateUse>,
+    /// What the operator should know about how it was started (a template
+    /// that could not be built), for the run's warnings; each is given once
+    /// per process.
+    pub warnings: Vec<String>,
 }
 
 impl Sandbox {
@@ -381,18 +404,19 @@ impl Sandbox {
         self.handle.remove(self).await
     }
 
-    /// Probe every 100 ms until the server answers its kind's probe over the
+    /// Probe every 50 ms until the server answers its kind's probe over the
     /// published port, the way a client will use it; never sleep blindly.
-    /// Whether the sandbox died is asked of the engine at most once a second
-    /// (it costs an inspect and an exec), so readiness is seen within 100 ms.
+    /// Whether the sandbox died is asked of the engine once a second, from
+    /// the first second on (it costs an inspect and an exec), so readiness
+    /// is seen within 50 ms.
     pub(crate) async fn wait_ready(&mut self, timeout: Duration) -> Result<(), SandboxError> {
         let started = Instant::now();
         let mut last_error;
-        let mut alive_checked: Option<Instant> = None;
+        let mut alive_checked = started;
         loop {
-            if alive_checked.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+            if alive_checked.elapsed() >= Duration::from_secs(1) {
                 self.check_alive().await?;
-                alive_checked = Some(Instant::now());
+                alive_checked = Instant::now();
             }
             let endpoint = self.endpoint();
             let probe = self.kind.probe(&endpoint);
@@ -412,7 +436,7 @@ impl Sandbox {
                     log_tail: self.log_tail().await,
                 });
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -502,6 +526,16 @@ pub const LABEL_MANAGED: &str = "drill.sandbox";
 pub const LABEL_PID: &str = "drill.pid";
 /// Label: host name of the drill process that started the sandbox.
 pub const LABEL_HOST: &str = "drill.host";
+/// Every label drill puts on a sandbox.
+pub const SANDBOX_LABELS: [&str; 7] = [
+    LABEL_MANAGED,
+    LABEL_PID,
+    LABEL_HOST,
+    LABEL_RUN_ID,
+    LABEL_TIER,
+    LABEL_DATABASE,
+    LABEL_SNAPSHOT,
+];
 
 /// Why a sandbox could not be provided or used. All of these are
 /// environment problems (exit 3), never a verdict on the backup.
