@@ -15,6 +15,13 @@
 //! - a target before every base backup fails with that reason, a target
 //!   after the archive's end fails (the data loss is not bounded), and a
 //!   data loss over `max_data_loss` fails the policy;
+//! - a WAL fetch that breaks midway (a damaged blob in the repository:
+//!   restic exits non-zero partway through the archive's tar) fails the
+//!   restore naming the segment it broke at, also when that segment is one
+//!   recovery does not need, and is never a pass;
+//! - with restic slowed down, recovery takes WAL before the fetch ends and
+//!   still replays the whole archive; segments from before the base
+//!   backup's start are left out of the sandbox;
 //! - nothing is left behind.
 
 mod common;
@@ -102,10 +109,21 @@ fn drill_of(
     dbs: &[String],
     checks: &[(String, String)],
 ) -> (i32, String, Value) {
+    drill_with(repo, "", policy, dbs, checks)
+}
+
+/// As [`drill_of`], with `top` lines at the top of the config.
+fn drill_with(
+    repo: &TestRepo,
+    top: &str,
+    policy: &str,
+    dbs: &[String],
+    checks: &[(String, String)],
+) -> (i32, String, Value) {
     common::require_environment();
     let dir = tempfile::tempdir().unwrap();
     let mut t = format!(
-        "timezone = \"Asia/Seoul\"\nreports_dir = \"reports\"\nchecks_dir = \"checks\"\n\n\
+        "{top}\ntimezone = \"Asia/Seoul\"\nreports_dir = \"reports\"\nchecks_dir = \"checks\"\n\n\
          [policy]\nmax_rto = \"1h\"\n{policy}\n\n\
          [tiers.local]\nrepository = \"{}\"\npassword_file = \"{}\"\n\n\
          [sandbox]\nimage = \"{}\"\nmemory = \"1GiB\"\ncpus = 1.0\nstartup_timeout = \"120s\"\n",
@@ -477,4 +495,203 @@ fn bisect_between_two_targets_finds_when_the_data_changed() {
     assert!(bad - good <= chrono::Duration::seconds(1), "{rec:#}");
     assert!(bad <= last, "phase 2 committed before t2: {rec:#}");
     assert!(rec["restores"].as_u64().unwrap() >= 3, "{rec:#}");
+}
+
+/// Flip 64 bytes in the middle of the first blob of `/backups/<path>` in
+/// the repository's pack file (restic's index gives the pack, the blob's
+/// offset and length): restic fails reading that file with "ciphertext
+/// verification failed" after writing everything before it.
+fn damage_blob_of(repo: &TestRepo, path: &str) {
+    let snapshot = repo.snapshots()[0]["id"].as_str().unwrap().to_string();
+    let (dir, name) = path.rsplit_once('/').unwrap();
+    let tree: Value = serde_json::from_str(&repo.restic(
+        &["cat", "tree", &format!("{snapshot}:/backups/{dir}")],
+        None,
+    ))
+    .unwrap();
+    let blob = tree["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap_or_else(|| panic!("{path} is not in the snapshot"))["content"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for index in repo.restic(&["list", "index"], None).lines() {
+        let index: Value =
+            serde_json::from_str(&repo.restic(&["cat", "index", index.trim()], None)).unwrap();
+        for pack in index["packs"].as_array().unwrap() {
+            let Some(b) = pack["blobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|b| b["id"] == blob.as_str())
+            else {
+                continue;
+            };
+            let id = pack["id"].as_str().unwrap();
+            let file = repo.repo.join("data").join(&id[..2]).join(id);
+            let mut perms = std::fs::metadata(&file).unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perms.set_readonly(false);
+            std::fs::set_permissions(&file, perms).unwrap();
+            let mut bytes = std::fs::read(&file).unwrap();
+            let at = (b["offset"].as_u64().unwrap() + b["length"].as_u64().unwrap() / 2) as usize;
+            for x in &mut bytes[at..at + 64] {
+                *x ^= 0xff;
+            }
+            std::fs::write(&file, bytes).unwrap();
+            return;
+        }
+    }
+    panic!("blob {blob} of {path} is in no index");
+}
+
+#[test]
+fn a_wal_fetch_failing_midstream_fails_the_restore_naming_the_segment() {
+    let first = repo(30);
+    let broken = fact("broken_segment");
+    // restic dumps the segments before it, then fails and exits non-zero
+    // while recovery waits for it.
+    damage_blob_of(&first, &format!("auth_db/wal/{broken}"));
+    let (code, stderr, report) = drill_of(
+        &first,
+        "",
+        &[db("auth", "auth_db", "wal = \"/backups/auth_db/wal\"")],
+        &[users_check(
+            "auth",
+            facts()["users_final"].as_u64().unwrap(),
+        )],
+    );
+    assert_eq!(code, 1, "{stderr}\n{report:#}");
+    let r = &database(&report, "auth")["restore"];
+    assert_eq!(r["status"], "failed", "{r:#}");
+    let e = r["error"].as_str().unwrap();
+    println!("{e}");
+    assert!(
+        e.contains(&broken) && e.contains("damaged") && e.contains("could not be fetched whole"),
+        "{e}"
+    );
+    assert_ne!(r["recovery"]["reached"], true, "{r:#}");
+    for c in database(&report, "auth")["checks"].as_array().unwrap() {
+        assert_ne!(c["status"], "passed", "{c:#}");
+    }
+
+    // Damage in a segment from before the chosen base backup's start: tar
+    // leaves it out, but restic's dump of the directory still breaks there,
+    // and the fetch does not end whole: a failure naming where it broke.
+    let second = repo(30);
+    let early = facts()["wal_segments"][1].as_str().unwrap().to_string();
+    damage_blob_of(&second, &format!("auth_db/wal/{early}"));
+    let (code, stderr, report) = drill_of(
+        &second,
+        "",
+        &[db("auth", "auth_db", "wal = \"/backups/auth_db/wal\"")],
+        &[],
+    );
+    assert_eq!(code, 1, "{stderr}\n{report:#}");
+    let r = &database(&report, "auth")["restore"];
+    assert_eq!(r["status"], "failed", "{r:#}");
+    let e = r["error"].as_str().unwrap();
+    println!("{e}");
+    assert!(
+        e.contains(&early)
+            && e.contains("does not need")
+            && e.contains("damaged")
+            && e.contains("did not arrive whole (it never arrived)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn wal_streams_in_while_recovery_replays_it() {
+    // restic's dump of the archive slowed to 2 MiB/s (about 8 s for the
+    // fixture's 16 MiB), so the server starts long before it ends.
+    let repo = repo(30);
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("slow-restic");
+    std::fs::write(
+        &wrapper,
+        r#"#!/bin/bash
+set -o pipefail
+if [[ " $* " == *" dump "*"/wal "* ]]; then
+  restic "$@" | python3 -c '
+import sys, time
+while True:
+    b = sys.stdin.buffer.read1(65536)
+    if not b:
+        break
+    sys.stdout.buffer.write(b)
+    sys.stdout.buffer.flush()
+    time.sleep(len(b) / 2097152)
+'
+  exit $?
+fi
+exec restic "$@"
+"#,
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&wrapper).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&wrapper, perms).unwrap();
+    let (code, stderr, report) = drill_with(
+        &repo,
+        &format!("restic = \"{}\"", wrapper.display()),
+        "",
+        &[db("auth", "auth_db", "wal = \"/backups/auth_db/wal\"")],
+        &[
+            users_check("auth", facts()["users_final"].as_u64().unwrap()),
+            amcheck("auth"),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}\n{report:#}");
+    let restore = &database(&report, "auth")["restore"];
+    let rec = &restore["recovery"];
+    assert_eq!(rec["reached"], true, "{rec:#}");
+    let notes: Vec<&str> = restore["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    println!("{notes:#?}\n{rec:#}");
+    // Recovery took WAL before the fetch ended.
+    let beside = notes
+        .iter()
+        .find(|n| n.starts_with("WAL fetch beside replay"))
+        .unwrap_or_else(|| panic!("{notes:#?}"));
+    let served: u64 = beside
+        .split("recovery had been handed ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{beside}"));
+    assert!(served >= 1, "{beside}");
+    assert!(rec["wal_fetch_seconds"].as_f64().unwrap() >= 5.0, "{rec:#}");
+    // Only the segments from the base backup's start are fetched.
+    let start = u64::from_str_radix(
+        rec["base_start_lsn"]
+            .as_str()
+            .unwrap()
+            .split_once('/')
+            .unwrap()
+            .1,
+        16,
+    )
+    .unwrap()
+        / (1 << 20);
+    let before = facts()["wal_segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| u64::from_str_radix(&s.as_str().unwrap()[16..], 16).unwrap() < start)
+        .count();
+    assert!(before > 0);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains(&format!("; {before} segments (")) && n.contains("left out of it")),
+        "{notes:#?}"
+    );
 }

@@ -865,16 +865,20 @@ impl Default for SandboxConfig {
     }
 }
 
-/// `sandbox.restore_jobs`: how a custom-format (`pg_dump -Fc`) dump is
-/// restored.
+/// `sandbox.restore_jobs`: how many `pg_restore` jobs a custom-format
+/// (`pg_dump -Fc`) dump gets, and how many `psql` sessions a plain or
+/// `pg_dumpall` script is loaded over ([`crate::restore::parallel`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestoreJobs {
-    /// `pg_restore --jobs` with the sandbox's whole CPUs when it has at
-    /// least two and the dump is at least
-    /// [`crate::restore::JOBS_MIN_BYTES`]; otherwise streamed.
+    /// The sandbox's whole CPUs when it has at least two and the dump is
+    /// at least [`crate::restore::postgres::JOBS_MIN_BYTES`] (custom) or
+    /// [`crate::restore::postgres::PLAIN_JOBS_MIN_BYTES`] (plain);
+    /// otherwise one.
     Auto,
-    /// Exactly this many jobs: 1 streams the dump into `pg_restore`; 2 or
-    /// more copy it into the sandbox first and run `pg_restore --jobs=N`.
+    /// Exactly this many: 1 streams the dump into one `pg_restore` or
+    /// `psql`; 2 or more copy a custom dump into the sandbox first and run
+    /// `pg_restore --jobs=N`, or load a plain script over N `psql`
+    /// sessions.
     Fixed(u32),
 }
 
@@ -1355,7 +1359,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             Some(_) => return Err(ConfigError::invalid(
                 path,
                 "sandbox.restore_jobs",
-                "must be \"auto\" or a number of pg_restore jobs from 1 (stream the dump) to 64",
+                "must be \"auto\" or a number of restore jobs (pg_restore jobs, psql sessions) from 1 (stream the dump into one) to 64",
             )),
         };
     if let Some(image) = &raw.sandbox.image {

@@ -20,25 +20,55 @@
 //!    `pg_wal.tar[.gz]` into `pg_wal`) or the plain directory, streamed
 //!    from `restic dump` into `tar -x` in the sandbox's `PGDATA`; then
 //!    `pg_verifybackup` checks every file against the `backup_manifest`.
-//! 4. **Bring the WAL archive beside it**: one `restic dump` of the
-//!    archive directory, extracted inside the sandbox (never on the host);
-//!    `restore_command` copies segments from there. One process for the
-//!    whole archive instead of one per segment.
-//! 5. **Recover**: `recovery.signal`, `restore_command`, the
-//!    `recovery_target_*` setting with `recovery_target_action = 'pause'`,
-//!    and overrides that keep the sandbox away from production
-//!    (`archive_mode=off`, no `primary_conninfo`, drill's own `pg_hba`).
-//!    drill waits until recovery pauses at the target (and the last
-//!    replayed transaction is not after it) or, for `latest`, ends; then
-//!    resumes it, which ends recovery, and creates its own superuser with
-//!    the run's random password so checks connect as on a logical restore.
+//! 4. **Stage the WAL archive** in a scratch directory of the sandbox
+//!    (never on the host): the list of files recovery may take (`NAME
+//!    BYTES`: the segments from the base backup's start segment to the
+//!    archive's newest, or, for `immediate` and an LSN target, to 64 MiB
+//!    past the target; and the timeline history files), and the
+//!    `restore_command` script that reads it. Segments from before the base
+//!    backup's start (kept for older base backups) are left out. History
+//!    files of the base backup's timeline and later ones are dumped first,
+//!    one `restic dump` each: recovery asks for them before any segment,
+//!    and the archive's tar, in name order, would bring them last.
+//! 5. **Recover while the WAL streams in**: `recovery.signal`,
+//!    `restore_command`, the `recovery_target_*` setting with
+//!    `recovery_target_action = 'pause'`, and overrides that keep the
+//!    sandbox away from production (`archive_mode=off`, no
+//!    `primary_conninfo`, drill's own `pg_hba`). The server starts at once;
+//!    beside it one `restic dump` of the archive directory streams into
+//!    `tar -x` in the sandbox, which extracts only the listed files (restic
+//!    still reads the others: it dumps a directory whole, and one process
+//!    per segment would cost restic's start-up, about 0.5 s, per segment).
+//!    `restore_command` answers status 1 ("not in the archive") for a file
+//!    not listed; hands over (copies) a listed file only once it is whole
+//!    (its size equals the listed size: tar writes a member in order, and
+//!    restic writes only blobs it verified); waits for one still on its
+//!    way; and exits with status 200 (above 125: PostgreSQL aborts
+//!    recovery, PostgreSQL docs 26.3.4) once drill marked the fetch
+//!    `failed`, or marked it `fetched` (only after tar took the whole
+//!    stream and restic exited 0) while the file is still not whole. A
+//!    failed fetch ends the restore at once, naming the member the stream
+//!    broke at; a passed restore needs the fetch ended whole even when
+//!    recovery reached its target before. drill waits until recovery
+//!    pauses at the target (and the last replayed transaction is not after
+//!    it) or, for `latest`, ends; then resumes it, which ends recovery, and
+//!    creates its own superuser with the run's random password so checks
+//!    connect as on a logical restore.
+//!
+//! Disk: the sandbox holds the base backup, the staged WAL (nothing is
+//! deleted from the stage while recovery may still ask for it) and the
+//! copies recovery keeps in `pg_wal` until its restartpoints recycle them
+//! (up to about `max_wal_size`).
 //!
 //! Fail-closed: a missing or damaged segment before the target, a base
 //! backup without `backup_label` or `backup_manifest`, `pg_verifybackup`
 //! failing, a target before the base backup's end, recovery that ends
 //! before the archive's end or before the target are failures that name
-//! the segment or the cause. A server that cannot run the data (another
-//! major version, a missing library) is an environment error.
+//! the segment or the cause. So is a WAL fetch that breaks (damaged
+//! repository content: a failure; restic or the sandbox failing otherwise:
+//! an environment error): never a pass because WAL was late or cut short.
+//! A server that cannot run the data (another major version, a missing
+//! library) is an environment error.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -237,22 +267,109 @@ async fn wal_major(plan: &RestorePlan, source: &Source<'_>) -> Option<u32> {
     major_of_magic(m)
 }
 
-/// The next member header of a tar stream (POSIX ustar: the name in bytes
-/// 0–99, the size in octal in bytes 124–135): its name and size in bytes.
-/// `None` at the archive's end (a zero block) or when the stream ends.
+/// The next member header of a tar stream: its name and size in bytes
+/// ([`parse_tar_header`]). `None` at the archive's end (a zero block) or
+/// when the stream ends.
 async fn tar_header<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> Option<(String, u64)> {
     let mut header = [0u8; 512];
-    if r.read_exact(&mut header).await.is_err() || header.iter().all(|b| *b == 0) {
+    if r.read_exact(&mut header).await.is_err() {
         return None;
     }
-    let name_end = header[..100].iter().position(|b| *b == 0).unwrap_or(100);
-    let name = String::from_utf8_lossy(&header[..name_end]).to_string();
+    parse_tar_header(&header)
+}
+
+/// A tar member header's name and size in bytes (POSIX ustar: the name in
+/// bytes 0–99, after the prefix in bytes 345–499 when the magic is
+/// `ustar`; the size in octal in bytes 124–135). `None` for a zero block
+/// (the archive's end).
+fn parse_tar_header(header: &[u8; 512]) -> Option<(String, u64)> {
+    if header.iter().all(|b| *b == 0) {
+        return None;
+    }
+    let text = |field: &[u8]| {
+        let end = field.iter().position(|b| *b == 0).unwrap_or(field.len());
+        String::from_utf8_lossy(&field[..end]).to_string()
+    };
+    let mut name = text(&header[..100]);
+    let prefix = text(&header[345..500]);
+    if &header[257..262] == b"ustar" && !prefix.is_empty() {
+        name = format!("{prefix}/{name}");
+    }
     let size_text: String = header[124..136]
         .iter()
         .take_while(|b| **b != 0 && **b != b' ')
         .map(|b| *b as char)
         .collect();
     Some((name, u64::from_str_radix(size_text.trim(), 8).unwrap_or(0)))
+}
+
+/// The name of the last tar member seen in a stream, shared.
+type LastMember = std::sync::Arc<std::sync::Mutex<Option<String>>>;
+
+/// An `AsyncRead` pass-through over a tar stream that remembers the name
+/// of the last member whose header went by: where the stream was when it
+/// broke (restic writes a member's header before it reads the member's
+/// blobs).
+struct TarMembers<R> {
+    inner: R,
+    last: LastMember,
+    header: Vec<u8>,
+    /// Bytes of the current member's data (and padding) still to pass.
+    skip: u64,
+    ended: bool,
+}
+
+impl<R> TarMembers<R> {
+    fn new(inner: R, last: LastMember) -> Self {
+        TarMembers {
+            inner,
+            last,
+            header: Vec::with_capacity(512),
+            skip: 0,
+            ended: false,
+        }
+    }
+
+    fn watch(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() && !self.ended {
+            if self.skip > 0 {
+                let n = self.skip.min(bytes.len() as u64);
+                self.skip -= n;
+                bytes = &bytes[n as usize..];
+                continue;
+            }
+            let n = (512 - self.header.len()).min(bytes.len());
+            self.header.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.header.len() == 512 {
+                let block: &[u8; 512] = self.header.as_slice().try_into().expect("512 bytes");
+                match parse_tar_header(block) {
+                    Some((name, size)) => {
+                        self.skip = size.div_ceil(512) * 512;
+                        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(name);
+                    }
+                    None => self.ended = true,
+                }
+                self.header.clear();
+            }
+        }
+    }
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for TarMembers<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let polled = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = &polled {
+            this.watch(&buf.filled()[before..]);
+        }
+        polled
+    }
 }
 
 /// A WAL location (`XXXXXXXX/YYYYYYYY` in PostgreSQL's notation) as a
@@ -569,6 +686,29 @@ struct Archive {
     /// The newest segment, cut short (a snapshot taken while it was being
     /// archived): left out of recovery.
     partial: Option<String>,
+    /// The files recovery may ask for, in name order (the order `restic
+    /// dump` writes a directory's tar in): every whole segment and every
+    /// timeline history file (`TTTTTTTT.history`, PostgreSQL docs, 26.3.5
+    /// "Timelines").
+    files: Vec<ArchiveFile>,
+}
+
+/// One file of the WAL archive recovery may ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ArchiveFile {
+    name: String,
+    /// Bytes, as listed.
+    size: u64,
+    /// The segment number; `None` for a timeline history file.
+    segno: Option<u64>,
+}
+
+/// A timeline history file's timeline (`00000002.history`).
+fn history_timeline(name: &str) -> Option<u32> {
+    let tli = name.strip_suffix(".history")?;
+    (tli.len() == 8 && tli.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| u32::from_str_radix(tli, 16).ok())
+        .flatten()
 }
 
 /// Marks a [`read_archive`] error that is the environment's (drill cannot
@@ -634,8 +774,23 @@ fn read_archive(dir: &str, files: &[SnapshotFile]) -> Result<Archive, String> {
             a.segments.insert(segno);
             a.timeline = a.timeline.max(tli);
             a.bytes += f.size;
+            a.files.push(ArchiveFile {
+                name: name_of(&f.path).to_string(),
+                size: f.size,
+                segno: Some(segno),
+            });
         }
     }
+    for f in files {
+        if f.node_type == "file" && history_timeline(name_of(&f.path)).is_some() {
+            a.files.push(ArchiveFile {
+                name: name_of(&f.path).to_string(),
+                size: f.size,
+                segno: None,
+            });
+        }
+    }
+    a.files.sort_by(|x, y| x.name.cmp(&y.name));
     Ok(a)
 }
 
@@ -722,6 +877,7 @@ async fn stream_tar(
     compression: Compression,
     script: &str,
     progress: &Counter,
+    last_member: Option<&LastMember>,
 ) -> Result<(u64, u64), RestoreOutcome> {
     // `progress` counts every stream of the restore; this one's bytes are
     // what it adds.
@@ -737,11 +893,14 @@ async fn stream_tar(
     )
     .map_err(environment)?;
     let cmd = ["sh", "-c", script];
-    let exec = tokio::time::timeout(
-        source.timeouts.restore,
-        sandbox.exec_with_input(&cmd, Some(&mut s.tap)),
-    )
-    .await;
+    let limit = source.timeouts.restore;
+    let exec = match last_member {
+        Some(last) => {
+            let mut watched = TarMembers::new(&mut s.tap, last.clone());
+            tokio::time::timeout(limit, sandbox.exec_with_input(&cmd, Some(&mut watched))).await
+        }
+        None => tokio::time::timeout(limit, sandbox.exec_with_input(&cmd, Some(&mut s.tap))).await,
+    };
     let stored = s.stored.get().saturating_sub(before);
     let fed = s.tap.bytes();
     let stalled = s.stalled();
@@ -785,6 +944,434 @@ async fn stream_tar(
             .collect::<Vec<_>>()
             .join("; ")
     )))
+}
+
+/// How drill runs `tar -x` in the sandbox on a stream: 1 MiB records
+/// (`-b 2048`, filled from the pipe with `-B`). tar writes a member's data
+/// in pieces of its record size (10 KiB by default), and on Docker's
+/// fuse-overlayfs every write is a round trip through the FUSE daemon: the
+/// bench's 1.2 GiB WAL archive took 12.1 s to extract with 10 KiB records
+/// and 7.1 s with 1 MiB ones.
+const TAR_X: &str = "tar -x -f - -b 2048 -B";
+
+/// The restore_command script inside the WAL stage.
+const RESTORE_SCRIPT: &str = "restore.sh";
+/// WAL past the target's segment that step 4 still fetches when the
+/// target's place is known: PostgreSQL reads the record after the one it
+/// stops at, and a record can cross segment boundaries.
+const TARGET_MARGIN_BYTES: u64 = 64 * 1024 * 1024;
+/// The exit status restore_command gives when the fetch failed: above
+/// 125, which PostgreSQL treats like a signal and answers by aborting
+/// recovery (PostgreSQL docs, 26.3.4 and `restore_command`), where status
+/// 1 would mean "not in the archive" and let recovery end as if the WAL
+/// ended there.
+const FATAL_STATUS: u8 = 200;
+
+/// `text` quoted for `sh`.
+fn shq(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// What step 4 brings into the sandbox.
+#[derive(Debug, Default, PartialEq)]
+struct WalFetch {
+    /// Members of the archive directory's tar stream to extract: segments
+    /// from the base backup's start segment (on any timeline) to `last`,
+    /// and history files of timelines before the base backup's.
+    streamed: Vec<ArchiveFile>,
+    /// History files of the base backup's timeline and later ones, each
+    /// dumped on its own before the server starts: recovery asks for them
+    /// first (to find the newest timeline, `recovery_target_timeline =
+    /// latest`), and the tar stream, in name order, brings them only after
+    /// every segment of the timelines before.
+    ahead: Vec<ArchiveFile>,
+    /// The last segment number fetched, when the target bounds it.
+    last: Option<u64>,
+    /// Segments left out (before the start, after `last`) and their bytes.
+    left_out: u64,
+    left_out_bytes: u64,
+}
+
+impl WalFetch {
+    /// Bytes of the files fetched.
+    fn bytes(&self) -> u64 {
+        self.streamed
+            .iter()
+            .chain(&self.ahead)
+            .map(|f| f.size)
+            .sum()
+    }
+}
+
+/// Which of the archive's `files` recovery from a base backup starting in
+/// segment `start` on timeline `tli` can ask for, up to segment `last`.
+fn plan_fetch(files: &[ArchiveFile], start: u64, last: Option<u64>, tli: u32) -> WalFetch {
+    let mut plan = WalFetch {
+        last,
+        ..WalFetch::default()
+    };
+    for f in files {
+        match f.segno {
+            Some(n) if n < start || last.is_some_and(|l| n > l) => {
+                plan.left_out += 1;
+                plan.left_out_bytes += f.size;
+            }
+            Some(_) => plan.streamed.push(f.clone()),
+            None if history_timeline(&f.name).is_some_and(|t| t >= tli) => {
+                plan.ahead.push(f.clone())
+            }
+            None => plan.streamed.push(f.clone()),
+        }
+    }
+    plan
+}
+
+/// The last segment recovery to `target` can need, when drill can tell
+/// without replaying: for `immediate` the base backup's end (`end_lsn`),
+/// for an LSN target the target; plus [`TARGET_MARGIN_BYTES`]. `None`: the
+/// archive's newest (a time, a name or a transaction id lies anywhere).
+fn last_needed(target: &RecoveryTarget, end_lsn: Option<u64>, segment_bytes: u64) -> Option<u64> {
+    let lsn = match target {
+        RecoveryTarget::Immediate => end_lsn?,
+        RecoveryTarget::Lsn(l) => parse_lsn(l)?,
+        _ => return None,
+    };
+    let segment_bytes = segment_bytes.max(1);
+    Some(lsn / segment_bytes + (TARGET_MARGIN_BYTES / segment_bytes).max(2))
+}
+
+/// The WAL stage in the sandbox (a scratch directory): `files/` where the
+/// archive's files land, `expected` (one `NAME BYTES` line per file
+/// recovery may take), `members` (the tar members to extract), the
+/// markers drill writes when the fetch ends (`fetched` only after tar
+/// took the whole stream and restic exited 0; `failed` on any failure),
+/// `served` (the files restore_command handed over) and the
+/// restore_command script.
+struct Stage {
+    dir: String,
+}
+
+impl Stage {
+    fn new(dir: String) -> Stage {
+        Stage { dir }
+    }
+
+    /// The path of the stage's `name`.
+    fn path(&self, name: &str) -> String {
+        format!("{}/{name}", self.dir)
+    }
+
+    /// The same, quoted for `sh`.
+    fn q(&self, name: &str) -> String {
+        shq(&self.path(name))
+    }
+
+    /// The restore_command script (POSIX `sh`; `$1` = `%f`, `$2` = `%p`).
+    /// A file not in `expected` is not in the archive: status 1, so
+    /// recovery looks elsewhere or ends. A listed file is handed over
+    /// (copied) only once whole: its size equals the listed size (tar
+    /// writes a member's bytes in order, and restic writes only blobs it
+    /// has verified). Until then the script waits; once `failed` exists,
+    /// or `fetched` does and the file is still not whole, it exits with
+    /// [`FATAL_STATUS`] so recovery aborts instead of ending early.
+    fn script(&self) -> String {
+        format!(
+            r#"#!/bin/sh
+# drill's restore_command: $1 = %f, $2 = %p.
+s={stage}
+line=$(grep -m 1 -e "^$1 " "$s/expected") || exit 1
+size=${{line##* }}
+while :; do
+  if [ -e "$s/failed" ]; then
+    echo "drill: WAL file $1 cannot be restored: the fetch of the WAL archive failed before it arrived whole" >&2
+    exit {fatal}
+  fi
+  fetched=no
+  [ -e "$s/fetched" ] && fetched=yes
+  have=$(( $(wc -c 2>/dev/null < "$s/files/$1" || echo -1) ))
+  if [ "$have" -eq "$size" ]; then
+    cp "$s/files/$1" "$2" || {{ echo "drill: could not copy WAL file $1 to $2" >&2; exit {fatal}; }}
+    echo "$1" >> "$s/served"
+    exit 0
+  fi
+  if [ $fetched = yes ]; then
+    echo "drill: WAL file $1 is $have bytes in the sandbox, not $size, although its fetch finished" >&2
+    exit {fatal}
+  fi
+  sleep 0.05
+done
+"#,
+            stage = shq(&self.dir),
+            fatal = FATAL_STATUS,
+        )
+    }
+}
+
+/// Put the stage in place (one exec) and dump the timeline history files
+/// recovery asks for first, one by one. Returns (bytes read from the
+/// repository, bytes fed).
+async fn prepare_stage(
+    source: &Source<'_>,
+    sandbox: &Sandbox,
+    dir: &str,
+    stage: &Stage,
+    plan: &WalFetch,
+    progress: &Counter,
+) -> Result<(u64, u64), RestoreOutcome> {
+    let prefix = dir.trim_matches('/');
+    let expected: String = plan
+        .ahead
+        .iter()
+        .chain(&plan.streamed)
+        .map(|f| format!("{} {}\n", f.name, f.size))
+        .collect();
+    let members: String = plan
+        .streamed
+        .iter()
+        .map(|f| format!("{prefix}/{}\n", f.name))
+        .collect();
+    let setup = format!(
+        "set -e\nmkdir -p {files}\ncat > {expected_path} <<'DRILL_END'\n{expected}DRILL_END\ncat > {members_path} <<'DRILL_END'\n{members}DRILL_END\ncat > {script_path} <<'DRILL_END'\n{script}DRILL_END\n",
+        files = stage.q("files"),
+        expected_path = stage.q("expected"),
+        members_path = stage.q("members"),
+        script_path = stage.q(RESTORE_SCRIPT),
+        script = stage.script(),
+    );
+    sh(sandbox, "sh -s", Some(setup.as_bytes()))
+        .await
+        .map_err(|e| environment(format!("prepare the WAL stage in the sandbox: {e}")))?;
+    let (mut stored, mut fed) = (0, 0);
+    for f in &plan.ahead {
+        let part = stage.q(&format!("files/.{}.part", f.name));
+        let (s, n) = stream_tar(
+            source,
+            sandbox,
+            &format!("{}/{}", dir.trim_end_matches('/'), f.name),
+            Compression::None,
+            &format!(
+                "cat > {part} && mv {part} {}",
+                stage.q(&format!("files/{}", f.name))
+            ),
+            progress,
+            None,
+        )
+        .await?;
+        stored += s;
+        fed += n;
+    }
+    Ok((stored, fed))
+}
+
+/// What the WAL fetch did.
+struct Fetched {
+    /// Bytes read from the repository.
+    stored: u64,
+    /// Bytes fed to `tar` in the sandbox.
+    fed: u64,
+    /// Seconds from the start of step 4 to the fetch's end.
+    seconds: f64,
+    /// Files restore_command had handed to recovery when the fetch ended.
+    served: u64,
+}
+
+/// Stream the archive directory `dir` (one `restic dump`, a tar in name
+/// order) into the stage, extracting only the planned members; then mark
+/// the stage `fetched`, or, on any failure of restic or tar, `failed`
+/// (after naming the first planned file that did not arrive whole: where
+/// the stream broke).
+async fn fetch_wal(
+    source: &Source<'_>,
+    sandbox: &Sandbox,
+    dir: &str,
+    stage: &Stage,
+    plan: &WalFetch,
+    progress: &Counter,
+    started: Instant,
+) -> Result<Fetched, Stop> {
+    let strip = dir.trim_matches('/').split('/').count();
+    let last_member = LastMember::default();
+    let streamed = if plan.streamed.is_empty() {
+        Ok((0, 0))
+    } else {
+        stream_tar(
+            source,
+            sandbox,
+            dir,
+            Compression::None,
+            &format!(
+                "{TAR_X} -C {} --strip-components={strip} -T {}",
+                stage.q("files"),
+                stage.q("members")
+            ),
+            progress,
+            Some(&last_member),
+        )
+        .await
+    };
+    match streamed {
+        Ok((stored, fed)) => {
+            // restic exited 0 and tar took the whole stream: only now may
+            // restore_command call a file that is not whole damaged.
+            let served = sh(
+                sandbox,
+                &format!(
+                    "touch {} && {{ cat {} 2>/dev/null || true; }} | wc -l",
+                    stage.q("fetched"),
+                    stage.q("served")
+                ),
+                None,
+            )
+            .await
+            .map_err(|e| {
+                stop(environment(format!(
+                    "mark the WAL fetch finished in the sandbox: {e}"
+                )))
+            })?;
+            Ok(Fetched {
+                stored,
+                fed,
+                seconds: started.elapsed().as_secs_f64(),
+                served: served.trim().parse().unwrap_or(0),
+            })
+        }
+        Err(mut o) => {
+            // A sandbox that died took tar with it: its server's log says
+            // why (the fetch had not failed yet, so no restore_command of
+            // drill's aborted recovery).
+            if let Err(e) = sandbox.check_alive().await {
+                return Err(Stop::Died(e.to_string()));
+            }
+            let broke = sh(
+                sandbox,
+                &format!(
+                    "while read n s; do h=$(( $(wc -c 2>/dev/null < {files}/\"$n\" || echo -1) )); [ \"$h\" -eq \"$s\" ] || {{ echo \"$n $h $s\"; break; }}; done < {expected}; touch {failed}",
+                    files = stage.q("files"),
+                    expected = stage.q("expected"),
+                    failed = stage.q("failed"),
+                ),
+                None,
+            )
+            .await
+            .unwrap_or_default();
+            let what = |name: &str| {
+                if history_timeline(name).is_some() {
+                    "timeline history file"
+                } else {
+                    "WAL segment"
+                }
+            };
+            let said = o.error.take().unwrap_or_default();
+            // Where the stream broke (the member restic was writing), and
+            // the first file recovery needs that is not whole.
+            let at = last_member
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_deref()
+                .map(|m| name_of(m).to_string());
+            let last_line = broke.lines().last().unwrap_or_default();
+            let first = match last_line.split_whitespace().collect::<Vec<_>>()[..] {
+                [name, have, size] => Some((
+                    name.to_string(),
+                    match have.parse::<i64>() {
+                        Ok(h) if h >= 0 => format!("{h} of its {size} bytes arrived"),
+                        _ => "it never arrived".to_string(),
+                    },
+                )),
+                _ => None,
+            };
+            o.error = Some(match (at, first) {
+                (Some(at), first) if !plan.streamed.iter().any(|f| f.name == at) => format!(
+                    "the fetch of the WAL archive broke at {at}, a file recovery from this base backup does not need{}: {said}",
+                    first
+                        .map(|(n, arrived)| format!(", so {} {n} did not arrive whole ({arrived}) and recovery cannot pass it", what(&n)))
+                        .unwrap_or_default()
+                ),
+                (Some(at), Some((n, arrived))) if n == at => format!(
+                    "{} {at} could not be fetched whole ({arrived}), and recovery cannot pass it: {said}",
+                    what(&at)
+                ),
+                (Some(at), _) => format!(
+                    "{} {at} could not be fetched whole, and recovery cannot pass it: {said}",
+                    what(&at)
+                ),
+                (None, Some((n, arrived))) => format!(
+                    "{} {n} could not be fetched whole ({arrived}), and recovery cannot pass it: {said}",
+                    what(&n)
+                ),
+                (None, None) => said,
+            });
+            Err(stop(o))
+        }
+    }
+}
+
+/// How watching recovery ended, when not at its end.
+enum Stop {
+    /// The server exited (the engine's message); its log says why.
+    Died(String),
+    /// A verdict already made.
+    Outcome(Box<RestoreOutcome>),
+}
+
+fn stop(o: RestoreOutcome) -> Stop {
+    Stop::Outcome(Box::new(o))
+}
+
+/// Watch recovery until it ends, within `timeout`: at a paused target,
+/// prove the last replayed transaction is not after a time target, then
+/// resume (which ends recovery). Returns the final state and whether
+/// recovery paused at the target.
+async fn watch_recovery(
+    sandbox: &Sandbox,
+    target: &RecoveryTarget,
+    timeout: Duration,
+) -> Result<(State, bool), Stop> {
+    let deadline = Instant::now() + timeout;
+    let mut resumed = false;
+    loop {
+        if let Err(e) = sandbox.check_alive().await {
+            return Err(Stop::Died(e.to_string()));
+        }
+        if Instant::now() > deadline {
+            return Err(stop(environment(format!(
+                "recovery did not finish within {} (timeouts.restore); the server log ends: {}",
+                crate::duration::human(timeout),
+                sandbox.log_lines(5).await.join(" | ")
+            ))));
+        }
+        match state(sandbox).await {
+            Ok(st) if !st.in_recovery => return Ok((st, resumed)),
+            Ok(st) if st.paused && !resumed => {
+                // Paused at the target: prove it, then end recovery.
+                if let (RecoveryTarget::Time(t), Some(last)) = (target, st.last_xact) {
+                    if last > *t {
+                        return Err(stop(failed(format!(
+                            "recovery paused with a transaction committed at {} replayed, after the target {}",
+                            last.to_rfc3339(),
+                            t.to_rfc3339()
+                        ))));
+                    }
+                }
+                psql(sandbox, "SELECT pg_wal_replay_resume();")
+                    .await
+                    .map_err(|e| {
+                        stop(environment(format!(
+                            "resume recovery at the target: {e}"
+                        )))
+                    })?;
+                resumed = true;
+            }
+            Ok(_) => {}
+            Err(e) if e.contains(&format!("role \"{LOCAL_ROLE}\" does not exist")) => {
+                return Err(stop(environment(format!(
+                    "the recovered cluster has no role `{LOCAL_ROLE}`, which drill connects as inside the sandbox to drive recovery"
+                ))))
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// The state of recovery, as the server reports it.
@@ -1092,8 +1679,9 @@ async fn run(
                 sandbox,
                 &tar.path,
                 Compression::from_path(&tar.path),
-                "mkdir -p \"$PGDATA\" && tar -x -f - -C \"$PGDATA\"",
+                &format!("mkdir -p \"$PGDATA\" && {TAR_X} -C \"$PGDATA\""),
                 progress,
+                None,
             )
             .await?;
             stored += s;
@@ -1104,8 +1692,9 @@ async fn run(
                     sandbox,
                     &w.path,
                     Compression::from_path(&w.path),
-                    "mkdir -p \"$PGDATA/pg_wal\" && tar -x -f - -C \"$PGDATA/pg_wal\"",
+                    &format!("mkdir -p \"$PGDATA/pg_wal\" && {TAR_X} -C \"$PGDATA/pg_wal\""),
                     progress,
+                    None,
                 )
                 .await?;
                 stored += s;
@@ -1120,9 +1709,10 @@ async fn run(
                 &base.dir,
                 Compression::None,
                 &format!(
-                    "mkdir -p \"$PGDATA\" && tar -x -f - -C \"$PGDATA\" --strip-components={strip}"
+                    "mkdir -p \"$PGDATA\" && {TAR_X} -C \"$PGDATA\" --strip-components={strip}"
                 ),
                 progress,
+                None,
             )
             .await?;
             stored += s;
@@ -1181,35 +1771,43 @@ async fn run(
     }
     work.report.base_seconds = base_started.elapsed().as_secs_f64();
 
-    // 4. The WAL archive beside it.
+    // 4. The WAL archive beside it: the stage, the list of files recovery
+    // may take and the restore_command that waits for them. The archive
+    // itself streams in while recovery runs (below).
+    let stage = Stage::new(sandbox.scratch_path(WAL_DIR));
     let wal_started = Instant::now();
-    let wal_dir = sandbox.scratch_path(WAL_DIR);
-    let restore_command = match &recovery.wal {
-        Some(dir) => {
-            let strip = dir.trim_matches('/').split('/').count();
-            let (s, f) = stream_tar(
-                source,
-                sandbox,
-                dir,
-                Compression::None,
-                &format!(
-                    "mkdir -p {wal_dir} && tar -x -f - -C {wal_dir} --strip-components={strip}"
-                ),
-                progress,
-            )
-            .await?;
+    let fetch_plan = match (&recovery.wal, &archive) {
+        (Some(dir), Some(a)) => Some((
+            dir.as_str(),
+            plan_fetch(
+                &a.files,
+                start_segno,
+                last_needed(target, end_lsn, segment_bytes),
+                label.timeline,
+            ),
+        )),
+        _ => None,
+    };
+    let restore_command = match &fetch_plan {
+        Some((dir, fp)) => {
+            let (s, f) = prepare_stage(source, sandbox, dir, &stage, fp, progress).await?;
             work.bytes += s;
             work.restored_bytes += f;
-            if let Some(p) = archive.as_ref().and_then(|a| a.partial.as_ref()) {
-                sh(sandbox, &format!("rm -f {wal_dir}/{p}"), None)
-                    .await
-                    .map_err(|e| environment(format!("leave out the partial segment {p}: {e}")))?;
+            if fp.left_out > 0 {
+                work.notes.push(format!(
+                    "WAL fetch: {} of the archive's files ({} bytes) are extracted in the sandbox; {} segments ({} bytes) from before base backup {} starts{} are left out of it (restic still reads them: it dumps the archive directory whole)",
+                    fp.streamed.len() + fp.ahead.len(),
+                    fp.bytes(),
+                    fp.left_out,
+                    fp.left_out_bytes,
+                    base.dir,
+                    if fp.last.is_some() { " or after the target" } else { "" },
+                ));
             }
-            format!("cp {wal_dir}/%f \"%p\"")
+            format!("sh {} %f %p", shq(&stage.path(RESTORE_SCRIPT)))
         }
         None => "false".to_string(),
     };
-    work.report.wal_fetch_seconds = wal_started.elapsed().as_secs_f64();
 
     // 5. Recover.
     let replay_started = Instant::now();
@@ -1317,14 +1915,46 @@ async fn run(
     .await
     .map_err(|e| environment(format!("start the server in the sandbox: {e}")))?;
 
-    let deadline = Instant::now() + source.timeouts.restore;
-    let mut resumed = false;
-    let final_state = loop {
-        if let Err(e) = sandbox.check_alive().await {
+    // The WAL fetch runs beside recovery: restore_command waits for a
+    // file still on its way. A failed fetch ends the restore at once (its
+    // marker makes a waiting restore_command abort recovery); a passed one
+    // needs the fetch ended whole, whenever recovery ended.
+    let fetch = async {
+        match &fetch_plan {
+            Some((dir, fp)) => fetch_wal(source, sandbox, dir, &stage, fp, progress, wal_started)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    };
+    let watch = watch_recovery(sandbox, target, source.timeouts.restore);
+    tokio::pin!(fetch, watch);
+    let mut fetched: Option<Option<Fetched>> = None;
+    let mut watched = loop {
+        tokio::select! {
+            biased;
+            r = &mut fetch, if fetched.is_none() => match r {
+                Ok(f) => fetched = Some(f),
+                Err(stop) => break Err(stop),
+            },
+            w = &mut watch => break w,
+        }
+    };
+    let recovery_ended = replay_started.elapsed().as_secs_f64();
+    if watched.is_ok() && fetched.is_none() {
+        match fetch.await {
+            Ok(f) => fetched = Some(f),
+            Err(stop) => watched = Err(stop),
+        }
+    }
+    let (final_state, resumed) = match watched {
+        Ok(x) => x,
+        Err(Stop::Outcome(o)) => return Err(*o),
+        Err(Stop::Died(e)) => {
             let log = sandbox.log_lines(LOG_LINES).await;
             return Err(died(
                 &log,
-                &e.to_string(),
+                &e,
                 &base.dir,
                 label,
                 archive.as_ref(),
@@ -1333,43 +1963,29 @@ async fn run(
                 segment_bytes,
             ));
         }
-        if Instant::now() > deadline {
-            return Err(environment(format!(
-                "recovery did not finish within {} (timeouts.restore); the server log ends: {}",
-                crate::duration::human(source.timeouts.restore),
-                sandbox.log_lines(5).await.join(" | ")
-            )));
-        }
-        match state(sandbox).await {
-            Ok(st) if !st.in_recovery => break st,
-            Ok(st) if st.paused && !resumed => {
-                // Paused at the target: prove it, then end recovery.
-                if let (RecoveryTarget::Time(t), Some(last)) = (target, st.last_xact) {
-                    if last > *t {
-                        return Err(failed(format!(
-                            "recovery paused with a transaction committed at {} replayed, after the target {}",
-                            last.to_rfc3339(),
-                            t.to_rfc3339()
-                        )));
-                    }
-                }
-                psql(sandbox, "SELECT pg_wal_replay_resume();")
-                    .await
-                    .map_err(|e| environment(format!("resume recovery at the target: {e}")))?;
-                resumed = true;
-            }
-            Ok(st) if st.paused => {}
-            Ok(_) => {}
-            Err(e) if e.contains(&format!("role \"{LOCAL_ROLE}\" does not exist")) => {
-                return Err(environment(format!(
-                    "the recovered cluster has no role `{LOCAL_ROLE}`, which drill connects as inside the sandbox to drive recovery"
-                )))
-            }
-            Err(_) => {}
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    work.report.replay_seconds = replay_started.elapsed().as_secs_f64();
+    let fetched = fetched.flatten();
+    if let Some(f) = &fetched {
+        work.bytes += f.stored;
+        work.restored_bytes += f.fed;
+    }
+    if let (Some(f), Some((_, fp))) = (&fetched, &fetch_plan) {
+        work.report.wal_fetch_seconds = f.seconds;
+        // Seconds from the server's start, like `recovery_ended`; the
+        // archive's stream starts with the server.
+        let fetch_ended = f.seconds - replay_started.duration_since(wal_started).as_secs_f64();
+        work.notes.push(format!(
+            "WAL fetch beside replay: the archive streamed into the sandbox while the server recovered; when the fetch ended whole, {fetch_ended:.1} s after the server started, recovery had been handed {} of {} files; recovery ended {recovery_ended:.1} s after the server started{}",
+            f.served,
+            fp.streamed.len() + fp.ahead.len(),
+            if fetch_ended > recovery_ended {
+                " (the verdict waited for restic's exit status)"
+            } else {
+                ""
+            }
+        ));
+    }
+    work.report.replay_seconds = recovery_ended;
     // A target is reached only where recovery paused at it; a server that
     // ended recovery on its own ran out of WAL first (PostgreSQL 13 and
     // older promote there instead of refusing).
@@ -1620,6 +2236,11 @@ fn died(
             "the sandbox's server cannot replay base backup {base} as a hot standby: {line}; the primary raised a setting (max_connections, max_worker_processes, …) after the backup, and drill starts the server with the backup's own values"
         ));
     }
+    if let Some(line) = log_line(log, &["No space left on device"]) {
+        return environment(format!(
+            "the sandbox ran out of disk space recovering base backup {base}: {line}; recovery needs room for the base backup, the WAL fetched for it and pg_wal; free space for Docker's storage"
+        ));
+    }
     if let Some(line) = log_line(
         log,
         &["out of memory", "could not map anonymous shared memory"],
@@ -1706,5 +2327,175 @@ mod tests {
         );
         assert_eq!(parse_size("16MB"), Some(16 * mb));
         assert_eq!(parse_size("1MB"), Some(mb));
+    }
+
+    fn file(name: &str, size: u64) -> ArchiveFile {
+        ArchiveFile {
+            name: name.into(),
+            size,
+            segno: parse_segment(name, 1 << 20).map(|(_, n)| n),
+        }
+    }
+
+    #[test]
+    fn only_the_needed_part_of_the_archive_is_fetched() {
+        let mb = 1 << 20;
+        let files = vec![
+            file("000000010000000000000005", mb),
+            file("000000010000000000000006", mb),
+            file("000000010000000000000007", mb),
+            file("000000020000000000000007", mb),
+            file("000000020000000000000008", mb),
+            file("00000002.history", 42),
+            file("00000003.history", 84),
+        ];
+        let plan = plan_fetch(&files, 6, None, 2);
+        let names = |v: &[ArchiveFile]| v.iter().map(|f| f.name.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            names(&plan.streamed),
+            [
+                "000000010000000000000006",
+                "000000010000000000000007",
+                "000000020000000000000007",
+                "000000020000000000000008"
+            ]
+        );
+        // The history files recovery asks for first come ahead.
+        assert_eq!(names(&plan.ahead), ["00000002.history", "00000003.history"]);
+        assert_eq!((plan.left_out, plan.left_out_bytes), (1, mb));
+        assert_eq!(plan.bytes(), 4 * mb + 126);
+        // An older timeline's history file streams with the segments.
+        let plan = plan_fetch(&files, 6, Some(7), 3);
+        assert_eq!(plan.ahead.len(), 1);
+        assert!(plan.streamed.iter().any(|f| f.name == "00000002.history"));
+        assert!(!plan.streamed.iter().any(|f| f.name.ends_with("08")));
+        assert_eq!(plan.left_out, 2);
+        assert_eq!(history_timeline("0000000A.history"), Some(10));
+        assert_eq!(history_timeline("000000010000000000000006"), None);
+    }
+
+    #[test]
+    fn a_target_bounds_the_fetch_only_where_its_place_is_known() {
+        let mb = 1 << 20;
+        let margin = TARGET_MARGIN_BYTES / mb;
+        assert_eq!(
+            last_needed(&RecoveryTarget::Immediate, Some(0x0A0_0028), mb),
+            Some(0xA + margin)
+        );
+        assert_eq!(last_needed(&RecoveryTarget::Immediate, None, mb), None);
+        assert_eq!(
+            last_needed(&RecoveryTarget::Lsn("0/F00440".into()), None, 16 * mb),
+            Some(4)
+        );
+        assert_eq!(last_needed(&RecoveryTarget::Latest, Some(1), mb), None);
+        assert_eq!(
+            last_needed(&RecoveryTarget::Name("p".into()), Some(1), mb),
+            None
+        );
+    }
+
+    /// The restore_command script, run by the host's `sh` against a stage
+    /// in a temporary directory.
+    #[test]
+    fn restore_command_waits_for_whole_files_and_aborts_on_a_failed_fetch() {
+        use std::process::{Command, Stdio};
+        let dir = tempfile::tempdir().unwrap();
+        let stage = Stage::new(dir.path().join("stage").display().to_string());
+        let at = |n: &str| std::path::PathBuf::from(stage.path(n));
+        std::fs::create_dir_all(at("files")).unwrap();
+        std::fs::write(
+            at("expected"),
+            "000000010000000000000006 4\n00000002.history 2\n",
+        )
+        .unwrap();
+        std::fs::write(at(RESTORE_SCRIPT), stage.script()).unwrap();
+        let run = |name: &str| {
+            Command::new("sh")
+                .arg(at(RESTORE_SCRIPT))
+                .arg(name)
+                .arg(dir.path().join("out"))
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let status = |name: &str| run(name).wait_with_output().unwrap().status.code();
+        // Not in the archive: 1, at once.
+        assert_eq!(status("000000010000000000000099"), Some(1));
+        // Listed, whole: copied.
+        std::fs::write(at("files/00000002.history"), "ok").unwrap();
+        assert_eq!(status("00000002.history"), Some(0));
+        assert_eq!(std::fs::read(dir.path().join("out")).unwrap(), b"ok");
+        // Listed, on its way: waits until it is whole.
+        std::fs::write(at("files/000000010000000000000006"), "ab").unwrap();
+        let mut waiting = run("000000010000000000000006");
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            waiting.try_wait().unwrap().is_none(),
+            "handed over half a segment"
+        );
+        std::fs::write(at("files/000000010000000000000006"), "abcd").unwrap();
+        assert_eq!(waiting.wait().unwrap().code(), Some(0));
+        assert_eq!(std::fs::read(dir.path().join("out")).unwrap(), b"abcd");
+        let served = std::fs::read_to_string(at("served")).unwrap();
+        assert_eq!(served.lines().count(), 2);
+        // Not whole after the fetch ended whole, or the fetch failed:
+        // above 125, so PostgreSQL aborts recovery.
+        std::fs::write(at("files/000000010000000000000006"), "ab").unwrap();
+        std::fs::write(at("fetched"), "").unwrap();
+        assert_eq!(
+            status("000000010000000000000006"),
+            Some(FATAL_STATUS.into())
+        );
+        std::fs::remove_file(at("fetched")).unwrap();
+        std::fs::remove_file(at("files/000000010000000000000006")).unwrap();
+        let waiting = run("000000010000000000000006");
+        std::thread::sleep(Duration::from_millis(200));
+        std::fs::write(at("failed"), "").unwrap();
+        let out = waiting.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(FATAL_STATUS.into()));
+        // Waiting for a file not there yet says nothing else (the server's
+        // log).
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(said.contains("fetch of the WAL archive failed"), "{said}");
+        assert_eq!(said.lines().count(), 1, "{said}");
+        assert!(i32::from(FATAL_STATUS) > 125);
+    }
+
+    #[test]
+    fn the_member_a_tar_stream_broke_at_is_remembered() {
+        use tokio::io::AsyncReadExt;
+        let mut tar = Vec::new();
+        for (name, size) in [
+            ("backups/wal/000000010000000000000006", 700usize),
+            ("backups/wal/000000010000000000000007", 512),
+        ] {
+            let mut h = [0u8; 512];
+            h[..name.len()].copy_from_slice(name.as_bytes());
+            h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+            h[257..262].copy_from_slice(b"ustar");
+            tar.extend_from_slice(&h);
+            tar.extend(std::iter::repeat_n(7u8, size.div_ceil(512) * 512));
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        // Cut inside the second member's data, read in small pieces.
+        let cut = &tar[..512 + 1024 + 512 + 100];
+        let last = LastMember::default();
+        let mut r = TarMembers::new(cut, last.clone());
+        let mut buf = [0u8; 37];
+        rt.block_on(async { while r.read(&mut buf).await.unwrap() > 0 {} });
+        assert_eq!(
+            last.lock().unwrap().as_deref(),
+            Some("backups/wal/000000010000000000000007")
+        );
+        // Cut inside the first member's data.
+        let last = LastMember::default();
+        let mut r = TarMembers::new(&tar[..600], last.clone());
+        rt.block_on(async { while r.read(&mut buf).await.unwrap() > 0 {} });
+        assert_eq!(
+            last.lock().unwrap().as_deref().map(name_of),
+            Some("000000010000000000000006")
+        );
     }
 }

@@ -124,21 +124,27 @@ const JOBS_MAX_AUTO: u32 = 8;
 /// Smallest plain or `pg_dumpall` script (bytes, as stored) that
 /// `restore_jobs = "auto"` loads over several `psql` sessions
 /// ([`super::parallel`]): below it, the sessions' start and the barriers
-/// between sections cost more than they save (measured:
-/// `bench/results.md`).
+/// between sections cost more than they save.
 pub const PLAIN_JOBS_MIN_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Fewest sandbox CPUs with which `restore_jobs = "auto"` loads a plain
+/// script over several sessions. Measured on a 2-CPU host
+/// (`bench/results-parallel.md`): one `COPY` stream and `restic dump`
+/// already keep both CPUs busy, and two sessions were slower than one; so
+/// "auto" starts at 4, where a second load has a CPU of its own.
+pub const PLAIN_JOBS_MIN_CPUS: u32 = 4;
 
 /// Jobs for a dump of `format` and `size` bytes (as stored): `pg_restore
 /// --jobs` for custom format, `psql` sessions for plain and `pg_dumpall`
 /// scripts ([`super::parallel`]). `restore_jobs` when it is a number; with
 /// `"auto"`, the sandbox's whole CPUs (`sandbox.cpus`, or this host's CPUs
-/// for the local engine; at most 8) when there are at least two and the
-/// dump is at least [`JOBS_MIN_BYTES`] (custom) or
-/// [`PLAIN_JOBS_MIN_BYTES`] (plain), else 1.
+/// for the local engine; at most 8) when there are at least two (custom)
+/// or [`PLAIN_JOBS_MIN_CPUS`] (plain) and the dump is at least
+/// [`JOBS_MIN_BYTES`] (custom) or [`PLAIN_JOBS_MIN_BYTES`] (plain), else 1.
 pub fn jobs_for(format: DumpFormat, size: u64, sandbox: &SandboxConfig) -> u32 {
-    let min = match format {
-        DumpFormat::Custom => JOBS_MIN_BYTES,
-        DumpFormat::Plain | DumpFormat::PgDumpall => PLAIN_JOBS_MIN_BYTES,
+    let (min, min_cpus) = match format {
+        DumpFormat::Custom => (JOBS_MIN_BYTES, 2),
+        DumpFormat::Plain | DumpFormat::PgDumpall => (PLAIN_JOBS_MIN_BYTES, PLAIN_JOBS_MIN_CPUS),
         DumpFormat::Mysqldump | DumpFormat::Basebackup => return 1,
     };
     match sandbox.restore_jobs {
@@ -146,7 +152,7 @@ pub fn jobs_for(format: DumpFormat, size: u64, sandbox: &SandboxConfig) -> u32 {
         RestoreJobs::Auto => {
             let cpus =
                 crate::sandbox::engine_entry(&sandbox.engine).map_or(1, |e| (e.cpus)(sandbox));
-            if cpus >= 2 && size >= min {
+            if cpus >= min_cpus && size >= min {
                 cpus.min(JOBS_MAX_AUTO)
             } else {
                 1
