@@ -12,9 +12,9 @@
 //!   start) and one warning;
 //! - a view of the template's `mysql` schema dropped, created and dropped
 //!   again stays dropped (the storage driver's copy-on-write, or the copy);
-//! - `start_to_ready_timing` (ignored; `--ignored --nocapture`) prints the
-//!   median of 10 starts per image: cold, from the template's layer, from a
-//!   copy of it.
+//!
+//! How fast a sandbox starts is measured by `bench/run.py --only start`,
+//! not here.
 //!
 //! Every test works on derived images of its own (`docker build` of
 //! `FROM <image>` plus a unique label, offline), so their templates are new,
@@ -23,10 +23,9 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use drill::kind::{DatabaseKind, Endpoint};
-use drill::sandbox::template::Mode;
 use drill::sandbox::{DockerEngine, Sandbox, SandboxRequest, TemplateStatus};
 
 fn mariadb_image() -> String {
@@ -304,25 +303,16 @@ async fn template_lifecycle(base: &str, kind: &'static dyn DatabaseKind, label: 
     // Sandboxes carry drill's labels: the run's sweep and `drill reap` find them.
     assert_eq!(common::sandboxes_of_run(&run, true).len(), 4);
     // Each serves and keeps its own data: what one writes, the other lacks.
-    let sa = a
-        .session(if kind.name() == "postgresql" {
-            "postgres"
-        } else {
-            "mysql"
-        })
-        .await
-        .unwrap();
+    let admin_db = if kind.name() == "postgresql" {
+        "postgres"
+    } else {
+        "mysql"
+    };
+    let sa = a.session(admin_db).await.unwrap();
     sa.query("CREATE DATABASE only_in_a", Duration::from_secs(30))
         .await
         .unwrap();
-    let sc = c
-        .session(if kind.name() == "postgresql" {
-            "postgres"
-        } else {
-            "mysql"
-        })
-        .await
-        .unwrap();
+    let sc = c.session(admin_db).await.unwrap();
     let rows = if kind.name() == "postgresql" {
         sc.query(
             "SELECT datname FROM pg_database WHERE datname = 'only_in_a'",
@@ -514,58 +504,4 @@ async fn without_a_template_sandboxes_start_cold_with_one_warning() {
             .code()
             != Some(0)
     );
-}
-
-/// Median of 10 starts, start to ready (the sandbox accepts connections
-/// with its own password), per image: cold, from the template in its layer,
-/// and from the template copied into a volume. Run with
-/// `cargo test --test sandbox_template -- --ignored --nocapture`.
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "measurement: about two minutes"]
-async fn start_to_ready_timing() {
-    common::require_environment();
-    let engine = DockerEngine::connect().await.unwrap();
-    let cold = engine.clone().without_templates();
-    let layer = engine.clone().with_template_mode(Mode::Layer);
-    let copy = engine.clone().with_template_mode(Mode::Copy);
-    println!("storage driver: {}", engine.storage_driver());
-    let run = format!("test-template-timing-{}", std::process::id());
-    let cases: [(String, &'static dyn DatabaseKind); 2] = [
-        (mariadb_image(), mariadb()),
-        (common::image(), drill::kind::default_kind()),
-    ];
-    for (image, kind) in cases {
-        // the template exists before the template starts are timed
-        engine
-            .start(&request(&run, "warm", &image, kind))
-            .await
-            .unwrap()
-            .remove()
-            .await;
-        for (what, e) in [("cold", &cold), ("layer", &layer), ("copy", &copy)] {
-            let mut secs = Vec::new();
-            for i in 0..10 {
-                let started = Instant::now();
-                let sb = e
-                    .start(&request(&run, &format!("{what}{i}"), &image, kind))
-                    .await
-                    .unwrap();
-                secs.push(started.elapsed().as_secs_f64());
-                assert_eq!(
-                    sb.template.as_ref().map(|t| t.copied),
-                    (what != "cold").then_some(what == "copy")
-                );
-                sb.remove().await;
-            }
-            secs.sort_by(f64::total_cmp);
-            let n = secs.len();
-            let median = (secs[(n - 1) / 2] + secs[n / 2]) / 2.0;
-            println!(
-                "{image} {what}: median {median:.2} s (min {:.2}, max {:.2}) over {n} starts",
-                secs[0],
-                secs[n - 1]
-            );
-        }
-    }
-    common::assert_no_sandbox_left(&run);
 }

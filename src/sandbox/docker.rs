@@ -452,26 +452,6 @@ impl DockerEngine {
         template::status(&self.docker, image, kind, copied).await
     }
 
-    /// This engine without sandbox templates: every sandbox initialises its
-    /// data directory (for comparisons and tests; `DRILL_SANDBOX_TEMPLATES=0`
-    /// does the same for a run).
-    pub fn without_templates(self) -> Self {
-        self.with_template_mode(template::Mode::Off)
-    }
-
-    /// This engine with templates used in `mode` (see [`template::Mode`];
-    /// `DRILL_SANDBOX_TEMPLATES` sets it for a run).
-    pub fn with_template_mode(mut self, mode: template::Mode) -> Self {
-        self.template_mode = mode;
-        self
-    }
-
-    /// The engine's storage driver as `docker info` reports it
-    /// (`overlay2`, `fuse-overlayfs`, …; empty when unknown).
-    pub fn storage_driver(&self) -> &str {
-        &self.storage_driver
-    }
-
     /// The Docker client.
     pub(super) fn docker(&self) -> &Docker {
         &self.docker
