@@ -53,6 +53,12 @@ fn config(dir: &Path, repo: &TestRepo) -> PathBuf {
     let dbs: Vec<&Db> = HEALTHY.iter().map(|(_, d)| d).collect();
     let config = write_config(dir, repo, &dbs, &[]);
     use_shipped_checks(&config);
+    // Two probes per round whatever the host's CPUs: the counts below
+    // follow from it.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replacen("[sandbox]\n", "[sandbox]\nparallelism = 2\n", 1);
+    assert!(text.contains("parallelism = 2"), "{text}");
+    std::fs::write(&config, text).unwrap();
     config
 }
 
@@ -121,10 +127,18 @@ fn bisect_names_the_night_the_books_stopped_balancing() {
         .as_str()
         .unwrap()
         .starts_with("2026-11-09T03:00:00"));
-    // ⌈log2 12⌉ + 1 = 5 restores at most, the newest first.
+    // The newest first, then two rounds of two probes at once (nights 4
+    // and 8, then 5 and 7): 5 restores.
     let restores = rec["restores"].as_u64().unwrap();
     assert!(restores <= 5, "{restores} restores: {rec:#}");
     let t = tested(&rec);
+    let mut probed: Vec<usize> = t
+        .iter()
+        .filter(|x| x.2 > 0)
+        .map(|x| ids.iter().position(|id| id == &x.0).unwrap())
+        .collect();
+    probed.sort_unstable();
+    assert_eq!(probed, [3, 4, 6, 7, 11], "{t:?}");
     assert_eq!(t[0].0, ids[11], "the newest is judged first");
     assert_eq!(t[0].1, "failed");
     assert_eq!(t.iter().map(|x| x.2).sum::<u64>(), restores);

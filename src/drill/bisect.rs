@@ -4,8 +4,10 @@
 //! **Assumption: corruption persists once it appears.** Every snapshot
 //! after the first invalid one is taken to be invalid too, so the history
 //! is a run of valid snapshots followed by a run of invalid ones, and a
-//! binary search finds the boundary with ⌈log2 n⌉ judgements after the
-//! newest. Corruption that comes and goes breaks the assumption; the
+//! search finds the boundary with ⌈log2 n⌉ judgements after the newest
+//! (fewer rounds when several snapshots are probed at once: a round
+//! probes up to `sandbox.parallelism` ÷ searched databases snapshots,
+//! spread evenly between the bounds, each in its own sandboxes). Corruption that comes and goes breaks the assumption; the
 //! report lists every snapshot actually judged, so the operator can see
 //! what the answer rests on.
 //!
@@ -28,6 +30,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use serde::Serialize;
 
 use super::diff::{
@@ -265,6 +268,40 @@ struct Probe {
     /// Answered by the ledger: per database that failed there, whether its
     /// restore failed and which checks failed.
     known: Option<Vec<(String, bool, Vec<String>)>>,
+}
+
+/// `restic cat tree` runs at once while reading which dumps are
+/// byte-identical across the window.
+const CONTENT_READS: usize = 4;
+
+/// Snapshots probed at once in a round of the search: as many as
+/// `parallelism` sandboxes hold when each probe restores `databases` of
+/// them (at least one).
+fn probe_width(parallelism: usize, databases: usize) -> usize {
+    (parallelism / databases.max(1)).max(1)
+}
+
+/// The snapshots a round probes: up to `width`, spread evenly strictly
+/// between `lo` (passes; -1 before the window) and `hi` (fails), so the
+/// round leaves the smallest window whatever the verdicts; a snapshot
+/// whose dumps match one already chosen is left out (it would take the
+/// same verdict). `width` 1 is the midpoint of a binary search. Needs
+/// `hi - lo >= 2`; ascending, never empty.
+fn spread(lo: isize, hi: usize, width: usize, keys: &[Option<Key>]) -> Vec<usize> {
+    let span = hi as isize - lo;
+    let k = width.min((span - 1).max(1) as usize) as isize;
+    let mut out: Vec<usize> = Vec::with_capacity(k as usize);
+    for j in 1..=k {
+        // Rounded to the nearest (the midpoint rounds down when k is 1).
+        let m = (lo + (2 * span * j + k) / (2 * (k + 1))) as usize;
+        let seen = out.iter().any(|&o| {
+            o == m || (keys.get(m).is_some_and(Option::is_some) && keys.get(o) == keys.get(m))
+        });
+        if !seen {
+            out.push(m);
+        }
+    }
+    out
 }
 
 /// Record a probe's verdicts in the ledger (under the checks it ran); a
@@ -625,10 +662,20 @@ pub async fn run(
             "reading which dumps are byte-identical across {n} snapshot(s) (restic trees)"
         ),
     });
+    // A few `restic cat tree` at once: each waits mostly on its start-up
+    // and the repository's index, not on the CPU.
+    let contents: Vec<_> = futures_util::stream::iter(&window)
+        .map(|s| {
+            let (repo, paths) = (&repo, &paths);
+            async move { (s, repo.contents(s, paths).await) }
+        })
+        .buffered(CONTENT_READS)
+        .collect()
+        .await;
     let mut keys: Vec<Option<Key>> = Vec::with_capacity(n);
     let mut key_warning = None;
-    for s in &window {
-        match repo.contents(s, &paths).await {
+    for (s, read) in contents {
+        match read {
             Ok(map) => keys.push(Some(paths.iter().map(|p| map.get(*p).cloned()).collect())),
             Err(e) => {
                 key_warning.get_or_insert_with(|| format!(
@@ -645,21 +692,25 @@ pub async fn run(
         judged.insert(k.clone(), (Verdict::Failed, n - 1));
     }
 
-    // 3. Binary search: `lo` passes (-1: before the window), `hi` fails.
+    // 3. The search: `lo` passes (-1: before the window), `hi` fails. Each
+    // round probes up to `width` snapshots at once, spread evenly between
+    // the bounds (a binary search when `width` is 1).
+    let width = probe_width(config.sandbox.parallelism, search.len());
     let mut source_of: HashMap<usize, usize> = HashMap::from([(n - 1, n - 1)]);
     let mut recorded = vec![false; n];
     recorded[n - 1] = true;
     let (mut lo, mut hi): (isize, usize) = (-1, n - 1);
-    let mut last_judged = n - 1;
+    let mut last_judged = vec![n - 1];
     loop {
-        // Snapshots whose dumps match the one just judged take its verdict.
-        if let Some(k) = keys[last_judged].clone() {
+        // Snapshots whose dumps match one just judged take its verdict.
+        for &j in &last_judged {
+            let Some(k) = keys[j].clone() else { continue };
             let v = judged.get(&k).map(|j| j.0).unwrap_or(Verdict::Failed);
             for i in 0..n {
                 if !recorded[i] && keys[i].as_ref() == Some(&k) {
                     recorded[i] = true;
-                    source_of.insert(i, last_judged);
-                    let same = window[last_judged].short_id.clone();
+                    source_of.insert(i, j);
+                    let same = window[j].short_id.clone();
                     rec.tested
                         .push(tested(&window[i], v, 0, Some(same.clone()), vec![], vec![]));
                     events.emit(&Event::BisectJudged {
@@ -701,60 +752,102 @@ pub async fn run(
         if hi as isize - lo <= 1 {
             break;
         }
-        let mid = (lo + (hi as isize - lo) / 2) as usize;
-        let snap = &window[mid];
-        events.emit(&Event::BisectProbe {
-            short_id: snap.short_id.clone(),
-            time: snap.time.to_rfc3339(),
-            window_from: window[(lo + 1) as usize].short_id.clone(),
-            window_to: window[hi].short_id.clone(),
-            remaining: (hi as isize - lo) as usize,
-        });
-        let p = match from_ledger(ledger.as_ref(), config, opts, snap, &search) {
-            Some(p) => p,
-            None => {
-                let p = probe(config, opts, &repo, snap, &search, &baselines, events).await;
-                record_probe(config, opts, &repo, snap, &p, events).await;
-                p
-            }
-        };
-        let v = p.judgement.verdict();
-        rec.restores += p.restores;
-        events.emit(&Event::BisectJudged {
-            short_id: snap.short_id.clone(),
-            verdict: v,
-            same_as: None,
-        });
-        rec.tested.push(tested(
-            snap,
-            v,
-            p.restores,
-            None,
-            p.judgement.reasons.clone(),
-            p.databases,
-        ));
-        if let Some(t) = rec.tested.last_mut() {
-            t.from_ledger = p.known.is_some();
+        let mids = spread(lo, hi, width, &keys);
+        for &mid in &mids {
+            let snap = &window[mid];
+            events.emit(&Event::BisectProbe {
+                short_id: snap.short_id.clone(),
+                time: snap.time.to_rfc3339(),
+                window_from: window[(lo + 1) as usize].short_id.clone(),
+                window_to: window[hi].short_id.clone(),
+                remaining: (hi as isize - lo) as usize,
+            });
         }
-        kept.insert(mid, p.kept);
-        source_of.insert(mid, mid);
-        recorded[mid] = true;
-        last_judged = mid;
-        match v {
-            Verdict::Passed => lo = mid as isize,
-            Verdict::Failed => hi = mid,
-            Verdict::Error => {
-                rec.reasons = p
-                    .judgement
-                    .reasons
+        // The ledger's verdicts first; the rest restored side by side.
+        let known: Vec<Option<Probe>> = mids
+            .iter()
+            .map(|&m| from_ledger(ledger.as_ref(), config, opts, &window[m], &search))
+            .collect();
+        let restored = futures_util::future::join_all(mids.iter().zip(&known).map(|(&m, k)| {
+            let (search, baselines, repo) = (&search, &baselines, &repo);
+            let snap = &window[m];
+            let restore = k.is_none();
+            async move {
+                if restore {
+                    Some(probe(config, opts, repo, snap, search, baselines, events).await)
+                } else {
+                    None
+                }
+            }
+        }))
+        .await;
+        let mut probes: Vec<(usize, Probe)> = Vec::with_capacity(mids.len());
+        for ((&mid, k), r) in mids.iter().zip(known).zip(restored) {
+            let p = match (k, r) {
+                (Some(p), _) => p,
+                (None, Some(p)) => {
+                    record_probe(config, opts, &repo, &window[mid], &p, events).await;
+                    p
+                }
+                (None, None) => unreachable!("a probe without a ledger verdict is restored"),
+            };
+            probes.push((mid, p));
+        }
+        // Verdicts move the bounds in snapshot order; an error stops the
+        // search only where no verdict of this round settled that snapshot.
+        let mut errors: Vec<(usize, Vec<String>)> = Vec::new();
+        last_judged.clear();
+        for (mid, p) in probes {
+            let snap = &window[mid];
+            let v = p.judgement.verdict();
+            rec.restores += p.restores;
+            events.emit(&Event::BisectJudged {
+                short_id: snap.short_id.clone(),
+                verdict: v,
+                same_as: None,
+            });
+            let in_bounds = lo < mid as isize && mid < hi;
+            match v {
+                Verdict::Passed if in_bounds => lo = mid as isize,
+                Verdict::Failed if in_bounds => hi = mid,
+                Verdict::Error => errors.push((mid, p.judgement.reasons.clone())),
+                _ => {}
+            }
+            rec.tested.push(tested(
+                snap,
+                v,
+                p.restores,
+                None,
+                p.judgement.reasons,
+                p.databases,
+            ));
+            if let Some(t) = rec.tested.last_mut() {
+                t.from_ledger = p.known.is_some();
+            }
+            kept.insert(mid, p.kept);
+            source_of.insert(mid, mid);
+            recorded[mid] = true;
+            if v != Verdict::Error {
+                last_judged.push(mid);
+                if let Some(k) = &keys[mid] {
+                    judged.insert(k.clone(), (v, mid));
+                }
+            }
+        }
+        for (mid, reasons) in errors {
+            let snap = &window[mid];
+            if lo < mid as isize && mid < hi {
+                rec.reasons = reasons
                     .iter()
                     .map(|r| format!("snapshot {}: {r}", snap.short_id))
                     .collect();
                 return finish(config, rec, kept, clock).await;
             }
-        }
-        if let Some(k) = &keys[mid] {
-            judged.insert(k.clone(), (v, mid));
+            rec.warnings.push(format!(
+                "snapshot {} could not be judged ({}); the search did not need it: snapshots probed beside it settled the boundary",
+                snap.short_id,
+                reasons.join("; ")
+            ));
         }
     }
 
@@ -1123,6 +1216,28 @@ fn markdown(r: &BisectReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_round_spreads_its_probes_evenly_between_the_bounds() {
+        let none: Vec<Option<Key>> = vec![None; 12];
+        // 12 snapshots, the newest (11) fails: a binary search probes the
+        // middle, two at a time cut the window in three.
+        assert_eq!(spread(-1, 11, 1, &none), vec![5]);
+        assert_eq!(spread(-1, 11, 2, &none), vec![3, 7]);
+        assert_eq!(spread(3, 7, 2, &none), vec![4, 6]);
+        assert_eq!(spread(3, 8, 1, &none), vec![5]);
+        // Never more probes than snapshots left, never a bound.
+        assert_eq!(spread(3, 5, 4, &none), vec![4]);
+        assert_eq!(spread(-1, 1, 2, &none), vec![0]);
+        // A snapshot whose dumps match one chosen is left out.
+        let mut keys = none.clone();
+        keys[3] = Some(vec![Some(vec!["a".into()])]);
+        keys[7] = keys[3].clone();
+        assert_eq!(spread(-1, 11, 2, &keys), vec![3]);
+        assert_eq!(probe_width(2, 1), 2);
+        assert_eq!(probe_width(2, 3), 1);
+        assert_eq!(probe_width(0, 0), 1);
+    }
 
     #[test]
     fn since_takes_a_time_a_date_or_a_duration() {
