@@ -44,7 +44,7 @@ against a plain `drill run` of one snapshot.
 
 Newer scenarios (bench/notes.md, "Method: …", says how each is measured):
 `parallel`: the plain dump loaded over several psql sessions
-(`sandbox.restore_jobs`: 1, "auto"; --plain-jobs with one CPU) with the
+(`sandbox.restore_jobs`: 1, "auto", and --plain-jobs) with the
 sandbox's cpus at 2 and at 1, against B and C at 2; with --chunks also a
 sweep of the COPY chunk size (DRILL_COPY_CHUNK_BYTES). `dumpall`: a
 `pg_dumpall` script of three databases (small.sql loaded into a, b and c of
@@ -1118,11 +1118,13 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
             par = {
                 (jobs, cpus): self.config(f"parallel-{jobs}-cpus{cpus:.0f}", bench_sql,
                                           restore_jobs=f'"{jobs}"' if jobs == "auto" else jobs, cpus=f"{cpus:.1f}")
-                for jobs, cpus in (("1", 2.0), ("auto", 2.0), ("1", 1.0), (str(a.plain_jobs), 1.0))
+                for jobs, cpus in (("1", 2.0), ("auto", 2.0), (str(a.plain_jobs), 2.0), ("1", 1.0),
+                                   (str(a.plain_jobs), 1.0))
             }
             self.measure("parallel", [
                 ("A 1 session, cpus 2", lambda: self.run_a(par["1", 2.0])),
                 ("A auto, cpus 2", lambda: self.run_a(par["auto", 2.0])),
+                (f"A {a.plain_jobs} sessions, cpus 2", lambda: self.run_a(par[str(a.plain_jobs), 2.0])),
                 ("A 1 session, cpus 1", lambda: self.run_a(par["1", 1.0])),
                 (f"A {a.plain_jobs} sessions, cpus 1", lambda: self.run_a(par[str(a.plain_jobs), 1.0])),
                 ("B", lambda: self.run_b("bench.sql", "plain", cpus=2.0)),
@@ -1282,7 +1284,7 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
                 m <= 64 * 1024**2)
         for cpus in ("2", "1"):
             one = p.get(f"A 1 session, cpus {cpus}")
-            several = next((k for k in multi_a if k.endswith(f"cpus {cpus}")), None)
+            several = next((k for k in multi_a if "sessions" in k and k.endswith(f"cpus {cpus}")), None)
             if one and several:
                 o, n = med(one, "wall"), med(p[several], "wall")
                 row(f"parallel psql sessions with {cpus} CPU{'s' if cpus != '1' else ''}, measured ({several} vs 1 session)",
