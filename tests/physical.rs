@@ -85,6 +85,11 @@ fn db(name: &str, dir: &str, extra: &str) -> String {
     )
 }
 
+/// The `auth` database: the fixture's base backups with its WAL archive.
+fn auth_with_wal() -> String {
+    db("auth", "auth_db", "wal = \"/backups/auth_db/wal\"")
+}
+
 fn users_check(database: &str, equals: u64) -> (String, String) {
     (
         format!("{database}-users.toml"),
@@ -408,7 +413,7 @@ fn bisect_finds_the_last_physical_snapshot_that_recovers() {
             r.repo.display(),
             r.password_file.display(),
             common::image(),
-            db("auth", "auth_db", "wal = \"/backups/auth_db/wal\""),
+            auth_with_wal(),
         ),
     )
     .unwrap();
@@ -558,7 +563,7 @@ fn a_wal_fetch_failing_midstream_fails_the_restore_naming_the_segment() {
     let (code, stderr, report) = drill_of(
         &first,
         "",
-        &[db("auth", "auth_db", "wal = \"/backups/auth_db/wal\"")],
+        &[auth_with_wal()],
         &[users_check(
             "auth",
             facts()["users_final"].as_u64().unwrap(),
@@ -584,12 +589,7 @@ fn a_wal_fetch_failing_midstream_fails_the_restore_naming_the_segment() {
     let second = repo(30);
     let early = facts()["wal_segments"][1].as_str().unwrap().to_string();
     damage_blob_of(&second, &format!("auth_db/wal/{early}"));
-    let (code, stderr, report) = drill_of(
-        &second,
-        "",
-        &[db("auth", "auth_db", "wal = \"/backups/auth_db/wal\"")],
-        &[],
-    );
+    let (code, stderr, report) = drill_of(&second, "", &[auth_with_wal()], &[]);
     assert_eq!(code, 1, "{stderr}\n{report:#}");
     let r = &database(&report, "auth")["restore"];
     assert_eq!(r["status"], "failed", "{r:#}");
@@ -639,7 +639,7 @@ exec restic "$@"
         &repo,
         &format!("restic = \"{}\"", wrapper.display()),
         "",
-        &[db("auth", "auth_db", "wal = \"/backups/auth_db/wal\"")],
+        &[auth_with_wal()],
         &[
             users_check("auth", facts()["users_final"].as_u64().unwrap()),
             amcheck("auth"),

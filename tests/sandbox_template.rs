@@ -95,11 +95,28 @@ impl Drop for Images {
                 .output();
         }
         for image in self.0.iter().rev() {
+            // A template's seed volume goes with it.
+            let id = Command::new("docker")
+                .args(["image", "inspect", "-f", "{{.Id}}", image])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default();
+            if !id.is_empty() {
+                let _ = Command::new("docker")
+                    .args(["volume", "rm", &seed_volume(&id)])
+                    .output();
+            }
             let _ = Command::new("docker")
                 .args(["image", "rm", "-f", image])
                 .output();
         }
     }
+}
+
+/// The seed volume of template image `id` (src/sandbox/template.rs).
+fn seed_volume(id: &str) -> String {
+    let hex = id.trim_start_matches("sha256:");
+    format!("drill-template-seed-{}", &hex[..hex.len().min(12)])
 }
 
 fn request(
@@ -342,6 +359,65 @@ async fn template_lifecycle(base: &str, kind: &'static dyn DatabaseKind, label: 
     }
     for sb in [&a, &b, &c, &d] {
         sb.remove().await;
+    }
+
+    // Where sandboxes copy the template, they copy it from its seed
+    // volume. A seed left half-filled (no completion file: a drill killed
+    // while filling it) is never used: the sandbox starts cold with a
+    // warning, the seed is removed, and the next drill fills it again.
+    if tc.copied {
+        let seed = seed_volume(&tc.id);
+        let label = docker(&[
+            "volume",
+            "inspect",
+            "-f",
+            "{{index .Labels \"drill.template.seed-of\"}}",
+            &seed,
+        ]);
+        assert_eq!(label.trim(), tc.id);
+        docker(&[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "rm",
+            "-v",
+            &format!("{seed}:/seed"),
+            base,
+            "/seed/.drill-seed-complete",
+        ]);
+        let f = DockerEngine::connect()
+            .await
+            .unwrap()
+            .start(&request(&run, "f", &derived, kind))
+            .await
+            .expect("sandbox f starts cold");
+        assert_eq!(f.template, None, "a half-filled seed is not used");
+        assert!(
+            f.warnings
+                .iter()
+                .any(|w| w.contains("could not start from template")),
+            "{:?}",
+            f.warnings
+        );
+        f.remove().await;
+        let gone = Command::new("docker")
+            .args(["volume", "inspect", &seed])
+            .output()
+            .unwrap();
+        assert!(!gone.status.success(), "the half-filled seed is removed");
+        let g = DockerEngine::connect()
+            .await
+            .unwrap()
+            .start(&request(&run, "g", &derived, kind))
+            .await
+            .expect("sandbox g starts from the template again");
+        assert!(
+            g.template.is_some() && g.warnings.is_empty(),
+            "{:?}",
+            g.warnings
+        );
+        docker(&["volume", "inspect", &seed]);
+        g.remove().await;
     }
 
     // The image rebuilt under the same tag: a new id, a new template.

@@ -246,7 +246,7 @@ impl Router {
     }
 
     /// The end of the script: what is left goes out, then a final barrier.
-    pub fn finish(&mut self, choose: &mut dyn Choose, out: &mut Vec<Action>) {
+    pub fn finish(&mut self, out: &mut Vec<Action>) {
         let carry = std::mem::take(&mut self.carry);
         if !carry.is_empty() {
             // A cut `\.`: the script ends inside a COPY block.
@@ -260,7 +260,6 @@ impl Router {
             self.prepare(to, out);
             self.send(to, rest, true, out);
         }
-        let _ = choose;
         out.push(Action::Barrier);
     }
 
@@ -377,12 +376,12 @@ impl Router {
     fn statement(&mut self, stmt: Vec<u8>, choose: &mut dyn Choose, out: &mut Vec<Action>) {
         let body = strip_leading(&stmt);
         if body.first() == Some(&b'\\') {
-            self.meta(stmt, choose, out);
+            self.meta(stmt, out);
             return;
         }
         let header = if self.txn_open { None } else { header(&stmt) };
         if let Some(h) = &header {
-            self.entry(h, &stmt, choose, out);
+            self.entry(h, choose, out);
         }
         let to = self.target();
         self.prepare(to, out);
@@ -436,8 +435,7 @@ impl Router {
 
     /// A new entry starts: move between groups as its section and type
     /// say, and choose its session.
-    fn entry(&mut self, h: &Header, stmt: &[u8], choose: &mut dyn Choose, out: &mut Vec<Action>) {
-        let _ = stmt;
+    fn entry(&mut self, h: &Header, choose: &mut dyn Choose, out: &mut Vec<Action>) {
         if self.serial_only && self.mode != Mode::Serial {
             self.barrier(Mode::Serial, out);
         }
@@ -479,7 +477,7 @@ impl Router {
         }
     }
 
-    fn meta(&mut self, stmt: Vec<u8>, _choose: &mut dyn Choose, out: &mut Vec<Action>) {
+    fn meta(&mut self, stmt: Vec<u8>, out: &mut Vec<Action>) {
         let body = strip_leading(&stmt);
         let clean = clean(body);
         let word: String = body[1..]
@@ -851,10 +849,7 @@ impl AsyncRead for ChannelReader {
     ) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
         loop {
-            if this.pos < this.piece.len() {
-                let n = buf.remaining().min(this.piece.len() - this.pos);
-                buf.put_slice(&this.piece[this.pos..this.pos + n]);
-                this.pos += n;
+            if super::stream::drain_into(&this.piece, &mut this.pos, buf) {
                 return Poll::Ready(Ok(()));
             }
             match this.rx.poll_recv(cx) {
@@ -1017,7 +1012,7 @@ pub async fn load(
         match read {
             Ok(0) => {
                 eof = true;
-                router.finish(&mut MostRoom(&txs), &mut out);
+                router.finish(&mut out);
             }
             Ok(n) => router.feed(&buf[..n], &mut MostRoom(&txs), &mut out),
             Err(e) => {
@@ -1069,7 +1064,7 @@ mod tests {
         for p in script.chunks(piece.max(1)) {
             r.feed(p, &mut LeastAssigned, &mut out);
         }
-        r.finish(&mut LeastAssigned, &mut out);
+        r.finish(&mut out);
         (r, out)
     }
 

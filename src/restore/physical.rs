@@ -1107,6 +1107,13 @@ done
     }
 }
 
+/// The WAL archive directory `dir` as `restic dump`'s tar names its
+/// members: without leading or trailing `/` (`backups/wal` for
+/// `/backups/wal/`).
+fn archive_prefix(dir: &str) -> &str {
+    dir.trim_matches('/')
+}
+
 /// Put the stage in place (one exec) and dump the timeline history files
 /// recovery asks for first, one by one. Returns (bytes read from the
 /// repository, bytes fed).
@@ -1118,7 +1125,7 @@ async fn prepare_stage(
     plan: &WalFetch,
     progress: &Counter,
 ) -> Result<(u64, u64), RestoreOutcome> {
-    let prefix = dir.trim_matches('/');
+    let prefix = archive_prefix(dir);
     let expected: String = plan
         .ahead
         .iter()
@@ -1189,7 +1196,8 @@ async fn fetch_wal(
     progress: &Counter,
     started: Instant,
 ) -> Result<Fetched, Stop> {
-    let strip = dir.trim_matches('/').split('/').count();
+    // tar's member names start with the prefix the stage's list gives.
+    let strip = archive_prefix(dir).split('/').count();
     let last_member = LastMember::default();
     let streamed = if plan.streamed.is_empty() {
         Ok((0, 0))

@@ -854,10 +854,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for RoleDiscovery<R> {
         let this = &mut *self;
         loop {
             // What is ready goes first (it comes before a held statement).
-            if this.out_pos < this.out.len() {
-                let n = buf.remaining().min(this.out.len() - this.out_pos);
-                buf.put_slice(&this.out[this.out_pos..this.out_pos + n]);
-                this.out_pos += n;
+            if super::stream::drain_into(&this.out, &mut this.out_pos, buf) {
                 if this.out_pos == this.out.len() {
                     this.out.clear();
                     this.out_pos = 0;

@@ -238,6 +238,18 @@ impl<R: AsyncRead + Unpin> AsyncRead for Stall<R> {
     }
 }
 
+/// Copy what is left of `piece` from `*pos` into `buf`, as much as fits,
+/// and move `*pos` on; `false` when nothing was left to copy.
+pub(crate) fn drain_into(piece: &[u8], pos: &mut usize, buf: &mut ReadBuf<'_>) -> bool {
+    if *pos >= piece.len() {
+        return false;
+    }
+    let n = buf.remaining().min(piece.len() - *pos);
+    buf.put_slice(&piece[*pos..*pos + n]);
+    *pos += n;
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, Mount, MountTypeEnum, MountVolumeOptions, PortBinding,
+};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
     LogsOptionsBuilder, RemoveContainerOptionsBuilder,
@@ -74,6 +76,28 @@ pub(super) struct Launch<'a> {
     pub cmd: Option<Vec<String>>,
     /// A path in the container to mount an anonymous volume at.
     pub volume: Option<&'a str>,
+    /// A template seed to copy into that volume before the entrypoint runs
+    /// (the volume starts empty then; [`template`] module docs).
+    pub seed: Option<&'a template::Seed>,
+}
+
+/// Drill's labels on a container made for `req`: managed, this process
+/// and host, and `req`'s run, tier, database and snapshot.
+pub(super) fn sandbox_labels(req: &SandboxRequest) -> HashMap<String, String> {
+    let pid = std::process::id().to_string();
+    let host = crate::host::hostname();
+    [
+        (LABEL_MANAGED, "true"),
+        (LABEL_PID, pid.as_str()),
+        (LABEL_HOST, host.as_str()),
+        (LABEL_RUN_ID, req.run_id.as_str()),
+        (LABEL_TIER, req.tier.as_str()),
+        (LABEL_DATABASE, req.database.as_str()),
+        (LABEL_SNAPSHOT, req.snapshot.as_deref().unwrap_or("")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
 /// A sandbox's container, as its [`Handle`].
@@ -277,6 +301,7 @@ impl DockerEngine {
                     image: &req.image,
                     cmd,
                     volume: None,
+                    seed: None,
                 },
                 &spec,
                 password,
@@ -306,7 +331,8 @@ impl DockerEngine {
         let mut spec = spec.clone();
         spec.place_data_dir(template::DATA_DIR);
         let copied = self.template_mode.copies(&self.storage_driver);
-        let mut sb = self
+        let seed = t.seed.as_ref().filter(|_| copied);
+        let launched = self
             .launch(
                 req,
                 name,
@@ -314,11 +340,23 @@ impl DockerEngine {
                     image: &t.use_.id,
                     cmd: spec.cmd.clone(),
                     volume: copied.then_some(template::DATA_DIR),
+                    seed,
                 },
                 &spec,
                 t.password.clone(),
             )
-            .await?;
+            .await;
+        let mut sb = match launched {
+            Ok(sb) => sb,
+            Err(e) => {
+                // A half-filled seed exits 125 at once, maybe before Docker
+                // is asked for the port: the next drill fills it again.
+                if let Some(seed) = seed {
+                    template::drop_seed(&self.docker, &seed.volume).await;
+                }
+                return Err(e);
+            }
+        };
         let result = async {
             sb.wait_ready(req.startup_timeout).await?;
             req.kind
@@ -344,9 +382,20 @@ impl DockerEngine {
             }
             Err(e) => {
                 sb.remove().await;
+                // The seed may be what failed (a half-filled one exits
+                // 125): the next drill fills it again.
+                if let Some(seed) = seed {
+                    template::drop_seed(&self.docker, &seed.volume).await;
+                }
                 Err(e)
             }
         }
+    }
+
+    /// Whether sandboxes copy their template into a volume of their own
+    /// ([`template::Mode`] on this engine's storage driver).
+    pub(super) fn copies_templates(&self) -> bool {
+        self.template_mode.copies(&self.storage_driver)
     }
 
     /// Create and start a container named `name` as `how` says for `spec`,
@@ -362,20 +411,7 @@ impl DockerEngine {
         spec: &ContainerSpec,
         password: Secret,
     ) -> Result<Sandbox, SandboxError> {
-        let pid = std::process::id().to_string();
-        let host = crate::host::hostname();
-        let labels: HashMap<String, String> = [
-            (LABEL_MANAGED, "true"),
-            (LABEL_PID, pid.as_str()),
-            (LABEL_HOST, host.as_str()),
-            (LABEL_RUN_ID, req.run_id.as_str()),
-            (LABEL_TIER, req.tier.as_str()),
-            (LABEL_DATABASE, req.database.as_str()),
-            (LABEL_SNAPSHOT, req.snapshot.as_deref().unwrap_or("")),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        let labels = sandbox_labels(req);
         let ports = HashMap::from([(
             spec.port.to_string(),
             Some(vec![PortBinding {
@@ -384,19 +420,50 @@ impl DockerEngine {
             }]),
         )]);
         let memory = i64::try_from(req.memory_bytes).unwrap_or(i64::MAX);
+        // With a seed: the seed read-only, and an empty anonymous volume
+        // the wrapped entrypoint copies it into; the image's command is
+        // given again (a new entrypoint drops it).
+        let (entrypoint, cmd, mounts) = match (how.seed, how.volume) {
+            (Some(seed), Some(path)) => (
+                Some(seed.entrypoint.clone()),
+                Some(how.cmd.unwrap_or_else(|| seed.image_cmd.clone())),
+                Some(vec![
+                    Mount {
+                        target: Some(template::SEED_DIR.to_string()),
+                        source: Some(seed.volume.clone()),
+                        typ: Some(MountTypeEnum::VOLUME),
+                        read_only: Some(true),
+                        ..Default::default()
+                    },
+                    Mount {
+                        target: Some(path.to_string()),
+                        typ: Some(MountTypeEnum::VOLUME),
+                        volume_options: Some(MountVolumeOptions {
+                            no_copy: Some(true),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                ]),
+            ),
+            _ => (None, how.cmd, None),
+        };
         let body = ContainerCreateBody {
             image: Some(how.image.to_string()),
-            cmd: how.cmd,
+            entrypoint,
+            cmd,
             // An anonymous volume: Docker fills it from the image's
             // directory when the container is created; removed with it.
             volumes: how
                 .volume
+                .filter(|_| mounts.is_none())
                 .map(|v| HashMap::from([(v.to_string(), HashMap::new())])),
             env: Some(spec.env.clone()),
             labels: Some(labels),
             exposed_ports: Some(HashMap::from([(spec.port.to_string(), HashMap::new())])),
             host_config: Some(HostConfig {
                 port_bindings: Some(ports),
+                mounts,
                 memory: Some(memory),
                 memory_swap: Some(memory),
                 nano_cpus: Some((req.cpus * 1e9) as i64),

@@ -23,6 +23,23 @@
 //! password ([`crate::kind::DatabaseKind::set_password`]), so the template
 //! password is dead in every sandbox.
 //!
+//! Where sandboxes copy the template (storage drivers whose copy-on-write
+//! cannot be trusted with deletions, [`Mode`]), Docker filling each
+//! sandbox's volume from the image reads the data directory through the
+//! image's layers (on `fuse-overlayfs` a user-space filesystem: most of a
+//! start). So the template's data directory is also kept once in a named
+//! volume, its *seed* (`drill-template-seed-<12 hex of the template image
+//! id>`, label [`LABEL_SEED_OF`]), filled by a short container that copies
+//! it and then writes [`SEED_COMPLETE`]. A sandbox mounts the seed
+//! read-only at [`SEED_DIR`] and an empty volume of its own at
+//! [`DATA_DIR`], and its entrypoint is wrapped by `sh -c` in a copy (`cp
+//! -a`) from the seed before the image's own entrypoint runs with the
+//! image's command. A seed without its completion file (a drill killed
+//! while filling it) makes the sandbox exit with status 125 and a message;
+//! drill then removes the seed (the next drill fills it again) and starts
+//! the sandbox as before. Images whose user is not root, or without `sh`
+//! and `cp`, are not seeded: Docker fills their volumes as before.
+//!
 //! Drills on one host build a template once: a lock file per template
 //! (`flock` on `template-<hash>.lock` in [`cache_dir`]) makes a second one
 //! wait and then find the template. Drills that still build it twice (other
@@ -82,6 +99,14 @@ pub const LABEL_BUILT: &str = "drill.template.built";
 pub const LABEL_BUILD_SECONDS: &str = "drill.template.build-seconds";
 /// Label: [`DATA_DIR`] as it was when built.
 pub const LABEL_DATA_DIR: &str = "drill.template.data-dir";
+/// Where a sandbox sees its template's seed volume (read-only).
+pub const SEED_DIR: &str = "/var/lib/drill-template-seed";
+/// The file that ends a complete seed (not copied into sandboxes).
+pub const SEED_COMPLETE: &str = ".drill-seed-complete";
+/// Label on a seed volume: the id of the template image it holds.
+pub const LABEL_SEED_OF: &str = "drill.template.seed-of";
+/// Exit status of a sandbox whose seed is incomplete (before its server).
+pub const SEED_INCOMPLETE_EXIT: i64 = 125;
 
 /// Seconds to wait for the template's server to shut down cleanly before
 /// Docker kills it (a kill makes the build fail).
@@ -178,6 +203,10 @@ pub(super) struct Template {
     pub use_: TemplateUse,
     /// The template's superuser password.
     pub password: Secret,
+    /// Its seed volume, when sandboxes copy the template ([`Mode::Copy`])
+    /// and the seed could be had: they copy from it instead of Docker
+    /// filling their volume from the image.
+    pub seed: Option<Seed>,
 }
 
 /// What identifies a template of one image and kind.
@@ -322,6 +351,7 @@ pub(super) async fn find(docker: &bollard::Docker, key: &Key) -> Option<(Templat
             copied: false,
         },
         password: Secret::new(label(LABEL_PASSWORD).to_string()),
+        seed: None,
     };
     Some((template, Labels(labels)))
 }
@@ -370,18 +400,24 @@ impl Registry {
             Slot::Unknown => {}
         }
         if let Some((t, _)) = find(docker, &key).await {
+            let t = self.seeded(engine, req, &key, t).await;
             *slot = Slot::Ready(t.clone());
             return Ok(t);
         }
         // Another drill on this host may be building it: wait for it, then
         // look again.
-        let _host_lock = host_lock(&key, req.startup_timeout + Duration::from_secs(60)).await;
+        let host_lock = host_lock(&key, req.startup_timeout + Duration::from_secs(60)).await;
         if let Some((t, _)) = find(docker, &key).await {
+            drop(host_lock);
+            let t = self.seeded(engine, req, &key, t).await;
             *slot = Slot::Ready(t.clone());
             return Ok(t);
         }
-        match build(engine, req, &key).await {
+        let built = build(engine, req, &key).await;
+        drop(host_lock);
+        match built {
             Ok(t) => {
+                let t = self.seeded(engine, req, &key, t).await;
                 let mut found = t.clone();
                 found.use_.built_seconds = None;
                 *slot = Slot::Ready(found);
@@ -396,6 +432,21 @@ impl Registry {
                 )))
             }
         }
+    }
+
+    /// `t` with its seed when sandboxes copy templates ([`seed`]); without
+    /// one (Docker fills their volumes, as before) when it cannot be had.
+    async fn seeded(
+        &self,
+        engine: &super::DockerEngine,
+        req: &SandboxRequest,
+        key: &Key,
+        mut t: Template,
+    ) -> Template {
+        if engine.copies_templates() {
+            t.seed = seed(engine, req, key, &t).await.ok();
+        }
+        t
     }
 
     /// Forget the template `tag` after a sandbox could not start from it:
@@ -522,6 +573,7 @@ async fn build(
         image: &req.image,
         cmd: spec.cmd.clone(),
         volume: None,
+        seed: None,
     };
     let mut sb = engine
         .launch(req, &name, how, &spec, password.clone())
@@ -544,6 +596,7 @@ async fn build(
             copied: false,
         },
         password,
+        seed: None,
     })
 }
 
@@ -647,6 +700,196 @@ async fn commit(
             .await;
     }
     Ok(current)
+}
+
+/// A template's seed volume and how a sandbox copies from it (module
+/// docs).
+#[derive(Debug, Clone)]
+pub(super) struct Seed {
+    /// The volume's name, `drill-template-seed-<12 hex>`.
+    pub volume: String,
+    /// The sandbox's entrypoint: `sh -c <copy, then exec "$@"> drill-seed`
+    /// followed by the image's entrypoint.
+    pub entrypoint: Vec<String>,
+    /// The image's command, for a sandbox whose spec has none (a new
+    /// entrypoint drops the image's command).
+    pub image_cmd: Vec<String>,
+}
+
+/// The seed volume's name for template image `template_id` (`sha256:…`).
+fn seed_name(template_id: &str) -> String {
+    let hex = template_id.trim_start_matches("sha256:");
+    format!("drill-template-seed-{}", &hex[..hex.len().min(12)])
+}
+
+/// What a seeded sandbox's `sh -c` runs before the image's entrypoint:
+/// refuse an incomplete seed, copy it into the sandbox's own volume
+/// (owners, modes and times kept), then hand over.
+fn copy_script() -> String {
+    format!(
+        "if [ ! -e {SEED_DIR}/{SEED_COMPLETE} ]; then echo \"drill: the template seed in {SEED_DIR} is incomplete (a drill stopped while filling it); drill removes it\" >&2; exit {SEED_INCOMPLETE_EXIT}; fi; cp -a {SEED_DIR}/. {DATA_DIR}/ && rm -f {DATA_DIR}/{SEED_COMPLETE} && exec \"$@\""
+    )
+}
+
+/// The seed of template `t` (key `key`), filled now when there is none.
+/// Filling holds the template's host lock, so drills on one host fill it
+/// once and never use a half-filled one.
+///
+/// # Errors
+/// Why sandboxes of `t` are filled by Docker instead: the image runs as
+/// a user other than root, the volume name is taken, or filling failed
+/// (the volume is removed then).
+pub(super) async fn seed(
+    engine: &super::DockerEngine,
+    req: &SandboxRequest,
+    key: &Key,
+    t: &Template,
+) -> Result<Seed, String> {
+    let docker = engine.docker();
+    let info = docker
+        .inspect_image(&t.use_.id)
+        .await
+        .map_err(|e| format!("inspect {}: {e}", t.use_.tag))?;
+    let config = info.config.unwrap_or_default();
+    let user = config.user.unwrap_or_default();
+    let root = user.is_empty() || ["root", "0"].contains(&user.split(':').next().unwrap_or(""));
+    if !root {
+        return Err(format!(
+            "the image runs as user `{user}`, which cannot give the copy the seed's owners"
+        ));
+    }
+    let mut entrypoint = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        copy_script(),
+        "drill-seed".to_string(),
+    ];
+    entrypoint.extend(config.entrypoint.unwrap_or_default());
+    let seed = Seed {
+        volume: seed_name(&t.use_.id),
+        entrypoint,
+        image_cmd: config.cmd.unwrap_or_default(),
+    };
+    let _host_lock = host_lock(key, req.startup_timeout + Duration::from_secs(60)).await;
+    match docker.inspect_volume(&seed.volume).await {
+        Ok(v) if v.labels.get(LABEL_SEED_OF) == Some(&t.use_.id) => return Ok(seed),
+        Ok(_) => {
+            return Err(format!(
+                "volume {} exists and is not drill's seed of {}",
+                seed.volume, t.use_.tag
+            ))
+        }
+        Err(_) => {}
+    }
+    match tokio::time::timeout(req.startup_timeout, fill(engine, req, t, &seed.volume)).await {
+        Ok(Ok(())) => Ok(seed),
+        Ok(Err(e)) => {
+            drop_seed(docker, &seed.volume).await;
+            Err(e)
+        }
+        Err(_) => {
+            drop_seed(docker, &seed.volume).await;
+            Err(format!(
+                "filling volume {} took longer than {} s",
+                seed.volume,
+                req.startup_timeout.as_secs()
+            ))
+        }
+    }
+}
+
+/// Create the seed volume `volume` of `t` and fill it: a container of the
+/// template image copies its data directory into it and then writes
+/// [`SEED_COMPLETE`]. The container carries drill's labels (`drill reap`
+/// removes one left by a killed run) and is removed whatever happens.
+async fn fill(
+    engine: &super::DockerEngine,
+    req: &SandboxRequest,
+    t: &Template,
+    volume: &str,
+) -> Result<(), String> {
+    use bollard::models::{
+        ContainerCreateBody, HostConfig, Mount, MountTypeEnum, MountVolumeOptions,
+        VolumeCreateOptions,
+    };
+    let docker = engine.docker();
+    let labels = HashMap::from([
+        (LABEL_SEED_OF.to_string(), t.use_.id.clone()),
+        (LABEL_KIND.to_string(), req.kind.name().to_string()),
+    ]);
+    docker
+        .create_volume(VolumeCreateOptions {
+            name: Some(volume.to_string()),
+            labels: Some(labels),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("create volume {volume}: {e}"))?;
+    let suffix = Secret::random().expose()[..6].to_ascii_lowercase();
+    let name = format!("{volume}-fill-{suffix}");
+    let body = ContainerCreateBody {
+        image: Some(t.use_.id.clone()),
+        entrypoint: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            format!("cp -a {DATA_DIR}/. {SEED_DIR}/ && touch {SEED_DIR}/{SEED_COMPLETE}"),
+        ]),
+        cmd: Some(Vec::new()),
+        labels: Some(super::docker::sandbox_labels(req)),
+        host_config: Some(HostConfig {
+            mounts: Some(vec![Mount {
+                target: Some(SEED_DIR.to_string()),
+                source: Some(volume.to_string()),
+                typ: Some(MountTypeEnum::VOLUME),
+                volume_options: Some(MountVolumeOptions {
+                    no_copy: Some(true),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let opts = bollard::query_parameters::CreateContainerOptionsBuilder::new()
+        .name(&name)
+        .build();
+    let created = docker
+        .create_container(Some(opts), body)
+        .await
+        .map_err(|e| format!("create {name}: {e}"))?;
+    let result = async {
+        docker
+            .start_container(
+                &created.id,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .map_err(|e| format!("start {name}: {e}"))?;
+        let mut wait = docker.wait_container(
+            &created.id,
+            None::<bollard::query_parameters::WaitContainerOptions>,
+        );
+        match futures_util::StreamExt::next(&mut wait).await {
+            Some(Ok(r)) if r.status_code == 0 => Ok(()),
+            Some(Ok(r)) => Err(format!("{name} exited with status {}", r.status_code)),
+            Some(Err(e)) => Err(format!("{name}: {e}")),
+            None => Err(format!("{name}: Docker did not say how it ended")),
+        }
+    }
+    .await;
+    engine.remove(&created.id).await;
+    result
+}
+
+/// Remove seed volume `volume` (best effort: one in use stays).
+pub(super) async fn drop_seed(docker: &bollard::Docker, volume: &str) {
+    let _ = docker
+        .remove_volume(
+            volume,
+            None::<bollard::query_parameters::RemoveVolumeOptions>,
+        )
+        .await;
 }
 
 /// The status of the template of `image` for `kind`, for `drill doctor`;
