@@ -7,9 +7,10 @@
 //! search finds the boundary with ⌈log2 n⌉ judgements after the newest
 //! (fewer rounds when several snapshots are probed at once: a round
 //! probes up to `sandbox.parallelism` ÷ searched databases snapshots,
-//! spread evenly between the bounds, each in its own sandboxes). Corruption that comes and goes breaks the assumption; the
-//! report lists every snapshot actually judged, so the operator can see
-//! what the answer rests on.
+//! spread evenly between the bounds, each in its own sandboxes).
+//! Corruption that comes and goes breaks the assumption; the report lists
+//! every snapshot actually judged, so the operator can see what the answer
+//! rests on.
 //!
 //! 1. The newest snapshot (of those taken since `--since`) is drilled with
 //!    every selected database and check. If it passes, there is nothing to
