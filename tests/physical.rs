@@ -502,6 +502,22 @@ fn bisect_between_two_targets_finds_when_the_data_changed() {
     assert!(rec["restores"].as_u64().unwrap() >= 3, "{rec:#}");
 }
 
+/// A drill that exited 1 with `database`'s restore failed: its restore
+/// record and its error (printed, for the log).
+fn failed_restore<'a>(
+    code: i32,
+    stderr: &str,
+    report: &'a Value,
+    database_name: &str,
+) -> (&'a Value, String) {
+    assert_eq!(code, 1, "{stderr}\n{report:#}");
+    let r = &database(report, database_name)["restore"];
+    assert_eq!(r["status"], "failed", "{r:#}");
+    let e = r["error"].as_str().unwrap().to_string();
+    println!("{e}");
+    (r, e)
+}
+
 /// Flip 64 bytes in the middle of the first blob of `/backups/<path>` in
 /// the repository's pack file (restic's index gives the pack, the blob's
 /// offset and length): restic fails reading that file with "ciphertext
@@ -569,11 +585,7 @@ fn a_wal_fetch_failing_midstream_fails_the_restore_naming_the_segment() {
             facts()["users_final"].as_u64().unwrap(),
         )],
     );
-    assert_eq!(code, 1, "{stderr}\n{report:#}");
-    let r = &database(&report, "auth")["restore"];
-    assert_eq!(r["status"], "failed", "{r:#}");
-    let e = r["error"].as_str().unwrap();
-    println!("{e}");
+    let (r, e) = failed_restore(code, &stderr, &report, "auth");
     assert!(
         e.contains(&broken) && e.contains("damaged") && e.contains("could not be fetched whole"),
         "{e}"
@@ -590,11 +602,7 @@ fn a_wal_fetch_failing_midstream_fails_the_restore_naming_the_segment() {
     let early = facts()["wal_segments"][1].as_str().unwrap().to_string();
     damage_blob_of(&second, &format!("auth_db/wal/{early}"));
     let (code, stderr, report) = drill_of(&second, "", &[auth_with_wal()], &[]);
-    assert_eq!(code, 1, "{stderr}\n{report:#}");
-    let r = &database(&report, "auth")["restore"];
-    assert_eq!(r["status"], "failed", "{r:#}");
-    let e = r["error"].as_str().unwrap();
-    println!("{e}");
+    let (_, e) = failed_restore(code, &stderr, &report, "auth");
     assert!(
         e.contains(&early)
             && e.contains("does not need")

@@ -622,17 +622,14 @@ pub async fn run(
         k.sandbox.remove().await;
     }
     kept.insert(n - 1, keep_now);
-    rec.tested.push(tested(
+    rec.tested.push(probed(
         newest,
         verdict,
         first.restores,
-        None,
+        first.known.is_some(),
         first.judgement.reasons,
         first.databases,
     ));
-    if let Some(t) = rec.tested.last_mut() {
-        t.from_ledger = first.known.is_some();
-    }
     events.emit(&Event::BisectJudged {
         short_id: newest.short_id.clone(),
         verdict,
@@ -814,17 +811,14 @@ pub async fn run(
                 Verdict::Error => errors.push((mid, p.judgement.reasons.clone())),
                 _ => {}
             }
-            rec.tested.push(tested(
+            rec.tested.push(probed(
                 snap,
                 v,
                 p.restores,
-                None,
+                p.known.is_some(),
                 p.judgement.reasons,
                 p.databases,
             ));
-            if let Some(t) = rec.tested.last_mut() {
-                t.from_ledger = p.known.is_some();
-            }
             kept.insert(mid, p.kept);
             source_of.insert(mid, mid);
             recorded[mid] = true;
@@ -947,6 +941,22 @@ fn tested(
         databases,
         target: None,
         from_ledger: false,
+    }
+}
+
+/// What a probe of `s` judged (`from_ledger`: the ledger answered it,
+/// no restore), for the record.
+fn probed(
+    s: &Snapshot,
+    verdict: Verdict,
+    restores: usize,
+    from_ledger: bool,
+    reasons: Vec<String>,
+    databases: Vec<DatabaseReport>,
+) -> Tested {
+    Tested {
+        from_ledger,
+        ..tested(s, verdict, restores, None, reasons, databases)
     }
 }
 
