@@ -328,7 +328,9 @@ async fn record_probe(
         rto_seconds: None,
         report_file: None,
     };
-    if let Err(e) = super::record_verdicts(config, &who, repo, snapshot, &restored, false).await {
+    if let Err(e) =
+        super::record_verdicts(config, &who, repo, snapshot, &restored, None, None).await
+    {
         events.emit(&Event::Warning {
             message: format!("the ledger could not record a bisect verdict: {e}"),
         });

@@ -446,6 +446,15 @@ pub async fn run_tier(
     let tracker = PhaseTracker::new(events);
     let mut repo: Option<Repository> = None;
     let mut snapshot_report: Option<SnapshotReport> = None;
+    // Kept for the ledger, so that recording the drill lists nothing and
+    // reads nothing more from the repository: the listing the snapshot was
+    // picked from (with when it was taken), and the restic content of the
+    // drilled backups, read while they are restored.
+    let mut listing: Option<(Vec<Snapshot>, chrono::DateTime<chrono::Utc>)> = None;
+    let mut contents: Option<Contents> = None;
+    // When the restores, checks and sweep were done (not the content read
+    // beside them): the end of the RTO.
+    let mut drilled_at = None;
     // Listing, restores and checks, abandoned on SIGINT/SIGTERM.
     let interrupted = {
         let work = async {
@@ -475,7 +484,16 @@ pub async fn run_tier(
                 }
             };
             if let Some(repo) = &repo {
-                match repo.select_snapshot(&opts.snapshot).await {
+                let listed_at = chrono::Utc::now();
+                let selected = match repo.snapshots().await {
+                    Ok(all) => {
+                        let picked = repo.select_from(&all, &opts.snapshot);
+                        listing = Some((all, listed_at));
+                        picked
+                    }
+                    Err(e) => Err(e),
+                };
+                match selected {
                     Ok(Some(s)) => snapshot = Some(s),
                     Ok(None) => {
                         backup_missing = true;
@@ -526,24 +544,37 @@ pub async fn run_tier(
                     baselines: &baselines,
                     name_by_snapshot: false,
                 };
-                let kept = drill_snapshot(config, &source, &mut dbs, opts.keep, &tracker).await;
-                for k in kept {
-                    let how = k.sandbox.how_to_connect(&k.dbname);
-                    events.emit(&Event::Kept {
-                        connect: how.command,
-                        also: how.also,
-                        remove: how.remove,
-                        database: k.database,
-                        container: k.sandbox.name.clone(),
-                        host: k.sandbox.host.clone(),
-                        port: k.sandbox.port,
-                        user: k.sandbox.user.clone(),
-                        dbname: k.dbname,
-                    });
-                }
-                if !opts.keep {
-                    let _ = sweep(&opts.run_id).await;
-                }
+                // What the ledger keys verdicts by does not depend on the
+                // restore: read it meanwhile (an interruption drops it, and
+                // its restic with it).
+                let names: Vec<&str> = dbs.iter().map(|d| d.config.name.as_str()).collect();
+                let paths = content_paths(config, &names);
+                let drilled = async {
+                    let kept = drill_snapshot(config, &source, &mut dbs, opts.keep, &tracker).await;
+                    for k in kept {
+                        let how = k.sandbox.how_to_connect(&k.dbname);
+                        events.emit(&Event::Kept {
+                            connect: how.command,
+                            also: how.also,
+                            remove: how.remove,
+                            database: k.database,
+                            container: k.sandbox.name.clone(),
+                            host: k.sandbox.host.clone(),
+                            port: k.sandbox.port,
+                            user: k.sandbox.user.clone(),
+                            dbname: k.dbname,
+                        });
+                    }
+                    if !opts.keep {
+                        let _ = sweep(&opts.run_id).await;
+                    }
+                    clock.now()
+                };
+                let (done, read) = tokio::join!(drilled, repo.contents(snap, &paths));
+                drilled_at = Some(done);
+                // As when it was read after the restore: unreadable content
+                // leaves the rows without a content id.
+                contents = Some(read.unwrap_or_default());
             } else {
                 for db in &mut dbs {
                     db.set_restore(Status::NotRun, "no snapshot to restore from".into());
@@ -566,7 +597,7 @@ pub async fn run_tier(
     if let Some(i) = &interrupted {
         interrupted_cleanup(&opts.run_id, i, &mut dbs, &mut reasons).await;
     }
-    let checks_done = clock.now();
+    let checks_done = drilled_at.unwrap_or_else(|| clock.now());
 
     // Judge.
     let all_restored = !dbs.is_empty()
@@ -671,7 +702,8 @@ pub async fn run_tier(
             repo,
             snapshot,
             &report.databases,
-            true,
+            listing.as_ref().map(|(all, at)| (all.as_slice(), *at)),
+            contents,
         )
         .await
         {
@@ -767,33 +799,65 @@ pub(crate) struct Recorded<'a> {
     pub(crate) report_file: Option<&'a str>,
 }
 
+/// The tier's snapshots as one listing found them, and when that listing
+/// was taken (before `restic snapshots` started, so every snapshot made
+/// before that instant is in it): what [`record_verdicts`] records for the
+/// ledger's freshness.
+pub(crate) type Listing<'a> = (&'a [Snapshot], chrono::DateTime<chrono::Utc>);
+
+/// The restic content of backup files, by path in the snapshot, as
+/// [`Repository::contents`] gives it.
+pub(crate) type Contents = std::collections::HashMap<String, Vec<String>>;
+
+/// The paths in a snapshot whose content keys the ledger rows of the
+/// `databases` named (their dumps, base backups and WAL archives, in
+/// config order): what [`record_verdicts`] reads with
+/// [`Repository::contents`].
+pub(crate) fn content_paths<'c>(config: &'c Config, databases: &[&str]) -> Vec<&'c str> {
+    config
+        .databases
+        .iter()
+        .filter(|c| databases.contains(&c.name.as_str()))
+        .flat_map(crate::ledger::identity::backup_paths)
+        .collect()
+}
+
 /// Append one ledger row per database restored from `snapshot`: its
 /// verdict under the checks that ran, for its content identity (computed,
-/// or known from the ledger's cache of restic content). With `listing`,
-/// the tier's snapshots are listed for freshness too.
+/// or known from the ledger's cache of restic content).
+///
+/// `listing`, when given, is recorded as the tier's latest listing for
+/// freshness first (none is taken here). `contents` is the restic
+/// content of [`content_paths`] of `databases` in `snapshot` when the
+/// caller has read it already (`drill run` reads it while it restores);
+/// with `None` it is read here. Content that cannot be read leaves
+/// `content_id` empty, as does a restore that did not run.
+///
+/// # Errors
+/// A message when the ledger cannot be opened or written.
 pub(crate) async fn record_verdicts(
     config: &Config,
     who: &Recorded<'_>,
     repo: &Repository,
     snapshot: &Snapshot,
     databases: &[DatabaseReport],
-    listing: bool,
+    listing: Option<Listing<'_>>,
+    contents: Option<Contents>,
 ) -> Result<(), String> {
     let mut ledger = crate::ledger::Ledger::open(&config.reports_dir).map_err(|e| e.to_string())?;
-    if listing {
-        if let Ok(all) = repo.snapshots().await {
-            ledger
-                .record_listing(who.tier, &all, chrono::Utc::now())
-                .map_err(|e| e.to_string())?;
-        }
+    if let Some((all, listed_at)) = listing {
+        ledger
+            .record_listing(who.tier, all, listed_at)
+            .map_err(|e| e.to_string())?;
     }
-    let paths: Vec<&str> = config
-        .databases
-        .iter()
-        .filter(|c| databases.iter().any(|d| d.name == c.name))
-        .flat_map(crate::ledger::identity::backup_paths)
-        .collect();
-    let contents = repo.contents(snapshot, &paths).await.unwrap_or_default();
+    let contents = match contents {
+        Some(c) => c,
+        None => {
+            let names: Vec<&str> = databases.iter().map(|d| d.name.as_str()).collect();
+            let paths = content_paths(config, &names);
+            repo.contents(snapshot, &paths).await.unwrap_or_default()
+        }
+    };
     let source = crate::restore::Source {
         repo,
         snapshot,

@@ -165,9 +165,16 @@ pub(crate) async fn restore_one(
             report_file: None,
         };
         let restored = std::slice::from_ref(&dbs[0].report);
-        if let Err(e) =
-            super::record_verdicts(config, &who, source.repo, source.snapshot, restored, false)
-                .await
+        if let Err(e) = super::record_verdicts(
+            config,
+            &who,
+            source.repo,
+            source.snapshot,
+            restored,
+            None,
+            None,
+        )
+        .await
         {
             events.emit(&Event::Warning {
                 message: format!(

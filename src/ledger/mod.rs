@@ -510,7 +510,11 @@ impl Ledger {
     }
 
     /// Remember the snapshots a listing of `tier` found at `now` (replacing
-    /// the previous listing), for [`Ledger::freshness`].
+    /// the previous listing), for [`Ledger::freshness`]. `now` is when the
+    /// listing was taken, which may be earlier than this call (`drill run`
+    /// records the listing it picked its snapshot from at its end), so
+    /// that `listed_at` never claims a later look at the repository than
+    /// was had.
     ///
     /// # Errors
     /// [`LedgerError::Sqlite`].

@@ -197,7 +197,8 @@ pub struct RestoreReport {
     /// For a physical backup: what recovery replayed and reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<RecoveryReport>,
-    /// For a plain script loaded over several `psql` sessions: how.
+    /// For a plain script (`pg_dump` plain, `pg_dumpall`): how it was
+    /// loaded over one or more `psql` sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sessions: Option<SessionsReport>,
 }
@@ -216,13 +217,19 @@ pub struct SessionsReport {
     /// The dump's own bytes each session took, in the order they started;
     /// for a script read to its end their sum is `restored_bytes`.
     pub bytes: Vec<u64>,
-    /// Bytes drill added: session state replayed into each session, and
-    /// the `COPY` header and `\.` end of each chunk of a cut table.
+    /// Bytes drill added: session state replayed into each session, the
+    /// `COPY` header and `\.` end of each chunk of a cut table, and the
+    /// statements around WAL-skipping loads.
     pub added_bytes: u64,
     /// Why parts of the script went to one session (a psql meta-command
     /// drill does not know, …); empty when none did.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub serial_because: Vec<String>,
+    /// Tables whose data was loaded in a transaction that skips WAL
+    /// (`BEGIN`, `TRUNCATE` of the still empty table, `COPY`, `COMMIT`;
+    /// see `restore::parallel`); their statements are in `added_bytes`.
+    #[serde(default)]
+    pub wal_skipped_tables: u32,
 }
 
 /// How a physical base backup was recovered (PostgreSQL point-in-time

@@ -625,8 +625,9 @@ async fn execute(
             crate::duration::human(timeouts.restore)
         )
     };
-    // A plain script over several psql sessions, or one.
-    let parallel = db.format != DumpFormat::Custom && plan.jobs > 1;
+    // A plain script goes through the router: over several psql sessions,
+    // or one (where it still loads large tables skipping WAL).
+    let parallel = db.format != DumpFormat::Custom;
     let mut notes = Vec::new();
     let mut sessions = None;
     let exec = if parallel {
@@ -653,6 +654,7 @@ async fn execute(
                     bytes: loaded.original.clone(),
                     added_bytes: loaded.added,
                     serial_because: loaded.notes.clone(),
+                    wal_skipped_tables: loaded.wal_skipped,
                 });
                 loaded.exec
             })

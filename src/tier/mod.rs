@@ -666,7 +666,21 @@ impl Repository {
     /// [`TierError::SnapshotNotFound`], [`TierError::SnapshotAmbiguous`], or a
     /// listing failure.
     pub async fn select_snapshot(&self, wanted: &str) -> Result<Option<Snapshot>, TierError> {
-        let snaps = self.snapshots().await?;
+        self.select_from(&self.snapshots().await?, wanted)
+    }
+
+    /// [`Repository::select_snapshot`] over a listing already taken
+    /// (`snaps`, oldest first, as [`Repository::snapshots`] gives it), for a
+    /// caller that keeps the listing for something else too (the ledger's
+    /// freshness). `Ok(None)` when `snaps` is empty.
+    ///
+    /// # Errors
+    /// [`TierError::SnapshotNotFound`], [`TierError::SnapshotAmbiguous`].
+    pub fn select_from(
+        &self,
+        snaps: &[Snapshot],
+        wanted: &str,
+    ) -> Result<Option<Snapshot>, TierError> {
         if snaps.is_empty() {
             return Ok(None);
         }
