@@ -7,7 +7,10 @@
 //!   every table of more than a few rows is cut), leave sandboxes whose
 //!   `pg_dump --schema-only` of every database is identical and whose
 //!   per-table content digests (order-independent) and sequence values are
-//!   equal; the dump's bytes per session add up to the whole;
+//!   equal; the dump's bytes per session add up to the whole; and so does
+//!   one session that loads every table with rows in a WAL-skipping
+//!   transaction (`BEGIN`, `TRUNCATE` of the empty table, `COPY`,
+//!   `COMMIT`);
 //! - error stopping: a row that cannot be loaded, in a chunk of a cut table
 //!   on some session, fails the restore with that session's error text,
 //!   and so does a statement error in pre-data; a truncated script fails as
@@ -87,9 +90,16 @@ fn fixtures() -> Vec<Fixture> {
     v
 }
 
-/// Drill every fixture with `restore_jobs = jobs`, snapshotting each
-/// restored sandbox into `out`; returns the report.
-fn drill_all(repo: &TestRepo, fixtures: &[Fixture], jobs: u32, out: &Path) -> Value {
+/// Drill every fixture with `restore_jobs = jobs` and WAL-skipping loads
+/// from `wal_skip` bytes of rows (`0`: never), snapshotting each restored
+/// sandbox into `out`; returns the report.
+fn drill_all(
+    repo: &TestRepo,
+    fixtures: &[Fixture],
+    jobs: u32,
+    wal_skip: &str,
+    out: &Path,
+) -> Value {
     let work = tempfile::tempdir().unwrap();
     let script = work.path().join("snapshot.sh");
     std::fs::write(&script, SNAPSHOT).unwrap();
@@ -128,6 +138,7 @@ fn drill_all(repo: &TestRepo, fixtures: &[Fixture], jobs: u32, out: &Path) -> Va
         &[
             ("EQ_OUT", out.to_str().unwrap()),
             ("DRILL_COPY_CHUNK_BYTES", "4096"),
+            ("DRILL_WAL_SKIP_BYTES", wal_skip),
         ],
     );
     let (_, report) = report_of(&run, &work.path().join("reports"));
@@ -160,15 +171,25 @@ fn parallel_and_single_psql_restores_leave_identical_databases() {
         .collect();
     let repo = TestRepo::new(&stored);
     let out = tempfile::tempdir().unwrap();
-    let single = drill_all(&repo, &fixtures, 1, &out.path().join("single"));
-    let parallel = drill_all(&repo, &fixtures, 2, &out.path().join("parallel"));
+    // One session without WAL-skipping loads sends the script unchanged:
+    // a single psql.
+    let single = drill_all(&repo, &fixtures, 1, "0", &out.path().join("single"));
+    let parallel = drill_all(&repo, &fixtures, 2, "0", &out.path().join("parallel"));
+    // One session, every table with a row loaded skipping WAL.
+    let skipped = drill_all(&repo, &fixtures, 1, "1", &out.path().join("wal-skip"));
 
+    let mut wal_skipped = 0;
     for f in &fixtures {
         let name = f.db.name;
-        assert!(
-            database(&single, name)["restore"]["sessions"].is_null(),
-            "one session is today's psql: {single:#}"
+        let s = &database(&single, name)["restore"]["sessions"];
+        assert_eq!(
+            (&s["jobs"], &s["added_bytes"], &s["wal_skipped_tables"]),
+            (&1.into(), &0.into(), &0.into()),
+            "{name}: one session, nothing added: {single:#}"
         );
+        wal_skipped += database(&skipped, name)["restore"]["sessions"]["wal_skipped_tables"]
+            .as_u64()
+            .unwrap();
         let r = &database(&parallel, name)["restore"];
         let s = &r["sessions"];
         assert_eq!(s["jobs"], 2, "{name}: {r:#}");
@@ -190,20 +211,32 @@ fn parallel_and_single_psql_restores_leave_identical_databases() {
         );
     }
 
-    let a = files(&out.path().join("single"));
-    let b = files(&out.path().join("parallel"));
+    // Pagila alone has more than 20 tables with rows.
+    assert!(
+        wal_skipped > 20,
+        "tables loaded skipping WAL: {wal_skipped}: {skipped:#}"
+    );
+    for other in ["parallel", "wal-skip"] {
+        same_databases(out.path(), &fixtures, "single", other);
+    }
+}
+
+/// The snapshots of run `a` and run `b` under `out` are identical.
+fn same_databases(out: &Path, fixtures: &[Fixture], a_run: &str, b_run: &str) {
+    let a = files(&out.join(a_run));
+    let b = files(&out.join(b_run));
     let rel = |v: &[PathBuf], base: &Path| -> Vec<PathBuf> {
         v.iter()
             .map(|p| p.strip_prefix(base).unwrap().to_path_buf())
             .collect()
     };
     assert_eq!(
-        rel(&a, &out.path().join("single")),
-        rel(&b, &out.path().join("parallel")),
-        "the same databases in both"
+        rel(&a, &out.join(a_run)),
+        rel(&b, &out.join(b_run)),
+        "the same databases in {a_run} and {b_run}"
     );
     // Every fixture database's own schema and digests are there.
-    for f in &fixtures {
+    for f in fixtures {
         let dbname = f.db.name;
         assert!(
             a.iter()
@@ -220,7 +253,7 @@ fn parallel_and_single_psql_restores_leave_identical_databases() {
         if tx != ty {
             let diff = similar::TextDiff::from_lines(&tx, &ty)
                 .unified_diff()
-                .header("single psql", "parallel")
+                .header(a_run, b_run)
                 .to_string();
             panic!("{} differs:\n{diff}", x.display());
         }
@@ -228,7 +261,8 @@ fn parallel_and_single_psql_restores_leave_identical_databases() {
 }
 
 /// `pagila.sql` with `edit` applied, backed up, drilled with
-/// `restore_jobs = jobs` and 4 KiB chunks: the report's pagila entry.
+/// `restore_jobs = jobs`, 4 KiB chunks and every table with rows loaded
+/// skipping WAL where it is not cut: the report's pagila entry.
 fn drill_edited_pagila(edit: &dyn Fn(String) -> String, jobs: u32) -> Value {
     let work = tempfile::tempdir().unwrap();
     let original = std::fs::read_to_string(dumps().join("plain/pagila.sql")).unwrap();
@@ -255,7 +289,10 @@ fn drill_edited_pagila(edit: &dyn Fn(String) -> String, jobs: u32) -> Value {
     let run = drill_env(
         &config,
         &["run", "--no-notify"],
-        &[("DRILL_COPY_CHUNK_BYTES", "4096")],
+        &[
+            ("DRILL_COPY_CHUNK_BYTES", "4096"),
+            ("DRILL_WAL_SKIP_BYTES", "1"),
+        ],
     );
     let (_, report) = report_of(&run, &work.path().join("reports"));
     assert_no_sandbox_left(report["run_id"].as_str().unwrap());
@@ -297,6 +334,12 @@ fn the_first_error_on_any_session_fails_the_restore_with_its_text() {
                 r["sessions"]["bytes"].as_array().unwrap().len() > 2,
                 "{r:#}"
             );
+        } else {
+            // The row failed inside a WAL-skipping transaction.
+            assert!(
+                r["sessions"]["wal_skipped_tables"].as_u64().unwrap() > 0,
+                "{r:#}"
+            );
         }
     }
 
@@ -320,18 +363,24 @@ fn the_first_error_on_any_session_fails_the_restore_with_its_text() {
         "{r:#}"
     );
 
-    // Cut in the middle of a table's rows: truncated, never a pass.
-    let r = drill_edited_pagila(
-        &|s: String| {
-            let at = s
-                .find("COPY public.payment_p2022_02 ")
-                .expect("payment data");
-            s[..at + 20_000].to_string()
-        },
-        2,
-    );
-    assert_eq!(r["status"], "failed", "{r:#}");
-    assert!(r["error"].as_str().unwrap().contains("truncated"), "{r:#}");
+    // Cut in the middle of a table's rows (one session: inside its
+    // WAL-skipping transaction): truncated, never a pass.
+    for jobs in [1, 2] {
+        let r = drill_edited_pagila(
+            &|s: String| {
+                let at = s
+                    .find("COPY public.payment_p2022_02 ")
+                    .expect("payment data");
+                s[..at + 20_000].to_string()
+            },
+            jobs,
+        );
+        assert_eq!(r["status"], "failed", "jobs {jobs}: {r:#}");
+        assert!(
+            r["error"].as_str().unwrap().contains("truncated"),
+            "jobs {jobs}: {r:#}"
+        );
+    }
 }
 
 #[test]

@@ -966,6 +966,20 @@ pub fn chunk_bytes() -> usize {
         .unwrap_or(COPY_CHUNK_BYTES)
 }
 
+/// The WAL-skip size in bytes: [`WAL_SKIP_MIN_BYTES`], or the
+/// environment's `DRILL_WAL_SKIP_BYTES` (for measuring and tests;
+/// `0`: never skip WAL, which sends a one-session script unchanged).
+pub fn wal_skip_bytes() -> Option<usize> {
+    match std::env::var("DRILL_WAL_SKIP_BYTES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        Some(0) => None,
+        Some(n) => Some(n),
+        None => Some(WAL_SKIP_MIN_BYTES),
+    }
+}
+
 /// Picks the session whose channel has most room (the least busy), then
 /// the one with the fewest bytes.
 struct MostRoom<'a>(&'a [Option<mpsc::Sender<Vec<u8>>>]);
@@ -1028,7 +1042,8 @@ type Running<'a> = FuturesUnordered<
 /// Load the plain script read from `input` into `sandbox` over up to
 /// `sessions` runs of `psql` (`cmd`, which must read its standard input
 /// and stop at the first error), routed by a [`Router`] with `COPY`
-/// chunks of `chunk_bytes`. Stops at the first session that fails, or
+/// chunks of `chunk_bytes` and WAL-skipping loads from `wal_skip` bytes
+/// ([`Router::wal_skip`]). Stops at the first session that fails, or
 /// when `input` fails.
 ///
 /// # Errors
@@ -1039,8 +1054,9 @@ pub async fn load(
     input: &mut (dyn AsyncRead + Unpin + Send),
     sessions: usize,
     chunk_bytes: usize,
+    wal_skip: Option<usize>,
 ) -> Result<Loaded, crate::sandbox::SandboxError> {
-    let mut router = Router::new(sessions, chunk_bytes);
+    let mut router = Router::new(sessions, chunk_bytes).wal_skip(wal_skip);
     let mut loaded = Loaded::default();
     let mut actions: VecDeque<Action> = VecDeque::new();
     let mut out: Vec<Action> = Vec::new();

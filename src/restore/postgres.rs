@@ -639,6 +639,7 @@ async fn execute(
                 &mut input,
                 plan.jobs as usize,
                 super::parallel::chunk_bytes(),
+                super::parallel::wal_skip_bytes(),
             ),
         )
         .await
