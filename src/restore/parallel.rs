@@ -1440,7 +1440,7 @@ mod tests {
         let at = DUMP.find("3\tthree").unwrap();
         for min in [1000, 10] {
             let (r, actions) = wal_run(&DUMP[..at], 1, min, 4);
-            assert_eq!(originals(&actions), DUMP[..at].as_bytes());
+            assert_eq!(originals(&actions), &DUMP.as_bytes()[..at]);
             // Opened (when the rows reached the size) but never committed.
             assert!(!sessions(&actions)[0][&0].contains("COMMIT;"));
             assert_eq!(r.wal_skipped(), u32::from(min == 10));
@@ -1504,8 +1504,8 @@ mod tests {
             ("a; b", "TABLE DATA", true)
         );
         assert_eq!(h.schema, "public");
-        let h = header(b"-- Name: t; Type: TABLE; Schema: s; Owner: u; Tablespace: x\nCREATE")
-            .unwrap();
+        let h =
+            header(b"-- Name: t; Type: TABLE; Schema: s; Owner: u; Tablespace: x\nCREATE").unwrap();
         assert_eq!((h.schema.as_str(), h.kind.as_str()), ("s", "TABLE"));
         assert!(header(b"SELECT 1;").is_none());
         assert!(plain_copy(b"COPY public.t (id, v) FROM stdin;"));
