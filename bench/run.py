@@ -1123,6 +1123,10 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
             }
             self.measure("parallel", [
                 ("A 1 session, cpus 2", lambda: self.run_a(par["1", 2.0])),
+                # The same, every table's rows WAL-logged (no WAL-skipping
+                # transaction): what skipping the WAL gains.
+                ("A 1 session, WAL logged, cpus 2",
+                 lambda: self.run_a(par["1", 2.0], env={"DRILL_WAL_SKIP_BYTES": "0"})),
                 ("A auto, cpus 2", lambda: self.run_a(par["auto", 2.0])),
                 (f"A {a.plain_jobs} sessions, cpus 2", lambda: self.run_a(par[str(a.plain_jobs), 2.0])),
                 ("A 1 session, cpus 1", lambda: self.run_a(par["1", 1.0])),
@@ -1200,7 +1204,8 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
                 got.append(
                     f"- {label}: {x['jobs']} sessions allowed, at most {x['widest']} at once, {x['groups']} groups;"
                     f" the dump's MiB per session {', '.join(f'{mib(b):.0f}' for b in x['bytes'])};"
-                    f" {x['added_bytes'] / 1024:.0f} KiB added (state, chunk headers)"
+                    f" {x['added_bytes'] / 1024:.1f} KiB added (state, chunk headers, WAL-skipping transactions);"
+                    f" {x.get('wal_skipped_tables', 0)} tables loaded skipping WAL"
                     + (f"; to one session after: {'; '.join(x['serial_because'])}" if x.get("serial_because") else "")
                 )
         return ["Sessions (the report's `restore.sessions`, first run):", "", *got, ""] if got else []
@@ -1289,6 +1294,13 @@ printf '{"server": "%s", "start_lsn": "%s", "start_segment": "%s", "switched_seg
                 o, n = med(one, "wall"), med(p[several], "wall")
                 row(f"parallel psql sessions with {cpus} CPU{'s' if cpus != '1' else ''}, measured ({several} vs 1 session)",
                     f"{n:.1f} s vs {o:.1f} s ({n / o:.3f})", None)
+        one, logged = p.get("A 1 session, cpus 2"), p.get("A 1 session, WAL logged, cpus 2")
+        if one and logged:
+            o, w = med(one, "restore"), med(logged, "restore")
+            row("WAL-skipping loads, measured (restore.seconds, 1 session, 2 CPUs: large tables in a"
+                " `BEGIN; TRUNCATE; COPY; COMMIT` against every row WAL-logged)",
+                f"{o:.1f} s vs {w:.1f} s ({o / w:.3f}); walls {med(one, 'wall'):.1f} s vs {med(logged, 'wall'):.1f} s",
+                None)
         pc = r.get("parallel-chunks", {})
         if pc and all(pc.values()):
             best = min(pc, key=lambda k: med(pc[k], "wall"))

@@ -4,7 +4,10 @@
 //! `extract`). `drill run`, `bisect`, `diff` and `extract` all come here;
 //! none restores a database another way.
 
+use std::pin::Pin;
 use std::time::Instant;
+
+use futures_util::future::LocalBoxFuture;
 
 use crate::checks;
 use crate::clock::Clock;
@@ -303,7 +306,36 @@ pub(crate) async fn drill_snapshot(
 ) -> Vec<KeptSandbox> {
     let snap = source.snapshot;
     let paths: Vec<&str> = dbs.iter().map(|d| d.config.path.as_str()).collect();
-    let files = source.repo.find_files(snap, &paths).await;
+    // The sandboxes of the first databases (as many as run at once) start
+    // while restic lists the snapshot's files, when their image does not
+    // wait for the dump's head.
+    let connected = crate::sandbox::connect(&config.sandbox).await;
+    let mut early: Vec<Option<EarlyStart<'_>>> = dbs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let engine: &dyn Engine = connected.as_ref().ok()?.as_ref();
+            if i >= config.sandbox.parallelism.max(1) {
+                return None;
+            }
+            let database: &DatabaseConfig = d.config;
+            let image = image_before_reading(database, engine)?;
+            let start: LocalBoxFuture<'_, Started> = Box::pin(async move {
+                start_sandbox(config, source, engine, database, &image, events).await
+            });
+            Some(Box::pin(futures_util::future::maybe_done(start)))
+        })
+        .collect();
+    let files = {
+        let listing = source.repo.find_files(snap, &paths);
+        tokio::pin!(listing);
+        let starting =
+            futures_util::future::join_all(early.iter_mut().flatten().map(|f| f.as_mut()));
+        tokio::select! {
+            files = &mut listing => files,
+            _ = starting => listing.await,
+        }
+    };
     let mut plans: Vec<Option<restore::RestorePlan>> = Vec::new();
     for db in dbs.iter_mut() {
         let file = match &files {
@@ -349,10 +381,22 @@ pub(crate) async fn drill_snapshot(
             }
         }
     }
+    // A sandbox started early for a database that has nothing to restore.
+    for (started, plan) in early.iter_mut().zip(plans.iter()) {
+        if plan.is_some() {
+            continue;
+        }
+        if let Some(mut start) = started.take() {
+            start.as_mut().await;
+            if let Some(Ok((sandbox, _, _))) = start.as_mut().take_output() {
+                sandbox.remove().await;
+            }
+        }
+    }
     if plans.iter().all(Option::is_none) {
         return Vec::new();
     }
-    let engine = match crate::sandbox::connect(&config.sandbox).await {
+    let engine = match &connected {
         Ok(e) => e,
         Err(e) => {
             for (db, plan) in dbs.iter_mut().zip(plans.iter()) {
@@ -372,11 +416,12 @@ pub(crate) async fn drill_snapshot(
     let mut kept: Vec<(usize, KeptSandbox)> = futures_util::stream::iter(
         dbs.iter_mut()
             .zip(plans.iter())
+            .zip(early)
             .enumerate()
-            .filter_map(|(i, (db, plan))| plan.as_ref().map(|p| (i, db, p))),
+            .filter_map(|(i, ((db, plan), early))| plan.as_ref().map(|p| (i, db, p, early))),
     )
-    .map(|(i, db, plan)| async move {
-        let sandbox = drill_database(config, source, engine, plan, db, keep, events).await?;
+    .map(|(i, db, plan, early)| async move {
+        let sandbox = drill_database(config, source, engine, plan, db, early, keep, events).await?;
         Some((
             i,
             KeptSandbox {
@@ -395,7 +440,42 @@ pub(crate) async fn drill_snapshot(
     kept.into_iter().map(|(_, k)| k).collect()
 }
 
-/// Start a sandbox for `db` and restore `plan` into it. Fills the
+/// A sandbox being started, with the image it runs and the seconds it
+/// took to become ready ([`start_sandbox`]).
+type Started = Result<(Sandbox, String, f64), crate::sandbox::SandboxError>;
+
+/// A sandbox start begun while the snapshot's files were listed; it keeps
+/// its outcome once done, until the restore takes it.
+type EarlyStart<'a> = Pin<Box<futures_util::future::MaybeDone<LocalBoxFuture<'a, Started>>>>;
+
+/// The image `database`'s sandbox starts from, when it is known before its
+/// dump is listed or read: `None` when the image follows the dump's
+/// version (its head is read first).
+fn image_before_reading(database: &DatabaseConfig, engine: &dyn Engine) -> Option<String> {
+    // Only the `[[databases]]` entry matters to the image; the file is
+    // not known yet.
+    let plan = restore::RestorePlan {
+        database: database.clone(),
+        file: crate::tier::SnapshotFile {
+            path: database.path.clone(),
+            node_type: String::new(),
+            size: 0,
+        },
+        jobs: 1,
+    };
+    let method = plan.method();
+    if engine.uses_images() && method.image_follows_backup(&plan) {
+        return None;
+    }
+    Some(
+        method
+            .image(&plan, &restore::DumpHead::default())
+            .unwrap_or_else(|_| database.image.clone()),
+    )
+}
+
+/// Start a sandbox for `db` (or take `early`, the one started for it
+/// while the snapshot was listed) and restore `plan` into it. Fills the
 /// restore part of `db.report`; `None` (sandbox removed) unless the restore
 /// passed.
 pub(crate) async fn restore_database(
@@ -404,14 +484,15 @@ pub(crate) async fn restore_database(
     engine: &dyn Engine,
     plan: &restore::RestorePlan,
     db: &mut DbRun<'_>,
+    early: Option<EarlyStart<'_>>,
     events: &dyn EventSink,
 ) -> Option<Sandbox> {
     let name = db.config.name.clone();
-    let configured = db.config.image.clone();
     // The dump's head first when the image follows its version; otherwise
     // it is read while the sandbox starts.
     let method = plan.method();
-    let follows_dump = engine.uses_images() && method.image_follows_backup(plan);
+    let early_image = image_before_reading(db.config, engine);
+    let follows_dump = early_image.is_none();
     let src = restore::Source {
         repo: source.repo,
         snapshot: source.snapshot,
@@ -466,15 +547,20 @@ pub(crate) async fn restore_database(
                 }
             },
         };
-        let started = start_sandbox(config, source, engine, plan, &image, events).await;
+        let started = start_sandbox(config, source, engine, db.config, &image, events).await;
+        (head, started)
+    } else if let Some(mut started) = early {
+        let (head, ()) = tokio::join!(inspect, started.as_mut());
+        let started = started
+            .as_mut()
+            .take_output()
+            .expect("the start was polled to its end");
         (head, started)
     } else {
-        let image = method
-            .image(plan, &restore::DumpHead::default())
-            .unwrap_or(configured);
+        let image = early_image.unwrap_or_default();
         tokio::join!(
             inspect,
-            start_sandbox(config, source, engine, plan, &image, events)
+            start_sandbox(config, source, engine, db.config, &image, events)
         )
     };
     let head = match head {
@@ -586,18 +672,17 @@ pub(crate) async fn restore_database(
     }
 }
 
-/// Start the sandbox of database `name` from `image` and wait until it is
+/// Start the sandbox of `database` from `image` and wait until it is
 /// ready; the sandbox comes back with the image it runs and the seconds it
 /// took to become ready.
 async fn start_sandbox(
     config: &Config,
     source: &SnapshotSource<'_>,
     engine: &dyn Engine,
-    plan: &restore::RestorePlan,
+    database: &DatabaseConfig,
     image: &str,
     events: &dyn EventSink,
-) -> Result<(Sandbox, String, f64), crate::sandbox::SandboxError> {
-    let database = &plan.database;
+) -> Started {
     let boot_started = Instant::now();
     let name = database.name.as_str();
     events.emit(&Event::SandboxStarting {
@@ -621,7 +706,7 @@ async fn start_sandbox(
             startup_timeout: config.sandbox.startup_timeout,
             tuning: config.sandbox.tuning,
             kind: database.kind,
-            held: plan.method().needs() == restore::Needs::DataDirectory,
+            held: database.kind.method(database.format).needs() == restore::Needs::DataDirectory,
         })
         .await?;
     for w in &sandbox.warnings {
@@ -642,10 +727,11 @@ async fn drill_database(
     engine: &dyn Engine,
     plan: &restore::RestorePlan,
     db: &mut DbRun<'_>,
+    early: Option<EarlyStart<'_>>,
     keep: bool,
     events: &dyn EventSink,
 ) -> Option<Sandbox> {
-    let sandbox = restore_database(config, source, engine, plan, db, events).await?;
+    let sandbox = restore_database(config, source, engine, plan, db, early, events).await?;
     db.report.checks = run_checks(
         &db.checks,
         &sandbox,
