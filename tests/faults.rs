@@ -480,6 +480,54 @@ fn missing_dump_fails() {
     case.assert_clean(&[run_id(&report)]);
 }
 
+/// The sandboxes of the first databases start while restic lists the
+/// snapshot: one started for a dump the snapshot lacks is removed, also
+/// with `--keep` (which keeps the one that passed).
+#[test]
+fn a_sandbox_started_for_a_missing_dump_is_removed_with_keep() {
+    require_environment();
+    let d = dumps();
+    let mut case = Case::new(
+        &[(&d.join("hive-postgres.sql"), "hive-postgres.sql")],
+        &[healthy("hive"), healthy("mysrt")],
+        &[],
+        "",
+        false,
+    );
+    let run = case.run(&["--keep"], &[]);
+    let report = assert_outcome(
+        &case,
+        &run,
+        1,
+        "failed",
+        "does not hold the dump /dumps/mysrt-postgres.sql.zst",
+    );
+    let left = common::sandboxes_of_run(run_id(&report), false);
+    let databases: Vec<String> = left
+        .iter()
+        .map(|id| {
+            let o = std::process::Command::new("docker")
+                .args([
+                    "inspect",
+                    "--format",
+                    "{{index .Config.Labels \"drill.database\"}}",
+                    id,
+                ])
+                .output()
+                .unwrap();
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f", "-v", id])
+                .output();
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        })
+        .collect();
+    assert_eq!(
+        databases,
+        ["hive"],
+        "only the passed restore's sandbox is kept"
+    );
+}
+
 #[test]
 fn damaged_pack_fails() {
     require_environment();
