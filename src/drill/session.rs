@@ -721,6 +721,7 @@ async fn start_sandbox(
 
 /// Sandbox, restore and checks for one database. Fills `db.report`. The
 /// sandbox is returned when `keep` (and the restore passed), else removed.
+#[allow(clippy::too_many_arguments)]
 async fn drill_database(
     config: &Config,
     source: &SnapshotSource<'_>,
