@@ -381,19 +381,24 @@ pub(crate) async fn drill_snapshot(
             }
         }
     }
-    // A sandbox started early for a database that has nothing to restore.
-    for (started, plan) in early.iter_mut().zip(plans.iter()) {
-        if plan.is_some() {
-            continue;
-        }
-        if let Some(mut start) = started.take() {
+    // A sandbox started early for a database that has nothing to restore
+    // is removed once started. These starts run beside the restores: a
+    // start may wait for another's (the template lock of their image).
+    let unplanned: Vec<EarlyStart<'_>> = early
+        .iter_mut()
+        .zip(plans.iter())
+        .filter(|(_, plan)| plan.is_none())
+        .filter_map(|(started, _)| started.take())
+        .collect();
+    let removed =
+        futures_util::future::join_all(unplanned.into_iter().map(|mut start| async move {
             start.as_mut().await;
             if let Some(Ok((sandbox, _, _))) = start.as_mut().take_output() {
                 sandbox.remove().await;
             }
-        }
-    }
+        }));
     if plans.iter().all(Option::is_none) {
+        removed.await;
         return Vec::new();
     }
     let engine = match &connected {
@@ -413,7 +418,7 @@ pub(crate) async fn drill_snapshot(
     // matter. Kept sandboxes are returned in database order.
     use futures_util::StreamExt;
     let engine: &dyn Engine = engine.as_ref();
-    let mut kept: Vec<(usize, KeptSandbox)> = futures_util::stream::iter(
+    let drilled = futures_util::stream::iter(
         dbs.iter_mut()
             .zip(plans.iter())
             .zip(early)
@@ -434,8 +439,8 @@ pub(crate) async fn drill_snapshot(
     })
     .buffer_unordered(config.sandbox.parallelism.max(1))
     .filter_map(|k| async move { k })
-    .collect()
-    .await;
+    .collect::<Vec<(usize, KeptSandbox)>>();
+    let (mut kept, _) = tokio::join!(drilled, removed);
     kept.sort_by_key(|(i, _)| *i);
     kept.into_iter().map(|(_, k)| k).collect()
 }

@@ -44,8 +44,10 @@
 //!
 //! ## Loads that skip WAL
 //!
-//! A `COPY` block that is not cut (one session, or a table's data that
-//! stays whole) and holds at least [`WAL_SKIP_MIN_BYTES`] of rows is
+//! A `COPY` block loaded whole by one session (a restore over one
+//! session, or a database that went to one session; over several, data
+//! is cut into chunks instead) that holds at least [`WAL_SKIP_MIN_BYTES`]
+//! of rows is
 //! loaded as pg_restore loads a table it created in a parallel restore:
 //! `BEGIN`, a `TRUNCATE TABLE ONLY` of the still empty table, the `COPY`,
 //! `COMMIT`. The table then has a new file created in the same
@@ -522,13 +524,16 @@ impl Router {
         if !self.created.contains(&key) || copy_target(copy).as_ref() != Some(&key) {
             return None;
         }
+        // A name that is not UTF-8 (a LATIN1 dump, say) was read lossily:
+        // written back it would name another table. Any valid UTF-8 is
+        // written back byte for byte.
         let table = format!("{}.{}", quote_ident(&h.schema), quote_ident(&h.name));
-        if table.contains("$drill$") {
+        if table.contains("$drill$") || table.contains('\u{FFFD}') {
             return None;
         }
         Some(
             format!(
-                "BEGIN;\nDO $drill$BEGIN IF NOT EXISTS (SELECT FROM ONLY {table}) THEN TRUNCATE TABLE ONLY {table}; END IF; END$drill$;\n"
+                "BEGIN; DO $drill$BEGIN IF NOT EXISTS (SELECT 1 FROM ONLY {table}) THEN TRUNCATE TABLE ONLY {table}; END IF; END$drill$;"
             )
             .into_bytes(),
         )
@@ -559,7 +564,9 @@ impl Router {
             self.send(c.session, held, true, out);
         }
         if c.wrapped {
-            self.send(c.session, b"COMMIT;\n".to_vec(), false, out);
+            // No newline of its own, nor after the opening: psql's line
+            // numbers in an error still point into the dump.
+            self.send(c.session, b"COMMIT;".to_vec(), false, out);
         }
     }
 
@@ -1381,7 +1388,7 @@ mod tests {
         assert!(g[4][&1].starts_with("\\connect -reuse-previous=on \"dbname='b'\"\n"));
     }
 
-    const OPEN_T: &str = "BEGIN;\nDO $drill$BEGIN IF NOT EXISTS (SELECT FROM ONLY \"public\".\"t\") THEN TRUNCATE TABLE ONLY \"public\".\"t\"; END IF; END$drill$;\n";
+    const OPEN_T: &str = "BEGIN; DO $drill$BEGIN IF NOT EXISTS (SELECT 1 FROM ONLY \"public\".\"t\") THEN TRUNCATE TABLE ONLY \"public\".\"t\"; END IF; END$drill$;";
 
     fn wal_run(script: &str, sessions: usize, min: usize, piece: usize) -> (Router, Vec<Action>) {
         let mut r = Router::new(sessions, 6).wal_skip(Some(min));
@@ -1405,6 +1412,8 @@ mod tests {
             let open = text.find(OPEN_T).expect(text);
             let copy = text.find("-- Data for Name: t;").unwrap();
             let end = text.find("4\tfour\n\\.\nCOMMIT;\n").expect(text);
+            // As many lines as the dump: psql's error line numbers hold.
+            assert_eq!(text.lines().count(), DUMP.lines().count(), "{text}");
             assert!(open < copy && copy < end, "{text}");
             assert_eq!(text.matches("BEGIN;").count(), 1);
             assert_eq!(text.matches("COMMIT;").count(), 1);
@@ -1427,6 +1436,12 @@ mod tests {
         // --load-via-partition-root: the COPY names another table.
         let script = DUMP.replace("COPY public.t (id, v)", "COPY public.root (id, v)");
         let (r, _) = wal_run(&script, 1, 10, 7);
+        assert_eq!(r.wal_skipped(), 0);
+        // A name that is not UTF-8 (a LATIN1 dump) is never written back.
+        let latin1 = DUMP
+            .replace(" t;", " t\u{FFFD};")
+            .replace(".t ", ".t\u{FFFD} ");
+        let (r, _) = wal_run(&latin1, 1, 10, 7);
         assert_eq!(r.wal_skipped(), 0);
         // A table of another database (after \connect) is not created here.
         let at = DUMP.find("\n--\n-- Data for Name: t;").unwrap();
