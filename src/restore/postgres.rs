@@ -626,8 +626,17 @@ async fn execute(
         )
     };
     // A plain script goes through the router: over several psql sessions,
-    // or one (where it still loads large tables skipping WAL).
+    // or one (where it still loads large tables skipping WAL, when the
+    // server can: `wal_level=minimal`, as drill's restore tuning sets).
     let parallel = db.format != DumpFormat::Custom;
+    let wal_skip = if parallel {
+        match admin_client.query_one("SHOW wal_level", &[]).await {
+            Ok(row) if row.get::<_, String>(0) == "minimal" => super::parallel::wal_skip_bytes(),
+            _ => None,
+        }
+    } else {
+        None
+    };
     let mut notes = Vec::new();
     let mut sessions = None;
     let exec = if parallel {
@@ -639,7 +648,7 @@ async fn execute(
                 &mut input,
                 plan.jobs as usize,
                 super::parallel::chunk_bytes(),
-                super::parallel::wal_skip_bytes(),
+                wal_skip,
             ),
         )
         .await
