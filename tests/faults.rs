@@ -458,16 +458,21 @@ fn sql_error_mid_dump_fails() {
     case.assert_clean(&[run_id(&report)]);
 }
 
-#[test]
-fn missing_dump_fails() {
+/// hive and mysrt configured, only hive's dump backed up.
+fn mysrt_missing_case() -> Case {
     let d = dumps();
-    let mut case = Case::new(
+    Case::new(
         &[(&d.join("hive-postgres.sql"), "hive-postgres.sql")],
         &[healthy("hive"), healthy("mysrt")],
         &[],
         "",
         false,
-    );
+    )
+}
+
+#[test]
+fn missing_dump_fails() {
+    let mut case = mysrt_missing_case();
     let run = case.run(&[], &[]);
     let report = assert_outcome(
         &case,
@@ -486,14 +491,7 @@ fn missing_dump_fails() {
 #[test]
 fn a_sandbox_started_for_a_missing_dump_is_removed_with_keep() {
     require_environment();
-    let d = dumps();
-    let mut case = Case::new(
-        &[(&d.join("hive-postgres.sql"), "hive-postgres.sql")],
-        &[healthy("hive"), healthy("mysrt")],
-        &[],
-        "",
-        false,
-    );
+    let mut case = mysrt_missing_case();
     let run = case.run(&["--keep"], &[]);
     let report = assert_outcome(
         &case,

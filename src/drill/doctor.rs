@@ -142,7 +142,7 @@ async fn database_items(
                 v.pg_dump.as_deref().unwrap_or("(not stated)")
             )
         };
-        let image = match method.image(&plan, &head) {
+        let image = match method.image(&plan.database, &head) {
             Ok(i) => i,
             Err(e) => {
                 items.push(item(name, Health::Fail, format!("{dumped}; {e}"), None));

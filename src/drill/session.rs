@@ -457,24 +457,13 @@ type EarlyStart<'a> = Pin<Box<futures_util::future::MaybeDone<LocalBoxFuture<'a,
 /// dump is listed or read: `None` when the image follows the dump's
 /// version (its head is read first).
 fn image_before_reading(database: &DatabaseConfig, engine: &dyn Engine) -> Option<String> {
-    // Only the `[[databases]]` entry matters to the image; the file is
-    // not known yet.
-    let plan = restore::RestorePlan {
-        database: database.clone(),
-        file: crate::tier::SnapshotFile {
-            path: database.path.clone(),
-            node_type: String::new(),
-            size: 0,
-        },
-        jobs: 1,
-    };
-    let method = plan.method();
-    if engine.uses_images() && method.image_follows_backup(&plan) {
+    let method = database.kind.method(database.format);
+    if engine.uses_images() && method.image_follows_backup(database) {
         return None;
     }
     Some(
         method
-            .image(&plan, &restore::DumpHead::default())
+            .image(database, &restore::DumpHead::default())
             .unwrap_or_else(|_| database.image.clone()),
     )
 }
@@ -533,7 +522,7 @@ pub(crate) async fn restore_database(
                 });
                 return None;
             }
-            Ok(h) => match method.image(plan, h) {
+            Ok(h) => match method.image(db.config, h) {
                 Ok(image) => image,
                 // A head that names no version: damage when the head itself
                 // shows it (empty, cut short), else the image needs fixing.

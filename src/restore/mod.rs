@@ -95,9 +95,11 @@ pub trait RestoreMethod: Send + Sync {
         1
     }
 
-    /// Whether the sandbox image follows what [`RestoreMethod::inspect`]
-    /// reads (so the backup's head is read before the sandbox starts).
-    fn image_follows_backup(&self, _plan: &RestorePlan) -> bool {
+    /// Whether the sandbox image of `database` follows what
+    /// [`RestoreMethod::inspect`] reads (so the backup's head is read
+    /// before the sandbox starts). Only the `[[databases]]` entry decides:
+    /// it is asked before the snapshot's files are listed.
+    fn image_follows_backup(&self, _database: &DatabaseConfig) -> bool {
         false
     }
 
@@ -115,15 +117,15 @@ pub trait RestoreMethod: Send + Sync {
         Box::pin(async { Ok(DumpHead::default()) })
     }
 
-    /// The image to run, from the configured one (`auto` = the kind's
-    /// default) and what the backup's head says.
+    /// The image to run for `database`, from the configured one (`auto` =
+    /// the kind's default) and what the backup's head says.
     ///
     /// # Errors
     /// Why no image can be chosen (an environment error).
-    fn image(&self, plan: &RestorePlan, _head: &DumpHead) -> Result<String, String> {
-        let configured = &plan.database.image;
+    fn image(&self, database: &DatabaseConfig, _head: &DumpHead) -> Result<String, String> {
+        let configured = &database.image;
         Ok(if configured == image::AUTO {
-            plan.database.kind.default_image().to_string()
+            database.kind.default_image().to_string()
         } else {
             configured.clone()
         })

@@ -125,8 +125,8 @@ impl RestoreMethod for PgPhysical {
         "postgres (WAL replay)"
     }
 
-    fn image_follows_backup(&self, plan: &RestorePlan) -> bool {
-        is_template(&plan.database.image)
+    fn image_follows_backup(&self, database: &crate::config::DatabaseConfig) -> bool {
+        is_template(&database.image)
     }
 
     fn inspect<'a>(
@@ -146,8 +146,12 @@ impl RestoreMethod for PgPhysical {
         })
     }
 
-    fn image(&self, plan: &RestorePlan, head: &DumpHead) -> Result<String, String> {
-        let configured = &plan.database.image;
+    fn image(
+        &self,
+        database: &crate::config::DatabaseConfig,
+        head: &DumpHead,
+    ) -> Result<String, String> {
+        let configured = &database.image;
         if !is_template(configured) {
             return Ok(configured.clone());
         }
@@ -162,7 +166,7 @@ impl RestoreMethod for PgPhysical {
             }
             None => Err(format!(
                 "database `{}`: a base backup runs only in a server of the major version that took it, and drill could not read that version from its WAL (no WAL segment in its pg_wal.tar or archive, or a page magic drill does not know); set `image` in its [[databases]] entry to that version's image (e.g. image = \"postgres:16\")",
-                plan.database.name
+                database.name
             )),
         }
     }

@@ -65,8 +65,8 @@ impl RestoreMethod for PgLogical {
         jobs_for(db.format, size, sandbox)
     }
 
-    fn image_follows_backup(&self, plan: &RestorePlan) -> bool {
-        image::is_template(&plan.database.image)
+    fn image_follows_backup(&self, database: &DatabaseConfig) -> bool {
+        image::is_template(&database.image)
     }
 
     fn inspect<'a>(
@@ -77,8 +77,8 @@ impl RestoreMethod for PgLogical {
         Box::pin(inspect(plan, source.repo, source.snapshot, source.timeouts))
     }
 
-    fn image(&self, plan: &RestorePlan, head: &DumpHead) -> Result<String, String> {
-        image::resolve(&plan.database.image, &head.versions, &plan.database.path)
+    fn image(&self, database: &DatabaseConfig, head: &DumpHead) -> Result<String, String> {
+        image::resolve(&database.image, &head.versions, &database.path)
     }
 
     fn admit(
@@ -628,8 +628,8 @@ async fn execute(
     // A plain script goes through the router: over several psql sessions,
     // or one (where it still loads large tables skipping WAL, when the
     // server can: `wal_level=minimal`, as drill's restore tuning sets).
-    let parallel = db.format != DumpFormat::Custom;
-    let wal_skip = if parallel {
+    let routed = db.format != DumpFormat::Custom;
+    let wal_skip = if routed {
         match admin_client.query_one("SHOW wal_level", &[]).await {
             Ok(row) if row.get::<_, String>(0) == "minimal" => super::parallel::wal_skip_bytes(),
             _ => None,
@@ -639,7 +639,7 @@ async fn execute(
     };
     let mut notes = Vec::new();
     let mut sessions = None;
-    let exec = if parallel {
+    let exec = if routed {
         tokio::time::timeout_at(
             deadline,
             super::parallel::load(
@@ -709,14 +709,12 @@ async fn execute(
     // repository explains any later failure.
     // restic is waited for only when its output was read to the end (a
     // parallel restore stops reading at the first failed session).
-    let restic = if exec.stdin_error.is_none()
-        && tap.read_error().is_none()
-        && (!parallel || tap.at_eof())
-    {
-        dump.finish().await
-    } else {
-        dump.stop().await
-    };
+    let restic =
+        if exec.stdin_error.is_none() && tap.read_error().is_none() && (!routed || tap.at_eof()) {
+            dump.finish().await
+        } else {
+            dump.stop().await
+        };
     if let Err(r) = restic {
         let status = restic_status(&r);
         return finish(status, Some(r.to_string()), tap.bytes());

@@ -81,6 +81,28 @@ pub(super) struct Launch<'a> {
     pub seed: Option<&'a template::Seed>,
 }
 
+/// A volume mounted at `target`: the named volume `source`, or an
+/// anonymous one; `read_only`; with `no_copy`, Docker leaves it empty
+/// instead of filling it from the image (Docker Engine API, `Mount`).
+pub(super) fn volume_mount(
+    target: &str,
+    source: Option<&str>,
+    read_only: bool,
+    no_copy: bool,
+) -> Mount {
+    Mount {
+        target: Some(target.to_string()),
+        source: source.map(str::to_string),
+        typ: Some(MountTypeEnum::VOLUME),
+        read_only: read_only.then_some(true),
+        volume_options: no_copy.then(|| MountVolumeOptions {
+            no_copy: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// Drill's labels on a container made for `req`: managed, this process
 /// and host, and `req`'s run, tier, database and snapshot.
 pub(super) fn sandbox_labels(req: &SandboxRequest) -> HashMap<String, String> {
@@ -428,22 +450,8 @@ impl DockerEngine {
                 Some(seed.entrypoint.clone()),
                 Some(how.cmd.unwrap_or_else(|| seed.image_cmd.clone())),
                 Some(vec![
-                    Mount {
-                        target: Some(template::SEED_DIR.to_string()),
-                        source: Some(seed.volume.clone()),
-                        typ: Some(MountTypeEnum::VOLUME),
-                        read_only: Some(true),
-                        ..Default::default()
-                    },
-                    Mount {
-                        target: Some(path.to_string()),
-                        typ: Some(MountTypeEnum::VOLUME),
-                        volume_options: Some(MountVolumeOptions {
-                            no_copy: Some(true),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    },
+                    volume_mount(template::SEED_DIR, Some(&seed.volume), true, false),
+                    volume_mount(path, None, false, true),
                 ]),
             ),
             _ => (None, how.cmd, None),

@@ -808,10 +808,7 @@ async fn fill(
     t: &Template,
     volume: &str,
 ) -> Result<(), String> {
-    use bollard::models::{
-        ContainerCreateBody, HostConfig, Mount, MountTypeEnum, MountVolumeOptions,
-        VolumeCreateOptions,
-    };
+    use bollard::models::{ContainerCreateBody, HostConfig, VolumeCreateOptions};
     let docker = engine.docker();
     let labels = HashMap::from([
         (LABEL_SEED_OF.to_string(), t.use_.id.clone()),
@@ -837,16 +834,12 @@ async fn fill(
         cmd: Some(Vec::new()),
         labels: Some(super::docker::sandbox_labels(req)),
         host_config: Some(HostConfig {
-            mounts: Some(vec![Mount {
-                target: Some(SEED_DIR.to_string()),
-                source: Some(volume.to_string()),
-                typ: Some(MountTypeEnum::VOLUME),
-                volume_options: Some(MountVolumeOptions {
-                    no_copy: Some(true),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }]),
+            mounts: Some(vec![super::docker::volume_mount(
+                SEED_DIR,
+                Some(volume),
+                false,
+                true,
+            )]),
             ..Default::default()
         }),
         ..Default::default()
