@@ -267,6 +267,16 @@ fn dump_of_a_newer_postgresql_needs_a_sandbox_as_new() {
     }
     // doctor says the same from the latest snapshot, before any drill.
     let doctor = drill(&cfg, &["doctor"]);
+    // The engine runs here: restores read their input through a FIFO.
+    assert!(
+        doctor
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("ok   engine docker:")
+                && l.contains("restores read their input through a pipe in")),
+        "{}",
+        doctor.stdout
+    );
     let line = doctor
         .stdout
         .lines()

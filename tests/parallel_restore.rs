@@ -98,6 +98,7 @@ fn drill_all(
     fixtures: &[Fixture],
     jobs: u32,
     wal_skip: &str,
+    input: &str,
     out: &Path,
 ) -> Value {
     let work = tempfile::tempdir().unwrap();
@@ -139,6 +140,7 @@ fn drill_all(
             ("EQ_OUT", out.to_str().unwrap()),
             ("DRILL_COPY_CHUNK_BYTES", "4096"),
             ("DRILL_WAL_SKIP_BYTES", wal_skip),
+            ("DRILL_SANDBOX_INPUT", input),
         ],
     );
     let (_, report) = report_of(&run, &work.path().join("reports"));
@@ -172,11 +174,19 @@ fn parallel_and_single_psql_restores_leave_identical_databases() {
     let repo = TestRepo::new(&stored);
     let out = tempfile::tempdir().unwrap();
     // One session without WAL-skipping loads sends the script unchanged:
-    // a single psql.
-    let single = drill_all(&repo, &fixtures, 1, "0", &out.path().join("single"));
-    let parallel = drill_all(&repo, &fixtures, 2, "0", &out.path().join("parallel"));
+    // a single psql, fed through the exec's attach stream as `docker exec
+    // -i` would (the other two read theirs through drill's FIFOs).
+    let single = drill_all(
+        &repo,
+        &fixtures,
+        1,
+        "0",
+        "stdin",
+        &out.path().join("single"),
+    );
+    let parallel = drill_all(&repo, &fixtures, 2, "0", "", &out.path().join("parallel"));
     // One session, every table with a row loaded skipping WAL.
-    let skipped = drill_all(&repo, &fixtures, 1, "1", &out.path().join("wal-skip"));
+    let skipped = drill_all(&repo, &fixtures, 1, "1", "", &out.path().join("wal-skip"));
 
     let mut wal_skipped = 0;
     for f in &fixtures {

@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncWriteExt};
 
 use futures_util::future::BoxFuture;
 
+use super::input_pipe::{self, InputDir, InputPath};
 use super::template::{self, TemplateStatus, TemplateUse};
 use super::{
     Engine, EngineEntry, ExecOutcome, Handle, OutputLog, Sandbox, SandboxError, SandboxInfo,
@@ -34,6 +35,20 @@ const SHM_BYTES: i64 = 256 * 1024 * 1024;
 /// Largest write into a process's standard input through the exec
 /// attach stream (bytes).
 const STDIN_BUF_BYTES: usize = 256 * 1024;
+/// Where an exec's input is written.
+type Writer = std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
+/// The writer of an exec's input, once it can be had (a FIFO's reader
+/// must open it first).
+type OpenWriter<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Writer>> + Send + 'a>>;
+/// An exec's output as the attach stream gives it.
+type ExecOutput = std::pin::Pin<
+    Box<
+        dyn futures_util::Stream<
+                Item = Result<bollard::container::LogOutput, bollard::errors::Error>,
+            > + Send,
+    >,
+>;
 /// Read/write timeout for Docker API calls (seconds).
 const API_TIMEOUT_S: u64 = 600;
 
@@ -61,6 +76,8 @@ pub struct DockerEngine {
     storage_driver: String,
     /// Templates found, built or failed in this process.
     templates: Arc<template::Registry>,
+    /// How processes in sandboxes get their input ([`input_pipe`]).
+    input: Arc<InputPath>,
 }
 
 /// How Docker sandboxes use templates: `0` (or `off`) starts every sandbox
@@ -131,6 +148,9 @@ struct Container {
     exec_env: Vec<String>,
     /// The server's port inside the container (`5432/tcp`).
     inner_port: &'static str,
+    /// drill's input directory, mounted at [`input_pipe::INPUT_DIR`]
+    /// (`None`: input goes through the attach stream).
+    input: Option<Arc<InputDir>>,
 }
 
 /// Where Docker tools look for the engine when `DOCKER_HOST` is unset:
@@ -205,17 +225,18 @@ impl DockerEngine {
             .await
             .map_err(|_| unreachable("no answer within 15 s".into()))?
             .map_err(|e| unreachable(e.to_string()))?;
-        let storage_driver = docker
-            .info()
-            .await
-            .ok()
-            .and_then(|i| i.driver)
-            .unwrap_or_default();
+        let info = docker.info().await.ok().unwrap_or_default();
+        let input = InputPath::decide(
+            &endpoint,
+            info.operating_system.as_deref().unwrap_or(""),
+            info.name.as_deref().unwrap_or(""),
+        );
         Ok(DockerEngine {
             docker,
             template_mode: template::Mode::parse(std::env::var(TEMPLATES_ENV).ok().as_deref()),
-            storage_driver,
+            storage_driver: info.driver.unwrap_or_default(),
             templates: Arc::default(),
+            input: Arc::new(input),
         })
     }
 
@@ -456,6 +477,11 @@ impl DockerEngine {
             ),
             _ => (None, how.cmd, None),
         };
+        let input = self.input.dir().cloned();
+        let mounts = match &input {
+            Some(dir) => Some(mounts.into_iter().flatten().chain([dir.mount()]).collect()),
+            None => mounts,
+        };
         let body = ContainerCreateBody {
             image: Some(how.image.to_string()),
             entrypoint,
@@ -464,7 +490,7 @@ impl DockerEngine {
             // directory when the container is created; removed with it.
             volumes: how
                 .volume
-                .filter(|_| mounts.is_none())
+                .filter(|_| how.seed.is_none())
                 .map(|v| HashMap::from([(v.to_string(), HashMap::new())])),
             env: Some(spec.env.clone()),
             labels: Some(labels),
@@ -491,6 +517,7 @@ impl DockerEngine {
             exec_user: spec.exec_user,
             exec_env: spec.exec_env.clone(),
             inner_port: spec.port,
+            input,
         });
         let mut sandbox = Sandbox {
             handle: container.clone(),
@@ -703,7 +730,11 @@ impl Container {
     /// Run `cmd` inside the sandbox as the `postgres` OS user, feeding it
     /// `input` on standard input (then closing it), and collect its output.
     /// If the process exits before taking all input, feeding stops and
-    /// `stdin_error` says so.
+    /// `stdin_error` says so. Input goes through a FIFO in drill's input
+    /// directory when the sandbox has it ([`input_pipe`]), else through
+    /// the exec's attach stream; a container that cannot open the FIFO
+    /// (the command did not run) gets the attach stream, as every later
+    /// exec of this process does.
     ///
     /// # Errors
     /// [`SandboxError::Api`] when the exec cannot be created or inspected.
@@ -713,9 +744,68 @@ impl Container {
         cmd: &[&str],
         input: Option<&mut (dyn AsyncRead + Unpin + Send)>,
     ) -> Result<ExecOutcome, SandboxError> {
-        let (exec_id, mut output, mut stdin) = self.attach(sb, cmd, input.is_some()).await?;
+        let Some(reader) = input else {
+            let (exec_id, output, stdin) = self.attach(sb, cmd, false).await?;
+            drop(stdin);
+            return self
+                .feed_and_collect(sb, &exec_id, output, None)
+                .await
+                .map(|(o, _)| o);
+        };
+        if let Some(dir) = self.input.as_ref().filter(|d| d.enabled()) {
+            let why = match dir.fifo() {
+                Ok(fifo) => {
+                    let wrapped = fifo.wrap(cmd);
+                    let wrapped: Vec<&str> = wrapped.iter().map(String::as_str).collect();
+                    let (exec_id, output, stdin) = self.attach(sb, &wrapped, false).await?;
+                    drop(stdin);
+                    let open = Box::pin(async move {
+                        let w = fifo.open_writer().await?;
+                        Ok(Box::pin(w) as Writer)
+                    });
+                    let (outcome, opened) = self
+                        .feed_and_collect(sb, &exec_id, output, Some((open, &mut *reader)))
+                        .await?;
+                    if opened || !input_pipe::never_ran(outcome.exit_code) {
+                        return Ok(outcome);
+                    }
+                    format!(
+                        "the sandbox could not open it: {}",
+                        outcome.output.summary(3)
+                    )
+                }
+                Err(e) => format!("it could not be made: {e}"),
+            };
+            if dir.disable() {
+                eprintln!(
+                    "drill: warning: sandbox {}: input through a pipe in {} failed ({why}); this and later restores of this run read their input through the exec stream (slower); {}=stdin says so from the start",
+                    sb.name,
+                    dir.host.display(),
+                    input_pipe::INPUT_ENV
+                );
+            }
+        }
+        let (exec_id, output, stdin) = self.attach(sb, cmd, true).await?;
+        let open = Box::pin(async move { Ok(stdin) });
+        self.feed_and_collect(sb, &exec_id, output, Some((open, reader)))
+            .await
+            .map(|(o, _)| o)
+    }
+
+    /// Collect the output of exec `exec_id` until it ends, meanwhile
+    /// feeding the reader into the writer `open` yields (closed at the end
+    /// of the input, or when the process stops). Returns the outcome and
+    /// whether the writer was had.
+    async fn feed_and_collect(
+        &self,
+        sb: &Sandbox,
+        exec_id: &str,
+        mut output: ExecOutput,
+        input: Option<(OpenWriter<'_>, &mut (dyn AsyncRead + Unpin + Send))>,
+    ) -> Result<(ExecOutcome, bool), SandboxError> {
         let mut outcome = ExecOutcome::default();
         let mut log = OutputLog::default();
+        let mut opened = false;
         let collect = async {
             while let Some(item) = output.next().await {
                 match item {
@@ -728,20 +818,21 @@ impl Container {
             }
         };
         match input {
-            None => {
-                drop(stdin);
-                collect.await;
-            }
-            Some(reader) => {
+            None => collect.await,
+            Some((open, reader)) => {
                 // Input closed whatever happened: a process must never wait
                 // for input that will not come.
                 let feed = async {
+                    let mut writer = open.await?;
+                    opened = true;
                     // Whole reads of the input in one write each (up to
                     // STDIN_BUF_BYTES), not tokio::io::copy's 8 KiB: every
-                    // write crosses the daemon and the shim.
+                    // write through the attach stream crosses the daemon
+                    // and the shim.
                     let mut buffered = tokio::io::BufReader::with_capacity(STDIN_BUF_BYTES, reader);
-                    let copied = tokio::io::copy_buf(&mut buffered, &mut stdin).await;
-                    let closed = stdin.shutdown().await;
+                    let copied = tokio::io::copy_buf(&mut buffered, &mut writer).await;
+                    let closed = writer.shutdown().await;
+                    drop(writer);
                     let n = copied?;
                     closed?;
                     Ok::<u64, std::io::Error>(n)
@@ -771,8 +862,8 @@ impl Container {
         }
         log.finish();
         outcome.output = log;
-        outcome.exit_code = self.exit_code(sb, &exec_id).await?;
-        Ok(outcome)
+        outcome.exit_code = self.exit_code(sb, exec_id).await?;
+        Ok((outcome, opened))
     }
 
     /// Run `cmd` inside the sandbox as the `postgres` OS user and copy its
@@ -833,20 +924,7 @@ impl Container {
         sb: &Sandbox,
         cmd: &[&str],
         with_stdin: bool,
-    ) -> Result<
-        (
-            String,
-            std::pin::Pin<
-                Box<
-                    dyn futures_util::Stream<
-                            Item = Result<bollard::container::LogOutput, bollard::errors::Error>,
-                        > + Send,
-                >,
-            >,
-            std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
-        ),
-        SandboxError,
-    > {
+    ) -> Result<(String, ExecOutput, Writer), SandboxError> {
         use bollard::exec::{CreateExecOptions, StartExecResults};
         let exec = self
             .docker
@@ -912,8 +990,9 @@ impl Engine for DockerEngine {
     fn describe(&self) -> BoxFuture<'_, String> {
         Box::pin(async {
             format!(
-                "engine reachable (version {})",
-                self.version().await.unwrap_or_else(|| "?".into())
+                "engine reachable (version {}); {}",
+                self.version().await.unwrap_or_else(|| "?".into()),
+                self.input.describe()
             )
         })
     }

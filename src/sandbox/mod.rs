@@ -15,6 +15,7 @@
 //! when it is ready.
 
 mod docker;
+pub mod input_pipe;
 pub mod local;
 pub mod template;
 
