@@ -102,14 +102,61 @@ impl Drop for Images {
                 .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
                 .unwrap_or_default();
             if !id.is_empty() {
-                let _ = Command::new("docker")
-                    .args(["volume", "rm", &seed_volume(&id)])
-                    .output();
+                // Its spares too, once their fills have ended.
+                let _ = std::panic::catch_unwind(|| fills_done(&id));
+                let spares = std::panic::catch_unwind(|| spares(&id, false)).unwrap_or_default();
+                for v in spares.iter().chain([&seed_volume(&id)]) {
+                    let _ = Command::new("docker").args(["volume", "rm", v]).output();
+                }
             }
             let _ = Command::new("docker")
                 .args(["image", "rm", "-f", image])
                 .output();
         }
+    }
+}
+
+/// Spare volumes of template image `id` (src/sandbox/template.rs); only
+/// those no container uses when `free`.
+fn spares(id: &str, free: bool) -> Vec<String> {
+    let label = format!("label=drill.template.spare-of={id}");
+    let mut args = vec!["volume", "ls", "-q", "--filter", label.as_str()];
+    if free {
+        args.extend(["--filter", "dangling=true"]);
+    }
+    docker(&args).lines().map(str::to_string).collect()
+}
+
+/// Wait (up to 60 s) until no container fills a spare of template `id`.
+fn fills_done(id: &str) {
+    let hex = id.trim_start_matches("sha256:");
+    let prefix = format!("drill-template-spare-{}", &hex[..hex.len().min(12)]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let fills = docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            "label=drill.template.spare-fill",
+            "--format",
+            "{{.Label \"drill.template.spare-fill\"}}",
+        ]);
+        if !fills.lines().any(|l| l.starts_with(&prefix)) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "spares of {id} still filling after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Remove every spare of template `id` no container uses.
+fn drop_free_spares(id: &str) {
+    fills_done(id);
+    for v in spares(id, true) {
+        docker(&["volume", "rm", &v]);
     }
 }
 
@@ -375,6 +422,80 @@ async fn template_lifecycle(base: &str, kind: &'static dyn DatabaseKind, label: 
             &seed,
         ]);
         assert_eq!(label.trim(), tc.id);
+
+        // A sandbox that copied the seed leaves a spare copy filled in the
+        // background; the next sandbox takes it instead of copying the
+        // seed as it starts, and the spare goes with that sandbox.
+        fills_done(&tc.id);
+        let free = spares(&tc.id, true);
+        assert!(!free.is_empty(), "no spare of {}", tc.id);
+        let h = DockerEngine::connect()
+            .await
+            .unwrap()
+            .start(&request(&run, "h", &derived, kind))
+            .await
+            .expect("sandbox h starts from a spare");
+        assert!(
+            h.template.as_ref().is_some_and(|t| t.copied && t.spare),
+            "{:?}",
+            h.template
+        );
+        assert!(h.warnings.is_empty(), "{:?}", h.warnings);
+        h.session(admin_db)
+            .await
+            .unwrap()
+            .query("SELECT 1", Duration::from_secs(30))
+            .await
+            .unwrap();
+        let mounted = docker(&["inspect", "-f", "{{range .Mounts}}{{.Name}} {{end}}", &h.id]);
+        let taken = mounted
+            .split_whitespace()
+            .find(|v| v.starts_with("drill-template-spare-"))
+            .unwrap_or_else(|| panic!("sandbox h mounts no spare: {mounted}"))
+            .to_string();
+        assert!(free.contains(&taken), "{taken} was not free: {free:?}");
+        assert!(
+            !spares(&tc.id, true).contains(&taken),
+            "{taken} is still free"
+        );
+        h.remove().await;
+        assert!(
+            !spares(&tc.id, false).contains(&taken),
+            "the spare sandbox h used is not removed with it"
+        );
+
+        // A spare never completed (no ready file: a host stopped while
+        // filling it) is refused and removed; the sandbox copies the seed.
+        drop_free_spares(&tc.id);
+        let hex = tc.id.trim_start_matches("sha256:");
+        let bad = format!("drill-template-spare-{}-testbad", &hex[..12]);
+        docker(&[
+            "volume",
+            "create",
+            "--label",
+            &format!("drill.template.spare-of={}", tc.id),
+            &bad,
+        ]);
+        let i = DockerEngine::connect()
+            .await
+            .unwrap()
+            .start(&request(&run, "i", &derived, kind))
+            .await
+            .expect("sandbox i starts from the seed");
+        assert!(
+            i.template.as_ref().is_some_and(|t| t.copied && !t.spare),
+            "{:?}",
+            i.template
+        );
+        assert!(i.warnings.is_empty(), "{:?}", i.warnings);
+        assert!(
+            !spares(&tc.id, false).contains(&bad),
+            "the incomplete spare is not removed"
+        );
+        i.remove().await;
+        // The seed test below must not find a spare.
+        drop_free_spares(&tc.id);
+
         docker(&[
             "run",
             "--rm",

@@ -243,6 +243,7 @@ async fn template_item(
             built,
             build_seconds,
             copied,
+            spares,
         } => {
             let when = built
                 .map(|b| {
@@ -263,9 +264,9 @@ async fn template_item(
                 format!(
                     "template ready ({when}{took}): {tag}; sandboxes start without initialising a data directory{}",
                     if copied {
-                        " (each copies it into a volume of its own: the storage driver's copy-on-write is not trusted)"
+                        format!(" (each has a copy in a volume of its own: the storage driver's copy-on-write is not trusted; {spares} spare cop{} ready, made after earlier sandboxes started)", if spares == 1 { "y" } else { "ies" })
                     } else {
-                        ""
+                        String::new()
                     }
                 ),
                 None,

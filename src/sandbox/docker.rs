@@ -96,6 +96,9 @@ pub(super) struct Launch<'a> {
     /// A template seed to copy into that volume before the entrypoint runs
     /// (the volume starts empty then; [`template`] module docs).
     pub seed: Option<&'a template::Seed>,
+    /// A spare copy of that seed to take as the volume instead (its
+    /// name; only with `seed`).
+    pub spare: Option<&'a str>,
 }
 
 /// A volume mounted at `target`: the named volume `source`, or an
@@ -176,14 +179,32 @@ fn api_error(action: &'static str, name: &str, e: bollard::errors::Error) -> San
     }
 }
 
-/// Force-remove container `id` with its anonymous volumes. Removal is
-/// best-effort by design: the run's label sweep catches what this misses.
-async fn force_remove(docker: &Docker, id: &str) {
+/// Force-remove container `id` with its anonymous volumes, and the spare
+/// copy of a template it had as its data directory (a named volume,
+/// [`template::SPARE_PREFIX`]). Removal is best-effort by design: the
+/// run's label sweep catches what this misses.
+pub(super) async fn remove_container(docker: &Docker, id: &str) {
+    let spares: Vec<String> = docker
+        .inspect_container(
+            id,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .ok()
+        .and_then(|c| c.mounts)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.name)
+        .filter(|n| n.starts_with(template::SPARE_PREFIX))
+        .collect();
     let opts = RemoveContainerOptionsBuilder::new()
         .force(true)
         .v(true)
         .build();
     let _ = docker.remove_container(id, Some(opts)).await;
+    for volume in spares {
+        template::drop_volume(docker, &volume).await;
+    }
 }
 
 impl DockerEngine {
@@ -345,6 +366,7 @@ impl DockerEngine {
                     cmd,
                     volume: None,
                     seed: None,
+                    spare: None,
                 },
                 &spec,
                 password,
@@ -363,6 +385,10 @@ impl DockerEngine {
     /// Start a sandbox from template `t`: its data directory where the
     /// template keeps it, logged in once with the template's password to
     /// set the sandbox's own `password`, which is then proved to log in.
+    /// Where sandboxes copy the template from its seed, a free spare copy
+    /// is taken instead when there is one (a spare that fails is removed
+    /// and the start is made again from the seed), and a new spare is then
+    /// filled in the background for a later sandbox.
     async fn start_from(
         &self,
         req: &SandboxRequest,
@@ -371,10 +397,54 @@ impl DockerEngine {
         password: &Secret,
         t: &template::Template,
     ) -> Result<Sandbox, SandboxError> {
-        let mut spec = spec.clone();
-        spec.place_data_dir(template::DATA_DIR);
         let copied = self.template_mode.copies(&self.storage_driver);
         let seed = t.seed.as_ref().filter(|_| copied);
+        let Some(seed) = seed else {
+            return self
+                .start_on(req, name, spec, password, t, None, None)
+                .await;
+        };
+        let spare = template::free_spare(&self.docker, t).await;
+        let mut started = self
+            .start_on(req, name, spec, password, t, Some(seed), spare.as_deref())
+            .await;
+        if let (Some(_), Err(e)) = (&spare, &started) {
+            if !matches!(
+                e,
+                SandboxError::StartupTimeout { .. } | SandboxError::OutOfMemory { .. }
+            ) {
+                // Taken by another sandbox, or never completed: it went
+                // with its container; copy the seed instead.
+                started = self
+                    .start_on(req, name, spec, password, t, Some(seed), None)
+                    .await;
+            }
+        }
+        if started.is_ok() {
+            let (docker, t, seed) = (self.docker.clone(), t.clone(), seed.clone());
+            tokio::spawn(async move {
+                let _ = template::refill(&docker, &t, &seed).await;
+            });
+        }
+        started
+    }
+
+    /// [`Self::start_from`] with the data directory copied from `seed` or
+    /// taken from `spare` (both `None`: the template's layer).
+    #[allow(clippy::too_many_arguments)]
+    async fn start_on(
+        &self,
+        req: &SandboxRequest,
+        name: &str,
+        spec: &ContainerSpec,
+        password: &Secret,
+        t: &template::Template,
+        seed: Option<&template::Seed>,
+        spare: Option<&str>,
+    ) -> Result<Sandbox, SandboxError> {
+        let copied = self.template_mode.copies(&self.storage_driver);
+        let mut spec = spec.clone();
+        spec.place_data_dir(template::DATA_DIR);
         let launched = self
             .launch(
                 req,
@@ -384,6 +454,7 @@ impl DockerEngine {
                     cmd: spec.cmd.clone(),
                     volume: copied.then_some(template::DATA_DIR),
                     seed,
+                    spare,
                 },
                 &spec,
                 t.password.clone(),
@@ -394,8 +465,8 @@ impl DockerEngine {
             Err(e) => {
                 // A half-filled seed exits 125 at once, maybe before Docker
                 // is asked for the port: the next drill fills it again.
-                if let Some(seed) = seed {
-                    template::drop_seed(&self.docker, &seed.volume).await;
+                if let (Some(seed), None) = (seed, spare) {
+                    template::drop_volume(&self.docker, &seed.volume).await;
                 }
                 return Err(e);
             }
@@ -419,6 +490,7 @@ impl DockerEngine {
                 sb.image = req.image.clone();
                 sb.template = Some(TemplateUse {
                     copied,
+                    spare: spare.is_some(),
                     ..t.use_.clone()
                 });
                 Ok(sb)
@@ -427,8 +499,8 @@ impl DockerEngine {
                 sb.remove().await;
                 // The seed may be what failed (a half-filled one exits
                 // 125): the next drill fills it again.
-                if let Some(seed) = seed {
-                    template::drop_seed(&self.docker, &seed.volume).await;
+                if let (Some(seed), None) = (seed, spare) {
+                    template::drop_volume(&self.docker, &seed.volume).await;
                 }
                 Err(e)
             }
@@ -467,6 +539,11 @@ impl DockerEngine {
         // the wrapped entrypoint copies it into; the image's command is
         // given again (a new entrypoint drops it).
         let (entrypoint, cmd, mounts) = match (how.seed, how.volume) {
+            (Some(seed), Some(path)) if how.spare.is_some() => (
+                Some(seed.spare_entrypoint.clone()),
+                Some(how.cmd.unwrap_or_else(|| seed.image_cmd.clone())),
+                Some(vec![volume_mount(path, how.spare, false, true)]),
+            ),
             (Some(seed), Some(path)) => (
                 Some(seed.entrypoint.clone()),
                 Some(how.cmd.unwrap_or_else(|| seed.image_cmd.clone())),
@@ -604,7 +681,7 @@ impl DockerEngine {
 
     /// Force-remove a container by id (with its anonymous volumes).
     pub async fn remove(&self, id: &str) {
-        force_remove(&self.docker, id).await;
+        remove_container(&self.docker, id).await;
     }
 }
 
@@ -974,7 +1051,7 @@ impl Container {
 
     /// Remove the container (force, with its anonymous volumes).
     async fn remove(&self, sb: &Sandbox) {
-        force_remove(&self.docker, &sb.id).await;
+        remove_container(&self.docker, &sb.id).await;
     }
 }
 

@@ -375,6 +375,7 @@ impl LocalEngine {
                 id: t.dir.display().to_string(),
                 built_seconds: None,
                 copied: true,
+                spare: false,
             });
             req.kind
                 .set_password(&sandbox.endpoint(), &own_password)
@@ -1037,6 +1038,7 @@ impl Engine for LocalEngine {
                         build_seconds: None,
                         // (copied by `cp -a`, not into a volume)
                         copied: false,
+                        spares: 0,
                     }
                 }
                 _ => super::TemplateStatus::Missing {

@@ -107,6 +107,20 @@ pub const SEED_COMPLETE: &str = ".drill-seed-complete";
 pub const LABEL_SEED_OF: &str = "drill.template.seed-of";
 /// Exit status of a sandbox whose seed is incomplete (before its server).
 pub const SEED_INCOMPLETE_EXIT: i64 = 125;
+/// Label on a spare volume: the id of the template image it is a copy of.
+pub const LABEL_SPARE_OF: &str = "drill.template.spare-of";
+/// Label on the container that fills a spare (not a sandbox).
+pub const LABEL_SPARE_FILL: &str = "drill.template.spare-fill";
+/// The file that ends a complete, unclaimed spare; the sandbox that
+/// claims the spare removes it before its server starts.
+pub const SPARE_READY: &str = ".drill-spare-ready";
+/// Exit status of a sandbox whose spare was taken by another sandbox, or
+/// never completed (before its server).
+pub const SPARE_TAKEN_EXIT: i64 = 124;
+/// Name prefix of spare volumes.
+pub const SPARE_PREFIX: &str = "drill-template-spare-";
+/// Spares kept per template at most.
+pub const MAX_SPARES: usize = 4;
 
 /// Seconds to wait for the template's server to shut down cleanly before
 /// Docker kills it (a kill makes the build fail).
@@ -166,6 +180,9 @@ pub enum TemplateStatus {
     Ready {
         /// Whether each sandbox copies it into a volume ([`Mode`]).
         copied: bool,
+        /// Spare copies ready for the next sandboxes (no container uses
+        /// them; [`free_spare`]).
+        spares: usize,
         /// `drill-template-<kind>:<hash>`.
         tag: String,
         /// When it was built.
@@ -194,6 +211,9 @@ pub struct TemplateUse {
     /// Whether the sandbox's data directory is a copy in a volume of its
     /// own ([`Mode::Copy`]) rather than the template's layer.
     pub copied: bool,
+    /// Whether that copy was a spare made before the sandbox started
+    /// (else the sandbox copied the seed as it started).
+    pub spare: bool,
 }
 
 /// A template found or built, ready to start sandboxes from.
@@ -349,6 +369,7 @@ pub(super) async fn find(docker: &bollard::Docker, key: &Key) -> Option<(Templat
             id: info.id?,
             built_seconds: None,
             copied: false,
+            spare: false,
         },
         password: Secret::new(label(LABEL_PASSWORD).to_string()),
         seed: None,
@@ -574,6 +595,7 @@ async fn build(
         cmd: spec.cmd.clone(),
         volume: None,
         seed: None,
+        spare: None,
     };
     let mut sb = engine
         .launch(req, &name, how, &spec, password.clone())
@@ -594,6 +616,7 @@ async fn build(
             id,
             built_seconds: Some(started.elapsed().as_secs_f64()),
             copied: false,
+            spare: false,
         },
         password,
         seed: None,
@@ -714,6 +737,9 @@ pub(super) struct Seed {
     /// The image's command, for a sandbox whose spec has none (a new
     /// entrypoint drops the image's command).
     pub image_cmd: Vec<String>,
+    /// The entrypoint of a sandbox on a spare: `sh -c <claim the spare,
+    /// then exec "$@"> drill-spare` followed by the image's entrypoint.
+    pub spare_entrypoint: Vec<String>,
 }
 
 /// The seed volume's name for template image `template_id` (`sha256:…`).
@@ -758,17 +784,17 @@ pub(super) async fn seed(
             "the image runs as user `{user}`, which cannot give the copy the seed's owners"
         ));
     }
-    let mut entrypoint = vec![
-        "sh".to_string(),
-        "-c".to_string(),
-        copy_script(),
-        "drill-seed".to_string(),
-    ];
-    entrypoint.extend(config.entrypoint.unwrap_or_default());
+    let image_entrypoint = config.entrypoint.unwrap_or_default();
+    let wrap = |script: String, name: &str| {
+        let mut e = vec!["sh".to_string(), "-c".to_string(), script, name.to_string()];
+        e.extend(image_entrypoint.iter().cloned());
+        e
+    };
     let seed = Seed {
         volume: seed_name(&t.use_.id),
-        entrypoint,
+        entrypoint: wrap(copy_script(), "drill-seed"),
         image_cmd: config.cmd.unwrap_or_default(),
+        spare_entrypoint: wrap(claim_script(), "drill-spare"),
     };
     let _host_lock = host_lock(key, req.startup_timeout + Duration::from_secs(60)).await;
     match docker.inspect_volume(&seed.volume).await {
@@ -784,11 +810,11 @@ pub(super) async fn seed(
     match tokio::time::timeout(req.startup_timeout, fill(engine, req, t, &seed.volume)).await {
         Ok(Ok(())) => Ok(seed),
         Ok(Err(e)) => {
-            drop_seed(docker, &seed.volume).await;
+            drop_volume(docker, &seed.volume).await;
             Err(e)
         }
         Err(_) => {
-            drop_seed(docker, &seed.volume).await;
+            drop_volume(docker, &seed.volume).await;
             Err(format!(
                 "filling volume {} took longer than {} s",
                 seed.volume,
@@ -875,8 +901,146 @@ async fn fill(
     result
 }
 
-/// Remove seed volume `volume` (best effort: one in use stays).
-pub(super) async fn drop_seed(docker: &bollard::Docker, volume: &str) {
+/// What a sandbox on a spare runs before the image's entrypoint: claim the
+/// spare by removing its [`SPARE_READY`] file (one unlink succeeds: two
+/// sandboxes never share a spare, and one never completed is refused),
+/// then hand over.
+fn claim_script() -> String {
+    format!(
+        "rm {DATA_DIR}/{SPARE_READY} 2>/dev/null || {{ echo \"drill: this spare copy of the template was taken by another sandbox or never completed; drill removes it\" >&2; exit {SPARE_TAKEN_EXIT}; }}; exec \"$@\""
+    )
+}
+
+/// The spare volumes of template image `template_id`: `(name, in use)`
+/// (in use: mounted by a container, a sandbox or the fill; Docker's
+/// `dangling` filter).
+pub(super) async fn spares(docker: &bollard::Docker, template_id: &str) -> Vec<(String, bool)> {
+    let list = |dangling: Option<bool>| {
+        let mut filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{LABEL_SPARE_OF}={template_id}")],
+        )]);
+        if let Some(d) = dangling {
+            filters.insert("dangling".to_string(), vec![d.to_string()]);
+        }
+        let opts = bollard::query_parameters::ListVolumesOptionsBuilder::new()
+            .filters(&filters)
+            .build();
+        async move {
+            docker
+                .list_volumes(Some(opts))
+                .await
+                .ok()
+                .and_then(|r| r.volumes)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|v| v.name)
+                .collect::<Vec<_>>()
+        }
+    };
+    let (all, free) = tokio::join!(list(None), list(Some(true)));
+    all.into_iter()
+        .map(|name| {
+            let in_use = !free.contains(&name);
+            (name, in_use)
+        })
+        .collect()
+}
+
+/// A spare of `t` no container uses, if there is one: a complete copy of
+/// its seed that a sandbox can take as its data directory instead of
+/// copying the seed while it starts. Its [`SPARE_READY`] file says it is
+/// complete and unclaimed; the sandbox's entrypoint claims it.
+pub(super) async fn free_spare(docker: &bollard::Docker, t: &Template) -> Option<String> {
+    spares(docker, &t.use_.id)
+        .await
+        .into_iter()
+        .find(|(_, in_use)| !in_use)
+        .map(|(name, _)| name)
+}
+
+/// Fill a new spare of `t` from its seed in the background, unless
+/// [`MAX_SPARES`] exist: a container of the template image (label
+/// [`LABEL_SPARE_FILL`], not a sandbox; removed by Docker when it ends,
+/// at the lowest CPU weight so that it takes what restores leave) copies
+/// the seed into a new volume and writes [`SPARE_READY`] last. drill does
+/// not wait for it; a spare left incomplete (a host stopped meanwhile) is
+/// refused by the sandbox that tries it and removed then.
+pub(super) async fn refill(
+    docker: &bollard::Docker,
+    t: &Template,
+    seed: &Seed,
+) -> Result<(), String> {
+    use bollard::models::{ContainerCreateBody, HostConfig};
+    if spares(docker, &t.use_.id).await.len() >= MAX_SPARES {
+        return Ok(());
+    }
+    let hex = t.use_.id.trim_start_matches("sha256:");
+    let suffix = Secret::random().expose()[..8].to_ascii_lowercase();
+    let volume = format!("{SPARE_PREFIX}{}-{suffix}", &hex[..hex.len().min(12)]);
+    // Docker makes the volume, with its label, when it makes the fill: it
+    // is never without a container until the fill has ended.
+    let mut target = super::docker::volume_mount(DATA_DIR, Some(&volume), false, true);
+    if let Some(o) = target.volume_options.as_mut() {
+        o.labels = Some(HashMap::from([(
+            LABEL_SPARE_OF.to_string(),
+            t.use_.id.clone(),
+        )]));
+    }
+    let body = ContainerCreateBody {
+        image: Some(t.use_.id.clone()),
+        entrypoint: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            format!(
+                "cp -a {SEED_DIR}/. {DATA_DIR}/ && rm -f {DATA_DIR}/{SEED_COMPLETE} && touch {DATA_DIR}/{SPARE_READY}"
+            ),
+        ]),
+        cmd: Some(Vec::new()),
+        labels: Some(HashMap::from([(LABEL_SPARE_FILL.to_string(), volume.clone())])),
+        host_config: Some(HostConfig {
+            auto_remove: Some(true),
+            cpu_shares: Some(2),
+            mounts: Some(vec![
+                super::docker::volume_mount(SEED_DIR, Some(&seed.volume), true, false),
+                target,
+            ]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let opts = bollard::query_parameters::CreateContainerOptionsBuilder::new()
+        .name(&format!("{volume}-fill"))
+        .build();
+    let created = docker
+        .create_container(Some(opts), body)
+        .await
+        .map_err(|e| format!("create the fill of {volume}: {e}"));
+    let started = match created {
+        Ok(c) => {
+            let started = docker
+                .start_container(
+                    &c.id,
+                    None::<bollard::query_parameters::StartContainerOptions>,
+                )
+                .await
+                .map_err(|e| format!("start the fill of {volume}: {e}"));
+            if started.is_err() {
+                super::docker::remove_container(docker, &c.id).await;
+            }
+            started
+        }
+        Err(e) => Err(e),
+    };
+    if started.is_err() {
+        drop_volume(docker, &volume).await;
+    }
+    started
+}
+
+/// Remove volume `volume`, a seed or a spare (best effort: one in use
+/// stays).
+pub(super) async fn drop_volume(docker: &bollard::Docker, volume: &str) {
     let _ = docker
         .remove_volume(
             volume,
@@ -898,6 +1062,15 @@ pub(super) async fn status(
         Ok(key) => match find(docker, &key).await {
             Some((t, labels)) => TemplateStatus::Ready {
                 copied,
+                spares: if copied {
+                    spares(docker, &t.use_.id)
+                        .await
+                        .iter()
+                        .filter(|(_, in_use)| !in_use)
+                        .count()
+                } else {
+                    0
+                },
                 tag: t.use_.tag,
                 built: labels.built(),
                 build_seconds: labels.build_seconds(),
