@@ -127,7 +127,8 @@ fn spares(id: &str, free: bool) -> Vec<String> {
     docker(&args).lines().map(str::to_string).collect()
 }
 
-/// Wait (up to 60 s) until no container fills a spare of template `id`.
+/// Wait (up to 60 s) until no container is filling a spare of template
+/// `id`.
 fn fills_done(id: &str) {
     let hex = id.trim_start_matches("sha256:");
     let prefix = format!("drill-template-spare-{}", &hex[..hex.len().min(12)]);
@@ -138,6 +139,10 @@ fn fills_done(id: &str) {
             "-a",
             "--filter",
             "label=drill.template.spare-fill",
+            "--filter",
+            "status=created",
+            "--filter",
+            "status=running",
             "--format",
             "{{.Label \"drill.template.spare-fill\"}}",
         ]);
@@ -149,6 +154,19 @@ fn fills_done(id: &str) {
             "spares of {id} still filling after 60 s"
         );
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Wait (up to 60 s) until template `id` has a spare not in `known`: the
+/// one the last sandbox's start fills in the background.
+fn wait_for_new_spare(id: &str, known: &[String]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !spares(id, false).iter().any(|v| !known.contains(v)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new spare of {id} within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -458,6 +476,8 @@ async fn template_lifecycle(base: &str, kind: &'static dyn DatabaseKind, label: 
             !spares(&tc.id, true).contains(&taken),
             "{taken} is still free"
         );
+        // h's start fills a new spare.
+        wait_for_new_spare(&tc.id, &free);
         h.remove().await;
         assert!(
             !spares(&tc.id, false).contains(&taken),
@@ -492,6 +512,7 @@ async fn template_lifecycle(base: &str, kind: &'static dyn DatabaseKind, label: 
             !spares(&tc.id, false).contains(&bad),
             "the incomplete spare is not removed"
         );
+        wait_for_new_spare(&tc.id, &[]);
         i.remove().await;
         // The seed test below must not find a spare.
         drop_free_spares(&tc.id);

@@ -972,6 +972,7 @@ pub(super) async fn refill(
     seed: &Seed,
 ) -> Result<(), String> {
     use bollard::models::{ContainerCreateBody, HostConfig};
+    remove_stale_fills(docker).await;
     if spares(docker, &t.use_.id).await.len() >= MAX_SPARES {
         return Ok(());
     }
@@ -1036,6 +1037,28 @@ pub(super) async fn refill(
         drop_volume(docker, &volume).await;
     }
     started
+}
+
+/// Remove fill containers that were made but never started more than a
+/// minute ago (a drill that ended between the two calls), with their
+/// incomplete spares.
+async fn remove_stale_fills(docker: &bollard::Docker) {
+    let filters = HashMap::from([
+        ("label".to_string(), vec![LABEL_SPARE_FILL.to_string()]),
+        ("status".to_string(), vec!["created".to_string()]),
+    ]);
+    let opts = bollard::query_parameters::ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let now = chrono::Utc::now().timestamp();
+    for c in docker.list_containers(Some(opts)).await.unwrap_or_default() {
+        if let (Some(id), Some(created)) = (c.id, c.created) {
+            if now - created > 60 {
+                super::docker::remove_container(docker, &id).await;
+            }
+        }
+    }
 }
 
 /// Remove volume `volume`, a seed or a spare (best effort: one in use
