@@ -535,9 +535,11 @@ impl DockerEngine {
             }]),
         )]);
         let memory = i64::try_from(req.memory_bytes).unwrap_or(i64::MAX);
-        // With a seed: the seed read-only, and an empty anonymous volume
-        // the wrapped entrypoint copies it into; the image's command is
-        // given again (a new entrypoint drops it).
+        // With a spare: the spare as the data directory, claimed by the
+        // wrapped entrypoint. With a seed: the seed read-only, and an empty
+        // anonymous volume the wrapped entrypoint copies it into. Either
+        // way the image's command is given again (a new entrypoint drops
+        // it).
         let (entrypoint, cmd, mounts) = match (how.seed, how.volume) {
             (Some(seed), Some(path)) if how.spare.is_some() => (
                 Some(seed.spare_entrypoint.clone()),
@@ -554,7 +556,7 @@ impl DockerEngine {
             ),
             _ => (None, how.cmd, None),
         };
-        let input = self.input.dir().cloned();
+        let mut input = self.input.dir().filter(|d| d.enabled()).cloned();
         let mounts = match &input {
             Some(dir) => Some(mounts.into_iter().flatten().chain([dir.mount()]).collect()),
             None => mounts,
@@ -584,11 +586,32 @@ impl DockerEngine {
             ..Default::default()
         };
         let opts = CreateContainerOptionsBuilder::new().name(name).build();
-        let created = self
+        let created = match self
             .docker
-            .create_container(Some(opts), body)
+            .create_container(Some(opts.clone()), body.clone())
             .await
-            .map_err(|e| api_error("create", name, e))?;
+        {
+            // An engine that does not see drill's input directory (drill
+            // itself in a container, another filesystem): sandboxes are
+            // made without it and fed through the attach stream.
+            Err(e) if input.as_ref().is_some_and(|d| e.to_string().contains(&d.host.display().to_string())) => {
+                let dir = input.take().expect("checked");
+                if dir.disable() {
+                    eprintln!(
+                        "drill: warning: the Docker engine cannot mount drill's input directory {} ({e}); restores of this run read their input through the exec stream (slower); {}=stdin says so from the start",
+                        dir.host.display(),
+                        input_pipe::INPUT_ENV
+                    );
+                }
+                let mut body = body;
+                if let Some(m) = body.host_config.as_mut().and_then(|h| h.mounts.as_mut()) {
+                    m.retain(|m| m.target.as_deref() != Some(input_pipe::INPUT_DIR));
+                }
+                self.docker.create_container(Some(opts), body).await
+            }
+            other => other,
+        }
+        .map_err(|e| api_error("create", name, e))?;
         let container = Arc::new(Container {
             docker: self.docker.clone(),
             exec_user: spec.exec_user,
@@ -679,7 +702,8 @@ impl DockerEngine {
             .collect())
     }
 
-    /// Force-remove a container by id (with its anonymous volumes).
+    /// Force-remove a container by id, with its anonymous volumes and
+    /// the template spare it used.
     pub async fn remove(&self, id: &str) {
         remove_container(&self.docker, id).await;
     }
@@ -843,12 +867,18 @@ impl Container {
                     let (outcome, opened) = self
                         .feed_and_collect(sb, &exec_id, output, Some((open, &mut *reader)))
                         .await?;
-                    if opened || !input_pipe::never_ran(outcome.exit_code) {
+                    // Never opened: the command has not run and no input
+                    // was read (module docs of `input_pipe`).
+                    if opened {
                         return Ok(outcome);
                     }
                     format!(
-                        "the sandbox could not open it: {}",
-                        outcome.output.summary(3)
+                        "the sandbox did not open it: {}{}",
+                        outcome.stdin_error.as_deref().unwrap_or("it ended first"),
+                        match outcome.output.summary(3) {
+                            o if o.trim().is_empty() => String::new(),
+                            o => format!(": {o}"),
+                        }
                     )
                 }
                 Err(e) => format!("it could not be made: {e}"),
@@ -882,7 +912,8 @@ impl Container {
     ) -> Result<(ExecOutcome, bool), SandboxError> {
         let mut outcome = ExecOutcome::default();
         let mut log = OutputLog::default();
-        let mut opened = false;
+        let opened = std::sync::atomic::AtomicBool::new(false);
+        let is_open = || opened.load(std::sync::atomic::Ordering::Relaxed);
         let collect = async {
             while let Some(item) = output.next().await {
                 match item {
@@ -901,7 +932,7 @@ impl Container {
                 // for input that will not come.
                 let feed = async {
                     let mut writer = open.await?;
-                    opened = true;
+                    opened.store(true, std::sync::atomic::Ordering::Relaxed);
                     // Whole reads of the input in one write each (up to
                     // STDIN_BUF_BYTES), not tokio::io::copy's 8 KiB: every
                     // write through the attach stream crosses the daemon
@@ -922,7 +953,13 @@ impl Container {
                             Ok(n) => outcome.stdin_bytes = n,
                             Err(e) => outcome.stdin_error = Some(e.to_string()),
                         }
-                        collect.await;
+                        if is_open() {
+                            collect.await;
+                        } else {
+                            // A wrapper that never had its FIFO may wait in
+                            // its open for good: the command has not run.
+                            let _ = tokio::time::timeout(Duration::from_secs(5), collect).await;
+                        }
                     }
                     () = &mut collect => {
                         // The process ended (or its output broke). It may
@@ -940,7 +977,7 @@ impl Container {
         log.finish();
         outcome.output = log;
         outcome.exit_code = self.exit_code(sb, exec_id).await?;
-        Ok((outcome, opened))
+        Ok((outcome, is_open()))
     }
 
     /// Run `cmd` inside the sandbox as the `postgres` OS user and copy its

@@ -15,19 +15,25 @@
 //! drill's ([`InputDir::host`], under the cache directory). For an exec
 //! with input, drill makes a FIFO there (mode 0666, a name of its own),
 //! runs the command under `sh -c` with its standard input opened from the
-//! FIFO ([`InputDir::wrap`]), opens the FIFO for writing once the process
+//! FIFO ([`Fifo::wrap`]), opens the FIFO for writing once the process
 //! has opened it for reading, unlinks it, and writes the input into it. The
 //! process sees a pipe on its standard input, as it would through the
 //! attach stream: EOF when drill closes its end, `EPIPE` for drill when the
 //! process stops reading.
 //!
-//! If the container cannot open the FIFO (no `sh`, a security module that
-//! refuses the bind mount), the exec ends before the command runs (the
-//! wrapper's [`OPEN_FAILED_EXIT`], or 126/127 from the engine when `sh`
-//! cannot be run, [`never_ran`]); drill then feeds that command, and every later
-//! one of the process, through the attach stream ([`InputDir::disable`]),
-//! with a warning. `DRILL_SANDBOX_INPUT=stdin` always uses the attach
-//! stream; `pipe` uses the FIFO wherever the directory can be made.
+//! The command cannot run before drill's end of the FIFO is open: the
+//! wrapper's open for reading waits for a writer. So when drill never
+//! opened its end (the container could not open the FIFO: no `sh`, a
+//! security module that refuses the bind mount, the wrapper's
+//! [`OPEN_FAILED_EXIT`]; or it did not open it within [`OPEN_TIMEOUT`], as
+//! where the engine sees another filesystem), the command has not run and
+//! no input was read: drill feeds that command, and every later one of
+//! the engine connection (the run), through the attach stream
+//! ([`InputDir::disable`]), with a warning. A wrapper left waiting in its
+//! open holds nothing and goes with the sandbox. When the engine cannot
+//! mount the directory at all, sandboxes are made without it, with a
+//! warning. `DRILL_SANDBOX_INPUT=stdin` always uses the attach stream;
+//! `pipe` uses the FIFO wherever the directory can be made.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,21 +50,15 @@ pub const INPUT_DIR: &str = "/run/drill-input";
 /// Exit status of the wrapper when the container could not open the FIFO
 /// (the command did not run).
 pub const OPEN_FAILED_EXIT: i64 = 121;
-/// Whether an exec whose FIFO was never opened ended without running its
-/// command: the wrapper's [`OPEN_FAILED_EXIT`], or the engine's 126 and
-/// 127 (`sh` could not be run).
-pub fn never_ran(exit_code: Option<i64>) -> bool {
-    matches!(exit_code, Some(OPEN_FAILED_EXIT | 126 | 127))
-}
 
 /// How long drill waits for the process to open the FIFO before it gives
-/// up (the process is then said to have read none of its input).
-pub const OPEN_TIMEOUT: Duration = Duration::from_secs(60);
+/// up (the command has not run then).
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The host directory whose FIFOs sandboxes read their input from.
 #[derive(Debug)]
 pub struct InputDir {
-    /// The directory on this host (mode 0755), bind-mounted at
+    /// The directory on this host (mode 0711), bind-mounted at
     /// [`INPUT_DIR`].
     pub host: PathBuf,
     disabled: AtomicBool,
@@ -86,6 +86,12 @@ impl InputPath {
             return InputPath::Stream(format!("{INPUT_ENV}=stdin"));
         }
         if setting != "pipe" {
+            if std::path::Path::new("/.dockerenv").exists() {
+                return InputPath::Stream(
+                    "drill runs in a container: the engine would not see its input directory"
+                        .into(),
+                );
+            }
             if !endpoint.starts_with("unix://") {
                 return InputPath::Stream(format!(
                     "the engine is reached at {endpoint}, not through a socket of this host"
@@ -130,13 +136,16 @@ impl InputPath {
 }
 
 impl InputDir {
-    /// `sandbox-input` in drill's cache directory, created 0755 (the
-    /// sandbox's database user must reach the FIFOs in it).
+    /// `sandbox-input` in drill's cache directory, created 0711 (the
+    /// sandbox's database user must reach the FIFOs in it; nobody lists
+    /// them).
     fn create() -> std::io::Result<InputDir> {
         use std::os::unix::fs::PermissionsExt;
         let host = super::template::cache_dir()?.join("sandbox-input");
         std::fs::create_dir_all(&host)?;
-        std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o755))?;
+        // Searchable, not listable: a FIFO's name is known only to the
+        // sandbox it is made for.
+        std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o711))?;
         Ok(InputDir {
             host,
             disabled: AtomicBool::new(false),
@@ -201,12 +210,15 @@ pub struct Fifo {
 
 impl Fifo {
     /// `cmd` wrapped so that its standard input is this FIFO:
-    /// `sh -c 'exec 3<"$0" || exit 121; exec "$@" <&3 3<&-' FIFO cmd…`.
+    /// `sh -c 'command exec 3<"$0" || exit 121; exec "$@" <&3 3<&-' FIFO
+    /// cmd…`.
     pub fn wrap(&self, cmd: &[&str]) -> Vec<String> {
         let mut wrapped = vec![
             "sh".to_string(),
             "-c".to_string(),
-            format!("exec 3<\"$0\" || exit {OPEN_FAILED_EXIT}; exec \"$@\" <&3 3<&-"),
+            // `command`: a failed redirection of the special builtin
+            // `exec` would end the shell with its own status (POSIX).
+            format!("command exec 3<\"$0\" || exit {OPEN_FAILED_EXIT}; exec \"$@\" <&3 3<&-"),
             self.inside.clone(),
         ];
         wrapped.extend(cmd.iter().map(|s| s.to_string()));
@@ -229,6 +241,10 @@ impl Fifo {
                 }
                 Err(e) if e.raw_os_error() == Some(nix::libc::ENXIO) => {
                     if Instant::now() >= deadline {
+                        // No reader opens it after this; one already
+                        // waiting in its open holds nothing (the command
+                        // has not run) and goes with the sandbox.
+                        let _ = std::fs::remove_file(&self.path);
                         return Err(std::io::Error::new(
                             std::io::ErrorKind::TimedOut,
                             format!(
@@ -269,7 +285,11 @@ mod tests {
         };
         let w = f.wrap(&["psql", "-X", "-d", "my db"]);
         assert_eq!(&w[..2], &["sh", "-c"]);
-        assert!(w[2].starts_with("exec 3<\"$0\" || exit 121;"), "{}", w[2]);
+        assert!(
+            w[2].starts_with("command exec 3<\"$0\" || exit 121;"),
+            "{}",
+            w[2]
+        );
         assert_eq!(w[3], "/run/drill-input/1-0-ab.fifo");
         assert_eq!(&w[4..], &["psql", "-X", "-d", "my db"]);
     }

@@ -40,6 +40,20 @@
 //! the sandbox as before. Images whose user is not root, or without `sh`
 //! and `cp`, are not seeded: Docker fills their volumes as before.
 //!
+//! A sandbox that copied the seed leaves a *spare* behind: a fill container
+//! of the template image (label [`LABEL_SPARE_FILL`], not a sandbox,
+//! removed by Docker when it ends, at the lowest CPU weight) copies the
+//! seed into a new volume (`drill-template-spare-<12 hex>-<random>`, label
+//! [`LABEL_SPARE_OF`]) and writes [`SPARE_READY`] last; drill does not wait
+//! for it. The next sandbox takes a spare no container uses
+//! as its data directory instead of copying the seed, and
+//! its entrypoint claims it by removing [`SPARE_READY`] before the image's
+//! own entrypoint runs: one removal succeeds, so two sandboxes never share
+//! a spare, and one never completed is refused (exit
+//! [`SPARE_TAKEN_EXIT`]); that sandbox goes with the spare and starts again
+//! from the seed. A spare is removed with the container that mounts it. A
+//! template keeps at most [`MAX_SPARES`].
+//!
 //! Drills on one host build a template once: a lock file per template
 //! (`flock` on `template-<hash>.lock` in [`cache_dir`]) makes a second one
 //! wait and then find the template. Drills that still build it twice (other
@@ -181,7 +195,7 @@ pub enum TemplateStatus {
         /// Whether each sandbox copies it into a volume ([`Mode`]).
         copied: bool,
         /// Spare copies ready for the next sandboxes (no container uses
-        /// them; [`free_spare`]).
+        /// them).
         spares: usize,
         /// `drill-template-<kind>:<hash>`.
         tag: String,
@@ -952,11 +966,16 @@ pub(super) async fn spares(docker: &bollard::Docker, template_id: &str) -> Vec<(
 /// copying the seed while it starts. Its [`SPARE_READY`] file says it is
 /// complete and unclaimed; the sandbox's entrypoint claims it.
 pub(super) async fn free_spare(docker: &bollard::Docker, t: &Template) -> Option<String> {
-    spares(docker, &t.use_.id)
+    // One at random: sandboxes starting at once mostly take different
+    // ones (two never share one: the claim decides).
+    let free: Vec<String> = spares(docker, &t.use_.id)
         .await
         .into_iter()
-        .find(|(_, in_use)| !in_use)
+        .filter(|(_, in_use)| !in_use)
         .map(|(name, _)| name)
+        .collect();
+    let pick = rand::random::<u64>() as usize % free.len().max(1);
+    free.into_iter().nth(pick)
 }
 
 /// Fill a new spare of `t` from its seed in the background, unless
@@ -976,6 +995,12 @@ pub(super) async fn refill(
     if spares(docker, &t.use_.id).await.len() >= MAX_SPARES {
         return Ok(());
     }
+    // Only from the seed as drill filled it (a fill would make a missing
+    // one anew, empty; an incomplete one is refused by the fill itself).
+    match docker.inspect_volume(&seed.volume).await {
+        Ok(v) if v.labels.get(LABEL_SEED_OF) == Some(&t.use_.id) => {}
+        _ => return Err(format!("seed {} is gone", seed.volume)),
+    }
     let hex = t.use_.id.trim_start_matches("sha256:");
     let suffix = Secret::random().expose()[..8].to_ascii_lowercase();
     let volume = format!("{SPARE_PREFIX}{}-{suffix}", &hex[..hex.len().min(12)]);
@@ -994,7 +1019,7 @@ pub(super) async fn refill(
             "sh".into(),
             "-c".into(),
             format!(
-                "cp -a {SEED_DIR}/. {DATA_DIR}/ && rm -f {DATA_DIR}/{SEED_COMPLETE} && touch {DATA_DIR}/{SPARE_READY}"
+                "[ -e {SEED_DIR}/{SEED_COMPLETE} ] || exit {SEED_INCOMPLETE_EXIT}; cp -a {SEED_DIR}/. {DATA_DIR}/ && rm -f {DATA_DIR}/{SEED_COMPLETE} && touch {DATA_DIR}/{SPARE_READY}"
             ),
         ]),
         cmd: Some(Vec::new()),
@@ -1039,13 +1064,17 @@ pub(super) async fn refill(
     started
 }
 
-/// Remove fill containers that were made but never started more than a
-/// minute ago (a drill that ended between the two calls), with their
-/// incomplete spares.
+/// Remove fill containers made more than a minute ago that are not
+/// running: never started (a drill that ended between the two calls) or
+/// ended without Docker removing them (an engine restarted meanwhile),
+/// with their spares, complete or not.
 async fn remove_stale_fills(docker: &bollard::Docker) {
     let filters = HashMap::from([
         ("label".to_string(), vec![LABEL_SPARE_FILL.to_string()]),
-        ("status".to_string(), vec!["created".to_string()]),
+        (
+            "status".to_string(),
+            vec!["created".into(), "exited".into(), "dead".into()],
+        ),
     ]);
     let opts = bollard::query_parameters::ListContainersOptionsBuilder::new()
         .all(true)
