@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -27,10 +28,14 @@ use serde_json::Value;
 /// restic as the tests' own PATH finds it, wrapped: `dump` goes through a
 /// trickle (`DRILL_TEST_TRICKLE` bytes every 0.1 s) or stalls after its
 /// first 64 KiB (`DRILL_TEST_STALL=1`); `snapshots` hangs with
-/// `DRILL_TEST_HANG_LISTING=1`. `pipefail`: the wrapper's exit status is
+/// `DRILL_TEST_HANG_LISTING=1`; each call's command is appended to the
+/// file `DRILL_TEST_CALLS` names. `pipefail`: the wrapper's exit status is
 /// restic's when restic fails.
 const RESTIC_WRAPPER: &str = r#"#!/bin/bash
 set -o pipefail
+if [ -n "$DRILL_TEST_CALLS" ]; then
+  echo "$1" >> "$DRILL_TEST_CALLS"
+fi
 if [ "$1" = snapshots ] && [ -n "$DRILL_TEST_HANG_LISTING" ]; then
   sleep 3600
 fi
@@ -65,6 +70,8 @@ struct Case {
     before: BTreeMap<PathBuf, Vec<u8>>,
     /// Pids of the drills this case started.
     pids: Vec<u32>,
+    /// What each drill this case spawned wrote to stderr so far.
+    stderrs: Vec<Arc<Mutex<Vec<u8>>>>,
 }
 
 impl Case {
@@ -99,9 +106,9 @@ impl Case {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
             text = format!("restic = \"{}\"\n{text}", wrapper.display());
-            // The image follows the dump: its head is read (a short
-            // `restic dump`) before the sandbox starts, so the dump that
-            // runs once the sandbox is up is the restore's.
+            // The image follows the dump: its head is read before the
+            // sandbox starts, by the `restic dump` the restore goes on
+            // reading.
             let image = common::image();
             let repo_name = image.rsplit_once(':').map_or(image.as_str(), |(r, _)| r);
             text = text.replacen(
@@ -126,6 +133,7 @@ impl Case {
             config,
             before,
             pids: Vec::new(),
+            stderrs: Vec::new(),
         }
     }
 
@@ -171,7 +179,8 @@ impl Case {
             .expect("start drill");
         self.pids.push(child.id());
         let stdout = read_all(child.stdout.take().unwrap());
-        let stderr = read_all(child.stderr.take().unwrap());
+        let (seen, stderr) = read_shared(child.stderr.take().unwrap());
+        self.stderrs.push(seen);
         Running {
             child,
             stdout,
@@ -179,47 +188,34 @@ impl Case {
         }
     }
 
-    /// Wait (up to 60 s) for this case's `restic dump` to be running;
-    /// returns its pid.
-    /// The `restic dump` that streams into the sandbox. The dump's head is
-    /// read first by a short `restic dump` of its own (before a Docker
-    /// sandbox of a `{major}` image starts, beside a local one's initdb), so
-    /// this waits for a sandbox (a running container of the drill, or a
-    /// local sandbox's directory in the case's TMPDIR) and for a dump that
-    /// has been running for a second.
+    /// Wait (up to 60 s) for the restore of the drill spawned last to have
+    /// started (its `restoring` line) and return the pid of the `restic
+    /// dump` that streams it. That dump is the one that read the dump's
+    /// head before the sandbox started: once the restore has begun it is
+    /// the only one.
     fn wait_for_dump(&self) -> u32 {
         let deadline = Instant::now() + Duration::from_secs(60);
-        let mut seen: BTreeMap<u32, Instant> = BTreeMap::new();
         loop {
             assert!(
                 Instant::now() < deadline,
-                "no sandbox and restic dump started"
+                "no restore with its restic dump started"
             );
             std::thread::sleep(Duration::from_millis(50));
-            let sandbox_up = self.pids.iter().any(|pid| {
-                !common::containers_matching(&format!("label=drill.pid={pid}"), true).is_empty()
-            }) || std::fs::read_dir(self.work.path().join("tmp"))
-                .is_ok_and(|mut d| d.next().is_some());
-            let dumps: Vec<u32> = processes_naming(&self.repo.repo.to_string_lossy())
-                .into_iter()
-                .filter(|p| {
-                    p.argv.first().is_some_and(|a| a.ends_with("restic"))
-                        && p.argv.iter().any(|a| a == "dump")
-                })
-                .map(|p| p.pid)
-                .collect();
-            seen.retain(|pid, _| dumps.contains(pid));
-            for pid in &dumps {
-                seen.entry(*pid).or_insert_with(Instant::now);
-            }
-            if !sandbox_up {
+            // The drill spawned last (a case may run several in turn).
+            let restoring = self.stderrs.last().is_some_and(|e| {
+                String::from_utf8_lossy(&e.lock().unwrap()).contains(": restoring ")
+            });
+            if !restoring {
                 continue;
             }
-            if let Some((pid, _)) = seen
-                .iter()
-                .find(|(_, since)| since.elapsed() >= Duration::from_secs(1))
-            {
-                return *pid;
+            let dump = processes_naming(&self.repo.repo.to_string_lossy())
+                .into_iter()
+                .find(|p| {
+                    p.argv.first().is_some_and(|a| a.ends_with("restic"))
+                        && p.argv.iter().any(|a| a == "dump")
+                });
+            if let Some(p) = dump {
+                return p.pid;
             }
         }
     }
@@ -282,6 +278,25 @@ struct Running {
     child: Child,
     stdout: JoinHandle<Vec<u8>>,
     stderr: JoinHandle<Vec<u8>>,
+}
+
+/// Everything `pipe` gives until its end, read by a thread that also
+/// keeps what it read so far in the shared buffer.
+fn read_shared(mut pipe: impl Read + Send + 'static) -> (Arc<Mutex<Vec<u8>>>, JoinHandle<Vec<u8>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let keep = seen.clone();
+    let handle = std::thread::spawn(move || {
+        let mut piece = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut piece) {
+            if n == 0 {
+                break;
+            }
+            keep.lock().unwrap().extend_from_slice(&piece[..n]);
+        }
+        let bytes = keep.lock().unwrap().clone();
+        bytes
+    });
+    (seen, handle)
 }
 
 /// Everything `pipe` gives until its end, read by a thread.
@@ -733,6 +748,35 @@ fn restic_stalling_mid_stream_times_out() {
 #[test]
 fn hanging_listing_times_out() {
     times_out("listing", "2s", "DRILL_TEST_HANG_LISTING", "listing");
+}
+
+#[test]
+fn one_restic_dump_reads_the_head_and_then_restores() {
+    // The image follows the dump (slow case): its head is read before the
+    // sandbox starts, and that same `restic dump` feeds the restore.
+    let mut case = frame_case("", true, &[]);
+    let calls = case.work.path().join("calls");
+    let run = case.run(
+        &[],
+        &[
+            ("DRILL_TEST_CALLS", calls.to_str().unwrap()),
+            ("DRILL_TEST_TRICKLE", "65536"),
+        ],
+    );
+    let report = assert_outcome(&case, &run, 0, "passed", "");
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(
+        calls.lines().filter(|c| *c == "dump").count(),
+        1,
+        "restic calls: {calls}"
+    );
+    let restore = &database(&report, "frame")["restore"];
+    // Every byte counted once, the head's too.
+    let size = std::fs::metadata(dumps().join("frame-postgres.sql"))
+        .unwrap()
+        .len();
+    assert_eq!(restore["bytes"], size, "{restore}");
+    case.assert_clean(&[run_id(&report)]);
 }
 
 #[test]

@@ -458,3 +458,52 @@ fn run_sample_verifies_older_snapshots_without_a_verdict() {
     let list: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(list[0]["ledger"]["unverified"], 7, "{list:#}");
 }
+
+#[test]
+fn a_run_identifies_its_dump_from_the_stream_it_restores() {
+    let repo = nightly_repo();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &repo);
+    // restic through a wrapper that notes each command.
+    let calls = dir.path().join("calls");
+    let wrapper = dir.path().join("restic-noting");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$1\" >> '{}'\nexec restic \"$@\"\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("restic = \"{}\"\n{text}", wrapper.display()),
+    )
+    .unwrap();
+
+    let run = drill(&config, &["run", "--tier", "local", "--no-notify"]);
+    assert_eq!(run.code, 1, "night 10 is corrupt: {}", run.stderr);
+    // One `restic dump`: the head, the restore and the ledger's content
+    // identity all came from it.
+    let noted = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(
+        noted.lines().filter(|c| *c == "dump").count(),
+        1,
+        "restic calls: {noted}"
+    );
+    // verify-history identifies nights 9 and 8 by reading them: the same
+    // identity as night 10's from the restore's stream (their dumps differ
+    // only in volatile lines), so they inherit the run's verdict.
+    let (_, rec) = verify_history(&config, &[]);
+    assert_eq!(rec["known"], 1, "night 10, from the run: {rec:#}");
+    assert_eq!(rec["verified"], 2, "nights 7 and 3: {rec:#}");
+    assert_eq!(rec["inherited"], 7, "{rec:#}");
+    let got = items(&rec);
+    assert!(
+        got[..3].iter().all(|(_, _, v)| v == "failed"),
+        "nights 10..8 failed: {got:?}"
+    );
+}

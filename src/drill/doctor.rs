@@ -105,11 +105,7 @@ async fn database_items(
         };
         let plan = crate::restore::plan(db, file, &config.sandbox);
         let method = plan.method();
-        let src = crate::restore::Source {
-            repo,
-            snapshot,
-            timeouts: &config.timeouts,
-        };
+        let src = crate::restore::Source::new(repo, snapshot, &config.timeouts);
         let head = match method.inspect(&plan, &src).await {
             Ok(h) => h,
             Err(o) => {

@@ -858,11 +858,7 @@ pub(crate) async fn record_verdicts(
             repo.contents(snapshot, &paths).await.unwrap_or_default()
         }
     };
-    let source = crate::restore::Source {
-        repo,
-        snapshot,
-        timeouts: &config.timeouts,
-    };
+    let source = crate::restore::Source::new(repo, snapshot, &config.timeouts);
     for d in databases {
         let Some(db) = config.databases.iter().find(|c| c.name == d.name) else {
             continue;
@@ -870,11 +866,16 @@ pub(crate) async fn record_verdicts(
         // A restore that could not run judged nothing about the content.
         let content = crate::ledger::identity::restic_content(db, &contents);
         let content_id = match (content, d.restore.status) {
-            (Some(content), Status::Passed | Status::Failed) => {
-                crate::ledger::identity::identify(&ledger, who.tier, db, &source, &content)
-                    .await
-                    .ok()
-            }
+            (Some(content), Status::Passed | Status::Failed) => crate::ledger::identity::identify(
+                &ledger,
+                who.tier,
+                db,
+                &source,
+                &content,
+                d.restore.content_id.as_deref(),
+            )
+            .await
+            .ok(),
             _ => None,
         };
         let mut judgement = judge(std::slice::from_ref(d));

@@ -247,6 +247,7 @@ impl<'a> DbRun<'a> {
                     notes: Vec::new(),
                     recovery: None,
                     sessions: None,
+                    content_id: None,
                 },
                 checks: vec![],
             },
@@ -487,11 +488,7 @@ pub(crate) async fn restore_database(
     let method = plan.method();
     let early_image = image_before_reading(db.config, engine);
     let follows_dump = early_image.is_none();
-    let src = restore::Source {
-        repo: source.repo,
-        snapshot: source.snapshot,
-        timeouts: &config.timeouts,
-    };
+    let src = restore::Source::new(source.repo, source.snapshot, &config.timeouts);
     events.emit(&Event::DumpInspecting {
         database: name.clone(),
     });
@@ -635,6 +632,7 @@ pub(crate) async fn restore_database(
     r.notes = outcome.notes.clone();
     r.recovery = outcome.recovery.clone();
     r.sessions = outcome.sessions.clone();
+    r.content_id = outcome.content_id.clone();
     // A method that starts the server itself learns its version.
     if let Some(v) = &outcome.server_version {
         r.server_version = Some(v.clone());

@@ -199,11 +199,7 @@ pub async fn run(
         // Listed only when a database of the snapshot is not known yet: a
         // history already covered costs no `restic ls`.
         let mut contents = None;
-        let source = crate::restore::Source {
-            repo: &repo,
-            snapshot,
-            timeouts: &config.timeouts,
-        };
+        let source = crate::restore::Source::new(&repo, snapshot, &config.timeouts);
         for (db, check_id) in dbs.iter().zip(&check_ids) {
             let mut item = Item {
                 snapshot: snapshot.short_id.clone(),
@@ -237,7 +233,7 @@ pub async fn run(
                             db.name, snapshot.short_id
                         ),
                     });
-                    identity::identify(&ledger, &opts.tier, db, &source, &content)
+                    identity::identify(&ledger, &opts.tier, db, &source, &content, None)
                         .await
                         .ok()
                 }

@@ -73,8 +73,102 @@ pub fn zero_custom_creation_time(head: &mut [u8]) {
     }
 }
 
+/// Bytes a custom archive's head is held back for before it is hashed, so
+/// that its creation time is zeroed whatever sizes the stream comes in.
+const ARCHIVE_HEAD_BYTES: usize = 4096;
+
+/// A stream's identity computed as it passes ([`hash_stream`], or a
+/// restore's own stream, which then needs no second read): `update` with
+/// every byte in order, `finish` at its end.
+pub struct StreamIdentity {
+    h: Sha256,
+    volatile: Volatile,
+    /// A line not ended yet (`Volatile::Lines`), or the archive's head
+    /// not hashed yet (`Volatile::CustomArchiveHead`).
+    partial: Vec<u8>,
+    /// Whether the archive's head was hashed.
+    head_done: bool,
+}
+
+impl StreamIdentity {
+    /// An identity with `volatile` left out.
+    pub fn new(volatile: Volatile) -> Self {
+        StreamIdentity {
+            h: Sha256::new(),
+            volatile,
+            partial: Vec::new(),
+            head_done: false,
+        }
+    }
+
+    /// The next bytes of the stream.
+    pub fn update(&mut self, chunk: &[u8]) {
+        match self.volatile {
+            Volatile::Nothing | Volatile::Tree => self.h.update(chunk),
+            Volatile::CustomArchiveHead if self.head_done => self.h.update(chunk),
+            Volatile::CustomArchiveHead => {
+                self.partial.extend_from_slice(chunk);
+                if self.partial.len() >= ARCHIVE_HEAD_BYTES {
+                    self.hash_archive_head();
+                }
+            }
+            Volatile::Lines(drop) => {
+                // Kept lines are hashed in runs: one update per chunk
+                // unless a line in it is dropped.
+                let (mut start, mut kept) = (0, 0);
+                while let Some(nl) = memchr::memchr(b'\n', &chunk[start..]) {
+                    let end = start + nl + 1;
+                    if self.partial.is_empty() {
+                        if drop(&chunk[start..end]) {
+                            self.h.update(&chunk[kept..start]);
+                            kept = end;
+                        }
+                    } else {
+                        self.partial.extend_from_slice(&chunk[start..end]);
+                        if !drop(&self.partial) {
+                            self.h.update(&self.partial);
+                        }
+                        self.partial.clear();
+                        kept = end;
+                    }
+                    start = end;
+                }
+                self.h.update(&chunk[kept..start]);
+                self.partial.extend_from_slice(&chunk[start..]);
+            }
+        }
+    }
+
+    fn hash_archive_head(&mut self) {
+        let mut head = std::mem::take(&mut self.partial);
+        zero_custom_creation_time(&mut head);
+        self.h.update(&head);
+        self.head_done = true;
+    }
+
+    /// The identity of the whole stream: `sha256:<hex>`.
+    pub fn finish(mut self) -> String {
+        match self.volatile {
+            Volatile::Lines(drop) if !self.partial.is_empty() && !drop(&self.partial) => {
+                let last = std::mem::take(&mut self.partial);
+                self.h.update(&last);
+            }
+            Volatile::CustomArchiveHead if !self.head_done => self.hash_archive_head(),
+            _ => {}
+        }
+        format!(
+            "sha256:{}",
+            self.h
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        )
+    }
+}
+
 /// The identity of the stream `reader` with `volatile` left out:
-/// `sha256:<hex>`.
+/// `sha256:<hex>` ([`StreamIdentity`]).
 ///
 /// # Errors
 /// The read error.
@@ -82,58 +176,16 @@ pub async fn hash_stream<R: tokio::io::AsyncRead + Unpin>(
     reader: &mut R,
     volatile: Volatile,
 ) -> std::io::Result<String> {
-    let mut h = Sha256::new();
+    let mut id = StreamIdentity::new(volatile);
     let mut buf = vec![0u8; 256 * 1024];
-    let mut partial: Vec<u8> = Vec::new();
-    let mut first = true;
     loop {
         let n = reader.read(&mut buf).await?;
         if n == 0 {
             break;
         }
-        let chunk = &mut buf[..n];
-        match volatile {
-            Volatile::Nothing | Volatile::Tree => h.update(&*chunk),
-            Volatile::CustomArchiveHead => {
-                if first {
-                    zero_custom_creation_time(chunk);
-                }
-                h.update(&*chunk);
-            }
-            Volatile::Lines(drop) => {
-                let mut start = 0;
-                while let Some(nl) = memchr::memchr(b'\n', &chunk[start..]) {
-                    let end = start + nl + 1;
-                    if partial.is_empty() {
-                        if !drop(&chunk[start..end]) {
-                            h.update(&chunk[start..end]);
-                        }
-                    } else {
-                        partial.extend_from_slice(&chunk[start..end]);
-                        if !drop(&partial) {
-                            h.update(&partial);
-                        }
-                        partial.clear();
-                    }
-                    start = end;
-                }
-                partial.extend_from_slice(&chunk[start..]);
-            }
-        }
-        first = false;
+        id.update(&buf[..n]);
     }
-    if let Volatile::Lines(drop) = volatile {
-        if !partial.is_empty() && !drop(&partial) {
-            h.update(&partial);
-        }
-    }
-    Ok(format!(
-        "sha256:{}",
-        h.finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    ))
+    Ok(id.finish())
 }
 
 /// The content identity of `db`'s backup in the source's snapshot, whose
@@ -198,7 +250,8 @@ pub async fn content_identity(
 
 /// The content identity of `db`'s backup with restic content `content`:
 /// from the ledger's cache when this restic content was identified before,
-/// else computed ([`content_identity`]) and cached.
+/// else `known` (computed by the restore from its own stream), else
+/// computed here ([`content_identity`]: a second read); cached.
 ///
 /// # Errors
 /// Why it could not be computed.
@@ -208,6 +261,7 @@ pub async fn identify(
     db: &DatabaseConfig,
     source: &Source<'_>,
     content: &[String],
+    known: Option<&str>,
 ) -> Result<String, String> {
     let key = restic_key(content);
     if let Some(id) = ledger
@@ -216,7 +270,10 @@ pub async fn identify(
     {
         return Ok(id);
     }
-    let id = content_identity(db, source, content).await?;
+    let id = match known {
+        Some(id) => id.to_string(),
+        None => content_identity(db, source, content).await?,
+    };
     ledger
         .cache_identity(tier, &db.name, &key, &id)
         .map_err(|e| e.to_string())?;
@@ -283,6 +340,43 @@ mod tests {
         assert_eq!(
             hash_stream(&mut &m1[..], v).await.unwrap(),
             hash_stream(&mut &m2[..], v).await.unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_identity_does_not_depend_on_the_pieces_it_is_fed() {
+        let mut archive = b"PGDMP\x01\x0e\x00\x04\x08\x01".to_vec();
+        archive.extend_from_slice(&[0, 0xff, 0xff, 0xff, 0xff]);
+        let mut later = archive.clone();
+        for t in [1u8, 2, 3, 4, 5, 6, 7] {
+            archive.extend_from_slice(&[0, t, 0, 0, 0]);
+            later.extend_from_slice(&[0, t + 1, 0, 0, 0]);
+        }
+        let body: Vec<u8> = (0..20_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        archive.extend_from_slice(&body);
+        later.extend_from_slice(&body);
+        let script =
+            b"-- dump\n\\restrict k1\nCOPY t FROM stdin;\n1\n\\.\n\\unrestrict k1\n".repeat(50);
+        for (bytes, v) in [
+            (&archive, Volatile::CustomArchiveHead),
+            (&script, Volatile::Lines(pg_restrict_line)),
+            (&script, Volatile::Nothing),
+        ] {
+            let whole = hash_stream(&mut &bytes[..], v).await.unwrap();
+            for piece in [1, 7, 4096, 100_000] {
+                let mut id = StreamIdentity::new(v);
+                bytes.chunks(piece).for_each(|c| id.update(c));
+                assert_eq!(id.finish(), whole, "pieces of {piece}");
+            }
+        }
+        // Another creation time, the same identity.
+        assert_eq!(
+            hash_stream(&mut &archive[..], Volatile::CustomArchiveHead)
+                .await
+                .unwrap(),
+            hash_stream(&mut &later[..], Volatile::CustomArchiveHead)
+                .await
+                .unwrap()
         );
     }
 

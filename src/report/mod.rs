@@ -201,6 +201,11 @@ pub struct RestoreReport {
     /// loaded over one or more `psql` sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sessions: Option<SessionsReport>,
+    /// The backup's content identity when the restore computed it from
+    /// its own stream ([`crate::restore::RestoreOutcome::content_id`]);
+    /// for the ledger, not written to the report.
+    #[serde(skip)]
+    pub content_id: Option<String>,
 }
 
 /// How a plain script was loaded over several `psql` sessions

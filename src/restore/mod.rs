@@ -41,7 +41,7 @@ use crate::report::{IncrementReport, Status};
 use crate::sandbox::Sandbox;
 use crate::tier::{DumpError, Repository, Snapshot, SnapshotFile};
 
-pub use stream::{has_trailer, plain_creates_database, Counter, Stall, Tap};
+pub use stream::{has_trailer, plain_creates_database, Counter, Identify, Stall, Tap};
 
 /// Bytes read from the head of a dump to decide how to restore it.
 const HEAD_BYTES: usize = 64 * 1024;
@@ -57,7 +57,9 @@ pub enum Needs {
     DataDirectory,
 }
 
-/// Where a restore reads from and how long it may take.
+/// Where a restore reads from and how long it may take. One per database
+/// restored: [`Source::held`] carries its dump's stream from
+/// [`RestoreMethod::inspect`] to [`RestoreMethod::execute`].
 pub struct Source<'a> {
     /// The repository.
     pub repo: &'a Repository,
@@ -65,6 +67,58 @@ pub struct Source<'a> {
     pub snapshot: &'a Snapshot,
     /// `[timeouts]`.
     pub timeouts: &'a crate::config::Timeouts,
+    /// The dump's stream, left open by `inspect` after it read the head,
+    /// for `execute` to go on reading (empty by default).
+    pub held: HeldStream,
+}
+
+impl<'a> Source<'a> {
+    /// A source with nothing held.
+    pub fn new(
+        repo: &'a Repository,
+        snapshot: &'a Snapshot,
+        timeouts: &'a crate::config::Timeouts,
+    ) -> Self {
+        Source {
+            repo,
+            snapshot,
+            timeouts,
+            held: HeldStream::default(),
+        }
+    }
+}
+
+/// A dump's stream kept open after its head was read, so that a restore
+/// costs one `restic dump` (one key derivation and index load) instead of
+/// one for the head and one for the rest. Dropped unused, its restic is
+/// killed (the sandbox could not start, or `drill doctor` only looked).
+#[derive(Default)]
+pub struct HeldStream(std::sync::Mutex<Option<Held>>);
+
+/// What [`HeldStream`] holds.
+pub(crate) struct Held {
+    /// The dump's path in the snapshot.
+    pub(crate) path: String,
+    /// The stream, read up to the end of `head`.
+    pub(crate) opened: Opened,
+    /// The decompressed bytes already read.
+    pub(crate) head: Vec<u8>,
+}
+
+impl HeldStream {
+    /// Keep `held`, replacing (and so stopping) anything held before.
+    pub(crate) fn put(&self, held: Held) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(held);
+    }
+
+    /// The stream held for `path`; one held for another path is dropped.
+    pub(crate) fn take(&self, path: &str) -> Option<Held> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .filter(|h| h.path == path)
+    }
 }
 
 /// A way of restoring one kind of backup. See the module docs.
@@ -257,6 +311,10 @@ pub struct RestoreOutcome {
     pub server_version: Option<String>,
     /// A plain script loaded over several sessions: how.
     pub sessions: Option<crate::report::SessionsReport>,
+    /// The backup's content identity (the ledger's,
+    /// [`crate::ledger::identity`]), when the restore read its stream to
+    /// the end and restic exited 0: the ledger then needs no second read.
+    pub content_id: Option<String>,
 }
 
 impl RestoreOutcome {
@@ -276,6 +334,7 @@ impl RestoreOutcome {
             recovery: None,
             server_version: None,
             sessions: None,
+            content_id: None,
         }
     }
 }

@@ -29,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::{
     classify, has_trailer, head, image, open, plain_creates_database, quote_ident, restic_status,
-    roles, Counter, DumpHead, Opened, RestoreMethod, RestoreOutcome, RestorePlan, Source,
+    roles, Counter, DumpHead, Held, Opened, RestoreMethod, RestoreOutcome, RestorePlan, Source,
     HEAD_BYTES,
 };
 use crate::config::{
@@ -74,7 +74,7 @@ impl RestoreMethod for PgLogical {
         plan: &'a RestorePlan,
         source: &'a Source<'a>,
     ) -> BoxFuture<'a, Result<DumpHead, RestoreOutcome>> {
-        Box::pin(inspect(plan, source.repo, source.snapshot, source.timeouts))
+        Box::pin(inspect(plan, source))
     }
 
     fn image(&self, database: &DatabaseConfig, head: &DumpHead) -> Result<String, String> {
@@ -105,6 +105,7 @@ impl RestoreMethod for PgLogical {
             sandbox,
             source.timeouts,
             progress,
+            source.held.take(&plan.database.path),
         ))
     }
 }
@@ -166,29 +167,38 @@ pub fn jobs_for(format: DumpFormat, size: u64, sandbox: &SandboxConfig) -> u32 {
 /// after the roles, which may be many).
 const INSPECT_PLAIN_BYTES: usize = 16 * 1024 * 1024;
 
-/// Read the head of the planned dump (one `restic dump`, stopped once the
-/// versions are read) before its sandbox starts, so that the sandbox's
-/// image can follow the dump's version.
+/// Bytes of the decompressed end of a dump kept for its completeness
+/// check: the trailer of a plain script; none for a custom archive
+/// (pg_restore judges its own end).
+fn keep_tail(format: DumpFormat) -> usize {
+    if format == DumpFormat::Custom {
+        0
+    } else {
+        4096
+    }
+}
+
+/// Read the head of the planned dump before its sandbox starts, so that
+/// the sandbox's image can follow the dump's version. Its `restic dump` is
+/// left in `source.held`, paused where the head ends, for [`execute`] to
+/// go on reading; a dump read to its end is judged here (restic's status
+/// first) and not held.
 ///
 /// # Errors
 /// An outcome that ends the restore: `failed` when restic reports damage,
 /// the dump cannot be decompressed, or a custom dump is not an archive;
 /// `error` when restic fails otherwise or stalls.
-pub async fn inspect(
-    plan: &RestorePlan,
-    repo: &Repository,
-    snapshot: &Snapshot,
-    timeouts: &crate::config::Timeouts,
-) -> Result<DumpHead, RestoreOutcome> {
+pub async fn inspect(plan: &RestorePlan, source: &Source<'_>) -> Result<DumpHead, RestoreOutcome> {
     let db = &plan.database;
+    let timeouts = source.timeouts;
     let mut s = open(
         &db.path,
         db.compression,
-        repo,
-        snapshot,
+        source.repo,
+        source.snapshot,
         timeouts.stall,
         Counter::default(),
-        0,
+        keep_tail(db.format),
     )
     .map_err(|e| RestoreOutcome::new(Status::Error, Some(e)))?;
     let limit = if db.format == DumpFormat::Custom {
@@ -217,6 +227,24 @@ pub async fn inspect(
         }
     };
     let stalled = s.stalled();
+    if !ended && !stalled && read_error.is_none() {
+        let versions = match db.format {
+            DumpFormat::Custom => head::custom_versions(&head),
+            _ => Ok(head::plain_versions(&head)),
+        };
+        // A custom head that does not parse is judged below, restic first.
+        if let Ok(versions) = versions {
+            source.held.put(Held {
+                path: db.path.clone(),
+                opened: s,
+                head,
+            });
+            return Ok(DumpHead {
+                versions,
+                unreadable: None,
+            });
+        }
+    }
     let restic = s.dump.stop().await;
     if stalled {
         return Err(RestoreOutcome::new(
@@ -414,6 +442,7 @@ async fn execute(
     sandbox: &Sandbox,
     timeouts: &crate::config::Timeouts,
     progress: &Counter,
+    held: Option<Held>,
 ) -> RestoreOutcome {
     let started = Instant::now();
     let db = &plan.database;
@@ -455,28 +484,31 @@ async fn execute(
         known.extend(roles_created.iter().cloned());
     }
 
-    let keep_tail = if db.format == DumpFormat::Custom {
-        0
-    } else {
-        4096
+    // The stream `inspect` left open, or a new one.
+    let (opened, mut head) = match held {
+        Some(h) => {
+            h.opened.stored.forward_to(progress);
+            (h.opened, h.head)
+        }
+        None => match open(
+            &db.path,
+            db.compression,
+            repo,
+            snapshot,
+            timeouts.stall,
+            progress.clone(),
+            keep_tail(db.format),
+        ) {
+            Ok(s) => (s, Vec::with_capacity(HEAD_BYTES)),
+            Err(e) => return RestoreOutcome::new(Status::Error, Some(e)),
+        },
     };
     let Opened {
         dump,
         mut tap,
         stored: stored_counter,
         stalled,
-    } = match open(
-        &db.path,
-        db.compression,
-        repo,
-        snapshot,
-        timeouts.stall,
-        progress.clone(),
-        keep_tail,
-    ) {
-        Ok(s) => s,
-        Err(e) => return RestoreOutcome::new(Status::Error, Some(e)),
-    };
+    } = opened;
     let stalled_error = || {
         format!(
             "phase streaming: restic sent no data of {} for {} (timeouts.stall); restic was stopped. Is the repository's disk or peer hung?",
@@ -485,16 +517,20 @@ async fn execute(
         )
     };
 
-    // Read the head to choose how to restore; it is then replayed in front
-    // of the rest of the stream.
-    let mut head = Vec::with_capacity(HEAD_BYTES);
+    // Read the head (at least HEAD_BYTES, what `inspect` read may be more)
+    // to choose how to restore; it is then replayed in front of the rest
+    // of the stream.
     let head_result = (&mut tap)
-        .take(HEAD_BYTES as u64)
+        .take(HEAD_BYTES.saturating_sub(head.len()) as u64)
         .read_to_end(&mut head)
         .await;
     let discovered_roles = std::cell::RefCell::new(Vec::<String>::new());
     let parallel_notes = std::cell::RefCell::new(Vec::<String>::new());
     let parallel_sessions = std::cell::RefCell::new(None::<crate::report::SessionsReport>);
+    // The dump's content identity, computed from the stream the restore
+    // reads; given to the ledger only when restic proved that stream whole.
+    let identity = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
+    let restic_whole = std::cell::Cell::new(false);
     let finish = |status: Status, error: Option<String>, restored_bytes: u64| RestoreOutcome {
         status,
         bytes: stored_counter.get(),
@@ -513,6 +549,10 @@ async fn execute(
         recovery: None,
         server_version: None,
         sessions: parallel_sessions.borrow().clone(),
+        content_id: restic_whole
+            .get()
+            .then(|| identity.get().cloned())
+            .flatten(),
     };
     if head_result.is_err() && stalled.load(std::sync::atomic::Ordering::Relaxed) {
         let _ = dump.stop().await;
@@ -607,7 +647,11 @@ async fn execute(
     } else {
         Vec::new()
     };
-    let input = std::io::Cursor::new(head).chain(&mut tap);
+    let input = super::Identify::new(
+        std::io::Cursor::new(head).chain(&mut tap),
+        plan.method().volatile(db.format),
+        identity.clone(),
+    );
     // A plain pg_dump script: each role a statement names is created before
     // that statement reaches psql (pg_dumpall scripts create their own).
     let mut input: Box<dyn AsyncRead + Unpin + Send + '_> = if db.format == DumpFormat::Plain {
@@ -709,16 +753,18 @@ async fn execute(
     // repository explains any later failure.
     // restic is waited for only when its output was read to the end (a
     // parallel restore stops reading at the first failed session).
-    let restic =
-        if exec.stdin_error.is_none() && tap.read_error().is_none() && (!routed || tap.at_eof()) {
-            dump.finish().await
-        } else {
-            dump.stop().await
-        };
+    let read_all =
+        exec.stdin_error.is_none() && tap.read_error().is_none() && (!routed || tap.at_eof());
+    let restic = if read_all {
+        dump.finish().await
+    } else {
+        dump.stop().await
+    };
     if let Err(r) = restic {
         let status = restic_status(&r);
         return finish(status, Some(r.to_string()), tap.bytes());
     }
+    restic_whole.set(read_all);
     if let Some(e) = tap.read_error() {
         return finish(
             Status::Failed,

@@ -13,12 +13,87 @@ use crate::config::DumpFormat;
 
 /// A shared byte counter.
 #[derive(Debug, Clone, Default)]
-pub struct Counter(Arc<AtomicU64>);
+pub struct Counter(Arc<CounterInner>);
+
+#[derive(Debug, Default)]
+struct CounterInner {
+    bytes: AtomicU64,
+    /// Another counter that also gets every byte counted here, once
+    /// [`Counter::forward_to`] set it.
+    also: std::sync::OnceLock<Counter>,
+}
 
 impl Counter {
     /// Bytes counted so far.
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.bytes.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, n: u64) {
+        self.0.bytes.fetch_add(n, Ordering::Relaxed);
+        if let Some(other) = self.0.also.get() {
+            other.add(n);
+        }
+    }
+
+    /// From now on also count into `other`, which first gets what this
+    /// counter holds so far: a stream opened before the counter its
+    /// consumer watches existed (a dump's head read before its restore).
+    /// Only the first call takes effect. Call it while nothing counts here.
+    pub(crate) fn forward_to(&self, other: &Counter) {
+        if self.0.also.set(other.clone()).is_ok() {
+            other.add(self.get());
+        }
+    }
+}
+
+/// An `AsyncRead` pass-through that computes the stream's content
+/// identity ([`crate::ledger::identity::StreamIdentity`]) as it is read,
+/// so a restore that reads its dump to the end needs no second read for
+/// the ledger. The identity lands in the shared slot at the end of the
+/// stream, and only then.
+pub struct Identify<R> {
+    inner: R,
+    id: Option<crate::ledger::identity::StreamIdentity>,
+    slot: Arc<std::sync::OnceLock<String>>,
+}
+
+impl<R> Identify<R> {
+    /// Wrap `inner`, leaving `volatile` out of the identity; `slot` gets
+    /// it once `inner` has ended.
+    pub fn new(
+        inner: R,
+        volatile: crate::ledger::identity::Volatile,
+        slot: Arc<std::sync::OnceLock<String>>,
+    ) -> Self {
+        Identify {
+            inner,
+            id: Some(crate::ledger::identity::StreamIdentity::new(volatile)),
+            slot,
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Identify<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = r {
+            let new = &buf.filled()[before..];
+            if new.is_empty() {
+                if let Some(id) = this.id.take() {
+                    let _ = this.slot.set(id.finish());
+                }
+            } else if let Some(id) = this.id.as_mut() {
+                id.update(new);
+            }
+        }
+        r
     }
 }
 
@@ -98,7 +173,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for Tap<R> {
                 if new.is_empty() && had_room {
                     this.eof = true;
                 }
-                this.count.0.fetch_add(new.len() as u64, Ordering::Relaxed);
+                this.count.add(new.len() as u64);
                 if this.keep > 0 && !new.is_empty() {
                     let take = new.len().min(this.keep);
                     this.tail.extend_from_slice(&new[new.len() - take..]);
@@ -254,6 +329,22 @@ pub(crate) fn drain_into(piece: &[u8], pos: &mut usize, buf: &mut ReadBuf<'_>) -
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn a_counter_forwards_what_it_held_and_what_follows() {
+        let head = Counter::default();
+        let mut tap = Tap::with_counter(&b"0123456789"[..], 0, head.clone());
+        let mut four = [0u8; 4];
+        tap.read_exact(&mut four).await.unwrap();
+        let progress = Counter::default();
+        head.forward_to(&progress);
+        // A second target is ignored: every byte is counted once there.
+        head.forward_to(&Counter::default());
+        assert_eq!(progress.get(), 4);
+        let mut rest = Vec::new();
+        tap.read_to_end(&mut rest).await.unwrap();
+        assert_eq!((head.get(), progress.get()), (10, 10));
+    }
 
     #[test]
     fn create_database_is_sniffed() {

@@ -91,14 +91,25 @@ pub(super) struct Launch<'a> {
     pub image: &'a str,
     /// Command passed to the entrypoint (`None`: the image's).
     pub cmd: Option<Vec<String>>,
-    /// A path in the container to mount an anonymous volume at.
-    pub volume: Option<&'a str>,
-    /// A template seed to copy into that volume before the entrypoint runs
-    /// (the volume starts empty then; [`template`] module docs).
-    pub seed: Option<&'a template::Seed>,
-    /// A spare copy of that seed to take as the volume instead (its
-    /// name; only with `seed`).
-    pub spare: Option<&'a str>,
+    /// Where the data directory comes from.
+    pub data: DataDir<'a>,
+}
+
+/// Where a sandbox's data directory comes from ([`template`] module
+/// docs); the paths are in the container.
+#[derive(Clone, Copy)]
+pub(super) enum DataDir<'a> {
+    /// The image's own, in the container's layer.
+    Image,
+    /// An anonymous volume at this path, which Docker fills from the
+    /// image when the container is created.
+    Volume(&'a str),
+    /// An empty anonymous volume at this path, into which the wrapped
+    /// entrypoint copies the seed before the server starts.
+    Seed(&'a str, &'a template::Seed),
+    /// The seed's spare copy, the named volume given last, at this path,
+    /// claimed by the wrapped entrypoint.
+    Spare(&'a str, &'a template::Seed, &'a str),
 }
 
 /// A volume mounted at `target`: the named volume `source`, or an
@@ -364,9 +375,7 @@ impl DockerEngine {
                 Launch {
                     image: &req.image,
                     cmd,
-                    volume: None,
-                    seed: None,
-                    spare: None,
+                    data: DataDir::Image,
                 },
                 &spec,
                 password,
@@ -397,41 +406,62 @@ impl DockerEngine {
         password: &Secret,
         t: &template::Template,
     ) -> Result<Sandbox, SandboxError> {
+        let path = template::DATA_DIR;
         let copied = self.template_mode.copies(&self.storage_driver);
-        let seed = t.seed.as_ref().filter(|_| copied);
-        let Some(seed) = seed else {
-            return self
-                .start_on(req, name, spec, password, t, None, None)
-                .await;
+        let Some(seed) = t.seed.as_ref().filter(|_| copied) else {
+            let data = if copied {
+                DataDir::Volume(path)
+            } else {
+                DataDir::Image
+            };
+            return self.start_on(req, name, spec, password, t, data).await;
         };
         let spare = template::free_spare(&self.docker, t).await;
-        let mut started = self
-            .start_on(req, name, spec, password, t, Some(seed), spare.as_deref())
-            .await;
-        if let (Some(_), Err(e)) = (&spare, &started) {
-            if !matches!(
-                e,
-                SandboxError::StartupTimeout { .. } | SandboxError::OutOfMemory { .. }
-            ) {
-                // Taken by another sandbox, or never completed: it went
-                // with its container; copy the seed instead.
-                started = self
-                    .start_on(req, name, spec, password, t, Some(seed), None)
-                    .await;
+        let tries = spare
+            .as_deref()
+            .map(|v| DataDir::Spare(path, seed, v))
+            .into_iter()
+            .chain([DataDir::Seed(path, seed)]);
+        let mut started = None;
+        for data in tries {
+            let r = self.start_on(req, name, spec, password, t, data).await;
+            // A spare taken by another sandbox, or never completed, went
+            // with its container: copy the seed instead, unless the server
+            // itself failed (a cold start would fare no better).
+            let again = matches!(data, DataDir::Spare(..))
+                && r.as_ref().is_err_and(|e| {
+                    !matches!(
+                        e,
+                        SandboxError::StartupTimeout { .. } | SandboxError::OutOfMemory { .. }
+                    )
+                });
+            started = Some(r);
+            if !again {
+                break;
             }
         }
+        let started = started.expect("the seed is always tried");
         if started.is_ok() {
             let (docker, t, seed) = (self.docker.clone(), t.clone(), seed.clone());
             tokio::spawn(async move {
-                let _ = template::refill(&docker, &t, &seed).await;
+                // Not the backup's concern, nor the run's: said once, as
+                // later starts are slower without spares.
+                static SAID: std::sync::atomic::AtomicBool =
+                    std::sync::atomic::AtomicBool::new(false);
+                if let Err(e) = template::refill(&docker, &t, &seed).await {
+                    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        eprintln!(
+                            "drill: note: no spare copy of template {} could be filled ({e}); later sandboxes copy its seed as they start (slower)",
+                            t.use_.tag
+                        );
+                    }
+                }
             });
         }
         started
     }
 
-    /// [`Self::start_from`] with the data directory copied from `seed` or
-    /// taken from `spare` (both `None`: the template's layer).
-    #[allow(clippy::too_many_arguments)]
+    /// [`Self::start_from`] with the data directory `data`.
     async fn start_on(
         &self,
         req: &SandboxRequest,
@@ -439,12 +469,17 @@ impl DockerEngine {
         spec: &ContainerSpec,
         password: &Secret,
         t: &template::Template,
-        seed: Option<&template::Seed>,
-        spare: Option<&str>,
+        data: DataDir<'_>,
     ) -> Result<Sandbox, SandboxError> {
-        let copied = self.template_mode.copies(&self.storage_driver);
         let mut spec = spec.clone();
         spec.place_data_dir(template::DATA_DIR);
+        // A half-filled seed exits 125 at once: the next drill fills it
+        // again.
+        let drop_seed = || async {
+            if let DataDir::Seed(_, seed) = data {
+                template::drop_volume(&self.docker, &seed.volume).await;
+            }
+        };
         let launched = self
             .launch(
                 req,
@@ -452,9 +487,7 @@ impl DockerEngine {
                 Launch {
                     image: &t.use_.id,
                     cmd: spec.cmd.clone(),
-                    volume: copied.then_some(template::DATA_DIR),
-                    seed,
-                    spare,
+                    data,
                 },
                 &spec,
                 t.password.clone(),
@@ -463,11 +496,7 @@ impl DockerEngine {
         let mut sb = match launched {
             Ok(sb) => sb,
             Err(e) => {
-                // A half-filled seed exits 125 at once, maybe before Docker
-                // is asked for the port: the next drill fills it again.
-                if let (Some(seed), None) = (seed, spare) {
-                    template::drop_volume(&self.docker, &seed.volume).await;
-                }
+                drop_seed().await;
                 return Err(e);
             }
         };
@@ -489,19 +518,15 @@ impl DockerEngine {
             Ok(()) => {
                 sb.image = req.image.clone();
                 sb.template = Some(TemplateUse {
-                    copied,
-                    spare: spare.is_some(),
+                    copied: !matches!(data, DataDir::Image),
+                    spare: matches!(data, DataDir::Spare(..)),
                     ..t.use_.clone()
                 });
                 Ok(sb)
             }
             Err(e) => {
                 sb.remove().await;
-                // The seed may be what failed (a half-filled one exits
-                // 125): the next drill fills it again.
-                if let (Some(seed), None) = (seed, spare) {
-                    template::drop_volume(&self.docker, &seed.volume).await;
-                }
+                drop_seed().await;
                 Err(e)
             }
         }
@@ -540,21 +565,31 @@ impl DockerEngine {
         // anonymous volume the wrapped entrypoint copies it into. Either
         // way the image's command is given again (a new entrypoint drops
         // it).
-        let (entrypoint, cmd, mounts) = match (how.seed, how.volume) {
-            (Some(seed), Some(path)) if how.spare.is_some() => (
+        let (entrypoint, cmd, mounts, volumes) = match how.data {
+            DataDir::Spare(path, seed, spare) => (
                 Some(seed.spare_entrypoint.clone()),
                 Some(how.cmd.unwrap_or_else(|| seed.image_cmd.clone())),
-                Some(vec![volume_mount(path, how.spare, false, true)]),
+                Some(vec![volume_mount(path, Some(spare), false, true)]),
+                None,
             ),
-            (Some(seed), Some(path)) => (
+            DataDir::Seed(path, seed) => (
                 Some(seed.entrypoint.clone()),
                 Some(how.cmd.unwrap_or_else(|| seed.image_cmd.clone())),
                 Some(vec![
                     volume_mount(template::SEED_DIR, Some(&seed.volume), true, false),
                     volume_mount(path, None, false, true),
                 ]),
+                None,
             ),
-            _ => (None, how.cmd, None),
+            // An anonymous volume: Docker fills it from the image's
+            // directory when the container is created; removed with it.
+            DataDir::Volume(path) => (
+                None,
+                how.cmd,
+                None,
+                Some(HashMap::from([(path.to_string(), HashMap::new())])),
+            ),
+            DataDir::Image => (None, how.cmd, None, None),
         };
         let mut input = self.input.dir().filter(|d| d.enabled()).cloned();
         let mounts = match &input {
@@ -565,12 +600,7 @@ impl DockerEngine {
             image: Some(how.image.to_string()),
             entrypoint,
             cmd,
-            // An anonymous volume: Docker fills it from the image's
-            // directory when the container is created; removed with it.
-            volumes: how
-                .volume
-                .filter(|_| how.seed.is_none())
-                .map(|v| HashMap::from([(v.to_string(), HashMap::new())])),
+            volumes,
             env: Some(spec.env.clone()),
             labels: Some(labels),
             exposed_ports: Some(HashMap::from([(spec.port.to_string(), HashMap::new())])),

@@ -607,9 +607,7 @@ async fn build(
     let how = super::docker::Launch {
         image: &req.image,
         cmd: spec.cmd.clone(),
-        volume: None,
-        seed: None,
-        spare: None,
+        data: super::docker::DataDir::Image,
     };
     let mut sb = engine
         .launch(req, &name, how, &spec, password.clone())
