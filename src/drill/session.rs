@@ -295,7 +295,9 @@ pub(crate) struct KeptSandbox {
 
 /// Restore every database of `dbs` from one snapshot and run its checks,
 /// filling each `report`, up to `sandbox.parallelism` databases at once.
-/// Every dump is located (one `restic ls`) before any sandbox starts. With `keep`, the sandboxes of restores that passed
+/// Every dump is located (one `restic ls`) before it is restored; the
+/// first databases' sandboxes start, and their dumps' streams open,
+/// meanwhile. With `keep`, the sandboxes of restores that passed
 /// are left running and returned; otherwise each is removed when its
 /// checks end.
 pub(crate) async fn drill_snapshot(
@@ -327,6 +329,24 @@ pub(crate) async fn drill_snapshot(
             Some(Box::pin(futures_util::future::maybe_done(start)))
         })
         .collect();
+    // Their dumps' streams open meanwhile too (restic's key derivation and
+    // index load beside the listing's), for methods that read a dump's
+    // head from the stream they then restore.
+    let mut streams: Vec<Option<restore::Held>> = {
+        let src = restore::Source::new(source.repo, snap, &config.timeouts);
+        dbs.iter()
+            .enumerate()
+            .map(|(i, d)| {
+                if i >= config.sandbox.parallelism.max(1) {
+                    return None;
+                }
+                d.config
+                    .kind
+                    .method(d.config.format)
+                    .open_early(d.config, &src)
+            })
+            .collect()
+    };
     let files = {
         let listing = source.repo.find_files(snap, &paths);
         tokio::pin!(listing);
@@ -398,6 +418,12 @@ pub(crate) async fn drill_snapshot(
                 sandbox.remove().await;
             }
         }));
+    // A stream opened for a dump the snapshot does not hold goes now.
+    for (stream, plan) in streams.iter_mut().zip(plans.iter()) {
+        if plan.is_none() {
+            stream.take();
+        }
+    }
     if plans.iter().all(Option::is_none) {
         removed.await;
         return Vec::new();
@@ -422,9 +448,11 @@ pub(crate) async fn drill_snapshot(
     let drilled = futures_util::stream::iter(
         dbs.iter_mut()
             .zip(plans.iter())
-            .zip(early)
+            .zip(early.into_iter().zip(streams))
             .enumerate()
-            .filter_map(|(i, ((db, plan), early))| plan.as_ref().map(|p| (i, db, p, early))),
+            .filter_map(|(i, ((db, plan), (start, stream)))| {
+                plan.as_ref().map(|p| (i, db, p, Early { start, stream }))
+            }),
     )
     .map(|(i, db, plan, early)| async move {
         let sandbox = drill_database(config, source, engine, plan, db, early, keep, events).await?;
@@ -454,6 +482,14 @@ type Started = Result<(Sandbox, String, f64), crate::sandbox::SandboxError>;
 /// its outcome once done, until the restore takes it.
 type EarlyStart<'a> = Pin<Box<futures_util::future::MaybeDone<LocalBoxFuture<'a, Started>>>>;
 
+/// What was begun for a database while the snapshot's files were listed.
+pub(crate) struct Early<'a> {
+    /// Its sandbox's start.
+    start: Option<EarlyStart<'a>>,
+    /// Its dump's stream ([`restore::RestoreMethod::open_early`]).
+    stream: Option<restore::Held>,
+}
+
 /// The image `database`'s sandbox starts from, when it is known before its
 /// dump is listed or read: `None` when the image follows the dump's
 /// version (its head is read first).
@@ -469,8 +505,9 @@ fn image_before_reading(database: &DatabaseConfig, engine: &dyn Engine) -> Optio
     )
 }
 
-/// Start a sandbox for `db` (or take `early`, the one started for it
-/// while the snapshot was listed) and restore `plan` into it. Fills the
+/// Start a sandbox for `db` (or take `early`'s, the one started for it
+/// while the snapshot was listed) and restore `plan` into it (reading
+/// `early`'s stream when one was opened). Fills the
 /// restore part of `db.report`; `None` (sandbox removed) unless the restore
 /// passed.
 pub(crate) async fn restore_database(
@@ -479,7 +516,7 @@ pub(crate) async fn restore_database(
     engine: &dyn Engine,
     plan: &restore::RestorePlan,
     db: &mut DbRun<'_>,
-    early: Option<EarlyStart<'_>>,
+    early: Early<'_>,
     events: &dyn EventSink,
 ) -> Option<Sandbox> {
     let name = db.config.name.clone();
@@ -489,6 +526,9 @@ pub(crate) async fn restore_database(
     let early_image = image_before_reading(db.config, engine);
     let follows_dump = early_image.is_none();
     let src = restore::Source::new(source.repo, source.snapshot, &config.timeouts);
+    if let Some(stream) = early.stream {
+        src.held.put(stream);
+    }
     events.emit(&Event::DumpInspecting {
         database: name.clone(),
     });
@@ -540,7 +580,7 @@ pub(crate) async fn restore_database(
         };
         let started = start_sandbox(config, source, engine, db.config, &image, events).await;
         (head, started)
-    } else if let Some(mut started) = early {
+    } else if let Some(mut started) = early.start {
         let (head, ()) = tokio::join!(inspect, started.as_mut());
         let started = started
             .as_mut()
@@ -720,7 +760,7 @@ async fn drill_database(
     engine: &dyn Engine,
     plan: &restore::RestorePlan,
     db: &mut DbRun<'_>,
-    early: Option<EarlyStart<'_>>,
+    early: Early<'_>,
     keep: bool,
     events: &dyn EventSink,
 ) -> Option<Sandbox> {

@@ -96,7 +96,7 @@ impl<'a> Source<'a> {
 pub struct HeldStream(std::sync::Mutex<Option<Held>>);
 
 /// What [`HeldStream`] holds.
-pub(crate) struct Held {
+pub struct Held {
     /// The dump's path in the snapshot.
     pub(crate) path: String,
     /// The stream, read up to the end of `head`.
@@ -155,6 +155,16 @@ pub trait RestoreMethod: Send + Sync {
     /// it is asked before the snapshot's files are listed.
     fn image_follows_backup(&self, _database: &DatabaseConfig) -> bool {
         false
+    }
+
+    /// Start streaming `database`'s backup out of `source` before the
+    /// snapshot's files are listed, for [`RestoreMethod::inspect`] to read
+    /// from [`Source::held`]: restic's key derivation and index load then
+    /// overlap the listing. `None` (the default) for a method that reads
+    /// its backup otherwise. Dropped unread (the backup is not in the
+    /// snapshot), its restic is killed.
+    fn open_early(&self, _database: &DatabaseConfig, _source: &Source<'_>) -> Option<Held> {
+        None
     }
 
     /// Read what the backup says about itself (versions) before or while

@@ -69,6 +69,24 @@ impl RestoreMethod for PgLogical {
         image::is_template(&database.image)
     }
 
+    fn open_early(&self, database: &DatabaseConfig, source: &Source<'_>) -> Option<Held> {
+        let opened = open(
+            &database.path,
+            database.compression,
+            source.repo,
+            source.snapshot,
+            source.timeouts.stall,
+            Counter::default(),
+            keep_tail(database.format),
+        )
+        .ok()?;
+        Some(Held {
+            path: database.path.clone(),
+            opened,
+            head: Vec::new(),
+        })
+    }
+
     fn inspect<'a>(
         &'a self,
         plan: &'a RestorePlan,
@@ -191,22 +209,28 @@ fn keep_tail(format: DumpFormat) -> usize {
 pub async fn inspect(plan: &RestorePlan, source: &Source<'_>) -> Result<DumpHead, RestoreOutcome> {
     let db = &plan.database;
     let timeouts = source.timeouts;
-    let mut s = open(
-        &db.path,
-        db.compression,
-        source.repo,
-        source.snapshot,
-        timeouts.stall,
-        Counter::default(),
-        keep_tail(db.format),
-    )
-    .map_err(|e| RestoreOutcome::new(Status::Error, Some(e)))?;
+    // The stream opened while the snapshot was listed, or a new one.
+    let (mut s, mut head) = match source.held.take(&db.path) {
+        Some(h) => (h.opened, h.head),
+        None => (
+            open(
+                &db.path,
+                db.compression,
+                source.repo,
+                source.snapshot,
+                timeouts.stall,
+                Counter::default(),
+                keep_tail(db.format),
+            )
+            .map_err(|e| RestoreOutcome::new(Status::Error, Some(e)))?,
+            Vec::with_capacity(HEAD_BYTES),
+        ),
+    };
     let limit = if db.format == DumpFormat::Custom {
         HEAD_BYTES
     } else {
         INSPECT_PLAIN_BYTES
     };
-    let mut head = Vec::with_capacity(HEAD_BYTES);
     let mut chunk = vec![0u8; HEAD_BYTES];
     let mut ended = false;
     let read_error = loop {
