@@ -70,19 +70,9 @@ impl RestoreMethod for PgLogical {
     }
 
     fn open_early(&self, database: &DatabaseConfig, source: &Source<'_>) -> Option<Held> {
-        let opened = open(
-            &database.path,
-            database.compression,
-            source.repo,
-            source.snapshot,
-            source.timeouts.stall,
-            Counter::default(),
-            keep_tail(database.format),
-        )
-        .ok()?;
         Some(Held {
             path: database.path.clone(),
-            opened,
+            opened: open_dump(database, source).ok()?,
             head: Vec::new(),
         })
     }
@@ -196,6 +186,21 @@ fn keep_tail(format: DumpFormat) -> usize {
     }
 }
 
+/// Start `restic dump` of `db`'s dump as its restore reads it: stored
+/// bytes counted from 0 (the restore's progress follows them,
+/// [`Counter::forward_to`]), the end kept for the trailer check.
+fn open_dump(db: &DatabaseConfig, source: &Source<'_>) -> Result<Opened, String> {
+    open(
+        &db.path,
+        db.compression,
+        source.repo,
+        source.snapshot,
+        source.timeouts.stall,
+        Counter::default(),
+        keep_tail(db.format),
+    )
+}
+
 /// Read the head of the planned dump before its sandbox starts, so that
 /// the sandbox's image can follow the dump's version. Its `restic dump` is
 /// left in `source.held`, paused where the head ends, for [`execute`] to
@@ -213,16 +218,7 @@ pub async fn inspect(plan: &RestorePlan, source: &Source<'_>) -> Result<DumpHead
     let (mut s, mut head) = match source.held.take(&db.path) {
         Some(h) => (h.opened, h.head),
         None => (
-            open(
-                &db.path,
-                db.compression,
-                source.repo,
-                source.snapshot,
-                timeouts.stall,
-                Counter::default(),
-                keep_tail(db.format),
-            )
-            .map_err(|e| RestoreOutcome::new(Status::Error, Some(e)))?,
+            open_dump(db, source).map_err(|e| RestoreOutcome::new(Status::Error, Some(e)))?,
             Vec::with_capacity(HEAD_BYTES),
         ),
     };
