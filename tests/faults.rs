@@ -198,7 +198,11 @@ impl Case {
         loop {
             assert!(
                 Instant::now() < deadline,
-                "no restore with its restic dump started"
+                "no restore with its restic dump started; drill's stderr so far:\n{}",
+                self.stderrs
+                    .last()
+                    .map(|e| String::from_utf8_lossy(&e.lock().unwrap()).into_owned())
+                    .unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(50));
             // The drill spawned last (a case may run several in turn).
@@ -708,7 +712,9 @@ fn local_engine_out_of_memory_is_reported_with_the_limit() {
 #[test]
 fn restic_killed_mid_stream_is_no_verdict() {
     let mut case = frame_case("", true, &[]);
-    let running = case.spawn(&[], &[]);
+    // About 10 KB/s: restic (which starts before the listing) still has
+    // most of the dump to send when it is killed.
+    let running = case.spawn(&[], &[("DRILL_TEST_TRICKLE", "1024")]);
     let restic = case.wait_for_dump();
     std::thread::sleep(Duration::from_millis(500));
     let ok = Command::new("kill")

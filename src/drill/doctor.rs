@@ -106,7 +106,11 @@ async fn database_items(
         let plan = crate::restore::plan(db, file, &config.sandbox);
         let method = plan.method();
         let src = crate::restore::Source::new(repo, snapshot, &config.timeouts);
-        let head = match method.inspect(&plan, &src).await {
+        let head = method.inspect(&plan, &src).await;
+        // Only the head was wanted: the stream a restore would go on
+        // reading stops now.
+        drop(src.held.take(&db.path));
+        let head = match head {
             Ok(h) => h,
             Err(o) => {
                 items.push(item(

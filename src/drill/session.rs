@@ -337,7 +337,8 @@ pub(crate) async fn drill_snapshot(
         dbs.iter()
             .enumerate()
             .map(|(i, d)| {
-                if i >= config.sandbox.parallelism.max(1) {
+                // No sandbox, no restore to read for.
+                if connected.is_err() || i >= config.sandbox.parallelism.max(1) {
                     return None;
                 }
                 d.config

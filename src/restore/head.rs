@@ -61,9 +61,15 @@ pub fn major_of(version: &str) -> Option<u32> {
 }
 
 /// Read the version comments of a plain script (also in the first database
-/// section of a `pg_dumpall` script, whose own preamble has none).
+/// section of a `pg_dumpall` script, whose own preamble has none). Only
+/// whole lines count: a head that ends inside a comment (the stream came
+/// in pieces) has not read that version yet.
 pub fn plain_versions(head: &[u8]) -> DumpVersions {
-    let text = String::from_utf8_lossy(head);
+    let whole = head
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(&head[..0], |end| &head[..=end]);
+    let text = String::from_utf8_lossy(whole);
     let mut v = DumpVersions::default();
     for line in text.lines() {
         if v.server.is_none() {
@@ -211,6 +217,20 @@ impl HeaderReader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_version_cut_by_the_end_of_the_head_is_not_read_yet() {
+        let line = b"--\n-- Dumped from database version 15.18 (Debian 15.18-0+deb12u1)\n-- Dumped by pg_dump version 15.18 (Debian 15.18-0+deb12u1)\n";
+        let cut = &line[..line.len() - 30];
+        let v = plain_versions(cut);
+        assert_eq!(v.server.as_deref(), Some("15.18 (Debian 15.18-0+deb12u1)"));
+        assert_eq!(v.pg_dump, None, "the pg_dump line is not whole yet");
+        assert!(!v.complete());
+        assert_eq!(
+            plain_versions(line).pg_dump.as_deref(),
+            Some("15.18 (Debian 15.18-0+deb12u1)")
+        );
+    }
 
     #[test]
     fn majors() {

@@ -367,11 +367,20 @@ pub(crate) struct Opened {
     pub(crate) tap: Tap<Box<dyn AsyncRead + Unpin + Send>>,
     pub(crate) stored: Counter,
     pub(crate) stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// [`Stall::paused`] of the stream.
+    pub(crate) paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Opened {
     pub(crate) fn stalled(&self) -> bool {
         self.stalled.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The stream was left unread on purpose until now (held while its
+    /// sandbox started): restart the stall timer.
+    pub(crate) fn waited(&self) {
+        self.paused
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -390,6 +399,7 @@ pub(crate) fn open(
     let mut dump = repo.dump(snapshot, path).map_err(|e| e.to_string())?;
     let stall = Stall::new(dump.take_stdout(), stall);
     let stalled = stall.flag();
+    let paused = stall.paused();
     let stored = Tap::with_counter(stall, 0, progress);
     let stored_counter = stored.counter();
     let buffered = tokio::io::BufReader::with_capacity(256 * 1024, stored);
@@ -411,6 +421,7 @@ pub(crate) fn open(
         tap: Tap::new(decoded, keep_tail),
         stored: stored_counter,
         stalled,
+        paused,
     })
 }
 

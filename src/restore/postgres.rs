@@ -70,6 +70,9 @@ impl RestoreMethod for PgLogical {
     }
 
     fn open_early(&self, database: &DatabaseConfig, source: &Source<'_>) -> Option<Held> {
+        if !holds_stream(database.format) {
+            return None;
+        }
         Some(Held {
             path: database.path.clone(),
             opened: open_dump(database, source).ok()?,
@@ -186,6 +189,15 @@ fn keep_tail(format: DumpFormat) -> usize {
     }
 }
 
+/// Whether a dump of `format` is restored from the stream its head was
+/// read from. Not a custom archive: its restore first reads the whole
+/// archive for the roles its table of contents names (a `restic dump` of
+/// its own), and a held restic would wait through that with its index in
+/// memory.
+fn holds_stream(format: DumpFormat) -> bool {
+    format != DumpFormat::Custom
+}
+
 /// Start `restic dump` of `db`'s dump as its restore reads it: stored
 /// bytes counted from 0 (the restore's progress follows them,
 /// [`Counter::forward_to`]), the end kept for the trailer check.
@@ -247,7 +259,7 @@ pub async fn inspect(plan: &RestorePlan, source: &Source<'_>) -> Result<DumpHead
         }
     };
     let stalled = s.stalled();
-    if !ended && !stalled && read_error.is_none() {
+    if holds_stream(db.format) && !ended && !stalled && read_error.is_none() {
         let versions = match db.format {
             DumpFormat::Custom => head::custom_versions(&head),
             _ => Ok(head::plain_versions(&head)),
@@ -508,6 +520,7 @@ async fn execute(
     let (opened, mut head) = match held {
         Some(h) => {
             h.opened.stored.forward_to(progress);
+            h.opened.waited();
             (h.opened, h.head)
         }
         None => match open(
@@ -528,6 +541,7 @@ async fn execute(
         mut tap,
         stored: stored_counter,
         stalled,
+        ..
     } = opened;
     let stalled_error = || {
         format!(

@@ -82,10 +82,12 @@ impl<R: AsyncRead + Unpin> AsyncRead for Identify<R> {
     ) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
         let before = buf.filled().len();
+        let room = buf.remaining() > 0;
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = r {
             let new = &buf.filled()[before..];
-            if new.is_empty() {
+            // No byte into a buffer with room: the end of the stream.
+            if new.is_empty() && room {
                 if let Some(id) = this.id.take() {
                     let _ = this.slot.set(id.finish());
                 }
@@ -258,6 +260,9 @@ pub struct Stall<R> {
     deadline: Pin<Box<tokio::time::Sleep>>,
     armed: bool,
     stalled: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when the reader paused on purpose ([`Stall::paused`]): the next
+    /// wait starts a new timer.
+    paused: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<R> Stall<R> {
@@ -269,12 +274,20 @@ impl<R> Stall<R> {
             deadline: Box::pin(tokio::time::sleep(limit)),
             armed: false,
             stalled: Arc::default(),
+            paused: Arc::default(),
         }
     }
 
     /// A flag set once the source stalled.
     pub fn flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
         self.stalled.clone()
+    }
+
+    /// A flag to set after the reader stopped reading for a while on
+    /// purpose (a dump's stream held while its sandbox started): the time
+    /// it did not read is not the source's stall.
+    pub fn paused(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.paused.clone()
     }
 }
 
@@ -285,6 +298,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for Stall<R> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
+        if this.paused.swap(false, Ordering::Relaxed) {
+            this.armed = false;
+        }
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(r) => {
                 this.armed = false;
