@@ -299,14 +299,13 @@ mod tests {
         };
         let fifo = d.fifo().unwrap();
         let path = fifo.path().to_path_buf();
-        let reader = tokio::spawn({
+        // As the wrapper's `exec 3<FIFO`: a blocking open for reading, then
+        // blocking reads, all off the test's one runtime thread (a blocking
+        // read there would starve the writer).
+        let reader = tokio::task::spawn_blocking({
             let path = path.clone();
-            async move {
-                // As the wrapper's `exec 3<FIFO`: a blocking open for reading.
-                let mut f = tokio::task::spawn_blocking(move || std::fs::File::open(path))
-                    .await
-                    .unwrap()
-                    .unwrap();
+            move || {
+                let mut f = std::fs::File::open(path).unwrap();
                 let mut got = Vec::new();
                 std::io::Read::read_to_end(&mut f, &mut got).unwrap();
                 got
